@@ -1,0 +1,45 @@
+# reactor developer tasks. `make install` then `make test` on a fresh machine.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROTOS := $(wildcard reactor/proto/*.proto)
+
+.PHONY: install test test-fast lint proto proto-check bench bench-soak publish upload docs docs-serve clean
+
+install: $(BIN)/reactor
+
+$(BIN)/reactor: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+	@echo "installed: $(BIN)/reactor (activate with: . $(VENV)/bin/activate)"
+
+test: install
+	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q -m "not slow and not browser"
+
+lint: install
+	$(BIN)/ruff check reactor tests tools
+	$(BIN)/mypy
+
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. $(PROTOS)
+
+proto-check: install
+	$(BIN)/python tools/proto_check.py
+
+bench: install
+	$(BIN)/python tools/bench.py all
+
+bench-soak: install
+	$(BIN)/python tools/bench.py soak
+
+publish: install
+	$(BIN)/python tools/publish.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results.json site
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

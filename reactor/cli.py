@@ -1,0 +1,267 @@
+"""The ``reactor`` command line.
+
+Every subcommand is a small function taking the parsed arguments and returning an exit
+code; errors from reactor are printed as one clear message (no traceback) and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from reactor.errors import ReactorError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=False))
+
+
+# --- config, schema, init -------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from reactor.config import load_config
+
+    cfg = load_config(args.config)
+    model = cfg.model_class()
+    print(
+        f"{args.config}: ok — model {model.name} ({cfg.model.module}), "
+        f"{cfg.video.width}x{cfg.video.height}@{cfg.video.fps}, "
+        f"http://{cfg.server.host}:{cfg.server.port}/"
+    )
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from reactor.config import load_config
+
+    cfg = load_config(args.config)
+    _print_json(cfg.model_class().schema(cfg.video.width, cfg.video.height, cfg.video.fps))
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from reactor.scaffold import scaffold
+
+    root = scaffold(args.name)
+    print(f"created {root}/ with model.py, reactor.yaml, README.md and test_model.py")
+    print(f"next: reactor schema -c {args.name}/reactor.yaml")
+    print(f"      reactor daemon start -c {args.name}/reactor.yaml")
+    return 0
+
+
+# --- daemon ---------------------------------------------------------------------------
+
+
+def _run_dir(args: argparse.Namespace) -> Path:
+    from reactor.daemon.rundir import resolve_run_dir
+
+    return resolve_run_dir(getattr(args, "run_dir", None))
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from reactor.control.client import ControlClient
+
+    return ControlClient.connect(_run_dir(args))
+
+
+def cmd_daemon_start(args: argparse.Namespace) -> int:
+    from reactor.config import load_config
+    from reactor.daemon.launcher import start_daemon
+
+    cfg = load_config(args.config)
+    cfg.model_class()  # fail here, with the import error, rather than in a worker
+    return start_daemon(cfg, _run_dir(args), foreground=args.foreground)
+
+
+def cmd_daemon_stop(args: argparse.Namespace) -> int:
+    from reactor.daemon.launcher import stop_daemon
+
+    return stop_daemon(_run_dir(args), timeout=args.timeout)
+
+
+def cmd_daemon_status(args: argparse.Namespace) -> int:
+    from reactor.control.status import snapshot_to_dict
+
+    with _client(args) as client:
+        snap = client.status()
+    status = snapshot_to_dict(snap)
+    if args.json:
+        _print_json(status)
+    else:
+        from reactor.monitor.render import plain_text
+
+        print(plain_text(snap))
+    return 0 if status["state"] in ("running", "degraded") else 1
+
+
+def cmd_daemon_logs(args: argparse.Namespace) -> int:
+    from reactor.daemon.rundir import follow_logs
+
+    return follow_logs(_run_dir(args), args.process, follow=args.follow, lines=args.lines)
+
+
+def cmd_daemon_restart(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.restart_worker(args.process)
+    print(f"restarting {args.process}")
+    return 0
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` pairs; a value is JSON where it parses, else a string."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ReactorError(f"send: expected key=value, found {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    payload = parse_assignments(args.args)
+    with _client(args) as client:
+        result = client.command(args.command, payload)
+    print(json.dumps({"command": args.command, "ok": True, "result": result}))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from reactor.config import load_config
+    from reactor.daemon.headless import run_headless
+    from reactor.daemon.launcher import run_foreground
+
+    cfg = load_config(args.config)
+    cfg.model_class()
+    if args.input or args.output:
+        return run_headless(
+            cfg,
+            input_path=args.input,
+            output_path=args.output,
+            commands_path=args.commands,
+            lossless=args.lossless,
+        )
+    return run_foreground(cfg, _run_dir(args))
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    from reactor.monitor.app import run_monitor
+
+    return run_monitor(_run_dir(args), once=args.once, as_json=args.json)
+
+
+# --- parser ---------------------------------------------------------------------------
+
+
+def _add_run_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--run-dir",
+        metavar="DIR",
+        help="the daemon's run directory (default: $REACTOR_RUN_DIR, "
+        "$XDG_RUNTIME_DIR/reactor, or /tmp/reactor-$UID)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reactor",
+        description="Run a real-time video model as a live WebRTC stream.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", required=True)
+
+    daemon = sub.add_parser("daemon", help="start, stop and inspect the daemon")
+    dsub = daemon.add_subparsers(dest="daemon_cmd", metavar="ACTION", required=True)
+    p = dsub.add_parser("start", help="start the daemon (detached unless --foreground)")
+    p.add_argument("-c", "--config", help="config YAML (default: the packaged test pattern)")
+    p.add_argument("--foreground", action="store_true", help="log to the terminal; Ctrl+C stops")
+    _add_run_dir(p)
+    p.set_defaults(func=cmd_daemon_start)
+    p = dsub.add_parser("stop", help="stop the daemon gracefully")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait (default 15)")
+    _add_run_dir(p)
+    p.set_defaults(func=cmd_daemon_stop)
+    p = dsub.add_parser("status", help="the daemon's state, workers, pipeline and session")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_run_dir(p)
+    p.set_defaults(func=cmd_daemon_status)
+    p = dsub.add_parser("logs", help="print a process's log (all when none is named)")
+    p.add_argument("process", nargs="?", help="supervisor, ingress, inference or egress")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default 50)")
+    _add_run_dir(p)
+    p.set_defaults(func=cmd_daemon_logs)
+    p = dsub.add_parser("restart", help="restart one worker")
+    p.add_argument("process", choices=["ingress", "inference", "egress"])
+    _add_run_dir(p)
+    p.set_defaults(func=cmd_daemon_restart)
+
+    p = sub.add_parser("run", help="run in the foreground; with --input, process a file")
+    p.add_argument("-c", "--config", required=True, help="config YAML")
+    p.add_argument("--input", metavar="FILE", help="a video file to feed the model")
+    p.add_argument("--output", metavar="FILE", help="write the model's output here (MP4)")
+    p.add_argument("--commands", metavar="FILE.jsonl", help='timed commands: {"at_frame": N, '
+                   '"command": NAME, "args": {...}} per line')
+    p.add_argument("--lossless", action="store_true",
+                   help="never drop an input frame (the model sets the pace)")
+    _add_run_dir(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("send", help="send a command to the running model")
+    p.add_argument("command", help="the command's name (see `reactor schema`)")
+    p.add_argument("args", nargs="*", metavar="key=value", help="arguments; values parse as JSON")
+    _add_run_dir(p)
+    p.set_defaults(func=cmd_send)
+
+    p = sub.add_parser("schema", help="print the model's commands as JSON Schema")
+    p.add_argument("-c", "--config", help="config YAML (default: the packaged test pattern)")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("monitor", help="live dashboard of the running daemon")
+    p.add_argument("--once", action="store_true", help="print one snapshot as text and exit")
+    p.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
+    _add_run_dir(p)
+    p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("init", help="scaffold a new model: NAME/model.py, reactor.yaml, README")
+    p.add_argument("name", help="the folder and model name")
+    p.set_defaults(func=cmd_init)
+
+    config = sub.add_parser("config", help="work with config files")
+    csub = config.add_subparsers(dest="config_cmd", metavar="ACTION", required=True)
+    p = csub.add_parser("check", help="validate a config and import its model")
+    p.add_argument("config", help="config YAML")
+    p.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def _version() -> str:
+    from reactor import __version__
+
+    return f"reactor {__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except ReactorError as exc:
+        print(f"reactor: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""The daemon's configuration: one YAML file validated once into one typed object.
+
+Every section is a pydantic model with ``extra="forbid"``, so a misspelt key is an error
+that names it, and every field has a default and a description (the configuration
+reference in the docs is generated from them). :func:`load_config` is the only place a
+config file is read; the resulting :class:`Config` flows down to every process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ipaddress
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from reactor.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:
+    from reactor.model import VideoModel
+
+DEFAULT_MODEL = "reactor.examples.pattern:TestPattern"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSection(_Section):
+    """Which model to run and what to pass to its ``load()``."""
+
+    module: str = Field(
+        DEFAULT_MODEL,
+        description='The model class as "package.module:ClassName"; it must subclass '
+        "reactor.VideoModel.",
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict, description="Passed to the model's load(config) as a dict."
+    )
+
+    @field_validator("module")
+    @classmethod
+    def _module_form(cls, value: str) -> str:
+        mod, sep, attr = value.partition(":")
+        if not sep or not mod or not attr:
+            raise ValueError(f'expected "package.module:ClassName", found {value!r}')
+        return value
+
+
+class VideoSection(_Section):
+    """The size and rate of the frames the model emits and the stream carries."""
+
+    width: int = Field(
+        1280, ge=16, le=7680, multiple_of=2, description="Frame width in pixels (even)."
+    )
+    height: int = Field(
+        720, ge=16, le=4320, multiple_of=2, description="Frame height in pixels (even)."
+    )
+    fps: int = Field(30, ge=1, le=240, description="Target frames per second.")
+
+
+class RingsSection(_Section):
+    """Shared-memory frame rings between the workers."""
+
+    input_slots: int = Field(
+        4, ge=2, le=256, description="Slots in the input ring (ingress to inference)."
+    )
+    output_slots: int = Field(
+        8, ge=2, le=256, description="Slots in the output ring (inference to egress)."
+    )
+
+
+class ServerSection(_Section):
+    """The HTTP front door: web client, API, WHIP and WHEP."""
+
+    host: str = Field(
+        "127.0.0.1", description="Address to bind. Anything but loopback needs a token."
+    )
+    port: int = Field(8081, ge=0, le=65535, description="TCP port to bind (0 picks a free one).")
+    token: str | None = Field(
+        None,
+        min_length=8,
+        description='When set, the API and signalling need "Authorization: Bearer <token>".',
+    )
+    max_viewers: int = Field(32, ge=1, le=1024, description="WHEP viewers at once; 503 past it.")
+
+    @field_validator("host")
+    @classmethod
+    def _host_form(cls, value: str) -> str:
+        if value in ("localhost", ""):
+            return value or "127.0.0.1"
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(
+                f"expected an IP address such as 127.0.0.1, found {value!r}"
+            ) from None
+        return value
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host == "localhost" or ipaddress.ip_address(self.host).is_loopback
+
+
+class SessionSection(_Section):
+    """When sessions end on their own."""
+
+    orphan_timeout_s: float = Field(
+        30.0, ge=0, le=86400, description="End a session this long after its last client left."
+    )
+    stall_timeout_s: float = Field(
+        10.0, gt=0, le=3600, description="End a session whose model emits nothing for this long."
+    )
+
+
+class EgressSection(_Section):
+    """Encoding and recording of the output stream."""
+
+    codec: Literal["h264", "vp8"] = Field(
+        "h264", description="Preferred codec; VP8 is used for a viewer that offers only VP8."
+    )
+    bitrate_kbps: int = Field(4000, ge=100, le=100_000, description="Target encoder bitrate.")
+    record: str | None = Field(
+        None, description="A file path: record the output stream there (MP4)."
+    )
+
+
+class Config(_Section):
+    """A whole reactor configuration file."""
+
+    model: ModelSection = Field(default_factory=ModelSection)  # type: ignore[arg-type]
+    video: VideoSection = Field(default_factory=VideoSection)  # type: ignore[arg-type]
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    rings: RingsSection = Field(default_factory=RingsSection)  # type: ignore[arg-type]
+    server: ServerSection = Field(default_factory=ServerSection)  # type: ignore[arg-type]
+    session: SessionSection = Field(default_factory=SessionSection)  # type: ignore[arg-type]
+    egress: EgressSection = Field(default_factory=EgressSection)  # type: ignore[arg-type]
+    source: str | None = Field(
+        None, exclude=True, description="The file this config was read from (set by the loader)."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, value: str) -> str:
+        if value in ("auto", "cpu", "cuda"):
+            return value
+        prefix, _, index = value.partition(":")
+        if prefix == "cuda" and index.isdigit():
+            return value
+        raise ValueError(f"expected auto, cpu, cuda or cuda:N, found {value!r}")
+
+    def frame_shape(self) -> tuple[int, int, int]:
+        """The pipeline's frame shape, ``(height, width, 3)`` RGB."""
+        return (self.video.height, self.video.width, 3)
+
+    def model_class(self) -> type[VideoModel]:
+        """Import the configured model class (see :func:`import_model`).
+
+        The config file's folder is searched first, so a model next to its config (as
+        ``reactor init`` makes them) imports without installing anything.
+        """
+        if self.source and not self.source.startswith("<"):
+            folder = str(Path(self.source).resolve().parent)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+        return import_model(self.model.module)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            parent = ".".join(str(p) for p in e["loc"][:-1])
+            where = f"in section '{parent}'" if parent else "at the top level"
+            known = _known_keys(e["loc"][:-1])
+            hint = f"; known keys: {', '.join(known)}" if known else ""
+            lines.append(f"  {path}: unknown key {where}{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"  {path}: required key is missing")
+        else:
+            found = e.get("input")
+            lines.append(f"  {path}: {e['msg']} (found {found!r})")
+    return "\n".join(lines)
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        ann = field.annotation if field else None
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return []
+        model = ann
+    return [k for k in model.model_fields if k != "source"]
+
+
+def parse_config(data: Any, source: str = "<config>") -> Config:
+    """Validate already-parsed YAML data; errors name ``source`` and the key path."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{source}: expected a mapping of sections at the top level, "
+            f"found {type(data).__name__}"
+        )
+    if "source" in data:
+        raise ConfigError(f"{source}: source: unknown key at the top level")
+    try:
+        return Config.model_validate({**data, "source": source})
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a YAML config file; ``None`` gives the packaged default."""
+    if path is None:
+        return Config.model_validate({})
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    return parse_config(data, str(p))
+
+
+def import_model(spec: str) -> type[VideoModel]:
+    """Import ``"package.module:ClassName"`` and check that it is a ``VideoModel``.
+
+    The error says whether the module or the attribute is missing, so a typo is easy to
+    find; an exception raised while importing the module is reported with its cause.
+    """
+    from reactor.model import VideoModel
+
+    mod_name, _, attr = spec.partition(":")
+    if not mod_name or not attr:
+        raise ModelLoadError(f'model.module: expected "package.module:ClassName", found {spec!r}')
+    try:
+        module = importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (mod_name == exc.name or mod_name.startswith(exc.name + ".")):
+            raise ModelLoadError(
+                f"model.module: module {mod_name!r} not found (is it installed, or on PYTHONPATH?)"
+            ) from None
+        raise ModelLoadError(
+            f"model.module: importing {mod_name!r} failed: {exc}"
+        ) from exc
+    except Exception as exc:
+        raise ModelLoadError(
+            f"model.module: importing {mod_name!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    obj = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ModelLoadError(
+                f"model.module: module {mod_name!r} has no attribute {attr!r}"
+            ) from None
+    if not (isinstance(obj, type) and issubclass(obj, VideoModel)):
+        raise ModelLoadError(
+            f"model.module: {spec!r} is not a subclass of reactor.VideoModel "
+            f"(found {type(obj).__name__} {obj!r})"
+        )
+    return obj

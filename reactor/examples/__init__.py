@@ -1,0 +1,1 @@
+"""Example models: the default test pattern, video filters and a torch model."""

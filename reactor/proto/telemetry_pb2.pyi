@@ -1,0 +1,169 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class LatencyStat(_message.Message):
+    __slots__ = ("stage", "p50_ms", "p99_ms", "count")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    P50_MS_FIELD_NUMBER: _ClassVar[int]
+    P99_MS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    p50_ms: float
+    p99_ms: float
+    count: int
+    def __init__(self, stage: _Optional[str] = ..., p50_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
+
+class RingStat(_message.Message):
+    __slots__ = ("name", "slots", "used", "dropped", "policy", "written")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    USED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    slots: int
+    used: int
+    dropped: int
+    policy: str
+    written: int
+    def __init__(self, name: _Optional[str] = ..., slots: _Optional[int] = ..., used: _Optional[int] = ..., dropped: _Optional[int] = ..., policy: _Optional[str] = ..., written: _Optional[int] = ...) -> None: ...
+
+class WorkerStat(_message.Message):
+    __slots__ = ("name", "pid", "state", "restarts", "cpu_percent", "rss_bytes", "uptime_s", "heartbeat_age_s", "last_error", "frames_in", "frames_out")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_IN_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_OUT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    pid: int
+    state: str
+    restarts: int
+    cpu_percent: float
+    rss_bytes: int
+    uptime_s: float
+    heartbeat_age_s: float
+    last_error: str
+    frames_in: int
+    frames_out: int
+    def __init__(self, name: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., restarts: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., uptime_s: _Optional[float] = ..., heartbeat_age_s: _Optional[float] = ..., last_error: _Optional[str] = ..., frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ...) -> None: ...
+
+class CommandLog(_message.Message):
+    __slots__ = ("ts", "name", "args_json", "ok", "result")
+    TS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ts: float
+    name: str
+    args_json: str
+    ok: bool
+    result: str
+    def __init__(self, ts: _Optional[float] = ..., name: _Optional[str] = ..., args_json: _Optional[str] = ..., ok: _Optional[bool] = ..., result: _Optional[str] = ...) -> None: ...
+
+class SessionInfo(_message.Message):
+    __slots__ = ("id", "state", "duration_s", "viewers", "sender", "commands", "frames_emitted")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    VIEWERS_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_EMITTED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    state: str
+    duration_s: float
+    viewers: int
+    sender: bool
+    commands: _containers.RepeatedCompositeFieldContainer[CommandLog]
+    frames_emitted: int
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., duration_s: _Optional[float] = ..., viewers: _Optional[int] = ..., sender: _Optional[bool] = ..., commands: _Optional[_Iterable[_Union[CommandLog, _Mapping]]] = ..., frames_emitted: _Optional[int] = ...) -> None: ...
+
+class LogLine(_message.Message):
+    __slots__ = ("ts", "process", "level", "message")
+    TS_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ts: float
+    process: str
+    level: str
+    message: str
+    def __init__(self, ts: _Optional[float] = ..., process: _Optional[str] = ..., level: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class GpuStat(_message.Message):
+    __slots__ = ("name", "memory_used_bytes", "memory_total_bytes", "utilization_percent")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    memory_used_bytes: int
+    memory_total_bytes: int
+    utilization_percent: float
+    def __init__(self, name: _Optional[str] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., utilization_percent: _Optional[float] = ...) -> None: ...
+
+class PipelineStat(_message.Message):
+    __slots__ = ("fps_in", "fps_model", "fps_out", "target_fps", "latency", "rings", "encoders_active", "fps_history")
+    FPS_IN_FIELD_NUMBER: _ClassVar[int]
+    FPS_MODEL_FIELD_NUMBER: _ClassVar[int]
+    FPS_OUT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FPS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    RINGS_FIELD_NUMBER: _ClassVar[int]
+    ENCODERS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    FPS_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    fps_in: float
+    fps_model: float
+    fps_out: float
+    target_fps: float
+    latency: _containers.RepeatedCompositeFieldContainer[LatencyStat]
+    rings: _containers.RepeatedCompositeFieldContainer[RingStat]
+    encoders_active: int
+    fps_history: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, fps_in: _Optional[float] = ..., fps_model: _Optional[float] = ..., fps_out: _Optional[float] = ..., target_fps: _Optional[float] = ..., latency: _Optional[_Iterable[_Union[LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[RingStat, _Mapping]]] = ..., encoders_active: _Optional[int] = ..., fps_history: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class Snapshot(_message.Message):
+    __slots__ = ("state", "pid", "uptime_s", "ts", "config_path", "model", "url", "run_dir", "workers", "pipeline", "session", "logs", "gpu", "error")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_PATH_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    RUN_DIR_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    GPU_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    pid: int
+    uptime_s: float
+    ts: float
+    config_path: str
+    model: str
+    url: str
+    run_dir: str
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerStat]
+    pipeline: PipelineStat
+    session: SessionInfo
+    logs: _containers.RepeatedCompositeFieldContainer[LogLine]
+    gpu: GpuStat
+    error: str
+    def __init__(self, state: _Optional[str] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., ts: _Optional[float] = ..., config_path: _Optional[str] = ..., model: _Optional[str] = ..., url: _Optional[str] = ..., run_dir: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStat, _Mapping]]] = ..., pipeline: _Optional[_Union[PipelineStat, _Mapping]] = ..., session: _Optional[_Union[SessionInfo, _Mapping]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., gpu: _Optional[_Union[GpuStat, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,130 @@
+from reactor.proto import control_pb2 as _control_pb2
+from reactor.proto import telemetry_pb2 as _telemetry_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RingSlot(_message.Message):
+    __slots__ = ("ring", "slot", "seq", "frame_id", "capture_ts", "enqueue_ts", "session_id")
+    RING_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_TS_FIELD_NUMBER: _ClassVar[int]
+    ENQUEUE_TS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ring: str
+    slot: int
+    seq: int
+    frame_id: int
+    capture_ts: float
+    enqueue_ts: float
+    session_id: str
+    def __init__(self, ring: _Optional[str] = ..., slot: _Optional[int] = ..., seq: _Optional[int] = ..., frame_id: _Optional[int] = ..., capture_ts: _Optional[float] = ..., enqueue_ts: _Optional[float] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class WorkerStats(_message.Message):
+    __slots__ = ("frames_in", "frames_out", "cpu_percent", "rss_bytes", "latency", "rings", "viewers", "encoders_active", "sender", "frames_emitted")
+    FRAMES_IN_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_OUT_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    RINGS_FIELD_NUMBER: _ClassVar[int]
+    VIEWERS_FIELD_NUMBER: _ClassVar[int]
+    ENCODERS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_EMITTED_FIELD_NUMBER: _ClassVar[int]
+    frames_in: int
+    frames_out: int
+    cpu_percent: float
+    rss_bytes: int
+    latency: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.LatencyStat]
+    rings: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.RingStat]
+    viewers: int
+    encoders_active: int
+    sender: bool
+    frames_emitted: int
+    def __init__(self, frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[_telemetry_pb2.LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[_telemetry_pb2.RingStat, _Mapping]]] = ..., viewers: _Optional[int] = ..., encoders_active: _Optional[int] = ..., sender: _Optional[bool] = ..., frames_emitted: _Optional[int] = ...) -> None: ...
+
+class SessionEvent(_message.Message):
+    __slots__ = ("kind", "session_id", "reason", "json", "ts")
+    class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STARTED: _ClassVar[SessionEvent.Kind]
+        ENDED: _ClassVar[SessionEvent.Kind]
+        MESSAGE: _ClassVar[SessionEvent.Kind]
+        ERROR: _ClassVar[SessionEvent.Kind]
+        CLIENT: _ClassVar[SessionEvent.Kind]
+        WORKER: _ClassVar[SessionEvent.Kind]
+    STARTED: SessionEvent.Kind
+    ENDED: SessionEvent.Kind
+    MESSAGE: SessionEvent.Kind
+    ERROR: SessionEvent.Kind
+    CLIENT: SessionEvent.Kind
+    WORKER: SessionEvent.Kind
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    kind: SessionEvent.Kind
+    session_id: str
+    reason: str
+    json: str
+    ts: float
+    def __init__(self, kind: _Optional[_Union[SessionEvent.Kind, str]] = ..., session_id: _Optional[str] = ..., reason: _Optional[str] = ..., json: _Optional[str] = ..., ts: _Optional[float] = ...) -> None: ...
+
+class Signal(_message.Message):
+    __slots__ = ("resource_id", "sdp", "close")
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SDP_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    resource_id: str
+    sdp: str
+    close: bool
+    def __init__(self, resource_id: _Optional[str] = ..., sdp: _Optional[str] = ..., close: _Optional[bool] = ...) -> None: ...
+
+class FromWorker(_message.Message):
+    __slots__ = ("worker", "pid", "reply_to", "ready", "heartbeat", "fatal", "event", "reply", "request", "signal", "log")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    REPLY_TO_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    FATAL_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    LOG_FIELD_NUMBER: _ClassVar[int]
+    worker: str
+    pid: int
+    reply_to: int
+    ready: str
+    heartbeat: WorkerStats
+    fatal: str
+    event: SessionEvent
+    reply: _control_pb2.Reply
+    request: _control_pb2.Request
+    signal: Signal
+    log: _telemetry_pb2.LogLine
+    def __init__(self, worker: _Optional[str] = ..., pid: _Optional[int] = ..., reply_to: _Optional[int] = ..., ready: _Optional[str] = ..., heartbeat: _Optional[_Union[WorkerStats, _Mapping]] = ..., fatal: _Optional[str] = ..., event: _Optional[_Union[SessionEvent, _Mapping]] = ..., reply: _Optional[_Union[_control_pb2.Reply, _Mapping]] = ..., request: _Optional[_Union[_control_pb2.Request, _Mapping]] = ..., signal: _Optional[_Union[Signal, _Mapping]] = ..., log: _Optional[_Union[_telemetry_pb2.LogLine, _Mapping]] = ...) -> None: ...
+
+class ToWorker(_message.Message):
+    __slots__ = ("id", "stop", "request", "event", "signal")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    STOP_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    stop: str
+    request: _control_pb2.Request
+    event: SessionEvent
+    signal: Signal
+    def __init__(self, id: _Optional[int] = ..., stop: _Optional[str] = ..., request: _Optional[_Union[_control_pb2.Request, _Mapping]] = ..., event: _Optional[_Union[SessionEvent, _Mapping]] = ..., signal: _Optional[_Union[Signal, _Mapping]] = ...) -> None: ...

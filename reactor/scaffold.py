@@ -1,0 +1,133 @@
+"""``reactor init NAME``: a new model's folder with a model, a config and a README."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from reactor.errors import ReactorError
+
+_MODEL = '''"""{title}: a reactor model. Edit start_session and the commands."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from reactor import Field, Session, VideoModel, command
+
+
+class {cls}(VideoModel):
+    """Tints the incoming camera, or draws a moving gradient when nobody sends video."""
+
+    def load(self, config: dict[str, Any]) -> None:
+        # Runs once when the daemon starts: load weights here.
+        self.strength = float(config.get("strength", 0.5))
+        self.color: str = "blue"
+
+    @command
+    def set_strength(self, strength: float = Field(0.5, ge=0.0, le=1.0)) -> None:
+        """How strongly to tint the picture."""
+        self.strength = strength
+
+    @command
+    def set_color(self, color: Literal["red", "green", "blue"] = "blue") -> None:
+        """The tint colour."""
+        self.color = color
+
+    def _tint(self, frame: np.ndarray) -> np.ndarray:
+        channel = {{"red": 0, "green": 1, "blue": 2}}[self.color]
+        out = frame.astype(np.float32) * (1.0 - self.strength)
+        out[..., channel] += 255.0 * self.strength
+        return out.astype(np.uint8)
+
+    def start_session(self, session: Session) -> None:
+        # Runs once per client session; emit frames until the session stops.
+        x = np.linspace(0, 255, session.width, dtype=np.float32)
+        t = 0
+        while not session.should_stop():
+            gradient = np.empty((session.height, session.width, 3), dtype=np.uint8)
+            gradient[:] = ((x + t) % 256).astype(np.uint8)[None, :, None]
+            session.emit(self._tint(gradient))
+            t += 4
+'''
+
+_CONFIG = """# reactor config for {name}. Check it with: reactor config check {name}/reactor.yaml
+model:
+  module: model:{cls}      # model.py in this folder, class {cls}
+  args:
+    strength: 0.5
+video:
+  width: 1280
+  height: 720
+  fps: 30
+server:
+  host: 127.0.0.1
+  port: 8081
+"""
+
+_README = """# {title}
+
+A [reactor](https://pypi.org/project/reactor/) model.
+
+    reactor config check {name}/reactor.yaml   # validate the config
+    reactor schema -c {name}/reactor.yaml      # the commands clients can send
+    reactor daemon start -c {name}/reactor.yaml
+    # open http://127.0.0.1:8081/ and watch; move the sliders
+    reactor send set_strength strength=0.9
+    reactor daemon stop
+
+Edit `model.py`: `load()` runs once, `start_session()` once per client session, and each
+`@command` method becomes a control in the web page.
+
+Test it without a daemon:
+
+    from reactor.testing import ModelRunner
+    from model import {cls}
+
+    frames = ModelRunner({cls}, width=64, height=48).run(frames=10)
+"""
+
+_TEST = '''from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from model import {cls}  # noqa: E402
+
+from reactor.testing import ModelRunner  # noqa: E402
+
+
+def test_emits_frames_and_obeys_commands() -> None:
+    runner = ModelRunner({cls}, width=64, height=48)
+    frames = runner.run(frames=4, commands={{2: ("set_color", {{"color": "red"}})}})
+    assert len(frames) == 4
+    assert frames[3][..., 0].mean() > frames[1][..., 0].mean()
+'''
+
+
+def class_name(name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[_\-]+", name) if part) or "Model"
+
+
+def scaffold(name: str, parent: Path | None = None) -> Path:
+    """Create ``NAME/`` with ``model.py``, ``reactor.yaml``, ``README.md`` and a test."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]*", name):
+        raise ReactorError(
+            f"init: {name!r} is not a usable name: use letters, digits, '_' or '-', "
+            "starting with a letter"
+        )
+    root = (parent or Path.cwd()) / name
+    if root.exists():
+        raise ReactorError(f"init: {root} already exists; choose another name or remove it")
+    cls = class_name(name)
+    fill = {"name": name, "cls": cls, "title": name.replace("_", " ").replace("-", " ").title()}
+    root.mkdir(parents=True)
+    (root / "model.py").write_text(_MODEL.format(**fill))
+    (root / "reactor.yaml").write_text(_CONFIG.format(**fill))
+    (root / "README.md").write_text(_README.format(**fill))
+    (root / "test_model.py").write_text(_TEST.format(**fill))
+    return root

@@ -1,0 +1,166 @@
+"""Run a model in-process, without a daemon: frames in, commands, frames out.
+
+For model authors' unit tests::
+
+    from reactor.testing import ModelRunner
+
+    runner = ModelRunner(Brightness, width=64, height=48)
+    frames = runner.run(inputs=[frame] * 10, commands={5: ("set_gain", {"gain": 2.0})})
+    assert (frames[5] >= frames[4]).all()
+
+The model runs on the calling thread with the same ``Session`` the daemon uses, so
+commands are validated the same way and applied between frames in the same order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from reactor.errors import SessionStopped
+from reactor.model import PendingCommand, Session, VideoModel
+from reactor.model.session import apply_command
+
+CommandPlan = Mapping[int, tuple[str, Mapping[str, Any]] | list[tuple[str, Mapping[str, Any]]]]
+
+
+class _MemoryIO:
+    """A SessionIO over lists: inputs are consumed in order (none skipped)."""
+
+    def __init__(
+        self, runner: ModelRunner, inputs: Iterable[np.ndarray] | None, frames: int | None
+    ) -> None:
+        self._runner = runner
+        self._inputs = iter(inputs) if inputs is not None else None
+        self._limit = frames
+        self._exhausted = False
+        self.outputs: list[np.ndarray] = []
+        self._queued: deque[PendingCommand] = deque()
+
+    def read_input(self, timeout: float) -> np.ndarray | None:
+        if self._inputs is None:
+            return None
+        try:
+            frame = next(self._inputs)
+        except StopIteration:
+            self._exhausted = True
+            return None
+        arr = np.asarray(frame)
+        shape = (self._runner.height, self._runner.width, 3)
+        if arr.shape != shape or arr.dtype != np.uint8:
+            raise ValueError(f"input frames must be uint8 {shape}; found {arr.shape} {arr.dtype}")
+        return arr
+
+    def write_output(self, frames: np.ndarray) -> None:
+        for f in frames:
+            if self.stopping():
+                raise SessionStopped("frame limit reached")
+            self.outputs.append(f.copy())
+
+    def poll_commands(self) -> list[PendingCommand]:
+        plan = self._runner._plan
+        n = len(self.outputs)
+        while plan and plan[0][0] <= n:
+            _, name, args = plan.popleft()
+            self._runner.send_command(name, **dict(args))
+        out = list(self._runner._pending)
+        self._runner._pending.clear()
+        return out
+
+    def stopping(self) -> bool:
+        if self._exhausted:
+            return True
+        return self._limit is not None and len(self.outputs) >= self._limit
+
+    def send(self, message: Any) -> None:
+        self._runner.messages.append(message)
+
+
+class ModelRunner:
+    """Drive a ``VideoModel`` in-process.
+
+    ``model`` is a class (constructed and loaded with ``args``) or an instance (loaded
+    already, or call :meth:`load`). ``messages`` collects everything the model sent with
+    ``session.send``; ``results`` collects command results as ``(name, result)``.
+    """
+
+    def __init__(
+        self,
+        model: type[VideoModel] | VideoModel,
+        *,
+        width: int = 1280,
+        height: int = 720,
+        fps: int = 30,
+        args: Mapping[str, Any] | None = None,
+    ) -> None:
+        if isinstance(model, type):
+            self.model = model()
+            self.model.load(dict(args or {}))
+        else:
+            self.model = model
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.messages: list[Any] = []
+        self.results: list[tuple[str, Any]] = []
+        self._pending: list[PendingCommand] = []
+        self._plan: deque[tuple[int, str, Mapping[str, Any]]] = deque()
+        self._sessions = 0
+
+    def send_command(self, name: str, **args: Any) -> None:
+        """Validate a command now (raising ``CommandError``) and queue it for the model."""
+        valid = type(self.model).validate_command(name, args)
+
+        def done(result: Any, error: BaseException | None) -> None:
+            if error is not None:
+                raise error
+            self.results.append((name, result))
+
+        self._pending.append(PendingCommand(name, valid, done))
+
+    def apply_pending(self) -> None:
+        """Apply queued commands outside a session (as the daemon does between sessions)."""
+        pending, self._pending = self._pending, []
+        for cmd in pending:
+            apply_command(self.model, cmd)
+
+    def run(
+        self,
+        *,
+        inputs: Iterable[np.ndarray] | None = None,
+        frames: int | None = None,
+        commands: CommandPlan | None = None,
+    ) -> list[np.ndarray]:
+        """Run one session and return the emitted frames.
+
+        The session ends when ``frames`` frames were emitted, when ``inputs`` run out, or
+        when the model returns. ``commands`` maps a frame count to a command (or a list of
+        them) ``(name, args)``: it is sent once that many frames were emitted, so it takes
+        effect from that output frame on. A generative model needs ``frames``.
+        """
+        if inputs is None and frames is None:
+            raise ValueError("run() needs inputs, frames, or both (a generative model never ends)")
+        self._plan = deque()
+        for at, item in sorted((commands or {}).items()):
+            for name, args in item if isinstance(item, list) else [item]:
+                self._plan.append((at, name, args))
+        io = _MemoryIO(self, inputs, frames)
+        self._sessions += 1
+        session = Session(
+            self.model,
+            io,
+            id=f"test-{self._sessions}",
+            width=self.width,
+            height=self.height,
+            fps=self.fps,
+        )
+        try:
+            self.model.start_session(session)
+        except SessionStopped:
+            pass
+        finally:
+            self.model.end_session()
+        return io.outputs

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+
+from reactor import CommandError, Field, Session, VideoModel, command
+
+
+class Kinds(VideoModel):
+    @command
+    def number(self, x: float = Field(1.0, ge=0.0, le=4.0)) -> float:
+        """A bounded number."""
+        return x
+
+    @command
+    def integer(self, n: int = Field(3, ge=1, le=10)) -> int:
+        return n
+
+    @command
+    def choice(self, mode: Literal["a", "b"] = "a") -> str:
+        return mode
+
+    @command
+    def text(self, s: str = Field("hi", min_length=1, max_length=5)) -> str:
+        return s
+
+    @command
+    def toggle(self, on: bool = False) -> bool:
+        return on
+
+    @command
+    def many(self, xs: list[int] = Field(default_factory=list, max_length=3)) -> list[int]:
+        return xs
+
+    @command
+    def maybe(self, v: float | None = None) -> float | None:
+        return v
+
+    @command
+    def required(self, name: str) -> str:
+        return name
+
+    def start_session(self, session: Session) -> None:
+        pass
+
+
+def test_commands_are_collected() -> None:
+    assert set(Kinds.commands) == {
+        "number", "integer", "choice", "text", "toggle", "many", "maybe", "required"
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "expected"),
+    [
+        ("number", {"x": 2.5}, {"x": 2.5}),
+        ("number", {}, {"x": 1.0}),
+        ("integer", {"n": 10}, {"n": 10}),
+        ("choice", {"mode": "b"}, {"mode": "b"}),
+        ("text", {"s": "abc"}, {"s": "abc"}),
+        ("toggle", {"on": True}, {"on": True}),
+        ("many", {"xs": [1, 2]}, {"xs": [1, 2]}),
+        ("maybe", {"v": None}, {"v": None}),
+        ("maybe", {"v": 1.5}, {"v": 1.5}),
+        ("required", {"name": "x"}, {"name": "x"}),
+    ],
+)
+def test_valid_payloads(name: str, args: dict, expected: dict) -> None:
+    assert Kinds.validate_command(name, args) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "field", "rule"),
+    [
+        ("number", {"x": 5}, "x", "less than or equal to 4"),
+        ("number", {"x": -1}, "x", "greater than or equal to 0"),
+        ("number", {"x": "fast"}, "x", "valid number"),
+        ("integer", {"n": 0}, "n", "greater than or equal to 1"),
+        ("integer", {"n": 2.5}, "n", "valid integer"),
+        ("choice", {"mode": "c"}, "mode", "'a' or 'b'"),
+        ("text", {"s": ""}, "s", "at least 1 character"),
+        ("text", {"s": "toolong"}, "s", "at most 5 characters"),
+        ("toggle", {"on": "perhaps"}, "on", "valid boolean"),
+        ("many", {"xs": [1, 2, 3, 4]}, "xs", "at most 3 items"),
+        ("many", {"xs": ["a"]}, "xs.0", "valid integer"),
+        ("required", {}, "name", "required argument is missing"),
+        ("number", {"y": 1}, "y", "unknown argument"),
+    ],
+)
+def test_invalid_payloads_name_field_and_rule(name: str, args: dict, field: str, rule: str) -> None:
+    with pytest.raises(CommandError) as err:
+        Kinds.validate_command(name, args)
+    assert err.value.field == field
+    assert err.value.status == 422
+    assert rule in str(err.value) and name in str(err.value)
+
+
+def test_unknown_command_is_404_and_lists_commands() -> None:
+    with pytest.raises(CommandError) as err:
+        Kinds.validate_command("nope", {})
+    assert err.value.status == 404 and "number" in str(err.value)
+
+
+def test_arguments_must_be_an_object() -> None:
+    with pytest.raises(CommandError, match="JSON object"):
+        Kinds.validate_command("number", [1])  # type: ignore[arg-type]
+
+
+def test_schema_has_name_description_constraints_defaults() -> None:
+    schema = Kinds.schema(64, 48, 30)
+    assert schema["model"] == "Kinds"
+    assert schema["video"] == {"width": 64, "height": 48, "fps": 30}
+    by_name = {c["name"]: c for c in schema["commands"]}
+    number = by_name["number"]
+    assert number["description"] == "A bounded number."
+    assert number["parameters"]["properties"]["x"] == {
+        "default": 1.0, "maximum": 4.0, "minimum": 0.0, "type": "number"
+    }
+    assert number["parameters"]["additionalProperties"] is False
+    assert by_name["choice"]["parameters"]["properties"]["mode"]["enum"] == ["a", "b"]
+    assert by_name["text"]["parameters"]["properties"]["s"]["maxLength"] == 5
+    assert by_name["required"]["parameters"]["required"] == ["name"]
+
+
+def test_unannotated_parameter_is_refused_at_class_creation() -> None:
+    with pytest.raises(TypeError, match="needs a type annotation"):
+
+        class Bad(VideoModel):
+            @command
+            def oops(self, x=1):  # type: ignore[no-untyped-def]
+                pass
