@@ -1,0 +1,208 @@
+"""Encode RGB frames once into H.264 or VP8 packets for every viewer.
+
+One :class:`Encoder` per codec in use; the egress worker hands its packets to all viewers
+(see :mod:`reactor.media.tracks`), so a frame is encoded exactly once however many people
+watch. Settings favour latency and browser compatibility:
+
+- H.264: NVENC (``h264_nvenc``) when asked for and it opens, else libx264 ``ultrafast`` /
+  ``zerolatency``. No B-frames (they reorder, which costs latency and which WebRTC
+  receivers handle badly), constrained-baseline profile (every browser decodes it, and it
+  matches the ``profile-level-id=42e01f`` aiortc offers), SPS/PPS repeated in-band before
+  every IDR so a viewer that joins mid-stream can start at the next keyframe, and Annex B
+  output (no global header), which is what aiortc's H.264 packetizer splits on.
+- VP8: libvpx with ``deadline=realtime``, a high ``cpu-used``, no lag (no look-ahead
+  frames), and error-resilient mode so a lost packet damages one frame, not the rest of
+  the GOP.
+
+Packets carry ``pts`` in the 90 kHz RTP clock with ``time_base`` set, which is what
+aiortc's ``Encoder.pack()`` converts from; ``packet.is_keyframe`` says which are keyframes.
+"""
+
+from __future__ import annotations
+
+import fractions
+import logging
+import threading
+from typing import Literal
+
+import av
+from av.codec.context import CodecContext
+from av.video.codeccontext import VideoCodecContext
+from av.video.frame import PictureType
+
+from reactor.errors import ReactorError
+from reactor.media.convert import VIDEO_TIME_BASE, RgbArray, rgb_to_frame
+
+logger = logging.getLogger(__name__)
+
+Codec = Literal["h264", "vp8"]
+CODECS: tuple[Codec, ...] = ("h264", "vp8")
+
+
+class EncoderError(ReactorError):
+    """An encoder could not be created, or a frame could not be encoded."""
+
+
+def _h264_options(kind: str, bitrate_bps: int, fps: int) -> dict[str, str]:
+    if kind == "h264_nvenc":
+        return {
+            "preset": "p1",  # fastest
+            "tune": "ull",  # ultra-low latency: no look-ahead, no reordering
+            "zerolatency": "1",
+            "delay": "0",  # hand each packet back with its frame, not after a queue
+            "rc": "cbr",
+            "profile": "baseline",
+            "forced-idr": "1",
+            "maxrate": str(bitrate_bps),
+            "bufsize": str(bitrate_bps // 2),
+        }
+    return {
+        "preset": "ultrafast",
+        "tune": "zerolatency",
+        "profile": "baseline",
+        # A forced keyframe must be an IDR, or a joining decoder cannot start there.
+        "forced-idr": "1",
+        # repeat-headers: SPS/PPS before every IDR (the default without a global header,
+        # stated here because a joining viewer depends on it).
+        "x264-params": "repeat-headers=1:aud=0",
+        "maxrate": str(bitrate_bps),
+        "bufsize": str(bitrate_bps // 2),
+    }
+
+
+def _vp8_options(bitrate_bps: int) -> dict[str, str]:
+    return {
+        "deadline": "realtime",
+        "cpu-used": "8",  # fastest VP8 realtime speed (range -16..16)
+        "lag-in-frames": "0",
+        "error-resilient": "default",
+        "auto-alt-ref": "0",
+        "static-thresh": "1",
+        # CBR: a constant rate keeps frame sizes, and thus send bursts, even.
+        "minrate": str(bitrate_bps),
+        "maxrate": str(bitrate_bps),
+        "bufsize": str(bitrate_bps // 2),
+        "undershoot-pct": "100",
+        "overshoot-pct": "15",
+    }
+
+
+def _open_context(
+    name: str, width: int, height: int, fps: int, bitrate_bps: int, gop: int
+) -> VideoCodecContext:
+    ctx = CodecContext.create(name, "w")
+    assert isinstance(ctx, VideoCodecContext)
+    ctx.width = width
+    ctx.height = height
+    ctx.pix_fmt = "yuv420p"
+    ctx.bit_rate = bitrate_bps
+    ctx.framerate = fractions.Fraction(fps, 1)
+    # Encode directly in the RTP clock so packets need no rescaling downstream.
+    ctx.time_base = VIDEO_TIME_BASE
+    ctx.gop_size = gop
+    ctx.max_b_frames = 0
+    if name == "libvpx":
+        ctx.qmin, ctx.qmax = 2, 56
+        ctx.options = _vp8_options(bitrate_bps)
+    else:
+        ctx.options = _h264_options(name, bitrate_bps, fps)
+    ctx.open()
+    return ctx
+
+
+class Encoder:
+    """Encodes RGB frames of one size into packets of one codec.
+
+    ``codec`` is ``"h264"`` or ``"vp8"``. With ``hardware=True`` H.264 tries NVENC first and
+    falls back to libx264 (logged) when NVENC does not open; :attr:`name` tells which
+    encoder runs. Not thread-safe except :meth:`force_keyframe`, which may be called from
+    any thread (e.g. the event loop while :meth:`encode` runs in an executor).
+    """
+
+    def __init__(
+        self,
+        codec: Codec,
+        width: int,
+        height: int,
+        *,
+        fps: int = 30,
+        bitrate_kbps: int = 4000,
+        hardware: bool = False,
+        keyframe_interval_s: float = 4.0,
+    ) -> None:
+        if codec not in CODECS:
+            raise EncoderError(f"unknown codec {codec!r}: expected one of {', '.join(CODECS)}")
+        if width <= 0 or height <= 0 or width % 2 or height % 2:
+            raise EncoderError(f"frame size must be positive and even, found {width}x{height}")
+        self.codec: Codec = codec
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.bitrate_kbps = bitrate_kbps
+        gop = max(1, round(fps * keyframe_interval_s))
+        candidates = ["libvpx"] if codec == "vp8" else ["libx264"]
+        if hardware and codec == "h264":
+            candidates.insert(0, "h264_nvenc")
+        errors: list[str] = []
+        ctx: VideoCodecContext | None = None
+        for name in candidates:
+            try:
+                ctx = _open_context(name, width, height, fps, bitrate_kbps * 1000, gop)
+                break
+            except (av.FFmpegError, ValueError) as exc:
+                # NVENC fails here without a GPU or driver; that is expected, not fatal.
+                errors.append(f"{name}: {exc}")
+                logger.info("encoder %s unavailable (%s); trying the next", name, exc)
+        if ctx is None:
+            raise EncoderError(f"no {codec} encoder could be opened: {'; '.join(errors)}")
+        self._ctx: VideoCodecContext | None = ctx
+        self.name: str = ctx.name
+        self._keyframe_requested = threading.Event()
+        self._keyframe_requested.set()  # the first frame is a keyframe anyway; make it so
+        self.frames_encoded = 0
+        self.keyframes = 0
+        self.bytes_out = 0
+
+    def force_keyframe(self) -> None:
+        """Make the next encoded frame a keyframe (IDR for H.264). Thread-safe."""
+        self._keyframe_requested.set()
+
+    def encode(self, rgb: RgbArray, pts: int) -> list[av.Packet]:
+        """Encode one RGB uint8 HxWx3 frame; ``pts`` is in the 90 kHz RTP clock."""
+        if rgb.shape[:2] != (self.height, self.width):
+            raise EncoderError(
+                f"{self.codec} encoder expects {self.width}x{self.height} frames, "
+                f"found {rgb.shape[1]}x{rgb.shape[0]}"
+            )
+        return self.encode_frame(rgb_to_frame(rgb, pts))
+
+    def encode_frame(self, frame: av.VideoFrame) -> list[av.Packet]:
+        """Encode a yuv420p frame of the encoder's size whose pts is in the 90 kHz clock."""
+        if self._ctx is None:
+            raise EncoderError(f"{self.name} encoder is closed")
+        if self._keyframe_requested.is_set():
+            self._keyframe_requested.clear()
+            frame.pict_type = PictureType.I
+        else:
+            # Let the encoder choose; a reused frame object could still carry an old I.
+            frame.pict_type = PictureType.NONE
+        try:
+            packets = list(self._ctx.encode(frame))
+        except av.FFmpegError as exc:
+            raise EncoderError(f"{self.name} failed to encode a frame: {exc}") from exc
+        self.frames_encoded += 1
+        for packet in packets:
+            packet.time_base = VIDEO_TIME_BASE
+            self.keyframes += bool(packet.is_keyframe)
+            self.bytes_out += packet.size
+        return packets
+
+    def close(self) -> None:
+        """Drop the codec context; PyAV frees it when the last reference goes."""
+        self._ctx = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Encoder({self.name}, {self.width}x{self.height}@{self.fps}, "
+            f"{self.bitrate_kbps} kbps, frames={self.frames_encoded})"
+        )

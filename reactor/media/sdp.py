@@ -1,0 +1,173 @@
+"""Check WHIP/WHEP offers before aiortc parses them, and build non-trickle answers.
+
+aiortc's SDP parser assumes well-formed input and fails with assorted exceptions (or
+accepts nonsense); the ingress server is the only public listener, so an offer is
+checked here first and rejected with :class:`SdpError` whose ``reason`` can go back to the
+client in a 400 response.
+
+Non-trickle answers: ``RTCPeerConnection.setLocalDescription`` awaits ICE gathering to
+completion and writes every local candidate (and ``a=end-of-candidates``) into the
+description before it returns (aiortc 1.16, ``rtcpeerconnection.py``), so
+``pc.localDescription.sdp`` is already the complete answer WHIP/WHEP clients expect.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from aiortc import RTCPeerConnection, RTCRtpSender
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+from reactor.errors import ReactorError
+from reactor.media.encoder import Codec
+
+#: Largest offer accepted. Browser offers with audio, video and data are ~5-12 KB.
+MAX_OFFER_BYTES = 64 * 1024
+
+_LINE = re.compile(r"^[a-z]=[^\x00-\x08\x0b-\x1f\x7f]*$")
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([A-Za-z0-9_.-]+)/(\d+)")
+_FMTP = re.compile(r"^a=fmtp:(\d+) (.*)$")
+
+
+class SdpError(ReactorError):
+    """An SDP offer was rejected; ``reason`` says why, for the client's 400 response."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid SDP offer: {reason}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class OfferInfo:
+    """What an offer asks for, as far as choosing a codec and answering goes."""
+
+    video_codecs: tuple[str, ...]
+    """Video codec names offered, upper case, in the offer's order (``H264``, ``VP8``…)."""
+    codec: Codec
+    """The codec to use: ``h264`` when usable H.264 is offered, else ``vp8``."""
+    video_direction: str
+    """``sendonly`` for a WHIP publisher, ``recvonly`` for a WHEP viewer, or ``sendrecv``."""
+    has_audio: bool
+    candidates: int
+    """How many ``a=candidate`` lines the offer carries."""
+    trickle_less: bool
+    """True when the offer already carries its candidates (nothing to trickle later)."""
+    media_kinds: tuple[str, ...] = field(default=())
+
+
+def validate_offer(text: str | bytes, max_bytes: int = MAX_OFFER_BYTES) -> OfferInfo:
+    """Validate an SDP offer and describe it; raise :class:`SdpError` if it is unusable."""
+    if isinstance(text, bytes):
+        if len(text) > max_bytes:
+            raise SdpError(f"offer is {len(text)} bytes, more than the limit of {max_bytes}")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise SdpError(f"offer is not UTF-8 text (byte {exc.start})") from None
+    if len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise SdpError(f"offer is more than the limit of {max_bytes} bytes")
+    if not text.strip():
+        raise SdpError("offer is empty")
+    if "\x00" in text:
+        raise SdpError("offer contains binary data (NUL bytes)")
+    # RFC 8866 says CRLF; many tools send bare LF. Accept both.
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    if lines[0] != "v=0":
+        raise SdpError(f"offer must start with 'v=0', found {lines[0][:40]!r}")
+    for number, line in enumerate(lines, 1):
+        if not _LINE.match(line):
+            raise SdpError(f"line {number} is not '<letter>=<value>' text: {line[:40]!r}")
+
+    sections = _media_sections(lines)
+    kinds = tuple(kind for kind, _ in sections)
+    video = [body for kind, body in sections if kind == "video"]
+    if not video:
+        raise SdpError(f"offer has no 'm=video' section (media: {', '.join(kinds) or 'none'})")
+    body = video[0]
+    offered, usable_h264 = _video_codecs(body)
+    if usable_h264:
+        codec: Codec = "h264"
+    elif "VP8" in offered:
+        codec = "vp8"
+    else:
+        found = ", ".join(offered) or "none"
+        hint = " (H.264 needs packetization-mode=1)" if "H264" in offered else ""
+        raise SdpError(f"no supported video codec: need H264 or VP8, found {found}{hint}")
+
+    direction = "sendrecv"
+    for line in body:
+        if line[2:] in ("sendonly", "recvonly", "sendrecv", "inactive"):
+            direction = line[2:]
+    candidates = sum(1 for line in lines if line.startswith("a=candidate:"))
+    return OfferInfo(
+        video_codecs=offered,
+        codec=codec,
+        video_direction=direction,
+        has_audio="audio" in kinds,
+        candidates=candidates,
+        trickle_less=candidates > 0,
+        media_kinds=kinds,
+    )
+
+
+def _media_sections(lines: list[str]) -> list[tuple[str, list[str]]]:
+    sections: list[tuple[str, list[str]]] = []
+    for line in lines:
+        if line.startswith("m="):
+            parts = line[2:].split()
+            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+                raise SdpError(f"malformed media line: {line[:60]!r}")
+            sections.append((parts[0], [line]))
+        elif sections:
+            sections[-1][1].append(line)
+    return sections
+
+
+def _video_codecs(body: list[str]) -> tuple[tuple[str, ...], bool]:
+    names: dict[str, str] = {}
+    fmtp: dict[str, str] = {}
+    for line in body:
+        if m := _RTPMAP.match(line):
+            names[m.group(1)] = m.group(2).upper()
+        elif m := _FMTP.match(line):
+            fmtp[m.group(1)] = m.group(2)
+    payload_types = body[0].split()[3:]
+    offered: list[str] = []
+    usable_h264 = False
+    for pt in payload_types:
+        name = names.get(pt)
+        if name is None:
+            continue
+        if name not in offered:
+            offered.append(name)
+        # aiortc packetizes H.264 in non-interleaved mode only (packetization-mode=1);
+        # an H.264 payload type without it would not match in negotiation.
+        if name == "H264" and "packetization-mode=1" in fmtp.get(pt, ""):
+            usable_h264 = True
+    return tuple(offered), usable_h264
+
+
+def codec_preferences(codec: Codec) -> list[RTCRtpCodecCapability]:
+    """aiortc video capabilities for ``codec`` (with its RTX), for ``setCodecPreferences``.
+
+    A transceiver that sends pre-encoded packets must negotiate exactly the codec of the
+    packets: aiortc's sender packs whatever it is given with the negotiated codec.
+    """
+    mime = {"h264": "video/H264", "vp8": "video/VP8"}[codec]
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    chosen = [c for c in caps if c.mimeType == mime]
+    chosen += [c for c in caps if c.mimeType == "video/rtx"]
+    return chosen
+
+
+async def answer_sdp_for(pc: RTCPeerConnection) -> str:
+    """Create and apply ``pc``'s answer and return it as complete, non-trickle SDP.
+
+    Call after ``setRemoteDescription`` and after adding tracks / setting codec preferences.
+    """
+    await pc.setLocalDescription(await pc.createAnswer())
+    # setLocalDescription has gathered every candidate and written them into the SDP.
+    return pc.localDescription.sdp

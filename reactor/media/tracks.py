@@ -1,0 +1,296 @@
+"""Fan pre-encoded video out to many WebRTC viewers: encode once, send to all.
+
+How aiortc sends pre-encoded media (checked in aiortc 1.16, ``rtcrtpsender.py``):
+``RTCRtpSender._next_encoded_frame`` awaits ``track.recv()``; an ``av.Frame`` is encoded
+by the sender's own encoder, but anything else (an ``av.Packet``) goes to
+``encoder.pack(packet)``, which only packetizes: H.264 splits the Annex B bitstream into
+NAL units (STAP-A/FU-A), VP8 prefixes payload descriptors. The RTP timestamp comes from
+``packet.pts`` converted from ``packet.time_base``. So one ``av.Packet`` can be handed to
+many senders; ``pack`` only reads it.
+
+Keyframe requests: ``RTCRtpSender._handle_rtcp_packet`` answers an RTCP PLI or FIR by
+calling ``self._send_keyframe()``, which only sets a flag consulted when the sender
+encodes an ``av.Frame`` itself; with packets the request is silently lost. We wrap
+``RTCRtpSender._send_keyframe`` (idempotently, see :func:`enable_keyframe_requests`) so
+that when the sender's track is an :class:`EncodedVideoTrack`, the request reaches the
+track, and through it the shared :class:`~reactor.media.encoder.Encoder`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import av
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcrtpsender import RTCRtpSender
+
+from reactor.media.convert import RgbArray
+from reactor.media.encoder import CODECS, Codec, Encoder
+
+logger = logging.getLogger(__name__)
+
+_PATCH_ATTR = "__reactor_keyframe_original__"
+
+
+def enable_keyframe_requests() -> None:
+    """Route PLI/FIR from a viewer to its :class:`EncodedVideoTrack`. Idempotent.
+
+    Other tracks keep aiortc's behaviour (the sender's own encoder makes a keyframe).
+    """
+    current = RTCRtpSender._send_keyframe
+    if hasattr(current, _PATCH_ATTR):
+        return
+
+    @functools.wraps(current)
+    def _send_keyframe(self: RTCRtpSender) -> None:
+        track = self.track
+        if isinstance(track, EncodedVideoTrack):
+            track.request_keyframe()
+        current(self)
+
+    setattr(_send_keyframe, _PATCH_ATTR, current)
+    RTCRtpSender._send_keyframe = _send_keyframe  # type: ignore[method-assign]
+
+
+class EncodedVideoTrack(MediaStreamTrack):
+    """A video track whose ``recv()`` returns pre-encoded ``av.Packet``\\ s of one codec.
+
+    Packets are queued by :meth:`deliver` (on the event loop thread). The queue holds at
+    most ``queue_size`` packets: when a viewer falls that far behind, its queue is cleared
+    and it skips ahead to the next keyframe, asking for one, so it is never buffered
+    without bound and never decodes a frame whose references it lacks. A new track also
+    waits for a keyframe. ``sent`` and ``dropped`` count packets.
+    """
+
+    kind = "video"
+
+    def __init__(
+        self,
+        codec: Codec,
+        *,
+        queue_size: int = 4,
+        on_keyframe_request: Callable[[EncodedVideoTrack], None] | None = None,
+    ) -> None:
+        super().__init__()
+        enable_keyframe_requests()
+        self.codec: Codec = codec
+        self.queue_size = queue_size
+        self.sent = 0
+        self.dropped = 0
+        self.keyframe_requests = 0
+        self._on_keyframe_request = on_keyframe_request
+        self._queue: collections.deque[av.Packet] = collections.deque()
+        self._ready = asyncio.Event()
+        self._needs_keyframe = True
+
+    def deliver(self, packet: av.Packet) -> None:
+        """Queue one packet for this viewer (event loop thread only)."""
+        if self.readyState != "live":
+            return
+        if self._needs_keyframe:
+            if not packet.is_keyframe:
+                self.dropped += 1
+                return
+            self._needs_keyframe = False
+        elif len(self._queue) >= self.queue_size:
+            # Fell behind: what is queued is stale, and the packets after it reference
+            # frames this viewer will now never see. Skip to the next keyframe.
+            self.dropped += len(self._queue)
+            self._queue.clear()
+            if not packet.is_keyframe:
+                self.dropped += 1
+                self._needs_keyframe = True
+                self.request_keyframe()
+                return
+        self._queue.append(packet)
+        self._ready.set()
+
+    def request_keyframe(self) -> None:
+        """Ask the encoder feeding this track for a keyframe (PLI/FIR, join, lag)."""
+        self.keyframe_requests += 1
+        if self._on_keyframe_request is not None:
+            self._on_keyframe_request(self)
+
+    async def recv(self) -> av.Packet:
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        self.sent += 1
+        return self._queue.popleft()
+
+    def stop(self) -> None:
+        super().stop()
+        self._queue.clear()
+        self._ready.set()  # wake recv() so the sender sees MediaStreamError and exits
+
+
+@dataclass(frozen=True)
+class ViewerStats:
+    """One viewer's counters, as :meth:`Broadcaster.stats` reports them."""
+
+    id: str
+    codec: Codec
+    sent: int
+    dropped: int
+    queued: int
+
+
+class Broadcaster:
+    """Encodes each pushed RGB frame once per codec in use and fans packets to viewers.
+
+    An :class:`Encoder` exists only while at least one viewer of its codec does. Call
+    :meth:`add_viewer` / :meth:`remove_viewer` on the event loop thread; :meth:`push` may
+    be called from any thread (e.g. ``await loop.run_in_executor(None, b.push, rgb, pts)``
+    to keep the loop free while encoding): delivery is handed to the loop thread.
+    PLI/FIR requests are coalesced to at most one forced keyframe per
+    ``min_keyframe_interval_s``, so one lossy viewer cannot make everyone's stream all
+    keyframes; a join forces one at once.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        fps: int = 30,
+        bitrate_kbps: int = 4000,
+        hardware: bool = False,
+        queue_size: int = 4,
+        min_keyframe_interval_s: float = 0.25,
+    ) -> None:
+        self.width = width
+        self.height = height
+        self.fps = fps
+        self.bitrate_kbps = bitrate_kbps
+        self.hardware = hardware
+        self.queue_size = queue_size
+        self.min_keyframe_interval_s = min_keyframe_interval_s
+        self.frames_pushed = 0
+        self.frames_encoded = 0
+        self._encoders: dict[Codec, Encoder] = {}
+        self._viewers: dict[Codec, list[EncodedVideoTrack]] = {c: [] for c in CODECS}
+        self._lock = threading.Lock()  # viewers and encoders vs. push() on another thread
+        self._pending_keyframe: set[Codec] = set()
+        self._last_forced: dict[Codec, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+
+    @property
+    def encoders_active(self) -> int:
+        """How many encoders run now (one per codec with at least one viewer)."""
+        return len(self._encoders)
+
+    @property
+    def viewers(self) -> list[EncodedVideoTrack]:
+        with self._lock:
+            return [t for tracks in self._viewers.values() for t in tracks]
+
+    def encoder(self, codec: Codec) -> Encoder | None:
+        """The live encoder for ``codec``, if any viewer uses it."""
+        return self._encoders.get(codec)
+
+    def add_viewer(self, codec: Codec) -> EncodedVideoTrack:
+        """A new track for one viewer; add it to that viewer's peer connection."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        track = EncodedVideoTrack(
+            codec, queue_size=self.queue_size, on_keyframe_request=self._keyframe_requested
+        )
+        track.on("ended", lambda: self.remove_viewer(track))
+        with self._lock:
+            if codec not in self._encoders:
+                # Opening an encoder takes milliseconds; doing it under the lock keeps a
+                # concurrent push() from seeing a viewer without its encoder.
+                self._encoders[codec] = Encoder(
+                    codec,
+                    self.width,
+                    self.height,
+                    fps=self.fps,
+                    bitrate_kbps=self.bitrate_kbps,
+                    hardware=self.hardware,
+                )
+                logger.info("start %s encoder (%s)", codec, self._encoders[codec].name)
+            self._viewers[codec].append(track)
+            # A joining viewer can only start decoding at a keyframe.
+            self._encoders[codec].force_keyframe()
+            self._last_forced[codec] = time.monotonic()
+        return track
+
+    def remove_viewer(self, track: EncodedVideoTrack) -> None:
+        """Stop ``track`` and forget it; the last viewer of a codec stops its encoder."""
+        with self._lock:
+            tracks = self._viewers[track.codec]
+            if track in tracks:
+                tracks.remove(track)
+            if not tracks and track.codec in self._encoders:
+                self._encoders.pop(track.codec).close()
+                self._pending_keyframe.discard(track.codec)
+                logger.info("stop %s encoder (no viewers)", track.codec)
+        if track.readyState == "live":
+            track.stop()
+
+    def push(self, rgb: RgbArray, pts: int) -> dict[Codec, list[av.Packet]]:
+        """Encode one RGB frame once per active codec and deliver it to every viewer.
+
+        ``pts`` is in the 90 kHz RTP clock. Returns the packets per codec (for recording).
+        """
+        self.frames_pushed += 1
+        out: dict[Codec, list[av.Packet]] = {}
+        with self._lock:
+            encoders = dict(self._encoders)
+            now = time.monotonic()
+            for codec in list(self._pending_keyframe):
+                if now - self._last_forced.get(codec, 0.0) >= self.min_keyframe_interval_s:
+                    self._pending_keyframe.discard(codec)
+                    self._last_forced[codec] = now
+                    if codec in encoders:
+                        encoders[codec].force_keyframe()
+        for codec, encoder in encoders.items():
+            out[codec] = encoder.encode(rgb, pts)
+            self.frames_encoded += 1
+        if any(out.values()):
+            self._dispatch(out)
+        return out
+
+    def _dispatch(self, packets: dict[Codec, list[av.Packet]]) -> None:
+        if self._loop is None or self._loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._deliver(packets)
+        else:
+            self._loop.call_soon_threadsafe(self._deliver, packets)
+
+    def _deliver(self, packets: dict[Codec, list[av.Packet]]) -> None:
+        with self._lock:
+            targets = {codec: list(self._viewers[codec]) for codec in packets}
+        for codec, tracks in targets.items():
+            for track in tracks:
+                for packet in packets[codec]:
+                    track.deliver(packet)
+
+    def _keyframe_requested(self, track: EncodedVideoTrack) -> None:
+        # Called from the event loop (PLI/FIR, or a track that fell behind): defer to
+        # push() so requests from many viewers coalesce into one keyframe.
+        with self._lock:
+            self._pending_keyframe.add(track.codec)
+
+    def stats(self) -> list[ViewerStats]:
+        """A snapshot of every viewer's counters."""
+        return [
+            ViewerStats(t.id, t.codec, t.sent, t.dropped, len(t._queue)) for t in self.viewers
+        ]
+
+    def close(self) -> None:
+        """Stop every viewer track and encoder."""
+        for track in self.viewers:
+            self.remove_viewer(track)
