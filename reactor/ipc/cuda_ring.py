@@ -1,0 +1,2 @@
+class CudaRing:  # placeholder until written
+    pass
