@@ -1,0 +1,175 @@
+from __future__ import annotations
+
+import asyncio
+
+import av
+import pytest
+from media_testkit import collect_tags, connect, new_pc, tagged_rgb
+
+from reactor.media.encoder import Codec
+from reactor.media.sdp import codec_preferences
+from reactor.media.tracks import Broadcaster, EncodedVideoTrack
+
+W, H = 320, 240
+
+
+class Viewer:
+    """One aiortc viewer connected to a server-side peer connection sending ``track``."""
+
+    def __init__(self, track: EncodedVideoTrack) -> None:
+        self.track = track
+        self.server = new_pc()
+        self.client = new_pc()
+        self.arrivals: dict[int, float] = {}
+        self.frames: list[av.VideoFrame] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        transceiver = self.server.addTransceiver(self.track, direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences(self.track.codec))
+        self.client.on(
+            "track",
+            lambda t: self.tasks.append(
+                asyncio.ensure_future(collect_tags(t, self.arrivals, self.frames))
+            ),
+        )
+        await connect(self.server, self.client)
+
+    async def close(self) -> None:
+        for pc in (self.server, self.client):
+            await pc.close()
+        for task in self.tasks:
+            task.cancel()
+
+
+async def _push(bc: Broadcaster, tags: range, in_thread: bool = False) -> None:
+    loop = asyncio.get_running_loop()
+    for tag in tags:
+        rgb = tagged_rgb(tag, W, H)
+        if in_thread:
+            await loop.run_in_executor(None, bc.push, rgb, tag * 3000)
+        else:
+            bc.push(rgb, tag * 3000)
+        await asyncio.sleep(1 / 30)
+
+
+async def _wait_for(predicate: object, timeout: float = 5.0) -> None:
+    assert callable(predicate)
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _fan_out(codec: Codec) -> None:
+    bc = Broadcaster(W, H, bitrate_kbps=800)
+    viewers = [Viewer(bc.add_viewer(codec)) for _ in range(3)]
+    late: Viewer | None = None
+    try:
+        assert bc.encoders_active == 1
+        for viewer in viewers:
+            await viewer.start()
+        await _push(bc, range(1, 46), in_thread=True)
+        await _wait_for(lambda: all(44 in v.arrivals for v in viewers))
+        for viewer in viewers:
+            assert len(viewer.arrivals) >= 30, viewer.arrivals.keys()
+            assert all((f.width, f.height) == (W, H) for f in viewer.frames)
+            assert viewer.track.sent >= 30
+        # Encode once: one encode per pushed frame, whatever the number of viewers.
+        assert bc.frames_pushed == 45 and bc.frames_encoded == 45
+
+        late = Viewer(bc.add_viewer(codec))
+        await late.start()
+        await _push(bc, range(100, 130))
+        await _wait_for(lambda: 128 in late.arrivals)
+        assert late.arrivals and min(late.arrivals) >= 100
+        assert len(late.arrivals) >= 15
+        assert bc.encoder(codec) is not None and bc.encoder(codec).keyframes >= 2  # type: ignore[union-attr]
+        assert bc.frames_encoded == bc.frames_pushed == 75
+    finally:
+        for viewer in [*viewers, *([late] if late else [])]:
+            await viewer.close()
+        bc.close()
+    assert bc.encoders_active == 0
+
+
+@pytest.mark.timeout(60)
+def test_three_h264_viewers_share_one_encoder_and_late_joiner_decodes() -> None:
+    asyncio.run(_fan_out("h264"))
+
+
+@pytest.mark.timeout(60)
+def test_three_vp8_viewers_share_one_encoder_and_late_joiner_decodes() -> None:
+    asyncio.run(_fan_out("vp8"))
+
+
+async def _two_codecs_and_pli() -> None:
+    bc = Broadcaster(W, H, min_keyframe_interval_s=0.1)
+    h264, vp8 = Viewer(bc.add_viewer("h264")), Viewer(bc.add_viewer("vp8"))
+    try:
+        assert bc.encoders_active == 2
+        await h264.start()
+        await vp8.start()
+        await _push(bc, range(1, 31))
+        await _wait_for(lambda: 29 in h264.arrivals and 29 in vp8.arrivals)
+        assert bc.frames_encoded == 2 * bc.frames_pushed
+        encoder = bc.encoder("h264")
+        assert encoder is not None
+        before = encoder.keyframes
+        # A PLI from the H.264 viewer must reach the shared encoder.
+        server_sender = h264.server.getTransceivers()[0].sender
+        receiver = h264.client.getTransceivers()[0].receiver
+        await receiver._send_rtcp_pli(server_sender._ssrc)
+        await asyncio.sleep(0.2)
+        await _push(bc, range(31, 41))
+        assert h264.track.keyframe_requests >= 1
+        assert encoder.keyframes > before
+        # The last VP8 viewer leaving stops the VP8 encoder.
+        await vp8.close()
+        await _wait_for(lambda: bc.encoders_active == 1)
+        assert bc.encoder("vp8") is None and bc.encoders_active == 1
+    finally:
+        await h264.close()
+        await vp8.close()
+        bc.close()
+
+
+@pytest.mark.timeout(60)
+def test_two_codecs_pli_and_encoder_lifecycle() -> None:
+    asyncio.run(_two_codecs_and_pli())
+
+
+async def _slow_viewer() -> None:
+    bc = Broadcaster(W, H, queue_size=3, min_keyframe_interval_s=0.0)
+    track = bc.add_viewer("h264")
+    try:
+        # Nobody calls recv(): the queue must stay bounded and skip to keyframes.
+        for tag in range(20):
+            bc.push(tagged_rgb(tag, W, H), tag * 3000)
+            assert len(track._queue) <= 3
+        assert track.dropped > 0 and track.keyframe_requests >= 1
+        # The requested keyframe comes with the next push at the latest; the viewer
+        # resumes from it.
+        for tag in range(20, 22):
+            if track._queue:
+                break
+            bc.push(tagged_rgb(tag, W, H), tag * 3000)
+        first = await asyncio.wait_for(track.recv(), 1.0)
+        assert first.is_keyframe
+        assert track.sent == 1
+        stats = bc.stats()
+        assert stats[0].dropped == track.dropped and stats[0].codec == "h264"
+    finally:
+        bc.close()
+    assert track.readyState == "ended"
+
+
+@pytest.mark.timeout(10)
+def test_slow_viewer_is_bounded_and_resumes_at_a_keyframe() -> None:
+    asyncio.run(_slow_viewer())
+
+
+def test_push_without_viewers_encodes_nothing() -> None:
+    bc = Broadcaster(W, H)
+    assert bc.push(tagged_rgb(1, W, H), 0) == {}
+    assert bc.frames_encoded == 0 and bc.encoders_active == 0
