@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import H264Profile, parse_h264_profile_level_id
 
 from reactor.errors import ReactorError
 from reactor.media.encoder import Codec
@@ -28,6 +29,7 @@ MAX_OFFER_BYTES = 64 * 1024
 _LINE = re.compile(r"^[a-z]=[^\x00-\x08\x0b-\x1f\x7f]*$")
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([A-Za-z0-9_.-]+)/(\d+)")
 _FMTP = re.compile(r"^a=fmtp:(\d+) (.*)$")
+_H264_PROFILES = {H264Profile.PROFILE_BASELINE, H264Profile.PROFILE_CONSTRAINED_BASELINE}
 
 
 class SdpError(ReactorError):
@@ -94,7 +96,11 @@ def validate_offer(text: str | bytes, max_bytes: int = MAX_OFFER_BYTES) -> Offer
         codec = "vp8"
     else:
         found = ", ".join(offered) or "none"
-        hint = " (H.264 needs packetization-mode=1)" if "H264" in offered else ""
+        hint = (
+            " (H.264 needs packetization-mode=1 and a baseline profile)"
+            if "H264" in offered
+            else ""
+        )
         raise SdpError(f"no supported video codec: need H264 or VP8, found {found}{hint}")
 
     direction = "sendrecv"
@@ -143,11 +149,24 @@ def _video_codecs(body: list[str]) -> tuple[tuple[str, ...], bool]:
             continue
         if name not in offered:
             offered.append(name)
-        # aiortc packetizes H.264 in non-interleaved mode only (packetization-mode=1);
-        # an H.264 payload type without it would not match in negotiation.
-        if name == "H264" and "packetization-mode=1" in fmtp.get(pt, ""):
+        if name == "H264" and _h264_usable(fmtp.get(pt, "")):
             usable_h264 = True
     return tuple(offered), usable_h264
+
+
+def _h264_usable(fmtp: str) -> bool:
+    # aiortc's negotiation (is_codec_compatible) matches H.264 only on an equal
+    # packetization-mode, and it packetizes only mode 1 (non-interleaved), and on an
+    # equal profile: the (constrained) baseline it offers. An absent profile-level-id
+    # means 42e01f (RFC 6184 default as aiortc reads it).
+    params = dict(p.strip().partition("=")[::2] for p in fmtp.split(";") if p.strip())
+    if params.get("packetization-mode") != "1":
+        return False
+    try:
+        profile = parse_h264_profile_level_id(params.get("profile-level-id", "42e01f"))[0]
+    except ValueError:
+        return False
+    return profile in _H264_PROFILES
 
 
 def codec_preferences(codec: Codec) -> list[RTCRtpCodecCapability]:

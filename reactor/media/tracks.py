@@ -28,12 +28,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import av
-from aiortc import MediaStreamTrack
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from reactor.media.convert import RgbArray
 from reactor.media.encoder import CODECS, Codec, Encoder
+from reactor.media.sdp import codec_preferences
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,20 @@ class EncodedVideoTrack(MediaStreamTrack):
         super().stop()
         self._queue.clear()
         self._ready.set()  # wake recv() so the sender sees MediaStreamError and exits
+
+
+def add_encoded_track(pc: RTCPeerConnection, track: EncodedVideoTrack) -> RTCRtpTransceiver:
+    """Add ``track`` to ``pc`` so that exactly its codec is negotiated.
+
+    Call *before* ``pc.setRemoteDescription(offer)``: aiortc fixes a transceiver's codecs
+    while applying the remote description (later ``setCodecPreferences`` calls are
+    ignored for that negotiation) and reuses a not-yet-negotiated transceiver of the same
+    kind for the offer's m-line. The sender packs packets with whatever codec was
+    negotiated, so a mismatch would send H.264 bytes labelled VP8.
+    """
+    transceiver = pc.addTransceiver(track, direction="sendonly")
+    transceiver.setCodecPreferences(codec_preferences(track.codec))
+    return transceiver
 
 
 @dataclass(frozen=True)

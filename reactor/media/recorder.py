@@ -1,0 +1,63 @@
+"""Record the output stream to an MP4 file (``egress.record``, ``reactor run --output``)."""
+
+from __future__ import annotations
+
+import fractions
+import logging
+from pathlib import Path
+
+import av
+import numpy as np
+
+from reactor.config import Config
+from reactor.errors import ReactorError
+
+log = logging.getLogger(__name__)
+
+
+class Recorder:
+    """H.264 in MP4, one frame per ``write``, timestamps at the configured fps."""
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: int,
+                 bitrate_kbps: int = 4000) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.path), mode="w")
+        except (OSError, av.FFmpegError) as exc:
+            raise ReactorError(f"cannot record to {self.path}: {exc}") from None
+        stream = self._container.add_stream("libx264", rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = bitrate_kbps * 1000
+        stream.options = {"preset": "veryfast", "tune": "zerolatency"}
+        stream.time_base = fractions.Fraction(1, fps)
+        self._stream = stream
+        self.frames = 0
+        log.info("recording to %s", self.path)
+
+    @classmethod
+    def open(cls, config: Config, path: str | Path | None = None) -> Recorder:
+        v = config.video
+        target = path or config.egress.record
+        assert target is not None
+        return cls(target, v.width, v.height, v.fps, config.egress.bitrate_kbps)
+
+    def write(self, rgb: np.ndarray) -> None:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts = self.frames
+        frame.time_base = self._stream.time_base
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None  # type: ignore[assignment]
+            log.info("recorded %d frames to %s", self.frames, self.path)
