@@ -1,0 +1,109 @@
+"""``snapshot_to_dict``: the object ``reactor daemon status --json`` and /api/status show."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from reactor.control.status import dict_to_snapshot, snapshot_to_dict
+from reactor.proto.telemetry_pb2 import Snapshot
+
+MakeSnapshot = Callable[..., Snapshot]
+
+
+def test_top_level_keys(make_snapshot: MakeSnapshot) -> None:
+    status = snapshot_to_dict(make_snapshot())
+    assert list(status) == [
+        "state", "pid", "uptime_s", "workers", "pipeline", "session",
+        "model", "url", "run_dir", "config_path", "error", "logs", "gpu",
+    ]
+    assert (status["state"], status["pid"], status["uptime_s"]) == ("degraded", 4242, 3723.4)
+    assert status["model"] == "reactor.examples.pattern:TestPattern"
+    assert status["url"] == "http://127.0.0.1:8081"
+    assert status["run_dir"] == "/run/reactor"
+    assert status["config_path"] == "configs/pattern.yaml"
+    assert status["error"] == "egress restarting after a crash"
+    assert status["gpu"] is None
+    json.dumps(status)  # plain data all the way down
+
+
+def test_workers(make_snapshot: MakeSnapshot) -> None:
+    ingress, _, egress = snapshot_to_dict(make_snapshot())["workers"]
+    assert ingress == {
+        "name": "ingress", "pid": 4243, "state": "running", "restarts": 0,
+        "cpu_percent": 3.14, "rss_bytes": 89_338_675, "uptime_s": 3721.0,
+        "heartbeat_age_s": 0.12, "last_error": None, "frames_in": 111_600,
+        "frames_out": 111_600,
+    }
+    assert egress["pid"] is None  # not running: no pid rather than pid 0
+    assert egress["state"] == "restarting"
+    assert egress["last_error"] == "RuntimeError: encoder died"
+
+
+def test_pipeline(make_snapshot: MakeSnapshot) -> None:
+    pipeline = snapshot_to_dict(make_snapshot())["pipeline"]
+    assert pipeline == {
+        "fps_in": 29.94,
+        "fps_model": 29.8,
+        "fps_out": 14.2,
+        "target_fps": 30.0,
+        "latency_ms": {
+            "decode": {"p50": 2.1, "p99": 4.04},
+            "input_ring": {"p50": 0.07, "p99": 0.31},
+            "model": {"p50": 12.3, "p99": 20.1},
+            "output_ring": {"p50": 0.1, "p99": 0.2},
+            "encode": {"p50": 6.0, "p99": 9.8},
+        },
+        "rings": [
+            {"name": "input", "slots": 4, "used": 1, "dropped": 12, "policy": "latest"},
+            {"name": "output", "slots": 8, "used": 8, "dropped": 0, "policy": "block"},
+        ],
+        "encoders_active": 1,
+    }
+
+
+def test_session(make_snapshot: MakeSnapshot) -> None:
+    session = snapshot_to_dict(make_snapshot())["session"]
+    assert session == {
+        "id": "3f2a9c1d",
+        "state": "live",
+        "duration_s": 65.0,
+        "viewers": 2,
+        "sender": True,
+        "frames_emitted": 1950,
+        "commands": [
+            {"ts": 1_700_000_010.0, "name": "set_gain", "args": {"gain": 2.0}, "ok": True,
+             "result": None, "error": None},
+            {"ts": 1_700_000_020.0, "name": "set_gain", "args": {"gain": 9.0}, "ok": False,
+             "result": None, "error": "gain: Input should be less than or equal to 4"},
+            {"ts": 1_700_000_030.0, "name": "reset", "args": {}, "ok": True,
+             "result": {"frames": 1200}, "error": None},
+        ],
+    }
+
+
+def test_no_session_is_null(make_snapshot: MakeSnapshot) -> None:
+    assert snapshot_to_dict(make_snapshot(session=False))["session"] is None
+    assert snapshot_to_dict(Snapshot())["session"] is None
+
+
+def test_logs_and_gpu(make_snapshot: MakeSnapshot) -> None:
+    status = snapshot_to_dict(make_snapshot(gpu=True))
+    assert status["logs"][0] == {"ts": 1_700_000_001.0, "process": "ingress",
+                                 "level": "WARNING", "message": "slow client"}
+    assert status["gpu"] == {"name": "NVIDIA H100 80GB HBM3", "memory_used_bytes": 10 << 30,
+                             "memory_total_bytes": 80 << 30, "utilization_percent": 45.0}
+
+
+def test_an_empty_snapshot() -> None:
+    status = snapshot_to_dict(Snapshot())
+    assert status["pid"] is None
+    assert status["config_path"] is None and status["error"] is None
+    assert status["workers"] == [] and status["logs"] == []
+    assert status["pipeline"]["latency_ms"] == {} and status["pipeline"]["rings"] == []
+
+
+def test_round_trip(make_snapshot: MakeSnapshot) -> None:
+    for snap in (make_snapshot(), make_snapshot(session=False, gpu=True), Snapshot()):
+        status = snapshot_to_dict(snap)
+        assert snapshot_to_dict(dict_to_snapshot(json.loads(json.dumps(status)))) == status
