@@ -60,7 +60,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def _run_dir(args: argparse.Namespace) -> Path:
-    from reactor.daemon.rundir import resolve_run_dir
+    from reactor.control.rundir import resolve_run_dir
 
     return resolve_run_dir(getattr(args, "run_dir", None))
 
@@ -102,7 +102,7 @@ def cmd_daemon_status(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon_logs(args: argparse.Namespace) -> int:
-    from reactor.daemon.rundir import follow_logs
+    from reactor.control.rundir import follow_logs
 
     return follow_logs(_run_dir(args), args.process, follow=args.follow, lines=args.lines)
 

@@ -40,6 +40,13 @@ class ModelSection(_Section):
     args: dict[str, Any] = Field(
         default_factory=dict, description="Passed to the model's load(config) as a dict."
     )
+    load_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="How long each worker (the model's load() above all) may take to start "
+        "before the daemon gives up.",
+    )
 
     @field_validator("module")
     @classmethod
@@ -139,7 +146,7 @@ class Config(_Section):
     session: SessionSection = Field(default_factory=SessionSection)  # type: ignore[arg-type]
     egress: EgressSection = Field(default_factory=EgressSection)  # type: ignore[arg-type]
     source: str | None = Field(
-        None, exclude=True, description="The file this config was read from (set by the loader)."
+        None, description="The file this config was read from (set by the loader, not in YAML)."
     )
 
     @field_validator("device")

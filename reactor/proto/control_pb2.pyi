@@ -44,7 +44,7 @@ class CommandRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., args_json: _Optional[str] = ...) -> None: ...
 
 class SessionRequest(_message.Message):
-    __slots__ = ("action", "reason")
+    __slots__ = ("action", "reason", "session_id")
     class Action(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         START: _ClassVar[SessionRequest.Action]
@@ -53,12 +53,24 @@ class SessionRequest(_message.Message):
     STOP: SessionRequest.Action
     ACTION_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     action: SessionRequest.Action
     reason: str
-    def __init__(self, action: _Optional[_Union[SessionRequest.Action, str]] = ..., reason: _Optional[str] = ...) -> None: ...
+    session_id: str
+    def __init__(self, action: _Optional[_Union[SessionRequest.Action, str]] = ..., reason: _Optional[str] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class WhepRequest(_message.Message):
+    __slots__ = ("resource_id", "sdp", "close")
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SDP_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    resource_id: str
+    sdp: str
+    close: bool
+    def __init__(self, resource_id: _Optional[str] = ..., sdp: _Optional[str] = ..., close: _Optional[bool] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("id", "status", "stop", "restart_worker", "command", "session", "schema")
+    __slots__ = ("id", "status", "stop", "restart_worker", "command", "session", "schema", "whep")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +78,7 @@ class Request(_message.Message):
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    WHEP_FIELD_NUMBER: _ClassVar[int]
     id: int
     status: StatusRequest
     stop: StopRequest
@@ -73,7 +86,18 @@ class Request(_message.Message):
     command: CommandRequest
     session: SessionRequest
     schema: SchemaRequest
-    def __init__(self, id: _Optional[int] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ..., stop: _Optional[_Union[StopRequest, _Mapping]] = ..., restart_worker: _Optional[_Union[RestartWorkerRequest, _Mapping]] = ..., command: _Optional[_Union[CommandRequest, _Mapping]] = ..., session: _Optional[_Union[SessionRequest, _Mapping]] = ..., schema: _Optional[_Union[SchemaRequest, _Mapping]] = ...) -> None: ...
+    whep: WhepRequest
+    def __init__(self, id: _Optional[int] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ..., stop: _Optional[_Union[StopRequest, _Mapping]] = ..., restart_worker: _Optional[_Union[RestartWorkerRequest, _Mapping]] = ..., command: _Optional[_Union[CommandRequest, _Mapping]] = ..., session: _Optional[_Union[SessionRequest, _Mapping]] = ..., schema: _Optional[_Union[SchemaRequest, _Mapping]] = ..., whep: _Optional[_Union[WhepRequest, _Mapping]] = ...) -> None: ...
+
+class WhepReply(_message.Message):
+    __slots__ = ("resource_id", "sdp", "codec")
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SDP_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    resource_id: str
+    sdp: str
+    codec: str
+    def __init__(self, resource_id: _Optional[str] = ..., sdp: _Optional[str] = ..., codec: _Optional[str] = ...) -> None: ...
 
 class CommandReply(_message.Message):
     __slots__ = ("result_json",)
@@ -98,7 +122,7 @@ class Ok(_message.Message):
     def __init__(self) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("id", "error", "status", "ok", "command", "session", "schema")
+    __slots__ = ("id", "error", "status", "ok", "command", "session", "schema", "whep")
     ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +130,7 @@ class Reply(_message.Message):
     COMMAND_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    WHEP_FIELD_NUMBER: _ClassVar[int]
     id: int
     error: Error
     status: _telemetry_pb2.Snapshot
@@ -113,4 +138,5 @@ class Reply(_message.Message):
     command: CommandReply
     session: SessionReply
     schema: SchemaReply
-    def __init__(self, id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., status: _Optional[_Union[_telemetry_pb2.Snapshot, _Mapping]] = ..., ok: _Optional[_Union[Ok, _Mapping]] = ..., command: _Optional[_Union[CommandReply, _Mapping]] = ..., session: _Optional[_Union[SessionReply, _Mapping]] = ..., schema: _Optional[_Union[SchemaReply, _Mapping]] = ...) -> None: ...
+    whep: WhepReply
+    def __init__(self, id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., status: _Optional[_Union[_telemetry_pb2.Snapshot, _Mapping]] = ..., ok: _Optional[_Union[Ok, _Mapping]] = ..., command: _Optional[_Union[CommandReply, _Mapping]] = ..., session: _Optional[_Union[SessionReply, _Mapping]] = ..., schema: _Optional[_Union[SchemaReply, _Mapping]] = ..., whep: _Optional[_Union[WhepReply, _Mapping]] = ...) -> None: ...

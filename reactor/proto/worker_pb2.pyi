@@ -79,18 +79,8 @@ class SessionEvent(_message.Message):
     ts: float
     def __init__(self, kind: _Optional[_Union[SessionEvent.Kind, str]] = ..., session_id: _Optional[str] = ..., reason: _Optional[str] = ..., json: _Optional[str] = ..., ts: _Optional[float] = ...) -> None: ...
 
-class Signal(_message.Message):
-    __slots__ = ("resource_id", "sdp", "close")
-    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
-    SDP_FIELD_NUMBER: _ClassVar[int]
-    CLOSE_FIELD_NUMBER: _ClassVar[int]
-    resource_id: str
-    sdp: str
-    close: bool
-    def __init__(self, resource_id: _Optional[str] = ..., sdp: _Optional[str] = ..., close: _Optional[bool] = ...) -> None: ...
-
 class FromWorker(_message.Message):
-    __slots__ = ("worker", "pid", "reply_to", "ready", "heartbeat", "fatal", "event", "reply", "request", "signal", "log")
+    __slots__ = ("worker", "pid", "reply_to", "ready", "heartbeat", "fatal", "event", "reply", "request", "log")
     WORKER_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
@@ -100,7 +90,6 @@ class FromWorker(_message.Message):
     EVENT_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
-    SIGNAL_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
     worker: str
     pid: int
@@ -111,20 +100,19 @@ class FromWorker(_message.Message):
     event: SessionEvent
     reply: _control_pb2.Reply
     request: _control_pb2.Request
-    signal: Signal
     log: _telemetry_pb2.LogLine
-    def __init__(self, worker: _Optional[str] = ..., pid: _Optional[int] = ..., reply_to: _Optional[int] = ..., ready: _Optional[str] = ..., heartbeat: _Optional[_Union[WorkerStats, _Mapping]] = ..., fatal: _Optional[str] = ..., event: _Optional[_Union[SessionEvent, _Mapping]] = ..., reply: _Optional[_Union[_control_pb2.Reply, _Mapping]] = ..., request: _Optional[_Union[_control_pb2.Request, _Mapping]] = ..., signal: _Optional[_Union[Signal, _Mapping]] = ..., log: _Optional[_Union[_telemetry_pb2.LogLine, _Mapping]] = ...) -> None: ...
+    def __init__(self, worker: _Optional[str] = ..., pid: _Optional[int] = ..., reply_to: _Optional[int] = ..., ready: _Optional[str] = ..., heartbeat: _Optional[_Union[WorkerStats, _Mapping]] = ..., fatal: _Optional[str] = ..., event: _Optional[_Union[SessionEvent, _Mapping]] = ..., reply: _Optional[_Union[_control_pb2.Reply, _Mapping]] = ..., request: _Optional[_Union[_control_pb2.Request, _Mapping]] = ..., log: _Optional[_Union[_telemetry_pb2.LogLine, _Mapping]] = ...) -> None: ...
 
 class ToWorker(_message.Message):
-    __slots__ = ("id", "stop", "request", "event", "signal")
+    __slots__ = ("id", "stop", "request", "event", "reply")
     ID_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
-    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
     id: int
     stop: str
     request: _control_pb2.Request
     event: SessionEvent
-    signal: Signal
-    def __init__(self, id: _Optional[int] = ..., stop: _Optional[str] = ..., request: _Optional[_Union[_control_pb2.Request, _Mapping]] = ..., event: _Optional[_Union[SessionEvent, _Mapping]] = ..., signal: _Optional[_Union[Signal, _Mapping]] = ...) -> None: ...
+    reply: _control_pb2.Reply
+    def __init__(self, id: _Optional[int] = ..., stop: _Optional[str] = ..., request: _Optional[_Union[_control_pb2.Request, _Mapping]] = ..., event: _Optional[_Union[SessionEvent, _Mapping]] = ..., reply: _Optional[_Union[_control_pb2.Reply, _Mapping]] = ...) -> None: ...

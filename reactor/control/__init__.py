@@ -1,0 +1,1 @@
+"""The control plane: ZeroMQ sockets carrying protobuf messages."""

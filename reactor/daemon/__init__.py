@@ -1,0 +1,1 @@
+"""The daemon: the supervisor process, its sessions, and how it is launched."""

@@ -1,0 +1,152 @@
+"""Starting and stopping the daemon from the CLI.
+
+``reactor daemon start`` runs the supervisor detached (a new process session, so closing
+the terminal does not stop it) and waits for its READY, printing the URL; ``--foreground``
+runs it in this process. ``reactor daemon stop`` asks over the control socket and waits
+for the pid to exit, with SIGTERM as the fallback.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from reactor.config import Config
+from reactor.control.client import ControlClient
+from reactor.control.rundir import RunDir, pid_alive, tail_lines
+from reactor.errors import DaemonError, ReactorError
+
+
+def run_supervisor(config: Config, run_dir: str | Path, *, console: bool) -> int:
+    """Run the supervisor in this process until it stops; its exit code."""
+    from reactor.daemon.supervisor import Supervisor
+    from reactor.workers.base import setup_logging
+
+    rd = RunDir(Path(run_dir))
+    rd.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    rd.logs.mkdir(mode=0o700, exist_ok=True)
+    setup_logging(rd.log("supervisor"), "supervisor", console=console)
+    _warn_public_bind(config)
+    return Supervisor(config, rd.path).run()
+
+
+def _warn_public_bind(config: Config) -> None:
+    import logging
+
+    if not config.server.is_loopback and not config.server.token:
+        logging.getLogger("reactor.daemon").warning(
+            "SECURITY: server.host is %s (not loopback) and server.token is not set: anyone "
+            "who can reach this address can watch, send video and control the model. Set "
+            "server.token.", config.server.host,
+        )
+
+
+def start_daemon(config: Config, run_dir: Path, *, foreground: bool) -> int:
+    rd = RunDir(run_dir)
+    pid = rd.live_pid()
+    if pid is not None:
+        raise DaemonError(
+            f"a daemon (pid {pid}) is already running with run directory {rd.path}; "
+            "stop it with `reactor daemon stop`, or choose another --run-dir"
+        )
+    if foreground:
+        print(f"reactor: starting in the foreground (run dir {rd.path}); Ctrl+C stops",
+              file=sys.stderr)
+        return run_supervisor(config, rd.path, console=True)
+    rd.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    rd.logs.mkdir(mode=0o700, exist_ok=True)
+    out = open(rd.log("supervisor.out"), "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reactor.daemon", "--run-dir", str(rd.path)],
+        stdin=subprocess.PIPE, stdout=out, stderr=out, start_new_session=True,
+        close_fds=True,
+    )
+    out.close()
+    assert proc.stdin is not None
+    proc.stdin.write(config.model_dump_json().encode())
+    proc.stdin.close()
+    return _wait_ready(proc, rd, config.model.load_timeout_s + 15.0)
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], rd: RunDir, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    last_state = ""
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            lines = tail_lines(rd.log("supervisor"), 15) or tail_lines(
+                rd.log("supervisor.out"), 15)
+            raise DaemonError(
+                f"the daemon exited during start-up (code {code}); last lines of "
+                f"{rd.log('supervisor')}:\n" + "\n".join(lines)
+            )
+        if rd.live_pid() == proc.pid and rd.socket_path("control").exists():
+            try:
+                with ControlClient(rd.path, timeout_s=2.0) as client:
+                    snap = client.status()
+            except ReactorError:
+                time.sleep(0.1)
+                continue
+            last_state = snap.state
+            if snap.state == "running":
+                print(f"reactor daemon running: {snap.url}")
+                print(f"  model {snap.model}, pid {snap.pid}, run dir {rd.path}")
+                print("  watch: open the URL; status: `reactor daemon status`; "
+                      "stop: `reactor daemon stop`")
+                return 0
+            if snap.state == "failed":
+                _stop_pid(proc.pid, 10.0)
+                raise DaemonError(f"the daemon failed to start: {snap.error}")
+        time.sleep(0.1)
+    _stop_pid(proc.pid, 10.0)
+    raise DaemonError(
+        f"the daemon was not ready within {timeout:.0f} s (state {last_state or 'unknown'}); "
+        "raise model.load_timeout_s if the model takes longer to load; "
+        f"see {rd.log('supervisor')}"
+    )
+
+
+def _stop_pid(pid: int, timeout: float) -> bool:
+    """SIGTERM, wait, then SIGKILL; True once the process is gone."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.05)
+    print(f"reactor: the daemon (pid {pid}) ignored SIGTERM; killing it", file=sys.stderr)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return False
+
+
+def stop_daemon(run_dir: Path, *, timeout: float = 15.0) -> int:
+    rd = RunDir(run_dir)
+    pid = rd.live_pid()
+    if pid is None:
+        raise DaemonError(f"no daemon is running at {rd.path}")
+    try:
+        with ControlClient(rd.path, timeout_s=3.0) as client:
+            client.stop()
+    except ReactorError:
+        pass  # not answering: the signal below still stops it
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.05)
+    if pid_alive(pid):
+        _stop_pid(pid, 5.0)
+    print(f"reactor daemon stopped (pid {pid})")
+    return 0
+
+
+def run_foreground(config: Config, run_dir: Path) -> int:
+    return start_daemon(config, run_dir, foreground=True)

@@ -1,0 +1,1 @@
+"""The daemon's worker processes: ingress, inference and egress."""

@@ -1,0 +1,143 @@
+"""The egress worker: reads the output ring, encodes each frame once, fans it out.
+
+Threads: the asyncio event loop (this process's main thread) owns the WHEP viewers' peer
+connections; the *reader thread* takes frames from the output ring and pushes them
+through the :class:`~reactor.media.tracks.Broadcaster`, which encodes each frame once per
+codec in use (PyAV releases the GIL while it encodes) and hands the same packets to every
+viewer on the loop; the link thread relays WHEP offers and session events to the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+
+from reactor.ipc import RingClosedError, ShmRing
+from reactor.media.recorder import Recorder
+from reactor.media.tracks import Broadcaster
+from reactor.proto import control_pb2 as cpb
+from reactor.proto import worker_pb2 as wpb
+from reactor.workers.base import WorkerContext
+from reactor.workers.stats import LatencyWindow, ProcessStats
+from reactor.workers.viewers import ViewerHub
+
+log = logging.getLogger(__name__)
+
+RTP_CLOCK = 90_000
+
+
+class EgressWorker:
+    def __init__(self, ctx: WorkerContext, loop: asyncio.AbstractEventLoop) -> None:
+        self.ctx = ctx
+        self.loop = loop
+        cfg = ctx.config
+        self.output = ShmRing.attach(ctx.rings["output"])
+        self.reader = self.output.reader()
+        self.broadcaster = Broadcaster(
+            cfg.video.width, cfg.video.height, fps=cfg.video.fps,
+            bitrate_kbps=cfg.egress.bitrate_kbps, hardware=cfg.device.startswith("cuda"),
+        )
+        self.hub = ViewerHub(self, cfg)
+        self.recorder = Recorder.open(cfg) if cfg.egress.record else None
+        self.frames_in = 0
+        self.frames_out = 0
+        self.lat_ring = LatencyWindow("output_ring")
+        self.lat_encode = LatencyWindow("encode")
+        self.lat_total = LatencyWindow("glass")  # capture (or model) to encoded
+        self.proc = ProcessStats()
+
+    def stats(self) -> wpb.WorkerStats:
+        s = wpb.WorkerStats(
+            frames_in=self.frames_in, frames_out=self.frames_out,
+            cpu_percent=self.proc.cpu_percent(), rss_bytes=self.proc.rss_bytes(),
+            viewers=self.hub.count, encoders_active=self.broadcaster.encoders_active,
+        )
+        for win in (self.lat_ring, self.lat_encode, self.hub.lat_send):
+            st = win.stat()
+            if st is not None:
+                s.latency.append(st)
+        return s
+
+    def on_message(self, msg: wpb.ToWorker) -> None:
+        """On the link thread: hand everything to the event loop."""
+        body = msg.WhichOneof("body")
+        if body == "stop":
+            self.loop.call_soon_threadsafe(self.ctx.stop.set)
+        elif body == "event":
+            self.loop.call_soon_threadsafe(self.hub.on_session_event, msg.event)
+        elif body == "request" and msg.request.WhichOneof("body") == "whep":
+            asyncio.run_coroutine_threadsafe(self._whep(msg.id, msg.request.whep), self.loop)
+        elif body == "request":
+            assert self.ctx.link is not None
+            self.ctx.link.reply(msg.id, cpb.Reply(error=cpb.Error(
+                message="egress handles only WHEP requests", status=400)))
+
+    async def _whep(self, msg_id: int, req: cpb.WhepRequest) -> None:
+        assert self.ctx.link is not None
+        try:
+            reply = await self.hub.handle(req)
+        except Exception as exc:
+            log.exception("WHEP request failed")
+            reply = cpb.Reply(error=cpb.Error(message=f"WHEP failed: {exc}", status=500))
+        self.ctx.link.reply(msg_id, reply)
+
+    def read_loop(self) -> None:
+        """The reader thread: one frame in, encoded once, out to every viewer."""
+        period = RTP_CLOCK / self.ctx.config.video.fps
+        try:
+            while not self.ctx.stop.is_set():
+                frame = self.reader.read(0.1)
+                if frame is None:
+                    continue
+                t0 = time.perf_counter_ns()
+                self.frames_in += 1
+                self.lat_ring.add((t0 - frame.enqueue_ts) / 1e6)
+                pts = int(self.frames_out * period)
+                if self.broadcaster.encoders_active or self.recorder is not None:
+                    self.broadcaster.push(frame.array, pts)
+                    if self.recorder is not None:
+                        self.recorder.write(frame.array)
+                    t1 = time.perf_counter_ns()
+                    self.lat_encode.add((t1 - t0) / 1e6)
+                    if frame.capture_ts:
+                        self.lat_total.add((t1 - frame.capture_ts) / 1e6)
+                frame.release()
+                self.frames_out += 1
+        except RingClosedError as exc:
+            log.error("output ring closed: %s", exc)
+            self.loop.call_soon_threadsafe(self.ctx.stop.set)
+        except Exception:
+            log.exception("reader thread failed")
+            self.loop.call_soon_threadsafe(self.ctx.stop.set)
+            raise
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+        self.reader.close()
+        self.output.close()
+
+
+async def _amain(ctx: WorkerContext) -> None:
+    loop = asyncio.get_running_loop()
+    worker = EgressWorker(ctx, loop)
+    link = ctx.connect(worker.on_message, worker.stats)
+    reader = threading.Thread(target=worker.read_loop, name="egress-reader", daemon=True)
+    reader.start()
+    link.ready(json.dumps({"codec": ctx.config.egress.codec}))
+    log.info("ready")
+    try:
+        while not ctx.stop.is_set():
+            await asyncio.sleep(0.1)
+    finally:
+        await worker.hub.close()
+        worker.broadcaster.close()
+        reader.join(timeout=2.0)
+        worker.close()
+
+
+def main(ctx: WorkerContext) -> None:
+    asyncio.run(_amain(ctx))

@@ -1,0 +1,318 @@
+"""The inference worker: loads the model once and runs one session at a time.
+
+Threads: the *model thread* (this process's main thread) runs ``load()``, then sessions,
+and applies commands between frames; the *link thread* talks to the supervisor, validates
+commands as they arrive (an invalid one is answered at once and never queued) and queues
+the valid ones for the model thread; a *watchdog thread* ends a session whose model stops
+emitting for ``session.stall_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from reactor.errors import CommandError, ModelLoadError, ReactorError, SessionStopped
+from reactor.ipc import RingTimeout, ShmRing
+from reactor.model import PendingCommand, Session, VideoModel
+from reactor.model.session import apply_command
+from reactor.proto import control_pb2 as cpb
+from reactor.proto import worker_pb2 as wpb
+from reactor.workers.base import WorkerContext
+from reactor.workers.stats import LatencyWindow, ProcessStats
+
+log = logging.getLogger(__name__)
+
+#: A model still stuck this long after its stalled session was told to stop: restart.
+STUCK_GRACE_S = 5.0
+
+
+def _error_reply(exc: BaseException) -> cpb.Reply:
+    if isinstance(exc, CommandError):
+        return cpb.Reply(error=cpb.Error(message=str(exc), field=exc.field or "",
+                                         status=exc.status))
+    return cpb.Reply(error=cpb.Error(message=f"{type(exc).__name__}: {exc}", status=500))
+
+
+class RingIO:
+    """A ``SessionIO`` over the input and output rings, for one session."""
+
+    def __init__(self, worker: InferenceWorker, session_id: str, session_no: int) -> None:
+        self.w = worker
+        self.session_id = session_id
+        self.session_no = session_no
+        self.stop = threading.Event()
+        self.used_inputs = False
+        self._t0 = time.monotonic()
+        self._n = 0
+        self._capture_ts: int | None = None
+        self._input_at = 0
+        self.stop_reason = ""
+        # While the model's own code runs this holds when it got control back; None while
+        # the runtime waits for input or for ring space (not the model's fault).
+        self.in_model_since: float | None = time.monotonic()
+
+    def read_input(self, timeout: float) -> np.ndarray | None:
+        self.in_model_since = None
+        self.used_inputs = True
+        frame = self.w.input_reader.read(timeout)
+        now_ns = time.perf_counter_ns()
+        self.in_model_since = time.monotonic()
+        if frame is None:
+            return None
+        self.w.frames_in += 1
+        self.w.lat_input.add((now_ns - frame.enqueue_ts) / 1e6)
+        self._capture_ts = frame.capture_ts
+        self._input_at = now_ns
+        return frame.array
+
+    def write_output(self, frames: np.ndarray) -> None:
+        w = self.w
+        for f in frames:
+            if not self.used_inputs:
+                self._pace()
+            self.in_model_since = None
+            now_ns = time.perf_counter_ns()
+            if self._input_at:
+                w.lat_model.add((now_ns - self._input_at) / 1e6)
+            while True:
+                if self.stopping():
+                    raise SessionStopped(f"session {self.session_id} has ended")
+                try:
+                    w.output.write(f, frame_id=w.frames_out, capture_ts=self._capture_ts,
+                                   session_id=self.session_no, timeout=0.25)
+                    break
+                except RingTimeout:
+                    continue  # egress is behind (or restarting): wait, but keep checking stop
+            w.frames_out += 1
+            w.frames_emitted += 1
+            self.in_model_since = time.monotonic()
+
+    def _pace(self) -> None:
+        """Hold a generative model to ``video.fps`` so the output ring stays near empty
+        (a full ring is latency: every queued frame delays a command's visible effect)."""
+        self._n += 1
+        due = self._t0 + self._n / self.w.fps
+        now = time.monotonic()
+        if due > now:
+            self.in_model_since = None
+            time.sleep(due - now)
+        elif now - due > 2.0 / self.w.fps:
+            self._t0, self._n = now, 0  # fell behind: do not try to catch up in a burst
+
+    def poll_commands(self) -> list[PendingCommand]:
+        return self.w.drain_commands()
+
+    def stopping(self) -> bool:
+        return self.stop.is_set() or self.w.ctx.stop.is_set()
+
+    def send(self, message: Any) -> None:
+        self.w.event(wpb.SessionEvent.MESSAGE, self.session_id, json_body=json.dumps(message))
+
+
+class InferenceWorker:
+    def __init__(self, ctx: WorkerContext) -> None:
+        self.ctx = ctx
+        cfg = ctx.config
+        self.fps = cfg.video.fps
+        self.model_cls: type[VideoModel] = cfg.model_class()
+        self.model: VideoModel | None = None
+        self.commands: deque[PendingCommand] = deque()
+        self.sessions: queue.Queue[tuple[str, int]] = queue.Queue()
+        self.current: RingIO | None = None
+        self.session_count = 0
+        self.frames_in = 0
+        self.frames_out = 0
+        self.frames_emitted = 0
+        self.lat_input = LatencyWindow("input_ring")
+        self.lat_model = LatencyWindow("model")
+        self.proc = ProcessStats()
+        self.input = ShmRing.attach(ctx.rings["input"])
+        self.output = ShmRing.attach(ctx.rings["output"])
+        self.input_reader = self.input.reader()
+
+    # --- link thread ------------------------------------------------------------------
+
+    def stats(self) -> wpb.WorkerStats:
+        s = wpb.WorkerStats(
+            frames_in=self.frames_in, frames_out=self.frames_out,
+            cpu_percent=self.proc.cpu_percent(), rss_bytes=self.proc.rss_bytes(),
+            frames_emitted=self.frames_emitted,
+        )
+        for win in (self.lat_input, self.lat_model):
+            st = win.stat()
+            if st is not None:
+                s.latency.append(st)
+        return s
+
+    def on_message(self, msg: wpb.ToWorker) -> None:
+        body = msg.WhichOneof("body")
+        if body == "stop":
+            self.ctx.stop.set()
+            if self.current is not None:
+                self.current.stop.set()
+        elif body == "request":
+            self._on_request(msg.id, msg.request)
+
+    def _on_request(self, msg_id: int, req: cpb.Request) -> None:
+        link = self.ctx.link
+        assert link is not None
+        kind = req.WhichOneof("body")
+        if kind == "command":
+            try:
+                args = json.loads(req.command.args_json or "{}")
+                valid = self.model_cls.validate_command(req.command.name, args)
+            except json.JSONDecodeError as exc:
+                link.reply(msg_id, _error_reply(CommandError(f"arguments are not JSON: {exc}",
+                                                             status=400)))
+                return
+            except CommandError as exc:
+                link.reply(msg_id, _error_reply(exc))
+                return
+
+            def done(result: Any, error: BaseException | None) -> None:
+                if error is not None:
+                    link.reply(msg_id, _error_reply(error))
+                    return
+                try:
+                    text = json.dumps(result)
+                except (TypeError, ValueError):
+                    text = json.dumps(repr(result))
+                link.reply(msg_id, cpb.Reply(command=cpb.CommandReply(result_json=text)))
+
+            self.commands.append(PendingCommand(req.command.name, valid, done))
+        elif kind == "session":
+            if req.session.action == cpb.SessionRequest.START:
+                self.session_count += 1
+                self.sessions.put((req.session.session_id, self.session_count))
+            elif self.current is not None and (
+                not req.session.session_id or req.session.session_id == self.current.session_id
+            ):
+                self.current.stop.set()
+            link.reply(msg_id, cpb.Reply(ok=cpb.Ok()))
+        else:
+            link.reply(msg_id, cpb.Reply(error=cpb.Error(
+                message=f"inference does not handle {kind!r} requests", status=400)))
+
+    # --- model thread -----------------------------------------------------------------
+
+    def drain_commands(self) -> list[PendingCommand]:
+        out = []
+        while self.commands:
+            out.append(self.commands.popleft())
+        return out
+
+    def event(self, kind: int, session_id: str, reason: str = "", json_body: str = "") -> None:
+        assert self.ctx.link is not None
+        ev = wpb.SessionEvent(session_id=session_id, reason=reason, json=json_body)
+        ev.kind = kind  # type: ignore[assignment]
+        self.ctx.link.event(ev)
+
+    def load(self) -> None:
+        try:
+            self.model = self.model_cls()
+            self.model.load(dict(self.ctx.config.model.args))
+        except ReactorError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{self.model_cls.__name__}.load() raised {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def run(self) -> None:
+        assert self.model is not None
+        while not self.ctx.stop.is_set():
+            try:
+                session_id, number = self.sessions.get(timeout=0.05)
+            except queue.Empty:
+                for cmd in self.drain_commands():  # between sessions, commands apply at once
+                    apply_command(self.model, cmd)
+                continue
+            self.run_session(session_id, number)
+
+    def run_session(self, session_id: str, number: int) -> None:
+        assert self.model is not None
+        cfg = self.ctx.config
+        io = RingIO(self, session_id, number)
+        session = Session(self.model, io, id=session_id, width=cfg.video.width,
+                          height=cfg.video.height, fps=cfg.video.fps)
+        self.current = io
+        self.input_reader.read(0)  # skip whatever the previous session left in the ring
+        log.info("session start %s", session_id)
+        self.event(wpb.SessionEvent.STARTED, session_id)
+        reason, kind = "ended", wpb.SessionEvent.ENDED
+        try:
+            self.model.start_session(session)
+            reason = "the model returned from start_session"
+        except SessionStopped:
+            reason = "stopped"
+        except Exception as exc:
+            log.exception("session %s: start_session raised", session_id)
+            reason = f"{type(self.model).__name__}.start_session raised {type(exc).__name__}: {exc}"
+            kind = wpb.SessionEvent.ERROR
+        finally:
+            try:
+                self.model.end_session()
+            except Exception as exc:
+                log.exception("session %s: end_session raised", session_id)
+                if kind != wpb.SessionEvent.ERROR:
+                    kind, reason = wpb.SessionEvent.ERROR, f"end_session raised {exc!r}"
+            self.current = None
+        if io.stop_reason:
+            reason, kind = io.stop_reason, wpb.SessionEvent.ERROR
+        log.info("session end %s: %s", session_id, reason)
+        self.event(kind, session_id, reason=reason)
+        for cmd in self.drain_commands():
+            apply_command(self.model, cmd)
+
+    def watchdog(self) -> None:
+        """End a session whose model emits nothing for ``session.stall_timeout_s``; exit
+        the process (the supervisor restarts it) if the model is stuck even after that."""
+        limit = self.ctx.config.session.stall_timeout_s
+        while not self.ctx.stop.wait(0.2):
+            io = self.current
+            since = io.in_model_since if io is not None else None
+            if io is None or since is None:
+                continue
+            stalled = time.monotonic() - since
+            if stalled > limit and not io.stop.is_set():
+                io.stop_reason = (
+                    f"the model emitted nothing for {stalled:.1f} s "
+                    f"(session.stall_timeout_s is {limit:g})"
+                )
+                log.error("session %s: %s", io.session_id, io.stop_reason)
+                io.stop.set()
+            elif stalled > limit + STUCK_GRACE_S and io.stop.is_set():
+                log.error("the model is stuck in its own code; restarting the worker")
+                self.event(wpb.SessionEvent.ERROR, io.session_id, reason=io.stop_reason)
+                raise SystemExit(3)
+
+
+def main(ctx: WorkerContext) -> None:
+    worker = InferenceWorker(ctx)
+    link = ctx.connect(worker.on_message, worker.stats)
+    worker.load()
+    wd = threading.Thread(target=_watch, args=(worker,), name="watchdog", daemon=True)
+    wd.start()
+    schema = worker.model_cls.schema(ctx.config.video.width, ctx.config.video.height,
+                                     ctx.config.video.fps)
+    link.ready(json.dumps(schema))
+    log.info("ready: model %s", worker.model_cls.name)
+    worker.run()
+
+
+def _watch(worker: InferenceWorker) -> None:
+    import os
+
+    try:
+        worker.watchdog()
+    except SystemExit:
+        time.sleep(0.3)  # let the link deliver the error event
+        os._exit(3)

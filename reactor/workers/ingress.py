@@ -1,0 +1,265 @@
+"""The ingress worker: the daemon's only public listener.
+
+An aiohttp server (routes in :mod:`reactor.workers.http`) that serves the web client, the
+API, and WHIP/WHEP signalling. WHIP video is decoded by aiortc, converted to the
+pipeline's size and format, and written into the ``input`` ring (latest-frame
+semantics: a model that falls behind sees the newest frame). WHEP offers and commands go
+over the link to the supervisor, which relays them to egress and inference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from reactor.control.events import event_to_json
+from reactor.ipc import ShmRing
+from reactor.media.convert import frame_to_rgb
+from reactor.media.dtls import enable_rsa_cipher_suites
+from reactor.media.ice import is_loopback_host, restrict_ice_to_loopback
+from reactor.media.jitter import enable_marker_bit_completion
+from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
+from reactor.proto import control_pb2 as cpb
+from reactor.proto import worker_pb2 as wpb
+from reactor.workers.base import WorkerContext
+from reactor.workers.stats import LatencyWindow, ProcessStats
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_S = 10.0
+
+
+class RequestFailed(Exception):
+    def __init__(self, status: int, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+@dataclass
+class Sender:
+    """The one WHIP client sending video."""
+
+    id: str
+    pc: RTCPeerConnection
+    channels: list[Any] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class Ingress:
+    def __init__(self, ctx: WorkerContext) -> None:
+        enable_rsa_cipher_suites()
+        enable_marker_bit_completion()
+        restrict_ice_to_loopback(is_loopback_host(ctx.config.server.host))
+        self.ctx = ctx
+        self.config = ctx.config
+        self.input = ShmRing.attach(ctx.rings["input"])
+        self.sender: Sender | None = None
+        self.subscribers: set[asyncio.Queue[str]] = set()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.lat_decode = LatencyWindow("decode")
+        self.proc = ProcessStats()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # --- link -------------------------------------------------------------------------
+
+    def stats(self) -> wpb.WorkerStats:
+        s = wpb.WorkerStats(
+            frames_in=self.frames_in, frames_out=self.frames_out,
+            cpu_percent=self.proc.cpu_percent(), rss_bytes=self.proc.rss_bytes(),
+            sender=self.sender is not None,
+        )
+        st = self.lat_decode.stat()
+        if st is not None:
+            s.latency.append(st)
+        return s
+
+    def on_message(self, msg: wpb.ToWorker) -> None:
+        loop = self.loop
+        if loop is None:
+            return
+        body = msg.WhichOneof("body")
+        if body == "stop":
+            loop.call_soon_threadsafe(self.ctx.stop.set)
+        elif body == "event":
+            loop.call_soon_threadsafe(self.publish_event, msg.event)
+
+    async def request(self, req: cpb.Request, timeout: float = REQUEST_TIMEOUT_S) -> cpb.Reply:
+        """Ask the supervisor; raise :class:`RequestFailed` with the reply's status."""
+        assert self.ctx.link is not None
+        fut = self.ctx.link.request(req)
+        try:
+            reply = await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
+        except TimeoutError:
+            self.ctx.link.forget(req.id)
+            raise RequestFailed(504, f"the daemon did not answer within {timeout:g} s") from None
+        if reply.HasField("error"):
+            e = reply.error
+            raise RequestFailed(e.status or 500, e.message, e.field)
+        return reply
+
+    def publish_event(self, ev: wpb.SessionEvent) -> None:
+        text = event_to_json(ev)
+        for q in list(self.subscribers):
+            if q.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    q.get_nowait()  # a slow SSE client loses its oldest event, not memory
+            q.put_nowait(text)
+        if self.sender is not None:
+            for ch in self.sender.channels:
+                if ch.readyState == "open":
+                    with contextlib.suppress(Exception):
+                        ch.send(text)
+
+    def report_clients(self) -> None:
+        assert self.ctx.link is not None
+        self.ctx.link.event(wpb.SessionEvent(
+            kind=wpb.SessionEvent.CLIENT, json=json.dumps({"sender": self.sender is not None})))
+
+    async def ensure_session(self) -> None:
+        """The first client starts the session; later ones join it."""
+        try:
+            await self.request(cpb.Request(session=cpb.SessionRequest(
+                action=cpb.SessionRequest.START)))
+        except RequestFailed as exc:
+            log.warning("could not start a session: %s", exc.message)
+
+    # --- WHIP -------------------------------------------------------------------------
+
+    async def whip_offer(self, sdp: str) -> tuple[str, str]:
+        """Accept a WHIP offer; return ``(resource id, answer SDP)``."""
+        if self.sender is not None:
+            raise RequestFailed(409, "another client is already sending video (WHIP); "
+                                f"DELETE /whip/{self.sender.id} first, or wait for it to leave")
+        try:
+            info = validate_offer(sdp)
+        except SdpError as exc:
+            raise RequestFailed(400, exc.reason) from None
+        if not info.video_codecs:
+            raise RequestFailed(400, "the offer has no video section to send")
+        pc = RTCPeerConnection()
+        sender = Sender(uuid.uuid4().hex[:16], pc)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video" and sender.task is None:
+                sender.task = asyncio.ensure_future(self._receive(sender, track))
+
+        @pc.on("datachannel")
+        def on_channel(channel: Any) -> None:
+            sender.channels.append(channel)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.whip_close(sender.id, f"connection {pc.connectionState}")
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            for t in pc.getTransceivers():
+                t.direction = "recvonly"
+            answer = await answer_sdp_for(pc)
+        except Exception as exc:
+            await pc.close()
+            raise RequestFailed(400, f"cannot answer the offer: {exc}") from None
+        if self.sender is not None:  # another offer won the race while we negotiated
+            await pc.close()
+            raise RequestFailed(409, "another client is already sending video (WHIP)")
+        self.sender = sender
+        log.info("sender join %s (%s)", sender.id, ",".join(info.video_codecs))
+        self.report_clients()
+        await self.ensure_session()
+        return sender.id, answer
+
+    async def whip_close(self, resource_id: str, why: str) -> bool:
+        sender = self.sender
+        if sender is None or sender.id != resource_id:
+            return False
+        self.sender = None
+        if sender.task is not None:
+            sender.task.cancel()
+        await sender.pc.close()
+        log.info("sender leave %s: %s", resource_id, why)
+        self.report_clients()
+        return True
+
+    async def _receive(self, sender: Sender, track: MediaStreamTrack) -> None:
+        v = self.config.video
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            arrived = time.perf_counter_ns()
+            self.frames_in += 1
+            # swscale releases the GIL: convert off the loop so signalling stays responsive.
+            rgb = await loop.run_in_executor(
+                None, frame_to_rgb, frame, v.width, v.height  # type: ignore[arg-type]
+            )
+            self.input.write(rgb, frame_id=self.frames_in, capture_ts=arrived)
+            self.frames_out += 1
+            self.lat_decode.add((time.perf_counter_ns() - arrived) / 1e6)
+
+    # --- WHEP -------------------------------------------------------------------------
+
+    async def whep_offer(self, sdp: str) -> tuple[str, str]:
+        try:
+            validate_offer(sdp)
+        except SdpError as exc:
+            raise RequestFailed(400, exc.reason) from None
+        rid = uuid.uuid4().hex[:16]
+        await self.ensure_session()
+        reply = await self.request(cpb.Request(whep=cpb.WhepRequest(resource_id=rid, sdp=sdp)))
+        return reply.whep.resource_id, reply.whep.sdp
+
+    async def whep_close(self, resource_id: str) -> None:
+        await self.request(cpb.Request(whep=cpb.WhepRequest(resource_id=resource_id,
+                                                            close=True)))
+
+    async def close(self) -> None:
+        if self.sender is not None:
+            await self.whip_close(self.sender.id, "ingress stopping")
+        self.input.close()
+
+
+async def _amain(ctx: WorkerContext) -> None:
+    from reactor.workers.http import build_app
+
+    ingress = Ingress(ctx)
+    ingress.loop = asyncio.get_running_loop()
+    link = ctx.connect(ingress.on_message, ingress.stats)
+    app = build_app(ingress)
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    cfg = ctx.config.server
+    site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)
+    await site.start()
+    port = cfg.port
+    server = getattr(site, "_server", None)
+    if server is not None and server.sockets:
+        port = server.sockets[0].getsockname()[1]
+    link.ready(json.dumps({"host": cfg.host, "port": port}))
+    log.info("ready: listening on http://%s:%d/", cfg.host, port)
+    try:
+        while not ctx.stop.is_set():
+            await asyncio.sleep(0.1)
+    finally:
+        await ingress.close()
+        await runner.cleanup()
+
+
+def main(ctx: WorkerContext) -> None:
+    asyncio.run(_amain(ctx))

@@ -1,0 +1,75 @@
+"""Counters and latency windows a worker's hot loop updates and its heartbeat reads."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+from reactor.proto import telemetry_pb2 as tpb
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class LatencyWindow:
+    """The last ``size`` samples of one stage, in milliseconds."""
+
+    def __init__(self, stage: str, size: int = 512) -> None:
+        self.stage = stage
+        self._samples: deque[float] = deque(maxlen=size)
+        self.count = 0
+
+    def add(self, ms: float) -> None:
+        # deque.append is atomic under the GIL: the hot loop needs no lock here.
+        self._samples.append(ms)
+        self.count += 1
+
+    def stat(self) -> tpb.LatencyStat | None:
+        samples = list(self._samples)
+        if not samples:
+            return None
+        p50, p99 = np.percentile(np.asarray(samples), [50, 99])
+        return tpb.LatencyStat(stage=self.stage, p50_ms=float(p50), p99_ms=float(p99),
+                               count=self.count)
+
+
+class ProcessStats:
+    """CPU % since the previous call, and resident memory, of this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last = (time.monotonic(), self._cpu_s())
+
+    @staticmethod
+    def _cpu_s() -> float:
+        t = os.times()
+        return t.user + t.system
+
+    def cpu_percent(self) -> float:
+        with self._lock:
+            now, cpu = time.monotonic(), self._cpu_s()
+            t0, c0 = self._last
+            self._last = (now, cpu)
+        return 100.0 * (cpu - c0) / (now - t0) if now > t0 else 0.0
+
+    @staticmethod
+    def rss_bytes(pid: int | None = None) -> int:
+        try:
+            with open(f"/proc/{pid or 'self'}/statm") as f:
+                return int(f.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            return 0
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """Total CPU seconds of another process, from /proc (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, ValueError, IndexError):
+        return None

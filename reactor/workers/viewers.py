@@ -1,0 +1,139 @@
+"""WHEP viewers in the egress worker: one aiortc peer connection per viewer, all fed
+the same encoded packets by the broadcaster, plus a data channel for session events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+
+from reactor.config import Config
+from reactor.control.events import event_to_json
+from reactor.media.dtls import enable_rsa_cipher_suites
+from reactor.media.ice import is_loopback_host, restrict_ice_to_loopback
+from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
+from reactor.media.tracks import EncodedVideoTrack, add_encoded_track, enable_keyframe_requests
+from reactor.proto import control_pb2 as cpb
+from reactor.proto import worker_pb2 as wpb
+from reactor.workers.stats import LatencyWindow
+
+if TYPE_CHECKING:
+    from reactor.workers.egress import EgressWorker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Viewer:
+    id: str
+    pc: RTCPeerConnection
+    track: EncodedVideoTrack
+    codec: str
+    channels: list[Any] = field(default_factory=list)
+    joined: float = field(default_factory=time.monotonic)
+
+
+class ViewerHub:
+    def __init__(self, worker: EgressWorker, config: Config) -> None:
+        enable_rsa_cipher_suites()
+        enable_keyframe_requests()
+        restrict_ice_to_loopback(is_loopback_host(config.server.host))
+        self.worker = worker
+        self.config = config
+        self.viewers: dict[str, Viewer] = {}
+        self.lat_send = LatencyWindow("send")
+
+    @property
+    def count(self) -> int:
+        return len(self.viewers)
+
+    def _choose_codec(self, offered: tuple[str, ...]) -> str:
+        preferred = self.config.egress.codec
+        if preferred == "vp8" and "VP8" in offered:
+            return "vp8"
+        if "H264" in offered:
+            return "h264"
+        return "vp8"
+
+    async def handle(self, req: cpb.WhepRequest) -> cpb.Reply:
+        if req.close:
+            found = await self.remove(req.resource_id, "the viewer left (DELETE)")
+            if not found:
+                return cpb.Reply(error=cpb.Error(
+                    message=f"no viewer {req.resource_id!r}", status=404))
+            return cpb.Reply(whep=cpb.WhepReply(resource_id=req.resource_id))
+        if self.count >= self.config.server.max_viewers:
+            return cpb.Reply(error=cpb.Error(
+                message=f"{self.count} viewers already watch, the limit "
+                f"(server.max_viewers = {self.config.server.max_viewers})", status=503))
+        try:
+            info = validate_offer(req.sdp)
+        except SdpError as exc:
+            return cpb.Reply(error=cpb.Error(message=exc.reason, status=400))
+        if not info.video_codecs:
+            return cpb.Reply(error=cpb.Error(
+                message="the offer has no video section to receive the stream", status=400))
+        codec = self._choose_codec(info.video_codecs)
+        pc = RTCPeerConnection()
+        track = self.worker.broadcaster.add_viewer(codec)  # type: ignore[arg-type]
+        try:
+            # Before the offer is applied, so exactly the encoder's codec is negotiated.
+            add_encoded_track(pc, track)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=req.sdp, type="offer"))
+            viewer = Viewer(req.resource_id, pc, track, codec)
+
+            @pc.on("datachannel")
+            def on_channel(channel: Any) -> None:
+                viewer.channels.append(channel)
+
+            @pc.on("connectionstatechange")
+            async def on_state() -> None:
+                if pc.connectionState in ("failed", "closed"):
+                    await self.remove(viewer.id, f"connection {pc.connectionState}")
+
+            sdp = await answer_sdp_for(pc)
+        except Exception as exc:
+            self.worker.broadcaster.remove_viewer(track)
+            await pc.close()
+            log.warning("WHEP offer failed: %s", exc)
+            return cpb.Reply(error=cpb.Error(message=f"cannot answer the offer: {exc}",
+                                             status=400))
+        self.viewers[viewer.id] = viewer
+        log.info("viewer join %s (%s); %d watching", viewer.id, codec, self.count)
+        self._report()
+        return cpb.Reply(whep=cpb.WhepReply(resource_id=viewer.id, sdp=sdp, codec=codec))
+
+    async def remove(self, resource_id: str, why: str) -> bool:
+        viewer = self.viewers.pop(resource_id, None)
+        if viewer is None:
+            return False
+        self.worker.broadcaster.remove_viewer(viewer.track)
+        await viewer.pc.close()
+        log.info("viewer leave %s: %s; %d watching", resource_id, why, self.count)
+        self._report()
+        return True
+
+    def _report(self) -> None:
+        link = self.worker.ctx.link
+        if link is not None:
+            link.event(wpb.SessionEvent(kind=wpb.SessionEvent.CLIENT,
+                                        json=json.dumps({"viewers": self.count})))
+
+    def on_session_event(self, ev: wpb.SessionEvent) -> None:
+        text = event_to_json(ev)
+        for viewer in list(self.viewers.values()):
+            for ch in viewer.channels:
+                if ch.readyState == "open":
+                    try:
+                        ch.send(text)
+                    except Exception as exc:  # a closing channel; the viewer goes soon
+                        log.debug("data channel send failed: %s", exc)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(self.remove(v, "egress stopping") for v in list(self.viewers)),
+                             return_exceptions=True)
