@@ -1,2 +1,347 @@
-class CudaRing:  # placeholder until written
-    pass
+"""CudaRing: the ring's interface with frames in device memory, shared by CUDA IPC.
+
+The supervisor creates a CudaRing without touching CUDA: it is a :class:`ShmRing` of
+1-byte slots (the *meta ring*) that carries all sequencing, policies, drop counting,
+waiting and liveness, plus aux blobs for CUDA IPC handles. The pixels live elsewhere:
+
+* The producer, on its first write, allocates one device tensor of ``slots`` frames and one
+  interprocess CUDA event per slot ("ready"), and publishes ``torch``'s IPC reduction of the
+  pool and the events' IPC handles in the producer blob, tagged with the meta ring's
+  producer generation. A restarted producer publishes a new pool; readers notice the
+  generation change and re-open, once -- never per frame.
+* Each reader creates one interprocess event per slot ("released") and publishes their
+  handles in its own blob; the producer opens them once per reader registration.
+
+Ordering without CPU waits: the producer records ``ready[slot]`` on its stream after the
+copy or render and only then publishes the slot through the meta ring, so a reader that sees
+the frame makes its stream wait for ``ready[slot]`` (a GPU-side wait) before using the
+tensor. On release a reader records ``released[slot]`` on its stream and then releases the
+meta slot, so a producer that is handed the slot again makes its stream wait for every
+reader's ``released[slot]`` before overwriting it. The meta ring's pins (``latest``) and
+``need`` counters (``block``) decide *which* slot is free; the events make the device honour
+what the CPU decided.
+
+torch is imported on first use, so ``import reactor.ipc`` works without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from reactor.ipc.ring import C_PID, C_TOKEN, G_PGEN, Policy, RingError, RingHandle, ShmRing
+
+_AUX_BYTES = 64 * 1024
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        raise RingError("a CudaRing needs torch with CUDA: pip install 'reactor[torch]'") from None
+    if not torch.cuda.is_available():
+        raise RingError("a CudaRing needs a CUDA device, and torch sees none")
+    return torch
+
+
+@dataclass(frozen=True)
+class CudaRingHandle:
+    """Picklable handle: the meta ring's handle plus the frame shape, dtype and device."""
+
+    meta: RingHandle
+    shape: tuple[int, ...]
+    dtype: str  # a torch dtype name, e.g. "uint8", "float16"
+    device: int | None
+
+
+class CudaFrame:
+    """A frame in device memory: ``array`` (alias ``tensor``) is a view of the pool slot,
+    valid until :meth:`release` or the reader's next ``read()``."""
+
+    __slots__ = (
+        "_meta",
+        "_reader",
+        "array",
+        "capture_ts",
+        "enqueue_ts",
+        "frame_id",
+        "seq",
+        "session_id",
+        "slot",
+    )
+
+    def __init__(self, reader: CudaReader, meta: Any, tensor: Any) -> None:
+        self._reader = reader
+        self._meta = meta
+        self.array = tensor
+        self.seq, self.slot, self.frame_id = meta.seq, meta.slot, meta.frame_id
+        self.capture_ts, self.enqueue_ts = meta.capture_ts, meta.enqueue_ts
+        self.session_id = meta.session_id
+
+    @property
+    def tensor(self) -> Any:
+        return self.array
+
+    def release(self) -> None:
+        if self._reader._frame is self:
+            self._reader.release()
+
+    def __enter__(self) -> CudaFrame:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class CudaRing:
+    """A ring of device-memory frame slots with :class:`ShmRing`'s interface."""
+
+    def __init__(self, meta: ShmRing, handle: CudaRingHandle) -> None:
+        self._meta = meta
+        self._handle = handle
+        self._pool: Any = None
+        self._ready: list[Any] = []
+        self._released: dict[tuple[int, int], list[Any]] = {}  # (reader index, token)
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        *,
+        slots: int,
+        shape: tuple[int, ...] | list[int],
+        dtype: str = "uint8",
+        policy: Policy = "latest",
+        max_consumers: int = 4,
+        device: int | None = None,
+    ) -> CudaRing:
+        """Create the meta ring; device memory is allocated by the producer on first write."""
+        meta = ShmRing.create(
+            name,
+            slots=slots,
+            shape=(1,),
+            policy=policy,
+            max_consumers=max_consumers,
+            _aux_bytes=_AUX_BYTES,
+        )
+        return cls(meta, CudaRingHandle(meta.handle, tuple(int(d) for d in shape), dtype, device))
+
+    @classmethod
+    def attach(cls, handle: CudaRingHandle) -> CudaRing:
+        return cls(ShmRing.attach(handle.meta), handle)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CudaRing.attach, (self._handle,))
+
+    @property
+    def handle(self) -> CudaRingHandle:
+        return self._handle
+
+    @property
+    def name(self) -> str:
+        return self._meta.name
+
+    @property
+    def slots(self) -> int:
+        return self._meta.slots
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._handle.shape
+
+    @property
+    def policy(self) -> str:
+        return self._meta.policy
+
+    def stats(self) -> dict[str, Any]:
+        return self._meta.stats()
+
+    def close(self) -> None:
+        self._meta.close()
+        self._pool, self._ready, self._released = None, [], {}
+
+    def unlink(self) -> None:
+        self._meta.unlink()
+
+    @staticmethod
+    def unlink_name(name: str) -> bool:
+        return ShmRing.unlink_name(name)
+
+    def __enter__(self) -> CudaRing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- producer ------------------------------------------------------------------------
+
+    def write(
+        self,
+        frame: Any,
+        *,
+        frame_id: int | None = None,
+        capture_ts: int | None = None,
+        session_id: int = 0,
+        timeout: float | None = None,
+    ) -> int:
+        """Copy a tensor (any device; host memory is copied asynchronously) into a slot."""
+        h = self._handle
+        if tuple(frame.shape) != h.shape or str(frame.dtype).removeprefix("torch.") != h.dtype:
+            raise RingError(
+                f"ring {self.name!r} holds {h.shape} {h.dtype} frames; "
+                f"got {tuple(frame.shape)} {frame.dtype}"
+            )
+        with self.reserve(
+            timeout, frame_id=frame_id, capture_ts=capture_ts, session_id=session_id
+        ) as slot:
+            slot.array.copy_(frame, non_blocking=True)
+        return int(slot.seq)
+
+    @contextlib.contextmanager
+    def reserve(
+        self,
+        timeout: float | None = None,
+        *,
+        frame_id: int | None = None,
+        capture_ts: int | None = None,
+        session_id: int = 0,
+    ) -> Iterator[Any]:
+        """Reserve a slot; ``slot.array`` is a device tensor to render into on the current
+        stream. The slot is published (after a "ready" event) when the block exits."""
+        with self._meta.reserve(
+            timeout, frame_id=frame_id, capture_ts=capture_ts, session_id=session_id
+        ) as ws:
+            torch = _torch()
+            self._ensure_pool(torch)
+            stream = torch.cuda.current_stream(self._pool.device)
+            for events in self._reader_events():
+                stream.wait_event(events[ws.slot])  # readers' pending work on this slot
+            ws.array = self._pool[ws.slot]
+            yield ws
+            self._ready[ws.slot].record(stream)
+
+    def _ensure_pool(self, torch: Any) -> None:
+        if self._pool is not None:
+            return
+        from torch.multiprocessing.reductions import reduce_tensor
+
+        device = torch.device(
+            "cuda",
+            torch.cuda.current_device() if self._handle.device is None else self._handle.device,
+        )
+        dtype = getattr(torch, self._handle.dtype)
+        with torch.cuda.device(device):
+            self._pool = torch.empty((self.slots, *self._handle.shape), dtype=dtype, device=device)
+            self._ready = [torch.cuda.Event(interprocess=True) for _ in range(self.slots)]
+        blob = {
+            "generation": int(self._meta._g[G_PGEN]),
+            "device": device.index,
+            "pool": reduce_tensor(self._pool),
+            "ready": [bytes(e.ipc_handle()) for e in self._ready],
+        }
+        self._meta._aux_write(0, pickle.dumps(blob))
+
+    def _reader_events(self) -> list[list[Any]]:
+        """Every registered reader's "released" events, opened once per registration."""
+        torch = _torch()
+        c = self._meta._c
+        out = []
+        for index in range(self._meta.handle.max_consumers):
+            if c[index, C_PID] == 0:  # no reader registered here
+                continue
+            key = (index, int(c[index, C_TOKEN]))
+            events = self._released.get(key)
+            if events is None:
+                _, payload = self._meta._aux_read(1 + index)
+                if not payload:
+                    continue
+                blob = pickle.loads(payload)
+                if blob["token"] != key[1]:
+                    continue  # not yet published: it has read nothing, so nothing to wait for
+                events = [
+                    torch.cuda.Event.from_ipc_handle(blob["device"], h) for h in blob["released"]
+                ]
+                self._released[key] = events
+            out.append(events)
+        return out
+
+    # -- consumers -----------------------------------------------------------------------
+
+    def reader(self) -> CudaReader:
+        return CudaReader(self)
+
+
+class CudaReader:
+    """A CudaRing consumer; frames are device tensors the current stream may use at once."""
+
+    def __init__(self, ring: CudaRing) -> None:
+        torch = _torch()
+        self._ring = ring
+        self._meta = ring._meta.reader()
+        self._frame: CudaFrame | None = None
+        self._version = -1
+        self._pool: Any = None
+        self._ready: list[Any] = []
+        self._device = 0
+        device = torch.cuda.current_device() if ring.handle.device is None else ring.handle.device
+        with torch.cuda.device(device):
+            self._released = [torch.cuda.Event(interprocess=True) for _ in range(ring.slots)]
+        blob = {
+            "token": self._meta._token,
+            "device": device,
+            "released": [bytes(e.ipc_handle()) for e in self._released],
+        }
+        ring._meta._aux_write(1 + self._meta._index, pickle.dumps(blob))
+
+    @property
+    def dropped(self) -> int:
+        return self._meta.dropped
+
+    def read(self, timeout: float | None = None) -> CudaFrame | None:
+        """Like :meth:`Reader.read`; the returned tensor is ordered after the producer's
+        write on the current stream."""
+        self.release()
+        meta = self._meta.read(timeout)
+        if meta is None:
+            return None
+        torch = _torch()
+        self._open(torch)
+        torch.cuda.current_stream(self._pool.device).wait_event(self._ready[meta.slot])
+        self._frame = CudaFrame(self, meta, self._pool[meta.slot])
+        return self._frame
+
+    def _open(self, torch: Any) -> None:
+        """(Re)open the producer's pool and events when its blob changes (a new producer)."""
+        shm = self._ring._meta
+        version = int(shm._aux_view(0)[:8].view("<i8")[0])
+        if version == self._version:
+            return
+        version, payload = shm._aux_read(0)
+        blob = pickle.loads(payload)
+        rebuild, args = blob["pool"]
+        self._pool = rebuild(*args)
+        self._ready = [torch.cuda.Event.from_ipc_handle(blob["device"], h) for h in blob["ready"]]
+        self._version = version
+
+    def release(self) -> None:
+        frame = self._frame
+        if frame is None:
+            return
+        self._frame = None
+        torch = _torch()
+        self._released[frame.slot].record(torch.cuda.current_stream(self._pool.device))
+        frame._meta.release()
+
+    def close(self) -> None:
+        if self._frame is not None:
+            self.release()
+        self._meta.close()
+
+    def __enter__(self) -> CudaReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -25,6 +25,7 @@ from reactor.ipc.ring import (
     C_TOKEN,
     G_CLOSED,
     G_LATEST,
+    G_PENDING,
     G_PPARKED,
     G_PPID,
     G_PSTART,
@@ -139,6 +140,7 @@ class Reader:
         self._frame: Frame | None = None
         self._dropped = 0
         self._releases = 0
+        self._spun = 0  # the PENDING seq this reader last spun for
         self._closed = False
         ring._reap()
         h, g, c = ring.handle, ring._g, ring._c
@@ -201,7 +203,7 @@ class Reader:
             frame = take()
             if frame is not None:
                 return frame
-        g32, parked = ring._g32, ring._c[self._index, C_PARKED:]
+        g, g32, parked = ring._g, ring._g32, ring._c[self._index, C_PARKED:]
         while True:
             self._check_producer()
             seen = int(g32[G_WFUTEX * 2])
@@ -215,11 +217,27 @@ class Reader:
             if remaining <= 0:
                 parked[0] = 0
                 return None
-            _sync.futex_wait(ring._wfutex, seen, min(remaining, PARK_SLICE_S))
+            pending = int(g[G_PENDING])
+            if pending == self._spun:  # none, or one we already waited for awake
+                _sync.futex_wait(ring._wfutex, seen, min(remaining, PARK_SLICE_S))
+                pending = int(g[G_PENDING])
             parked[0] = 0
-            frame = take()
-            if frame is not None:
-                return frame
+            if pending == self._spun:
+                frame = take()
+                if frame is not None:
+                    return frame
+                continue
+            # A frame is being written: it usually lands within one copy's time, sooner
+            # than a wake-up from an idle CPU, so wait for it awake -- once per frame and
+            # briefly, as a model rendering in place may hold the slot for a while.
+            self._spun = pending
+            pending_end = time.perf_counter() + _ringmod.PENDING_SPIN_S
+            while time.perf_counter() < pending_end:
+                frame = take()
+                if frame is not None:
+                    return frame
+                if int(g[G_PENDING]) != pending:
+                    break
 
     def _take_latest(self) -> Frame | None:
         ring = self._ring

@@ -67,3 +67,14 @@ def read_one_and_close(ring: ShmRing, conn: Any) -> None:
     conn.send(None if frame is None else int(frame.array.sum()))
     reader.close()
     ring.close()
+
+
+def cuda_produce(ring: Any, count: int) -> None:
+    """Write ``count`` device frames whose every element is ``seq % 256``."""
+    import torch
+
+    for seq in range(1, count + 1):
+        frame = torch.full(ring.shape, seq % 256, dtype=torch.uint8, device="cuda")
+        assert ring.write(frame, timeout=10) == seq
+    torch.cuda.synchronize()
+    ring.close()
