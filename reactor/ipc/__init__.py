@@ -7,18 +7,16 @@ in device memory (torch is imported only when a CudaRing is used).
 from __future__ import annotations
 
 from reactor.ipc.cuda_ring import CudaRing
-from reactor.ipc.ring import (
-    Frame,
+from reactor.ipc.errors import (
     ProducerGoneError,
-    Reader,
     RingClosedError,
     RingError,
-    RingHandle,
     RingSpaceError,
     RingTimeout,
-    ShmRing,
-    WriteSlot,
 )
+from reactor.ipc.layout import RingHandle
+from reactor.ipc.reader import Frame, Reader, WriteSlot
+from reactor.ipc.ring import ShmRing
 
 __all__ = [
     "CudaRing",

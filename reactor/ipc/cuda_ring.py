@@ -28,13 +28,55 @@ from __future__ import annotations
 
 import contextlib
 import pickle
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from reactor.ipc.ring import C_PID, C_TOKEN, G_PGEN, Policy, RingError, RingHandle, ShmRing
+import numpy as np
+
+from reactor.ipc.errors import RingError
+from reactor.ipc.layout import C_PID, C_TOKEN, G_PGEN, Policy, RingHandle
+from reactor.ipc.ring import ShmRing
 
 _AUX_BYTES = 64 * 1024
+
+
+# Aux blobs: byte areas in the meta ring's segment (index 0: the producer, 1 + i: reader i)
+# holding pickled CUDA IPC handles. Seqlock: the writer makes the version odd, writes,
+# makes it even; a reader copies and retries until it read one even version throughout.
+
+
+def _aux_view(ring: ShmRing, index: int) -> np.ndarray:
+    size = ring.handle.aux_bytes
+    off = ring._aux_off + index * size
+    return ring._base[off : off + size]
+
+
+def _aux_version(ring: ShmRing, index: int) -> int:
+    return int(_aux_view(ring, index)[:8].view(np.int64)[0])
+
+
+def _aux_write(ring: ShmRing, index: int, payload: bytes) -> None:
+    view = _aux_view(ring, index)
+    if len(payload) + 16 > len(view):
+        raise RingError(f"ring {ring.name!r}: CUDA handles of {len(payload)} bytes too big")
+    words = view[:16].view(np.int64)
+    words[0] += 1
+    words[1] = len(payload)
+    view[16 : 16 + len(payload)] = np.frombuffer(payload, np.uint8)
+    words[0] += 1
+
+
+def _aux_read(ring: ShmRing, index: int) -> tuple[int, bytes]:
+    view = _aux_view(ring, index)
+    words = view[:16].view(np.int64)
+    while True:
+        version = int(words[0])
+        payload = view[16 : 16 + int(words[1])].tobytes()
+        if version % 2 == 0 and int(words[0]) == version:
+            return version, payload
+        time.sleep(0.0001)
 
 
 def _torch() -> Any:
@@ -242,7 +284,7 @@ class CudaRing:
             "pool": reduce_tensor(self._pool),
             "ready": [bytes(e.ipc_handle()) for e in self._ready],
         }
-        self._meta._aux_write(0, pickle.dumps(blob))
+        _aux_write(self._meta, 0, pickle.dumps(blob))
 
     def _reader_events(self) -> list[list[Any]]:
         """Every registered reader's "released" events, opened once per registration."""
@@ -255,7 +297,7 @@ class CudaRing:
             key = (index, int(c[index, C_TOKEN]))
             events = self._released.get(key)
             if events is None:
-                _, payload = self._meta._aux_read(1 + index)
+                _, payload = _aux_read(self._meta, 1 + index)
                 if not payload:
                     continue
                 blob = pickle.loads(payload)
@@ -294,7 +336,7 @@ class CudaReader:
             "device": device,
             "released": [bytes(e.ipc_handle()) for e in self._released],
         }
-        ring._meta._aux_write(1 + self._meta._index, pickle.dumps(blob))
+        _aux_write(ring._meta, 1 + self._meta._index, pickle.dumps(blob))
 
     @property
     def dropped(self) -> int:
@@ -316,10 +358,9 @@ class CudaReader:
     def _open(self, torch: Any) -> None:
         """(Re)open the producer's pool and events when its blob changes (a new producer)."""
         shm = self._ring._meta
-        version = int(shm._aux_view(0)[:8].view("<i8")[0])
-        if version == self._version:
+        if _aux_version(shm, 0) == self._version:
             return
-        version, payload = shm._aux_read(0)
+        version, payload = _aux_read(shm, 0)
         blob = pickle.loads(payload)
         rebuild, args = blob["pool"]
         self._pool = rebuild(*args)

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-import reactor.ipc.ring as _ringmod
 from reactor.ipc import _sync
-from reactor.ipc.ring import (
+from reactor.ipc import layout as lay
+from reactor.ipc.errors import ProducerGoneError, RingClosedError, RingError
+from reactor.ipc.layout import (
     C_DROPPED,
     C_NEED,
     C_PARKED,
@@ -33,21 +34,18 @@ from reactor.ipc.ring import (
     G_RETIRED,
     G_RFUTEX,
     G_WFUTEX,
-    PARK_SLICE_S,
+    P_ACTIVE,
+    P_CLOSED,
+    ROW,
     S_CAPTURE,
     S_ENQUEUE,
     S_FRAME,
     S_SESSION,
     S_STATE,
-    ProducerGoneError,
-    RingClosedError,
-    RingError,
 )
 
 if TYPE_CHECKING:
     from reactor.ipc.ring import ShmRing
-
-_P_ACTIVE, _P_CLOSED = 1, 2
 
 
 class Frame:
@@ -164,6 +162,7 @@ class Reader:
             c[i, C_TOKEN] += 1
             c[i, C_PID] = me  # last: a producer that sees the pid sees the whole row
         self._index = i
+        self._row = ring._pid_w[i] - C_PID  # word index of our consumer row
         self._token = int(c[i, C_TOKEN])
         self._pos = pos
         while self._block:
@@ -198,30 +197,30 @@ class Reader:
             return frame
         ring = self._ring
         deadline = None if timeout is None else time.monotonic() + timeout
-        spin_end = time.perf_counter() + _ringmod.SPIN_S
+        spin_end = time.perf_counter() + lay.SPIN_S
         while time.perf_counter() < spin_end:
             frame = take()
             if frame is not None:
                 return frame
-        g, g32, parked = ring._g, ring._g32, ring._c[self._index, C_PARKED:]
+        m, parked = ring._m, self._row + C_PARKED
         while True:
             self._check_producer()
-            seen = int(g32[G_WFUTEX * 2])
-            parked[0] = 1
+            seen = m[G_WFUTEX] & 0xFFFFFFFF
+            m[parked] = 1
             _sync.fence()  # Dekker with ShmRing._wake_readers: store parked, then re-check
             frame = take()
             if frame is not None:
-                parked[0] = 0
+                m[parked] = 0
                 return frame
-            remaining = PARK_SLICE_S if deadline is None else deadline - time.monotonic()
+            remaining = lay.PARK_SLICE_S if deadline is None else deadline - time.monotonic()
             if remaining <= 0:
-                parked[0] = 0
+                m[parked] = 0
                 return None
-            pending = int(g[G_PENDING])
+            pending = m[G_PENDING]
             if pending == self._spun:  # none, or one we already waited for awake
-                _sync.futex_wait(ring._wfutex, seen, min(remaining, PARK_SLICE_S))
-                pending = int(g[G_PENDING])
-            parked[0] = 0
+                _sync.futex_wait(ring._wfutex, seen, min(remaining, lay.PARK_SLICE_S))
+                pending = m[G_PENDING]
+            m[parked] = 0
             if pending == self._spun:
                 frame = take()
                 if frame is not None:
@@ -231,61 +230,63 @@ class Reader:
             # than a wake-up from an idle CPU, so wait for it awake -- once per frame and
             # briefly, as a model rendering in place may hold the slot for a while.
             self._spun = pending
-            pending_end = time.perf_counter() + _ringmod.PENDING_SPIN_S
+            pending_end = time.perf_counter() + lay.PENDING_SPIN_S
             while time.perf_counter() < pending_end:
                 frame = take()
                 if frame is not None:
                     return frame
-                if int(g[G_PENDING]) != pending:
+                if m[G_PENDING] != pending:
                     break
 
     def _take_latest(self) -> Frame | None:
-        ring = self._ring
-        latest = int(ring._g[G_LATEST])
+        m = self._ring._m
+        latest = m[G_LATEST]
         seq = latest >> 16
         if seq <= self._pos:
             return None
         slot = latest & 0xFFFF
-        row = ring._c[self._index]
-        row[C_PIN] = slot
+        row = self._row
+        m[row + C_PIN] = slot
         _sync.fence()  # Dekker with ShmRing._pick_latest: store the pin, then load state
-        state = int(ring._s[slot, S_STATE])
+        state = m[self._ring._so + slot * ROW + S_STATE]
         if state & 1 or state < 2 * seq:
             # Being rewritten (the producer got there before our pin) or emptied by an
             # aborted write: the frame is gone; wait for the next one.
-            row[C_PIN] = -1
+            m[row + C_PIN] = -1
             self._dropped += seq - self._pos
             self._pos = seq
-            row[C_POS], row[C_DROPPED] = seq, self._dropped
+            m[row + C_POS], m[row + C_DROPPED] = seq, self._dropped
             return None
         seq = state >> 1  # may be newer than LATEST said: it is whole, and we hold it
         self._dropped += seq - self._pos - 1
         self._pos = seq
-        row[C_POS], row[C_DROPPED] = seq, self._dropped
+        m[row + C_POS], m[row + C_DROPPED] = seq, self._dropped
         return self._make(seq, slot)
 
     def _take_block(self) -> Frame | None:
         ring = self._ring
-        nxt = self._pos + 1
-        if int(ring._g[G_LATEST]) >> 16 < nxt:
+        m, nxt = ring._m, self._pos + 1
+        if m[G_LATEST] >> 16 < nxt:
             return None
         slot = nxt % ring.slots
-        row = ring._c[self._index]
-        if int(ring._s[slot, S_STATE]) != 2 * nxt:
+        row = self._row
+        if m[ring._so + slot * ROW + S_STATE] != 2 * nxt:
             # Only possible for a frame written while we were registering: skip it.
             self._dropped += 1
             self._pos = nxt
-            row[C_POS], row[C_NEED], row[C_DROPPED] = nxt, nxt + 1, self._dropped
+            m[row + C_POS], m[row + C_NEED], m[row + C_DROPPED] = nxt, nxt + 1, self._dropped
             return None
         self._pos = nxt
-        row[C_POS] = nxt  # need stays nxt while we hold it
+        m[row + C_POS] = nxt  # need stays nxt while we hold it
         return self._make(nxt, slot)
 
     def _make(self, seq: int, slot: int) -> Frame:
-        meta = self._ring._s[slot].tolist()
+        ring = self._ring
+        row = ring._so + slot * ROW
+        meta = ring._m[row : row + ROW].tolist()
         frame = Frame(
             self,
-            self._ring._ro[slot],
+            ring._ro[slot],
             seq,
             slot,
             meta[S_FRAME],
@@ -302,12 +303,11 @@ class Reader:
         if frame is None:
             return
         self._frame = None
-        ring = self._ring
-        row = ring._c[self._index]
+        m = self._ring._m
         if not self._block:
-            row[C_PIN] = -1
+            m[self._row + C_PIN] = -1
             return
-        row[C_NEED] = frame.seq + 1
+        m[self._row + C_NEED] = frame.seq + 1
         self._wake_producer()
 
     def _wake_producer(self) -> None:
@@ -315,9 +315,9 @@ class Reader:
         self._releases += 1
         # A value no other reader writes: several readers race on this word without
         # atomics, and a parked producer must see it change (see ring's docstring).
-        ring._g32[G_RFUTEX * 2] = (self._releases << 6 | self._index) & 0xFFFFFFFF
+        ring._m[G_RFUTEX] = (self._releases << 6 | self._index) & 0xFFFFFFFF
         _sync.fence()  # Dekker with ShmRing._wait_free: store need, then load parked
-        if ring._g[G_PPARKED]:
+        if ring._m[G_PPARKED]:
             _sync.futex_wake(ring._rfutex)
 
     def _check_producer(self) -> None:
@@ -325,10 +325,10 @@ class Reader:
         if g[G_CLOSED]:
             raise RingClosedError(f"ring {name!r} was closed by its owner")
         state = int(g[G_PSTATE])
-        if state == _P_CLOSED:
+        if state == P_CLOSED:
             raise RingClosedError(f"ring {name!r}: its producer closed it")
         pid = int(g[G_PPID])
-        if state == _P_ACTIVE and not _sync.alive(pid, int(g[G_PSTART])):
+        if state == P_ACTIVE and not _sync.alive(pid, int(g[G_PSTART])):
             raise ProducerGoneError(f"ring {name!r}: its producer (pid {pid}) died")
 
     def close(self) -> None:
