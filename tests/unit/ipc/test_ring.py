@@ -105,6 +105,18 @@ def test_frames_are_zero_copy_views_and_reserve_renders_in_place(name: str) -> N
         assert ring.stats()["written"] == 1
 
 
+def test_an_idle_reader_costs_no_cpu(name: str) -> None:
+    with ShmRing.create(name, slots=2, shape=(4,)) as ring:
+        ring.write(np.zeros(4, np.uint8))  # a live producer: the reader checks on it
+        reader = ring.reader()
+        assert reader.read(timeout=0) is not None
+        cpu, wall = time.process_time(), time.monotonic()
+        assert reader.read(timeout=0.5) is None
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        assert 0.45 < wall < 1.0
+        assert cpu < 0.02 * wall, f"parked reader used {100 * cpu / wall:.1f}% of a core"
+
+
 def test_write_rejects_wrong_frame_naming_the_ring(name: str) -> None:
     with ShmRing.create(name, slots=2, shape=(4, 4, 3)) as ring:
         with pytest.raises(RingError, match=rf"{name}.*\(4, 4, 3\) uint8.*\(4, 4\) uint8"):
@@ -301,6 +313,20 @@ def test_segment_of_a_killed_creator_is_removed_by_unlink_name(procs: list[Any])
     with ShmRing.create(ring_name, slots=2, shape=(16,)):  # and the name can be reused
         assert shm_exists(ring_name)
     assert not shm_exists(ring_name)
+
+
+def test_owner_may_unlink_early_and_keep_using_the_ring(name: str) -> None:
+    ring = ShmRing.create(name, slots=2, shape=(4,))
+    ring.unlink()
+    assert not shm_exists(name)
+    with ShmRing.create(name, slots=2, shape=(4,)) as successor:  # the name is free again
+        reader = ring.reader()  # the old ring still works in this process
+        ring.write(np.ones(4, np.uint8))
+        assert reader.read(timeout=0) is not None
+        ring.close()
+        assert shm_exists(name)  # closing the old ring leaves its successor alone
+        successor.write(np.ones(4, np.uint8))
+    assert not shm_exists(name)
 
 
 def test_create_refuses_an_existing_name(name: str) -> None:
