@@ -237,6 +237,8 @@ class Reader:
                     return frame
                 if m[G_PENDING] != pending:
                     break
+                # On a busy machine the producer may need this very CPU to finish the copy.
+                os.sched_yield()
 
     def _take_latest(self) -> Frame | None:
         m = self._ring._m
