@@ -204,3 +204,18 @@ def test_viewer_reconnects_when_egress_restarts(reactor_daemon: Any, open_page: 
         f"window.reactor.whepLocation && window.reactor.whepLocation !== {first!r}",
         timeout=30000)
     wait_playing(page, timeout_s=30)
+
+
+def test_second_camera_shows_the_409_reason(reactor_daemon: Any, open_page: Any) -> None:
+    d = reactor_daemon(BRIGHTNESS)
+    first = open_page(d.url)
+    first.wait_for_function("window.reactor.schemaLoaded")
+    first.locator("#send-btn").click()
+    first.wait_for_function("window.reactor.sendState === 'connected'", timeout=15000)
+    second = open_page(d.url)
+    second.wait_for_function("window.reactor.schemaLoaded")
+    second.locator("#send-btn").click()
+    err = second.locator("#send-error")
+    err.wait_for(state="visible", timeout=10000)
+    assert "another client is already sending" in err.inner_text()
+    assert second.locator("#send-btn").inner_text() == "Send camera"
