@@ -136,7 +136,7 @@ def _queue_producer(queue: Any, shape: tuple[int, ...], count: int, interval: fl
 def _zmq_producer(address: str, shape: tuple[int, ...], count: int, interval: float) -> None:
     import zmq
 
-    src = memoryview(_frame(shape))  # the buffer protocol: zmq can send it without a copy
+    src = _frame(shape).data  # a memoryview: zmq can send it without a copy
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
     sock.setsockopt(zmq.LINGER, 5000)
