@@ -13,15 +13,27 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reactor.config import Config
 from reactor.control.client import ControlClient
 from reactor.control.rundir import RunDir, pid_alive, tail_lines
 from reactor.errors import DaemonError, ReactorError
 
+if TYPE_CHECKING:
+    from reactor.daemon.supervisor import Plan, Supervisor
 
-def run_supervisor(config: Config, run_dir: str | Path, *, console: bool) -> int:
+
+def run_supervisor(
+    config: Config,
+    run_dir: str | Path,
+    *,
+    console: bool,
+    plan: Plan | None = None,
+    on_start: Callable[[Supervisor], None] | None = None,
+) -> int:
     """Run the supervisor in this process until it stops; its exit code."""
     from reactor.daemon.supervisor import Supervisor
     from reactor.workers.base import setup_logging
@@ -31,7 +43,10 @@ def run_supervisor(config: Config, run_dir: str | Path, *, console: bool) -> int
     rd.logs.mkdir(mode=0o700, exist_ok=True)
     setup_logging(rd.log("supervisor"), "supervisor", console=console)
     _warn_public_bind(config)
-    return Supervisor(config, rd.path).run()
+    sup = Supervisor(config, rd.path, plan)
+    if on_start is not None:
+        on_start(sup)
+    return sup.run()
 
 
 def _warn_public_bind(config: Config) -> None:

@@ -70,7 +70,7 @@ class SessionManager:
         """Start a session (or return the live one's id); ``None`` if inference is down."""
         if self.current is not None:
             return self.current.id
-        inference = self.sup.workers["inference"]
+        inference = self.sup.workers[self.sup.middle]
         if inference.state.value != "running":
             return None
         sess = LiveSession(id=uuid.uuid4().hex[:12],
@@ -78,7 +78,7 @@ class SessionManager:
         sess.had_clients = self.has_clients
         req = cpb.Request(session=cpb.SessionRequest(action=cpb.SessionRequest.START,
                                                      session_id=sess.id))
-        if not self.sup.send_to("inference", wpb.ToWorker(request=req)):
+        if not self.sup.send_to(self.sup.middle, wpb.ToWorker(request=req)):
             return None
         self.current = sess
         log.info("session start %s", sess.id)
@@ -91,7 +91,7 @@ class SessionManager:
         self.current.state = "ending"
         req = cpb.Request(session=cpb.SessionRequest(
             action=cpb.SessionRequest.STOP, reason=reason, session_id=self.current.id))
-        self.sup.send_to("inference", wpb.ToWorker(request=req))
+        self.sup.send_to(self.sup.middle, wpb.ToWorker(request=req))
 
     def on_event(self, worker: str, ev: wpb.SessionEvent) -> None:
         if ev.kind == wpb.SessionEvent.CLIENT:
@@ -113,7 +113,7 @@ class SessionManager:
     def broadcast(self, ev: wpb.SessionEvent) -> None:
         if not ev.ts:
             ev.ts = time.time()
-        for name in ("ingress", "egress"):
+        for name in (self.sup.front, self.sup.back):
             self.sup.send_to(name, wpb.ToWorker(event=ev))
 
     def on_clients(self, *, viewers: int | None = None, sender: bool | None = None) -> None:
@@ -164,7 +164,7 @@ class SessionManager:
         sess = self.current
         if sess is None:
             return
-        emitted = self.sup.workers["inference"].stats.frames_emitted
+        emitted = self.sup.workers[self.sup.middle].stats.frames_emitted
         snap.session.CopyFrom(tpb.SessionInfo(
             id=sess.id, state=sess.state, duration_s=time.monotonic() - sess.started_at,
             viewers=self.viewers, sender=self.sender, commands=list(sess.commands),

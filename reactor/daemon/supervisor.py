@@ -99,6 +99,21 @@ class Worker:
         return ((i1 - i0) / dt, (o1 - o0) / dt) if dt > 0 else (0.0, 0.0)
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Which three workers run (front, inference, back) and how the rings behave.
+
+    The daemon's plan is ingress/inference/egress; ``reactor run --input`` uses a file
+    source and a file sink around the same inference worker, and stops once every input
+    frame is accounted for.
+    """
+
+    workers: tuple[str, str, str] = WORKERS
+    input_policy: str = "latest"
+    extra: dict[str, Any] = field(default_factory=dict)
+    headless: bool = False
+
+
 @dataclass
 class Forward:
     """A request forwarded to a worker, waiting for its reply."""
@@ -110,13 +125,16 @@ class Forward:
 
 
 class Supervisor:
-    def __init__(self, config: Config, run_dir: Path) -> None:
+    def __init__(self, config: Config, run_dir: Path, plan: Plan | None = None) -> None:
         self.config = config
+        self.plan = plan or Plan()
+        self.front, self.middle, self.back = self.plan.workers
         self.rd = RunDir(Path(run_dir))
         self.state = DaemonState.STARTING
         self.error = ""
         self.started = time.monotonic()
-        self.workers = {name: Worker(name) for name in WORKERS}
+        self.workers = {name: Worker(name) for name in self.plan.workers}
+        self.final: tpb.Snapshot | None = None
         self.rings: dict[str, ShmRing] = {}
         self.forwards: dict[int, Forward] = {}
         self._next_id = 1
@@ -127,6 +145,7 @@ class Supervisor:
         self.proc = ProcessStats()
         self._cpu_prev: dict[int, tuple[float, float]] = {}
         self._stop_requested = False
+        self._done = False
         self._mp = multiprocess.get_context("spawn")
         self._ctx: zmq.Context[Any] | None = None
 
@@ -151,9 +170,10 @@ class Supervisor:
                                      hwm=100_000)
             self.telemetry = make_socket(self._ctx, zmq.PUB, bind=self.rd.endpoint("telemetry"),
                                          hwm=4)
-            for name in WORKERS:
+            for name in self.plan.workers:
                 self._spawn(name)
             self._loop(wake_r)
+            self.final = self.snapshot()
             return 1 if self.state == DaemonState.FAILED else 0
         finally:
             self._shutdown()
@@ -173,7 +193,7 @@ class Supervisor:
         shape = self.config.frame_shape()
         tag = f"reactor-{os.getpid()}"
         specs = {
-            "input": (self.config.rings.input_slots, "latest"),
+            "input": (self.config.rings.input_slots, self.plan.input_policy),
             "output": (self.config.rings.output_slots, "block"),
         }
         for ring_name, (slots, policy) in specs.items():
@@ -191,7 +211,7 @@ class Supervisor:
         handles = {k: r.handle for k, r in self.rings.items()}
         proc = self._mp.Process(
             target=run_worker,
-            args=(name, self.config, str(self.rd.path), handles, os.getpid()),
+            args=(name, self.config, str(self.rd.path), handles, os.getpid(), self.plan.extra),
             name=f"reactor-{name}",
             daemon=False,
         )
@@ -270,6 +290,8 @@ class Supervisor:
             self._check_workers(now)
             self._expire_forwards(now)
             self.sessions.tick(now)
+            if self.plan.headless:
+                self._check_headless_done()
             if now >= next_telemetry:
                 self._publish()
                 next_telemetry = now + TELEMETRY_S
@@ -313,9 +335,9 @@ class Supervisor:
         if body == "heartbeat":
             w.stats = msg.heartbeat
             w.rate_samples.append((now, msg.heartbeat.frames_in, msg.heartbeat.frames_out))
-            if name == "ingress":
+            if name == self.front:
                 self.sessions.on_clients(sender=msg.heartbeat.sender)
-            elif name == "egress":
+            elif name == self.back:
                 self.sessions.on_clients(viewers=msg.heartbeat.viewers)
         elif body == "ready":
             self._on_ready(w, msg.ready)
@@ -347,6 +369,28 @@ class Supervisor:
                 log.info("ready: all workers running")
             self.state = DaemonState.RUNNING
             self.error = ""
+            if self.plan.headless and self.sessions.current is None and not self._done:
+                self.sessions.start()
+
+    def _check_headless_done(self) -> None:
+        """A file run is done when the source has finished and every frame it wrote was
+        processed by the model (or dropped, and counted), and the sink has written every
+        frame the model emitted."""
+        src, inf, sink = (self.workers[n] for n in self.plan.workers)
+        if self._done:
+            if self.sessions.current is None:
+                self.request_stop()
+            return
+        if self.state != DaemonState.RUNNING or not src.stats.finished:
+            return
+        written = src.stats.frames_out
+        dropped = self.rings["input"].stats()["dropped"]
+        consumed = inf.stats.frames_in + int(dropped) >= written
+        generative = inf.stats.frames_in == 0 and inf.stats.frames_out >= written
+        drained = sink.stats.frames_in >= inf.stats.frames_out
+        if (consumed or generative) and drained and self.rings["output"].stats()["used"] == 0:
+            self._done = True
+            self.sessions.stop("the input file ended")
 
     def _on_exit(self, name: str) -> None:
         w = self.workers[name]
@@ -385,6 +429,8 @@ class Supervisor:
         self.error = why + ("\n--- last lines of " + str(self.rd.log(w.name)) + " ---\n"
                             + "\n".join(lines) if lines else "")
         log.error("give up: %s", why)
+        if self.plan.headless:
+            self.request_stop()  # nobody is there to read the failed state
 
     def _check_workers(self, now: float) -> None:
         timeout = self.config.model.load_timeout_s
@@ -467,7 +513,7 @@ class Supervisor:
             name = req.restart_worker.worker
             if name not in self.workers:
                 self.reply(route, self.error_reply(
-                    req.id, f"unknown worker {name!r}; one of {', '.join(WORKERS)}", 404,
+                    req.id, f"unknown worker {name!r}; one of {', '.join(self.workers)}", 404,
                     "worker"))
                 return
             self.restart_worker(name)
@@ -555,7 +601,7 @@ class Supervisor:
             ))
         p = snap.pipeline
         p.target_fps = cfg.video.fps
-        ing, inf, egr = (self.workers[n] for n in WORKERS)
+        ing, inf, egr = (self.workers[n] for n in self.plan.workers)
         p.fps_in = ing.rates()[1]
         p.fps_model = inf.rates()[1]
         p.fps_out = egr.rates()[1]
@@ -576,13 +622,13 @@ class Supervisor:
         return snap
 
     def port(self) -> int:
-        text = self.workers["ingress"].ready_text
+        text = self.workers[self.front].ready_text
         with contextlib.suppress(ValueError, KeyError, TypeError):
             return int(json.loads(text)["port"])
         return self.config.server.port
 
     def _publish(self) -> None:
-        self.fps_history.append(self.workers["egress"].rates()[1])
+        self.fps_history.append(self.workers[self.back].rates()[1])
         try:
             self.telemetry.send(self.snapshot().SerializeToString(), zmq.NOBLOCK)
         except zmq.ZMQError:

@@ -1,26 +1,27 @@
-"""Which local addresses ICE offers as host candidates.
+"""Which addresses ICE uses on each side.
 
 aioice gathers host candidates on every interface *except* loopback. A daemon bound to
-127.0.0.1 serves clients on this machine only, so it offers 127.0.0.1 and nothing else:
-media then stays on loopback like the signalling does, and no other interface is exposed.
+127.0.0.1 serves clients on this machine only, so it offers 127.0.0.1 and nothing else,
+and it also refuses remote candidates and connectivity checks from other addresses: a
+browser on the same machine would otherwise pair its own LAN address with our loopback
+one (peer-reflexive, RFC 8445 7.3.1.3) and media would leave loopback after all.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+from typing import Any
 
 import aioice.ice
 
-_ORIGINAL = aioice.ice.get_host_addresses
+_ORIGINAL_ADDRESSES = aioice.ice.get_host_addresses
+_ORIGINAL_REQUEST = aioice.ice.Connection.request_received
+_ORIGINAL_ADD = aioice.ice.Connection.add_remote_candidate
 
 
 def _loopback_only(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     return ["127.0.0.1"] if use_ipv4 else ["::1"]
-
-
-def restrict_ice_to_loopback(enabled: bool = True) -> None:
-    """Offer only loopback host candidates (``enabled``), or every interface again."""
-    aioice.ice.get_host_addresses = _loopback_only if enabled else _ORIGINAL
 
 
 def is_loopback_host(host: str) -> bool:
@@ -30,3 +31,30 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+@functools.wraps(_ORIGINAL_REQUEST)
+def _request_from_loopback(self: Any, message: Any, addr: tuple[str, int], protocol: Any) -> None:
+    if not is_loopback_host(addr[0]):
+        return  # unanswered, the check fails and that pair is never used
+    _ORIGINAL_REQUEST(self, message, addr, protocol)
+
+
+@functools.wraps(_ORIGINAL_ADD)
+async def _add_loopback_candidate(self: Any, candidate: Any) -> None:
+    if candidate is not None and not is_loopback_host(candidate.host):
+        return
+    await _ORIGINAL_ADD(self, candidate)
+
+
+def restrict_ice_to_loopback(enabled: bool = True) -> None:
+    """Use only loopback addresses for ICE (``enabled``), or every interface again."""
+    conn = aioice.ice.Connection
+    if enabled:
+        aioice.ice.get_host_addresses = _loopback_only
+        conn.request_received = _request_from_loopback  # type: ignore[method-assign]
+        conn.add_remote_candidate = _add_loopback_candidate  # type: ignore[method-assign,assignment]
+    else:
+        aioice.ice.get_host_addresses = _ORIGINAL_ADDRESSES
+        conn.request_received = _ORIGINAL_REQUEST  # type: ignore[method-assign]
+        conn.add_remote_candidate = _ORIGINAL_ADD  # type: ignore[method-assign]

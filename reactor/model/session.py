@@ -129,10 +129,11 @@ class Session:
         The iterator ends when the session ends.
         """
         while True:
-            self.apply_commands()
             if self._io.stopping():
                 return
             frame = self._io.read_input(self._POLL_S)
+            # Commands that arrived while we waited apply before the model sees the frame.
+            self.apply_commands()
             if frame is not None:
                 yield frame
 

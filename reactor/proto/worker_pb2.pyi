@@ -28,7 +28,7 @@ class RingSlot(_message.Message):
     def __init__(self, ring: _Optional[str] = ..., slot: _Optional[int] = ..., seq: _Optional[int] = ..., frame_id: _Optional[int] = ..., capture_ts: _Optional[float] = ..., enqueue_ts: _Optional[float] = ..., session_id: _Optional[str] = ...) -> None: ...
 
 class WorkerStats(_message.Message):
-    __slots__ = ("frames_in", "frames_out", "cpu_percent", "rss_bytes", "latency", "rings", "viewers", "encoders_active", "sender", "frames_emitted")
+    __slots__ = ("frames_in", "frames_out", "cpu_percent", "rss_bytes", "latency", "rings", "viewers", "encoders_active", "sender", "frames_emitted", "finished")
     FRAMES_IN_FIELD_NUMBER: _ClassVar[int]
     FRAMES_OUT_FIELD_NUMBER: _ClassVar[int]
     CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class WorkerStats(_message.Message):
     ENCODERS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     FRAMES_EMITTED_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
     frames_in: int
     frames_out: int
     cpu_percent: float
@@ -49,7 +50,8 @@ class WorkerStats(_message.Message):
     encoders_active: int
     sender: bool
     frames_emitted: int
-    def __init__(self, frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[_telemetry_pb2.LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[_telemetry_pb2.RingStat, _Mapping]]] = ..., viewers: _Optional[int] = ..., encoders_active: _Optional[int] = ..., sender: _Optional[bool] = ..., frames_emitted: _Optional[int] = ...) -> None: ...
+    finished: bool
+    def __init__(self, frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[_telemetry_pb2.LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[_telemetry_pb2.RingStat, _Mapping]]] = ..., viewers: _Optional[int] = ..., encoders_active: _Optional[int] = ..., sender: _Optional[bool] = ..., frames_emitted: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
 
 class SessionEvent(_message.Message):
     __slots__ = ("kind", "session_id", "reason", "json", "ts")

@@ -40,6 +40,7 @@ class WorkerContext:
     config: Config
     run_dir: RunDir
     rings: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     link: WorkerLink | None = None
 
@@ -119,13 +120,18 @@ def die_with_parent(parent_pid: int) -> None:
 
 
 def run_worker(
-    name: str, config: Config, run_dir: str, rings: dict[str, Any], parent_pid: int
+    name: str,
+    config: Config,
+    run_dir: str,
+    rings: dict[str, Any],
+    parent_pid: int,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     """The spawn target of every worker process."""
     die_with_parent(parent_pid)
     rd = RunDir(Path(run_dir))
     setup_logging(rd.log(name), name)
-    ctx = WorkerContext(name=name, config=config, run_dir=rd, rings=rings)
+    ctx = WorkerContext(name=name, config=config, run_dir=rd, rings=rings, extra=extra or {})
 
     def on_signal(signum: int, frame: object) -> None:
         ctx.stop.set()  # only a flag: the worker's loop notices and winds down

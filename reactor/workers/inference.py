@@ -67,6 +67,7 @@ class RingIO:
         self.in_model_since = time.monotonic()
         if frame is None:
             return None
+        self.w.schedule(frame.frame_id)
         self.w.frames_in += 1
         self.w.lat_input.add((now_ns - frame.enqueue_ts) / 1e6)
         self._capture_ts = frame.capture_ts
@@ -93,6 +94,8 @@ class RingIO:
                     continue  # egress is behind (or restarting): wait, but keep checking stop
             w.frames_out += 1
             w.frames_emitted += 1
+            if not self.used_inputs:
+                w.schedule(w.frames_emitted)
             self.in_model_since = time.monotonic()
 
     def _pace(self) -> None:
@@ -137,6 +140,10 @@ class InferenceWorker:
         self.input = ShmRing.attach(ctx.rings["input"])
         self.output = ShmRing.attach(ctx.rings["output"])
         self.input_reader = self.input.reader()
+        # Timed commands of `reactor run --commands`: (frame, name, args), by frame.
+        self.timed: deque[tuple[int, str, dict[str, Any]]] = deque(sorted(
+            ((int(c["at_frame"]), c["command"], c.get("args") or {})
+             for c in ctx.extra.get("commands", [])), key=lambda c: c[0]))
 
     # --- link thread ------------------------------------------------------------------
 
@@ -203,6 +210,22 @@ class InferenceWorker:
 
     # --- model thread -----------------------------------------------------------------
 
+    def schedule(self, frame: int) -> None:
+        """Queue the timed commands due at ``frame`` (an input frame's id, or the count of
+        frames a generative model emitted), so the model sees them before that frame."""
+        while self.timed and self.timed[0][0] <= frame:
+            at, name, args = self.timed.popleft()
+            valid = self.model_cls.validate_command(name, args)
+
+            def done(result: Any, error: BaseException | None, name: str = name,
+                     at: int = at) -> None:
+                if error is not None:
+                    log.error("timed command %s at frame %d failed: %s", name, at, error)
+                else:
+                    log.info("timed command %s applied at frame %d", name, at)
+
+            self.commands.append(PendingCommand(name, valid, done))
+
     def drain_commands(self) -> list[PendingCommand]:
         out = []
         while self.commands:
@@ -244,7 +267,9 @@ class InferenceWorker:
         session = Session(self.model, io, id=session_id, width=cfg.video.width,
                           height=cfg.video.height, fps=cfg.video.fps)
         self.current = io
-        self.input_reader.read(0)  # skip whatever the previous session left in the ring
+        if self.input.policy == "latest":
+            self.input_reader.read(0)  # skip whatever the previous session left in the ring
+        self.schedule(0)
         log.info("session start %s", session_id)
         self.event(wpb.SessionEvent.STARTED, session_id)
         reason, kind = "ended", wpb.SessionEvent.ENDED

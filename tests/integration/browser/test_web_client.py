@@ -177,10 +177,6 @@ def test_token_prompt_when_missing(reactor_daemon: Any, open_page: Any) -> None:
     assert page.locator("#token-form").is_hidden()
 
 
-@pytest.mark.xfail(reason="aiortc answers ICE checks from Chromium's non-loopback host address "
-                   "(192.0.2.x -> 127.0.0.1), and Chromium prefers that pair; needs the server "
-                   "to ignore non-loopback remote addresses when bound to loopback",
-                   strict=False)
 def test_media_stays_on_loopback(reactor_daemon: Any, open_page: Any) -> None:
     d = reactor_daemon()
     page = open_page(d.url)

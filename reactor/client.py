@@ -1,0 +1,174 @@
+"""``reactor.client``: use a running daemon from Python — watch, send video, commands.
+
+::
+
+    import asyncio
+    from reactor.client import Client
+
+    async def main():
+        async with Client("http://127.0.0.1:8081") as client:
+            print(await client.schema())
+            async with await client.watch() as viewer:      # WHEP
+                frame = await viewer.recv()                  # an av.VideoFrame
+                print(frame.width, frame.height)
+            await client.command("set_speed", speed=8)
+
+    asyncio.run(main())
+
+Built on aiortc and aiohttp. When the daemon is on this machine (a loopback URL), ICE
+offers loopback candidates only, as the daemon does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import av
+from aiortc import MediaStreamTrack, RTCPeerConnection
+
+from reactor.errors import CommandError, DaemonError
+from reactor.media.encoder import Codec
+from reactor.media.ice import is_loopback_host, restrict_ice_to_loopback
+from reactor.media.jitter import enable_marker_bit_completion
+from reactor.media.whip_client import WhipError, delete_resource, whep_watch, whip_publish
+
+__all__ = ["Client", "Publisher", "Viewer", "WhipError"]
+
+
+class Viewer:
+    """A WHEP session: ``await recv()`` returns decoded ``av.VideoFrame``\\ s."""
+
+    def __init__(self, pc: RTCPeerConnection, track: MediaStreamTrack, resource: str,
+                 token: str | None) -> None:
+        self.pc = pc
+        self.track = track
+        self.resource = resource
+        self._token = token
+
+    async def recv(self) -> av.VideoFrame:
+        frame = await self.track.recv()
+        assert isinstance(frame, av.VideoFrame)
+        return frame
+
+    async def close(self) -> None:
+        """Leave: ``DELETE`` the resource and close the peer connection."""
+        try:
+            await delete_resource(self.resource, self._token)
+        finally:
+            await self.pc.close()
+
+    async def __aenter__(self) -> Viewer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Publisher:
+    """A WHIP session sending one video track."""
+
+    def __init__(self, pc: RTCPeerConnection, resource: str, token: str | None) -> None:
+        self.pc = pc
+        self.resource = resource
+        self._token = token
+
+    async def close(self) -> None:
+        try:
+            await delete_resource(self.resource, self._token)
+        finally:
+            await self.pc.close()
+
+    async def __aenter__(self) -> Publisher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class Client:
+    """The daemon's HTTP API, WHIP and WHEP, from asyncio code."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8081", token: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self._http: aiohttp.ClientSession | None = None
+        enable_marker_bit_completion()  # a frame is decoded when it is complete
+        host = urlsplit(self.url).hostname or ""
+        if is_loopback_host(host):
+            restrict_ice_to_loopback()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+        return self._http
+
+    async def _json(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            async with self.http.request(method, self.url + path, json=body,
+                                         headers=self._headers()) as resp:
+                data = await resp.json(content_type=None)
+                if resp.status == 200:
+                    return data
+                message = data.get("error", "") if isinstance(data, dict) else str(data)
+                if resp.status in (404, 422) and path.startswith("/api/commands/"):
+                    raise CommandError(message, field=data.get("field"), status=resp.status)
+                raise DaemonError(f"{method} {path}: {resp.status} {message}")
+        except aiohttp.ClientError as exc:
+            raise DaemonError(f"{method} {self.url}{path} failed: {exc}") from exc
+
+    async def schema(self) -> dict[str, Any]:
+        """The model's name, video size and commands (``GET /api/schema``)."""
+        result: dict[str, Any] = await self._json("GET", "/api/schema")
+        return result
+
+    async def status(self) -> dict[str, Any]:
+        """The daemon's status object (``GET /api/status``)."""
+        result: dict[str, Any] = await self._json("GET", "/api/status")
+        return result
+
+    async def command(self, name: str, **args: Any) -> Any:
+        """Run a model command; raises ``CommandError`` naming the field when invalid."""
+        reply = await self._json("POST", f"/api/commands/{name}", args)
+        return reply.get("result")
+
+    async def watch(self, codec: Codec | None = None) -> Viewer:
+        """Start watching (WHEP)."""
+        pc, track, resource = await whep_watch(self.url + "/whep", self.token, codec=codec)
+        return Viewer(pc, track, resource, self.token)
+
+    async def publish(self, track: MediaStreamTrack, codec: Codec | None = None) -> Publisher:
+        """Send a video track (WHIP); the model's ``session.inputs()`` receives it."""
+        pc, resource = await whip_publish(self.url + "/whip", track, self.token, codec=codec)
+        return Publisher(pc, resource, self.token)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Session events and model messages as they arrive (``GET /api/events``)."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
+            async with http.get(self.url + "/api/events", headers=self._headers()) as resp:
+                if resp.status != 200:
+                    raise DaemonError(f"GET /api/events: {resp.status}")
+                async for raw in resp.content:
+                    line = raw.decode("utf-8", "replace").strip()
+                    if line.startswith("data:"):
+                        yield json.loads(line[5:])

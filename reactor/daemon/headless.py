@@ -1,0 +1,103 @@
+"""``reactor run -c CONFIG --input IN [--output OUT] [--commands FILE.jsonl]``.
+
+Runs the daemon's own pipeline — supervisor, rings, the same inference worker — with a
+file source in place of ingress and a file sink in place of egress, in the foreground,
+and exits when every input frame is accounted for: processed by the model, or dropped
+and counted (``--lossless`` makes the input ring blocking, so none is dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from reactor.config import Config
+from reactor.errors import CommandError, ReactorError
+
+
+def load_commands(path: str | Path, config: Config) -> list[dict[str, Any]]:
+    """Read and validate timed commands, one JSON object a line:
+    ``{"at_frame": 30, "command": "set_gain", "args": {"gain": 2}}``."""
+    model = config.model_class()
+    out: list[dict[str, Any]] = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ReactorError(f"--commands {path}: cannot read: {exc}") from None
+    for number, line in enumerate(lines, 1):
+        where = f"{path}:{number}"
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise ReactorError(f"{where}: not a JSON object: {exc}") from None
+        if not isinstance(item, dict):
+            raise ReactorError(f"{where}: expected a JSON object, found {type(item).__name__}")
+        unknown = set(item) - {"at_frame", "command", "args"}
+        if unknown:
+            raise ReactorError(f"{where}: unknown keys {sorted(unknown)}; "
+                               "expected at_frame, command, args")
+        at = item.get("at_frame")
+        if not isinstance(at, int) or isinstance(at, bool) or at < 0:
+            raise ReactorError(f"{where}: at_frame must be a frame number >= 0, found {at!r}")
+        name = item.get("command")
+        if not isinstance(name, str):
+            raise ReactorError(f"{where}: command must be a command name, found {name!r}")
+        try:
+            args = model.validate_command(name, item.get("args") or {})
+        except CommandError as exc:
+            raise ReactorError(f"{where}: {exc}") from None
+        out.append({"at_frame": at, "command": name, "args": args})
+    return out
+
+
+def run_headless(
+    config: Config,
+    *,
+    input_path: str | None,
+    output_path: str | None,
+    commands_path: str | None,
+    lossless: bool,
+) -> int:
+    from reactor.daemon.launcher import run_supervisor
+    from reactor.daemon.supervisor import Plan
+
+    if not input_path:
+        raise ReactorError("reactor run --output needs --input: the run ends when the input does")
+    if not Path(input_path).is_file():
+        raise ReactorError(f"--input {input_path}: no such file")
+    commands = load_commands(commands_path, config) if commands_path else []
+    plan = Plan(
+        workers=("source", "inference", "sink"),
+        input_policy="block" if lossless else "latest",
+        extra={"input": input_path, "output": output_path, "commands": commands,
+               "lossless": lossless},
+        headless=True,
+    )
+    run_dir = Path(tempfile.mkdtemp(prefix="reactor-run-"))
+    sup: Any = None
+
+    def keep(s: Any) -> None:
+        nonlocal sup
+        sup = s
+
+    code = run_supervisor(config, run_dir, console=False, plan=plan, on_start=keep)
+    final = sup.final if sup is not None else None
+    if final is None or code != 0:
+        error = final.error if final is not None else "the pipeline did not start"
+        print(f"reactor run: failed: {error}\nlogs: {run_dir / 'logs'}", file=sys.stderr)
+        return 1
+    by_name = {w.name: w for w in final.workers}
+    read = by_name["source"].frames_out
+    processed = by_name["inference"].frames_in
+    dropped = next((r.dropped for r in final.pipeline.rings if r.name == "input"), 0)
+    written = by_name["sink"].frames_in
+    print(f"reactor run: {read} input frames: {processed} processed, {dropped} dropped; "
+          f"{written} frames written" + (f" to {output_path}" if output_path else ""))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return 0

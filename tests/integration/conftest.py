@@ -1,0 +1,48 @@
+"""Fixtures that start real daemons (real processes, sockets, rings) and always stop them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from daemon_helpers import HERE, Daemon, run_cli, shm_segments
+
+from reactor.control.rundir import RunDir
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """``start_daemon(config_dict, expect_ok=True)``: a real detached daemon on a free port."""
+    started: list[Daemon] = []
+    counter = iter(range(100))
+
+    def start(config: dict[str, Any] | None = None, *, expect_ok: bool = True) -> Daemon:
+        n = next(counter)
+        cfg = {"server": {"port": 0}, **(config or {})}
+        cfg["server"] = {"port": 0, **cfg.get("server", {})}
+        path = tmp_path / f"reactor-{n}.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        run_dir = Path(f"/tmp/reactor-test-{os.getpid()}-{tmp_path.name[-20:]}-{n}")
+        env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        d = Daemon(run_dir, path, env)
+        started.append(d)
+        r = run_cli("daemon", "start", "-c", str(path), "--run-dir", str(run_dir), env=env,
+                    timeout=120)
+        d.extra["start"] = r
+        if expect_ok:
+            assert r.returncode == 0, f"daemon failed to start:\n{r.stdout}\n{r.stderr}"
+            d.pid = RunDir(run_dir).read_pid() or 0
+            d.url = d.status()["url"]
+        else:
+            d.pid = RunDir(run_dir).read_pid() or 0
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+        for seg in shm_segments(f"reactor-{d.pid}-") if d.pid else ():
+            Path("/dev/shm", seg).unlink(missing_ok=True)

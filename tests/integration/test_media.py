@@ -1,0 +1,200 @@
+"""WHIP in, WHEP out, against a real daemon with real aiortc clients and real codecs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from aiortc import VideoStreamTrack
+from daemon_helpers import Daemon, wait_for
+
+from reactor.client import Client, WhipError
+
+pytestmark = pytest.mark.timeout(180)
+
+
+class MarkerTrack(VideoStreamTrack):
+    """A synthetic camera: grey frames with a bright square whose colour we choose."""
+
+    def __init__(self, width: int, height: int, color: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.frame = np.full((height, width, 3), 60, np.uint8)
+        self.frame[height // 4 : height // 2, width // 4 : width // 2] = color
+        self.n = 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        f = av.VideoFrame.from_ndarray(self.frame, format="rgb24")
+        f.pts, f.time_base = pts, time_base
+        self.n += 1
+        return f
+
+
+async def fps_of(viewer: Any, seconds: float) -> tuple[float, tuple[int, int]]:
+    await asyncio.wait_for(viewer.recv(), 15)  # the first frame (and keyframe) arrived
+    t0, n = time.monotonic(), 0
+    size = (0, 0)
+    while time.monotonic() - t0 < seconds:
+        f = await asyncio.wait_for(viewer.recv(), 5)
+        size = (f.width, f.height)
+        n += 1
+    return n / (time.monotonic() - t0), size
+
+
+def centre(frame: av.VideoFrame, box: tuple[slice, slice] | None = None) -> np.ndarray:
+    a = frame.to_ndarray(format="rgb24")
+    h, w = a.shape[:2]
+    region = a[box] if box else a[h // 2 - 4 : h // 2 + 4, w // 2 - 4 : w // 2 + 4]
+    return region.reshape(-1, 3).mean(axis=0)
+
+
+def test_whep_viewer_gets_720p_at_full_rate(start_daemon) -> None:
+    d: Daemon = start_daemon()
+
+    async def run() -> None:
+        async with Client(d.url) as client, await client.watch() as viewer:
+            fps, size = await fps_of(viewer, 4.0)
+            assert size == (1280, 720)
+            assert fps >= 27, fps
+
+    asyncio.run(run())
+
+
+def test_whip_through_a_filter_to_whep_keeps_the_picture(start_daemon) -> None:
+    d = start_daemon({"model": {"module": "reactor.examples.filters:Brightness"},
+                      "video": {"width": 640, "height": 360, "fps": 30}})
+
+    async def run() -> None:
+        async with Client(d.url) as client:
+            track = MarkerTrack(640, 360, (20, 220, 40))
+            async with await client.publish(track), await client.watch() as viewer:
+                await asyncio.wait_for(viewer.recv(), 15)
+                for _ in range(10):
+                    f = await asyncio.wait_for(viewer.recv(), 5)
+                square = centre(f, (slice(100, 170), slice(170, 310)))
+                background = centre(f, (slice(300, 350), slice(500, 620)))
+                assert np.allclose(square, (20, 220, 40), atol=30), square
+                assert np.allclose(background, 60, atol=20), background
+                # A command changes the next frames: invert the picture.
+                await client.command("set_invert", invert=True)
+                await asyncio.sleep(0.5)
+                f = await asyncio.wait_for(viewer.recv(), 5)
+                square = centre(f, (slice(100, 170), slice(170, 310)))
+                assert np.allclose(square, (235, 35, 215), atol=30), square
+                status = await client.status()
+                assert status["session"]["sender"] is True
+                assert status["pipeline"]["fps_in"] > 10
+
+    asyncio.run(run())
+
+
+def test_command_changes_the_next_frames(start_daemon) -> None:
+    d = start_daemon({"model": {"module": "reactor.examples.filters:SolidColor"},
+                      "video": {"width": 320, "height": 240, "fps": 30}})
+
+    async def run() -> None:
+        async with Client(d.url) as client, await client.watch() as viewer:
+            f = await asyncio.wait_for(viewer.recv(), 15)
+            assert np.allclose(centre(f), (255, 0, 0), atol=40)
+            await client.command("set_color", r=0, g=255, b=0)
+            sent = time.monotonic()
+            while True:
+                f = await asyncio.wait_for(viewer.recv(), 5)
+                if np.allclose(centre(f), (0, 255, 0), atol=40):
+                    break
+                assert time.monotonic() - sent < 1.0, "the colour did not change within 1 s"
+
+    asyncio.run(run())
+
+
+@pytest.mark.slow
+def test_eight_viewers_one_encoder(start_daemon) -> None:
+    d = start_daemon({"video": {"width": 640, "height": 360, "fps": 30}})
+
+    async def run() -> None:
+        async with Client(d.url) as client:
+            viewers = [await client.watch() for _ in range(8)]
+            try:
+                results = await asyncio.gather(*(fps_of(v, 4.0) for v in viewers))
+                rates = [r[0] for r in results]
+                assert all(r >= 27 for r in rates), rates
+                status = await client.status()
+                assert status["session"]["viewers"] == 8
+                assert status["pipeline"]["encoders_active"] == 1
+                # DELETE ends a viewer.
+                await viewers.pop().close()
+                await asyncio.sleep(0.5)
+                assert (await client.status())["session"]["viewers"] == 7
+            finally:
+                await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
+
+    asyncio.run(run())
+
+
+def test_second_whip_is_refused_with_409(start_daemon) -> None:
+    d = start_daemon({"model": {"module": "reactor.examples.filters:Identity"},
+                      "video": {"width": 320, "height": 240, "fps": 30}})
+
+    async def run() -> None:
+        async with Client(d.url) as client:
+            async with await client.publish(MarkerTrack(320, 240, (255, 255, 255))):
+                with pytest.raises(WhipError) as err:
+                    await client.publish(MarkerTrack(320, 240, (0, 0, 0)))
+                assert err.value.status == 409 and "already sending" in str(err.value)
+            # Once the first sender left, a new one is welcome.
+            pub = await client.publish(MarkerTrack(320, 240, (0, 0, 0)))
+            await pub.close()
+
+    asyncio.run(run())
+
+
+def test_orphan_timeout_ends_the_session(start_daemon) -> None:
+    d = start_daemon({"video": {"width": 320, "height": 240, "fps": 30},
+                      "session": {"orphan_timeout_s": 1.0}})
+
+    async def run() -> None:
+        async with Client(d.url) as client:
+            viewer = await client.watch()
+            await asyncio.wait_for(viewer.recv(), 15)
+            assert (await client.status())["session"]["viewers"] == 1
+            await viewer.close()
+
+    asyncio.run(run())
+    wait_for(lambda: d.status()["session"] is None, 6, "the orphaned session to end")
+    text = (d.run_dir / "logs" / "supervisor.log").read_text()
+    assert "session.orphan_timeout_s" in text
+
+
+def test_token_is_enforced(start_daemon) -> None:
+    d = start_daemon({"server": {"token": "sekret-token-123"},
+                      "video": {"width": 320, "height": 240, "fps": 30}})
+    for path in ("/api/schema", "/api/status", "/api/events"):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(d.url.rstrip("/") + path, timeout=5)
+        assert err.value.code == 401
+    req = urllib.request.Request(d.url.rstrip("/") + "/api/schema",
+                                 headers={"Authorization": "Bearer wrong-token-1"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(req, timeout=5)
+    assert err.value.code == 401
+    with urllib.request.urlopen(d.url.rstrip("/") + "/healthz", timeout=5) as resp:
+        assert resp.status == 200
+
+    async def run() -> None:
+        async with Client(d.url) as anonymous:
+            with pytest.raises(WhipError) as werr:
+                await anonymous.watch()
+            assert werr.value.status == 401
+        async with Client(d.url, token="sekret-token-123") as client:
+            assert (await client.schema())["model"] == "TestPattern"
+            async with await client.watch() as viewer:
+                f = await asyncio.wait_for(viewer.recv(), 15)
+                assert (f.width, f.height) == (320, 240)
+
+    asyncio.run(run())
