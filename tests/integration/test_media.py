@@ -198,3 +198,18 @@ def test_token_is_enforced(start_daemon) -> None:
                 assert (f.width, f.height) == (320, 240)
 
     asyncio.run(run())
+
+
+def test_egress_record_writes_the_stream_to_mp4(start_daemon, tmp_path) -> None:
+    rec = tmp_path / "recording.mp4"
+    d = start_daemon({"video": {"width": 320, "height": 240, "fps": 30},
+                      "egress": {"record": str(rec)}})
+    with d.client() as c:
+        c.start_session()
+        wait_for(lambda: d.snapshot().pipeline.fps_out > 20, 10, "frames flowing")
+        time.sleep(1.0)
+    d.stop()
+    with av.open(str(rec)) as container:
+        frames = [f for f in container.decode(video=0)]
+    assert len(frames) >= 30
+    assert (frames[0].width, frames[0].height) == (320, 240)
