@@ -124,7 +124,7 @@ def RingHandle_for(d: Daemon, ring: str) -> RingHandle:
     return RingHandle(
         name=name, slots=int(words[2]), shape=shape, dtype=dtype,
         policy=("latest", "block")[int(words[5])], max_consumers=int(words[4]),
-        slot_bytes=int(np.prod(shape)) * np.dtype(dtype).itemsize,
+        slot_bytes=int(words[3]),
         total_bytes=path.stat().st_size, aux_bytes=int(words[17]),
     )
 
