@@ -59,9 +59,16 @@ def section(
     return register
 
 
-def percentiles_us(samples_ns: list[int], *qs: float) -> list[float]:
+def percentiles_us(samples_ns: list[int], *qs: float) -> list[float | None]:
+    """Percentiles in microseconds; ``None`` when a phase collected no samples."""
+    if not samples_ns:
+        return [None for _ in qs]
     arr = np.asarray(samples_ns, dtype=np.float64) / 1000.0
     return [round(float(np.percentile(arr, q)), 1) for q in qs]
+
+
+def ratio(a: float | None, b: float | None, digits: int = 2) -> float | None:
+    return None if a is None or not b else round(a / b, digits)
 
 
 # -- ring ---------------------------------------------------------------------------------
@@ -187,7 +194,7 @@ def _bench_ring(
             out[f"{key}_dropped"] = reader.dropped
             reader.close()
             proc.join(10)
-        warm = max(1, len(handoff) // 20)
+        warm = len(handoff) // 20
         out[f"{key}_p50_us"], out[f"{key}_p99_us"] = percentiles_us(handoff[warm:], 50, 99)
         if interval:
             out["wake_p50_us"], out["wake_p99_us"] = percentiles_us(wake[warm:], 50, 99)
@@ -274,7 +281,7 @@ def _bench_zmq(ctx: Any, shape: tuple[int, ...], n: int) -> dict[str, Any]:
     return out
 
 
-def _memcpy_us(shape: tuple[int, ...], n: int) -> float:
+def _memcpy_us(shape: tuple[int, ...], n: int) -> float | None:
     src, dst = _frame(shape), np.empty(shape, np.uint8)
     samples = []
     for _ in range(n):
@@ -299,7 +306,8 @@ def _render_ring(result: dict[str, Any]) -> str:
         ("paced handoff / paced memcpy", "ring_vs_memcpy_paced", "x (target <= 1.5)"),
         ("b2b handoff / memcpy", "ring_b2b_vs_memcpy", "x (target <= 1.5)"),
         ("paced handoff / memcpy", "ring_vs_memcpy", "x"),
-        ("Queue / handoff", "queue_vs_ring", "x (target >= 50)"),
+        ("Queue / paced handoff", "queue_vs_ring", "x (target >= 50)"),
+        ("Queue / b2b handoff", "queue_vs_ring_b2b", "x (target >= 50)"),
     ]
     lines = []
     for size, res in result.items():
@@ -325,10 +333,11 @@ def bench_ring(args: argparse.Namespace) -> dict[str, Any]:
         res.update(_bench_ring(ctx, name, shape, n, idle_s))
         res.update(_bench_queue(ctx, shape, max(10, n // 5)))
         res.update(_bench_zmq(ctx, shape, max(20, n // 2)))
-        res["ring_vs_memcpy"] = round(res["ring_p50_us"] / res["memcpy_us"], 2)
-        res["ring_vs_memcpy_paced"] = round(res["ring_p50_us"] / res["memcpy_paced_us"], 2)
-        res["ring_b2b_vs_memcpy"] = round(res["ring_b2b_p50_us"] / res["memcpy_us"], 2)
-        res["queue_vs_ring"] = round(res["mp_queue_p50_us"] / res["ring_p50_us"], 1)
+        res["ring_vs_memcpy"] = ratio(res["ring_p50_us"], res["memcpy_us"])
+        res["ring_vs_memcpy_paced"] = ratio(res["ring_p50_us"], res["memcpy_paced_us"])
+        res["ring_b2b_vs_memcpy"] = ratio(res["ring_b2b_p50_us"], res["memcpy_us"])
+        res["queue_vs_ring"] = ratio(res["mp_queue_p50_us"], res["ring_p50_us"], 1)
+        res["queue_vs_ring_b2b"] = ratio(res["mp_queue_p50_us"], res["ring_b2b_p50_us"], 1)
         result[size] = res
     return result
 

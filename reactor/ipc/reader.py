@@ -204,6 +204,10 @@ class Reader:
                 return frame
         m, parked = ring._m, self._row + C_PARKED
         while True:
+            # Frames still in the ring come first: only an empty ring reports its end.
+            frame = take()
+            if frame is not None:
+                return frame
             self._check_producer()
             seen = m[G_WFUTEX] & 0xFFFFFFFF
             m[parked] = 1
