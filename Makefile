@@ -38,7 +38,18 @@ bench-soak: install
 	$(BIN)/python tools/bench.py soak
 
 publish: install
-	$(BIN)/python tools/publish.py
+	$(BIN)/python tools/publish.py $(PUBLISH_ARGS)
+
+# Credentials come only from the environment: TWINE_API_KEY (a PyPI API token), or
+# TWINE_USERNAME and TWINE_PASSWORD; TWINE_REPOSITORY_URL picks another index (TestPyPI).
+upload: install
+	@ls dist/*.whl dist/*.tar.gz >/dev/null 2>&1 || \
+	    { echo "upload: no wheel or sdist in dist/; run 'make publish' first" >&2; exit 1; }
+	@if [ -n "$$TWINE_API_KEY" ]; then export TWINE_USERNAME=__token__ TWINE_PASSWORD="$$TWINE_API_KEY"; fi; \
+	if [ -z "$$TWINE_USERNAME" ] || [ -z "$$TWINE_PASSWORD" ]; then \
+	    echo "upload: set TWINE_API_KEY, or TWINE_USERNAME and TWINE_PASSWORD" >&2; exit 1; fi; \
+	$(BIN)/twine check --strict dist/*.whl dist/*.tar.gz && \
+	$(BIN)/twine upload --non-interactive dist/*.whl dist/*.tar.gz
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results.json site
