@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 ONCE_WAIT_S = 5.0
 #: Snapshots arrive a few times a second; this long without one means trouble.
 STALE_AFTER_S = 2.0
+#: This long without a snapshot is worth a look at the pidfile: a daemon that stopped
+#: should not stay on screen as "running" for the whole of ``STALE_AFTER_S``.
+MISSED_AFTER_S = 0.75
 REFRESH_PER_SECOND = 4
 
 
@@ -177,9 +180,10 @@ class MonitorView:
             yield disconnected(f"no daemon running at {self.run_dir}; waiting…")
             return
         age = time.monotonic() - state.received_at
-        if age <= STALE_AFTER_S:
+        alive = age <= MISSED_AFTER_S or daemon_pid(self.run_dir) is not None
+        if age <= STALE_AFTER_S and alive:
             yield dashboard(state.snap, width, height)
-        elif daemon_pid(self.run_dir) is None:
+        elif not alive:
             yield disconnected(f"daemon at {self.run_dir} stopped; reconnecting…")
         else:
             # A hung daemon's last numbers are the best clue to why it hung: keep them.

@@ -166,6 +166,8 @@ def workers_table(snap: Snapshot, *, frames: bool = False) -> RenderableType:
         age = w.heartbeat_age_s
         age_style = ("bold red" if age > _HEARTBEAT_DEAD_S
                      else "yellow" if age > _HEARTBEAT_LATE_S else "")
+        # A worker with no process has no heartbeat; "0.0s" would read as a fresh one.
+        beat = "-" if not w.pid and age <= 0 else f"{age:.1f}s"
         row: list[RenderableType] = [
             w.name,
             Text(w.state or "-", style=_WORKER_STYLES.get(w.state, "")),
@@ -174,7 +176,7 @@ def workers_table(snap: Snapshot, *, frames: bool = False) -> RenderableType:
             Text(str(w.restarts), style="yellow" if w.restarts else ""),
             f"{w.cpu_percent:.1f}",
             _bytes(w.rss_bytes) if w.rss_bytes else "-",
-            Text(f"{age:.1f}s", style=age_style),
+            Text(beat, style=age_style),
         ]
         if frames:
             row += [f"{w.frames_in:,}", f"{w.frames_out:,}"]
@@ -251,17 +253,23 @@ def rings_panel(snap: Snapshot, *, bar_width: int = 16) -> RenderableType:
     return table
 
 
-def session_panel(snap: Snapshot, *, commands: int = 3) -> RenderableType:
-    """The session's id, state, duration, viewers and sender; its last ``commands``."""
+def session_panel(snap: Snapshot, *, commands: int = 3, split: bool = False) -> RenderableType:
+    """The session's id, state, duration, viewers and sender; its last ``commands``.
+
+    ``split`` puts viewers, sender and frames on a line of their own, for a narrow column
+    that would otherwise cut them off.
+    """
     if not snap.HasField("session"):
         return _line(("session", "bold"), "  ", ("no session", "dim"))
     s = snap.session
-    head = _line(
+    who = (f"viewers {s.viewers}  sender {'yes' if s.sender else 'no'}"
+           f"  frames {s.frames_emitted:,}")
+    first = _line(
         ("session", "bold"), f" {s.id}  ",
         (s.state or "-", "green" if s.state == "live" else "yellow"),
-        f"  {_duration(s.duration_s)}  viewers {s.viewers}",
-        f"  sender {'yes' if s.sender else 'no'}  frames {s.frames_emitted:,}",
+        f"  {_duration(s.duration_s)}",
     )
+    head: RenderableType = Group(first, _line(who)) if split else first.append("  " + who)
     shown = list(s.commands)[-commands:] if commands > 0 else []
     if not shown:
         return head
@@ -411,11 +419,11 @@ def _wide(snap: Snapshot, width: int, height: int) -> RenderableType:
     gpu = gpu_panel(snap)
     right_fixed: list[RenderableType] = [] if gpu is None else [boxed("gpu", gpu)]
     spare = height - sum(_height(r, width) for r in [*top, *right_fixed])
-    spare -= 2 + 1 + 2  # the session box and its own line, the logs box
+    spare -= 2 + 2 + 2  # the session box and its own two lines, the logs box
     have_cmds = len(snap.session.commands) if snap.HasField("session") else 0
     cmds = min(have_cmds, 5, max(spare // 2, 0))
     right = Group(
-        boxed("session", session_panel(snap, commands=cmds)),
+        boxed("session", session_panel(snap, commands=cmds, split=True)),
         *right_fixed,
         boxed("warnings and errors", logs_panel(snap, lines=max(spare - cmds, 1))),
     )
