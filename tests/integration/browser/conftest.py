@@ -104,9 +104,9 @@ def reactor_daemon(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
         shutil.rmtree(d.run_dir, ignore_errors=True)
 
 
-# Package scope: Playwright's sync API keeps an event loop running in this thread while
-# the browser is open, which would break asyncio.run() in the other integration tests.
-@pytest.fixture(scope="package")
+# Module scope: Playwright's sync API keeps an event loop running in this thread while the
+# browser is open, which would break asyncio.run() in the other integration tests.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
