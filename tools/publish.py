@@ -25,8 +25,9 @@
    then open the wheel and the sdist and verify that neither ships a private file and that
    they hold exactly the vendored protobuf files.
 
-The checks also fail when ``reactor/__init__.py``'s ``__version__`` differs from
-``pyproject.toml``'s version. ``--check`` runs steps 2 to 4 (and that one) on the checkout
+The version comes from ``reactor/__init__.py``'s ``__version__`` (pyproject.toml declares
+it dynamic); if pyproject.toml states a static version instead, the checks fail when the
+two differ. ``--check`` runs steps 2 to 4 (and that one) on the checkout
 without copying or building (for CI). Exit
 status: 0 done, 1 a check failed, 2 the environment cannot build (a missing tool).
 """
@@ -312,10 +313,13 @@ def make_plan(root: Path) -> Plan:
     if not (root / PACKAGE).is_dir() or not pyproject.is_file():
         raise PublishError(f"{root}: expected {PACKAGE}/ and pyproject.toml (use --root)")
     project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
-    plan = Plan(root, str(project.get("name", PACKAGE)), str(project.get("version", "?")))
-    plan.public_files, plan.stripped = walk_package(root)
     declared = declared_version(root)
-    if declared is not None and declared != plan.version:
+    # The version is either static in pyproject.toml or read from __version__ (dynamic).
+    version = project.get("version") or (declared if "version" in project.get("dynamic", [])
+                                         else None)
+    plan = Plan(root, str(project.get("name", PACKAGE)), str(version or "?"))
+    plan.public_files, plan.stripped = walk_package(root)
+    if "version" in project and declared is not None and declared != plan.version:
         plan.errors.append(
             f"{PACKAGE}/__init__.py says __version__ = {declared!r} but pyproject.toml says "
             f"version = {plan.version!r}; bump both to the release's version"

@@ -51,6 +51,7 @@ CRASH_WINDOW_S = 60.0
 BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 STOP_GRACE_S = 5.0
 FORWARD_TIMEOUT_S = 10.0
+CPU_WINDOW_S = 1.0
 
 
 class WorkerState(enum.Enum):
@@ -143,7 +144,7 @@ class Supervisor:
         self.schema: dict[str, Any] = {}
         self.sessions = SessionManager(self)
         self.proc = ProcessStats()
-        self._cpu_prev: dict[int, tuple[float, float]] = {}
+        self._cpu_prev: dict[int, tuple[float, float, float]] = {}
         self._stop_requested = False
         self._done = False
         self._mp = multiprocess.get_context("spawn")
@@ -565,15 +566,19 @@ class Supervisor:
     # --- telemetry --------------------------------------------------------------------
 
     def _cpu_percent(self, pid: int) -> float:
+        """CPU % of a worker over the last second or so: /proc counts in 10 ms ticks, so a
+        shorter window would flicker between multiples of 4 %."""
         total = proc_cpu_seconds(pid)
         if total is None:
             return 0.0
         now = time.monotonic()
-        prev = self._cpu_prev.get(pid)
-        self._cpu_prev[pid] = (now, total)
-        if prev is None or now <= prev[0]:
-            return 0.0
-        return 100.0 * (total - prev[1]) / (now - prev[0])
+        t0, c0, last = self._cpu_prev.get(pid, (now, total, 0.0))
+        if pid not in self._cpu_prev:
+            self._cpu_prev[pid] = (now, total, 0.0)
+        elif now - t0 >= CPU_WINDOW_S:
+            last = 100.0 * (total - c0) / (now - t0)
+            self._cpu_prev[pid] = (now, total, last)
+        return last
 
     def snapshot(self) -> tpb.Snapshot:
         now = time.monotonic()

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reactor.ipc import _sync
 from reactor.ipc import layout as lay
+from reactor.ipc import sync
 from reactor.ipc.errors import ProducerGoneError, RingClosedError, RingError
 from reactor.ipc.layout import (
     C_DROPPED,
@@ -156,7 +156,7 @@ class Reader:
             newest = int(g[G_LATEST]) >> 16
             # latest: the newest frame is readable at once; block: frames from now on.
             pos = newest if self._block else max(newest - 1, 0)
-            c[i, C_START] = _sync.start_time(me)
+            c[i, C_START] = sync.start_time(me)
             c[i, C_PIN], c[i, C_POS], c[i, C_NEED] = -1, pos, pos + 1
             c[i, C_DROPPED], c[i, C_PARKED] = 0, 0
             c[i, C_TOKEN] += 1
@@ -168,7 +168,7 @@ class Reader:
         while self._block:
             # A producer that checked the table before our row was visible may still
             # write one more frame; re-read until LATEST is stable across a fence.
-            _sync.fence()
+            sync.fence()
             newest = int(g[G_LATEST]) >> 16
             if newest == self._pos:
                 break
@@ -211,7 +211,7 @@ class Reader:
             self._check_producer()
             seen = m[G_WFUTEX] & 0xFFFFFFFF
             m[parked] = 1
-            _sync.fence()  # Dekker with ShmRing._wake_readers: store parked, then re-check
+            sync.fence()  # Dekker with ShmRing._wake_readers: store parked, then re-check
             frame = take()
             if frame is not None:
                 m[parked] = 0
@@ -222,7 +222,7 @@ class Reader:
                 return None
             pending = m[G_PENDING]
             if pending == self._spun:  # none, or one we already waited for awake
-                _sync.futex_wait(ring._wfutex, seen, min(remaining, lay.PARK_SLICE_S))
+                sync.futex_wait(ring._wfutex, seen, min(remaining, lay.PARK_SLICE_S))
                 pending = m[G_PENDING]
             m[parked] = 0
             if pending == self._spun:
@@ -253,7 +253,7 @@ class Reader:
         slot = latest & 0xFFFF
         row = self._row
         m[row + C_PIN] = slot
-        _sync.fence()  # Dekker with ShmRing._pick_latest: store the pin, then load state
+        sync.fence()  # Dekker with ShmRing._pick_latest: store the pin, then load state
         state = m[self._ring._so + slot * ROW + S_STATE]
         if state & 1 or state < 2 * seq:
             # Being rewritten (the producer got there before our pin) or emptied by an
@@ -322,9 +322,9 @@ class Reader:
         # A value no other reader writes: several readers race on this word without
         # atomics, and a parked producer must see it change (see ring's docstring).
         ring._m[G_RFUTEX] = (self._releases << 6 | self._index) & 0xFFFFFFFF
-        _sync.fence()  # Dekker with ShmRing._wait_free: store need, then load parked
+        sync.fence()  # Dekker with ShmRing._wait_free: store need, then load parked
         if ring._m[G_PPARKED]:
-            _sync.futex_wake(ring._rfutex)
+            sync.futex_wake(ring._rfutex)
 
     def _check_producer(self) -> None:
         g, name = self._ring._g, self._ring.name
@@ -334,7 +334,7 @@ class Reader:
         if state == P_CLOSED:
             raise RingClosedError(f"ring {name!r}: its producer closed it")
         pid = int(g[G_PPID])
-        if state == P_ACTIVE and not _sync.alive(pid, int(g[G_PSTART])):
+        if state == P_ACTIVE and not sync.alive(pid, int(g[G_PSTART])):
             raise ProducerGoneError(f"ring {name!r}: its producer (pid {pid}) died")
 
     def close(self) -> None:

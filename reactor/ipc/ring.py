@@ -36,7 +36,7 @@ writes a slot's data and metadata and then stores its even ``state`` and ``LATES
 reader loads ``LATEST``/``state`` and only then the data. (Large copies may use
 non-temporal stores, which TSO does not order, so the producer fences before publishing.)
 The only store->load orderings, which TSO does *not* give, are the Dekker handshakes below,
-and each has an explicit :func:`~reactor.ipc._sync.fence` between its store and its load:
+and each has an explicit :func:`~reactor.ipc.sync.fence` between its store and its load:
 
 * ``latest`` policy, torn-read freedom by ownership: a reader *pins* the slot it reads
   (store ``pin``, fence, re-load ``state``); the producer marks a slot odd before writing
@@ -86,8 +86,8 @@ from typing import Any
 
 import numpy as np
 
-from reactor.ipc import _sync
 from reactor.ipc import layout as lay
+from reactor.ipc import sync
 from reactor.ipc.errors import (
     ProducerGoneError,
     RingClosedError,
@@ -266,7 +266,7 @@ class ShmRing:
         g[lay.G_SHAPE : lay.G_SHAPE + len(shape)] = shape
         g[lay.G_DTYPE] = int.from_bytes(dt.str.encode().ljust(8, b"\0"), "little")
         ring._c[:, C_PIN] = -1
-        _sync.populate(ring._base.ctypes.data, total)
+        sync.populate(ring._base.ctypes.data, total)
         g[lay.G_MAGIC] = lay.MAGIC  # last: an attacher that sees the magic sees a whole header
         return ring
 
@@ -296,7 +296,7 @@ class ShmRing:
         if g[lay.G_MAGIC] != lay.MAGIC or g[lay.G_VERSION] != lay.VERSION:
             ring.close()
             raise RingError(f"ring {handle.name!r} at {path} is not a reactor ring (version 1)")
-        _sync.populate(ring._base.ctypes.data, size)
+        sync.populate(ring._base.ctypes.data, size)
         return ring
 
     @staticmethod
@@ -479,13 +479,13 @@ class ShmRing:
             if (
                 g[lay.G_PSTATE] == lay.P_ACTIVE
                 and pid != me
-                and _sync.alive(pid, int(g[lay.G_PSTART]))
+                and sync.alive(pid, int(g[lay.G_PSTART]))
             ):
                 raise RingError(
                     f"ring {self._handle.name!r} already has a producer (pid {pid}); "
                     "a ring has exactly one"
                 )
-            g[lay.G_PPID], g[lay.G_PSTART] = me, _sync.start_time(me)
+            g[lay.G_PPID], g[lay.G_PSTART] = me, sync.start_time(me)
             g[lay.G_PGEN] += 1
             g[lay.G_PSTATE] = lay.P_ACTIVE
         latest = int(g[G_LATEST])
@@ -525,7 +525,7 @@ class ShmRing:
                 state = so + slot * ROW + S_STATE
                 prev = m[state]
                 m[state] = 2 * seq + 1
-                _sync.fence()  # Dekker with Reader._take_latest: store state, then load pins
+                sync.fence()  # Dekker with Reader._take_latest: store state, then load pins
                 if any(m[w] == slot for w in self._pin_w):
                     m[state] = prev
                     continue
@@ -558,7 +558,7 @@ class ShmRing:
         while True:
             seen = m[G_RFUTEX] & 0xFFFFFFFF
             m[G_PPARKED] = 1
-            _sync.fence()  # Dekker with Reader._wake_producer: store parked, then re-check
+            sync.fence()  # Dekker with Reader._wake_producer: store parked, then re-check
             if not blocked():
                 m[G_PPARKED] = 0
                 return
@@ -570,7 +570,7 @@ class ShmRing:
                     f"ring {self._handle.name!r}: no free slot within {timeout} s; reader "
                     f"pid(s) {holders} still hold all {self._handle.slots} slots"
                 )
-            _sync.futex_wait(self._rfutex, seen, min(remaining, lay.PARK_SLICE_S))
+            sync.futex_wait(self._rfutex, seen, min(remaining, lay.PARK_SLICE_S))
             m[G_PPARKED] = 0
             self._reap(force=True)
 
@@ -583,7 +583,7 @@ class ShmRing:
         m[row + S_CAPTURE] = capture_ts
         m[row + S_ENQUEUE] = time.perf_counter_ns()
         m[row + S_SESSION] = session_id
-        _sync.fence()  # order a memcpy's non-temporal stores before the publishing stores
+        sync.fence()  # order a memcpy's non-temporal stores before the publishing stores
         m[row + S_STATE] = 2 * seq
         m[G_LATEST] = seq << 16 | slot
         m[G_PENDING] = 0
@@ -600,9 +600,9 @@ class ShmRing:
     def _wake_readers(self) -> None:
         m = self._m
         m[G_WFUTEX] = (m[G_WFUTEX] + 1) & 0xFFFFFFFF  # the futex is the word's low half
-        _sync.fence()  # Dekker with Reader.read: store the word, then load parked flags
+        sync.fence()  # Dekker with Reader.read: store the word, then load parked flags
         if any(m[w] for w in self._parked_w):
-            _sync.futex_wake(self._wfutex)
+            sync.futex_wake(self._wfutex)
 
     # -- consumers -----------------------------------------------------------------------
 
@@ -620,13 +620,13 @@ class ShmRing:
         dead = [
             i
             for i in np.flatnonzero(c[:, C_PID]).tolist()
-            if not _sync.alive(int(c[i, C_PID]), int(c[i, lay.C_START]))
+            if not sync.alive(int(c[i, C_PID]), int(c[i, lay.C_START]))
         ]
         if not dead and not force:
             return
         with self._locked():
             for i in dead:
-                if c[i, C_PID] != 0 and not _sync.alive(int(c[i, C_PID]), int(c[i, lay.C_START])):
+                if c[i, C_PID] != 0 and not sync.alive(int(c[i, C_PID]), int(c[i, lay.C_START])):
                     self._g[lay.G_RETIRED] += c[i, lay.C_DROPPED]
                     c[i, C_PIN] = -1
                     c[i, C_PID] = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -46,3 +47,4 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         d.stop()
         for seg in shm_segments(f"reactor-{d.pid}-") if d.pid else ():
             Path("/dev/shm", seg).unlink(missing_ok=True)
+        shutil.rmtree(d.run_dir, ignore_errors=True)
