@@ -93,6 +93,14 @@ class ServerSection(_Section):
         description='When set, the API and signalling need "Authorization: Bearer <token>".',
     )
     max_viewers: int = Field(32, ge=1, le=1024, description="WHEP viewers at once; 503 past it.")
+    idle_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        le=3600,
+        description="Close a connection that has not sent a whole request (headers, or the "
+        "body of an offer or command) for this long: slow or idle clients cannot hold "
+        "connections open.",
+    )
 
     @field_validator("host")
     @classmethod
@@ -121,6 +129,39 @@ class SessionSection(_Section):
     stall_timeout_s: float = Field(
         10.0, gt=0, le=3600, description="End a session whose model emits nothing for this long."
     )
+    stop_grace_s: float = Field(
+        5.0,
+        gt=0,
+        le=600,
+        description="A model still running its own code this long after its session was told "
+        "to stop (it ignores stop) gets the inference worker restarted.",
+    )
+    max_rss_mb: int | None = Field(
+        None,
+        ge=64,
+        description="End the session when the inference worker's resident memory passes "
+        "this many MiB (null: no limit); if the memory is not released when the session "
+        "ends, the worker is restarted.",
+    )
+
+
+class SupervisorSection(_Section):
+    """How the supervisor restarts workers that die."""
+
+    max_crashes: int = Field(
+        5,
+        ge=1,
+        le=10_000,
+        description="Give up on a worker (the daemon's state becomes failed) once it died "
+        "this many times within supervisor.crash_window_s.",
+    )
+    crash_window_s: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="Only deaths this recent count towards supervisor.max_crashes and the "
+        "restart backoff.",
+    )
 
 
 class EgressSection(_Section):
@@ -144,6 +185,9 @@ class Config(_Section):
     rings: RingsSection = Field(default_factory=RingsSection)  # type: ignore[arg-type]
     server: ServerSection = Field(default_factory=ServerSection)  # type: ignore[arg-type]
     session: SessionSection = Field(default_factory=SessionSection)  # type: ignore[arg-type]
+    supervisor: SupervisorSection = Field(
+        default_factory=SupervisorSection  # type: ignore[arg-type]
+    )
     egress: EgressSection = Field(default_factory=EgressSection)  # type: ignore[arg-type]
     source: str | None = Field(
         None, description="The file this config was read from (set by the loader, not in YAML)."

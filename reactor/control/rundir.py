@@ -109,6 +109,13 @@ class RunDir:
         tmp.write_text(f"{os.getpid()}\n")
         os.replace(tmp, self.pidfile)
 
+    def protect_sockets(self) -> None:
+        """Make the socket files owner-only (0600) too: the 0700 directory already keeps
+        other users out, and this keeps them out should the directory's mode be loosened."""
+        for sock in self.path.glob("*.sock"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(sock, 0o600)
+
     def release(self) -> None:
         """Remove the pidfile and sockets (the logs stay for post-mortems)."""
         if self.read_pid() == os.getpid():

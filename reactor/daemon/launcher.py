@@ -49,15 +49,21 @@ def run_supervisor(
     return sup.run()
 
 
+def public_bind_warning(config: Config) -> str | None:
+    """The warning for a daemon reachable beyond this machine without a token, or None."""
+    if config.server.is_loopback or config.server.token:
+        return None
+    return (f"SECURITY: server.host is {config.server.host} (not loopback) and server.token "
+            "is not set: anyone who can reach this address can watch, send video and "
+            "control the model. Set server.token, or bind 127.0.0.1.")
+
+
 def _warn_public_bind(config: Config) -> None:
     import logging
 
-    if not config.server.is_loopback and not config.server.token:
-        logging.getLogger("reactor.daemon").warning(
-            "SECURITY: server.host is %s (not loopback) and server.token is not set: anyone "
-            "who can reach this address can watch, send video and control the model. Set "
-            "server.token.", config.server.host,
-        )
+    text = public_bind_warning(config)
+    if text:
+        logging.getLogger("reactor.daemon").warning("%s", text)
 
 
 def start_daemon(config: Config, run_dir: Path, *, foreground: bool) -> int:
@@ -72,6 +78,9 @@ def start_daemon(config: Config, run_dir: Path, *, foreground: bool) -> int:
         print(f"reactor: starting in the foreground (run dir {rd.path}); Ctrl+C stops",
               file=sys.stderr)
         return run_supervisor(config, rd.path, console=True)
+    warning = public_bind_warning(config)
+    if warning:
+        print(f"reactor: {warning}", file=sys.stderr)
     rd.path.mkdir(mode=0o700, parents=True, exist_ok=True)
     rd.logs.mkdir(mode=0o700, exist_ok=True)
     out = open(rd.log("supervisor.out"), "ab")

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RECENT_EVENTS = 32
+_LIFECYCLE = (wpb.SessionEvent.STARTED, wpb.SessionEvent.ENDED, wpb.SessionEvent.ERROR,
+              wpb.SessionEvent.WORKER)
+
 
 @dataclass
 class LiveSession:
@@ -43,6 +47,8 @@ class SessionManager:
         self.current: LiveSession | None = None
         self.viewers = 0
         self.sender = False
+        # Recent session and worker events, replayed to a restarted ingress.
+        self.recent: deque[wpb.SessionEvent] = deque(maxlen=RECENT_EVENTS)
 
     @property
     def has_clients(self) -> bool:
@@ -113,8 +119,18 @@ class SessionManager:
     def broadcast(self, ev: wpb.SessionEvent) -> None:
         if not ev.ts:
             ev.ts = time.time()
+        if ev.kind in _LIFECYCLE:
+            self.recent.append(ev)
         for name in (self.sup.front, self.sup.back):
             self.sup.send_to(name, wpb.ToWorker(event=ev))
+
+    def worker_event(self, worker: str, state: str, reason: str, **data: object) -> None:
+        """Tell clients a worker died, restarted or was given up on (a ``worker`` event:
+        ``data`` holds ``worker``, ``state`` and details; ``reason`` says it in words)."""
+        sid = self.current.id if self.current is not None else ""
+        self.broadcast(wpb.SessionEvent(
+            kind=wpb.SessionEvent.WORKER, session_id=sid, reason=reason,
+            json=json.dumps({"worker": worker, "state": state, **data})))
 
     def on_clients(self, *, viewers: int | None = None, sender: bool | None = None) -> None:
         """Egress knows the viewers, ingress the sender; each reports its own part."""

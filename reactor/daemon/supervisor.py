@@ -8,8 +8,9 @@ restarts and telemetry. Signal handlers only queue; the loop does the work.
 
 Start-up is a READY handshake: each worker says ``ready`` when it can serve, and one that
 does not within ``model.load_timeout_s`` fails the start with its last log lines. A worker
-that dies is restarted with exponential backoff; one that dies ``MAX_CRASHES`` times
-within ``CRASH_WINDOW_S`` is given up on and the daemon's state says why.
+that dies is restarted with exponential backoff; one that dies ``supervisor.max_crashes`` times
+within ``supervisor.crash_window_s`` is given up on and the daemon's state says why. Every
+death and every restart is announced to clients as a ``worker`` session event.
 """
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 WORKERS = ("ingress", "inference", "egress")
 TELEMETRY_S = 0.25
 HUNG_S = 10.0
-MAX_CRASHES = 5
-CRASH_WINDOW_S = 60.0
 BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 STOP_GRACE_S = 5.0
 FORWARD_TIMEOUT_S = 10.0
@@ -123,6 +122,8 @@ class Forward:
     request_id: int
     deadline: float
     command: cpb.CommandRequest | None = None
+    worker: str = ""
+    whep_offer: bool = False
 
 
 class Supervisor:
@@ -171,6 +172,7 @@ class Supervisor:
                                      hwm=100_000)
             self.telemetry = make_socket(self._ctx, zmq.PUB, bind=self.rd.endpoint("telemetry"),
                                          hwm=4)
+            self.rd.protect_sockets()
             for name in self.plan.workers:
                 self._spawn(name)
             self._loop(wake_r)
@@ -361,6 +363,19 @@ class Supervisor:
         w.ever_ready = True
         w.ready_text = text
         log.info("ready %s pid=%d (%.2f s)", w.name, w.pid, w.ready_at - w.started_at)
+        if w.name == self.front and self.config.server.port == 0 and self.port():
+            # Port 0 picked a free port: a restarted ingress listens on the same one, so
+            # clients reconnect to the URL they know.
+            server = self.config.server.model_copy(update={"port": self.port()})
+            self.config = self.config.model_copy(update={"server": server})
+        if w.name == self.front:
+            # A restarted front door has no memory: give it the recent session and worker
+            # events, so clients that reconnect (SSE Last-Event-ID) learn what happened.
+            for ev in self.sessions.recent:
+                self._send(w.name, wpb.ToWorker(event=ev))
+        if w.restarts:
+            self.sessions.worker_event(w.name, "running", f"{w.name} restarted (pid {w.pid})",
+                                       pid=w.pid, restarts=w.restarts)
         if w.name == "inference":
             with contextlib.suppress(ValueError):
                 self.schema = json.loads(text)
@@ -398,8 +413,20 @@ class Supervisor:
         w.process.join(0.1)
         code = w.process.exitcode
         why = w.last_error or f"exit code {code}"
-        log.warning("%s (pid %d) died: %s", name, w.pid, why)
+        pid = w.pid
+        log.warning("%s (pid %d) died: %s", name, pid, why)
         self._add_log(name, "ERROR", f"{name} died: {why}")
+        self._cpu_prev.pop(pid, None)
+        # Its clients' connections died with it; they count as gone (the orphan timer runs).
+        if name == self.front:
+            self.sessions.on_clients(sender=False)
+        elif name == self.back:
+            self.sessions.on_clients(viewers=0)
+        for fid, fwd in list(self.forwards.items()):
+            if fwd.worker == name:  # it will never answer these
+                del self.forwards[fid]
+                self.reply(fwd.route, self.error_reply(
+                    fwd.request_id, f"the {name} worker died before answering ({why})", 503))
         if name == "inference":
             self.sessions.on_inference_lost(f"the inference worker died ({why})")
         if not w.ever_ready:
@@ -408,12 +435,14 @@ class Supervisor:
             self._give_up(w, f"{name} failed to start: {why}")
             return
         now = time.monotonic()
+        limits = self.config.supervisor
         w.crashes.append(now)
-        while w.crashes and now - w.crashes[0] > CRASH_WINDOW_S:
+        while w.crashes and now - w.crashes[0] > limits.crash_window_s:
             w.crashes.popleft()
-        if len(w.crashes) >= MAX_CRASHES:
+        if len(w.crashes) >= limits.max_crashes:
             self._give_up(w, f"{name} crashed {len(w.crashes)} times in "
-                          f"{CRASH_WINDOW_S:.0f} s; last: {why}")
+                          f"{limits.crash_window_s:g} s (supervisor.max_crashes is "
+                          f"{limits.max_crashes}); last: {why}")
             return
         delay = BACKOFF_S[min(len(w.crashes) - 1, len(BACKOFF_S) - 1)]
         w.state = WorkerState.RESTARTING
@@ -421,6 +450,9 @@ class Supervisor:
         if self.state == DaemonState.RUNNING:
             self.state = DaemonState.DEGRADED
         log.info("restart %s in %.1f s", name, delay)
+        self.sessions.worker_event(name, "restarting",
+                                   f"{name} died ({why}); restarting in {delay:g} s",
+                                   pid=pid, delay_s=delay)
 
     def _give_up(self, w: Worker, why: str) -> None:
         w.state = WorkerState.FAILED
@@ -430,6 +462,7 @@ class Supervisor:
         self.error = why + ("\n--- last lines of " + str(self.rd.log(w.name)) + " ---\n"
                             + "\n".join(lines) if lines else "")
         log.error("give up: %s", why)
+        self.sessions.worker_event(w.name, "failed", why)
         if self.plan.headless:
             self.request_stop()  # nobody is there to read the failed state
 
@@ -524,6 +557,17 @@ class Supervisor:
         elif kind == "session":
             self.sessions.on_request(req, route)
         elif kind == "whep":
+            limit = self.config.server.max_viewers
+            if not req.whep.close:
+                # Egress counts its viewers once they are answered; offers still being
+                # negotiated count here, so a burst of offers cannot pass the limit.
+                pending = sum(1 for f in self.forwards.values() if f.whep_offer)
+                if self.sessions.viewers + pending >= limit:
+                    self.reply(route, self.error_reply(
+                        req.id, f"{self.sessions.viewers} viewers already watch and "
+                        f"{pending} are joining; the limit is server.max_viewers = {limit}",
+                        503))
+                    return
             self.forward("egress", req, route)
         else:
             self.reply(route, self.error_reply(req.id, f"unknown request {kind!r}", 400))
@@ -538,7 +582,8 @@ class Supervisor:
         fid = self._next_id
         self._next_id += 1
         self.forwards[fid] = Forward(route, req.id, time.monotonic() + FORWARD_TIMEOUT_S,
-                                     command)
+                                     command, worker=worker,
+                                     whep_offer=req.HasField("whep") and not req.whep.close)
         if not self._send(worker, wpb.ToWorker(id=fid, request=req)):
             del self.forwards[fid]
             self.reply(route, self.error_reply(

@@ -5,6 +5,11 @@ what kind of problem it is; a handler's unexpected exception is a logged 500, ne
 process. The bearer token (``server.token``) guards everything but ``/`` and
 ``/healthz``, compared in constant time; browsers' ``EventSource`` cannot set headers, so
 ``/api/events`` also takes ``?token=``.
+
+Events carry an ``id:`` (the event's time stamp); a client that reconnects with
+``Last-Event-ID`` (``EventSource`` does this by itself) or ``?since=`` first gets the
+recent events it missed, such as the ingress worker's own restart. A body that does not
+arrive within ``server.idle_timeout_s`` is a 408.
 """
 
 from __future__ import annotations
@@ -52,6 +57,14 @@ def build_app(ingress: Ingress) -> web.Application:
     from reactor.workers.ingress import RequestFailed
 
     token = ingress.config.server.token
+    body_timeout = ingress.config.server.idle_timeout_s
+
+    async def read_body(request: web.Request, limit: int, what: str) -> bytes:
+        try:
+            return await asyncio.wait_for(request.content.read(limit + 1), body_timeout)
+        except TimeoutError:
+            raise RequestFailed(408, f"the {what} did not arrive within {body_timeout:g} s "
+                                "(server.idle_timeout_s)") from None
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -83,12 +96,14 @@ def build_app(ingress: Ingress) -> web.Application:
             resp = error(500, "internal error; see `reactor daemon logs ingress`")
         if not resp.prepared:
             resp.headers.update(CORS_HEADERS)
+            if resp.status == 503:  # a worker is (re)starting: worth another try soon
+                resp.headers.setdefault("Retry-After", "1")
         return resp
 
     async def read_json(request: web.Request) -> Any:
         if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
             raise RequestFailed(413, f"request body over {MAX_JSON_BYTES} bytes")
-        raw = await request.content.read(MAX_JSON_BYTES + 1)
+        raw = await read_body(request, MAX_JSON_BYTES, "request body")
         if len(raw) > MAX_JSON_BYTES:
             raise RequestFailed(413, f"request body over {MAX_JSON_BYTES} bytes")
         if not raw.strip():
@@ -104,7 +119,7 @@ def build_app(ingress: Ingress) -> web.Application:
             raise RequestFailed(415, f"Content-Type must be application/sdp, found {ctype!r}")
         if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
             raise RequestFailed(413, f"SDP offer over {MAX_SDP_BYTES} bytes")
-        raw = await request.content.read(MAX_SDP_BYTES + 1)
+        raw = await read_body(request, MAX_SDP_BYTES, "SDP offer")
         if len(raw) > MAX_SDP_BYTES:
             raise RequestFailed(413, f"SDP offer over {MAX_SDP_BYTES} bytes")
         try:
@@ -153,7 +168,11 @@ def build_app(ingress: Ingress) -> web.Application:
         if not isinstance(args, dict):
             raise RequestFailed(422, f"{name}: arguments must be a JSON object, "
                                 f"found {type(args).__name__}")
-        req = cpb.Request(command=cpb.CommandRequest(name=name, args_json=json.dumps(args)))
+        try:
+            args_json = json.dumps(args)
+        except (ValueError, RecursionError) as exc:
+            raise RequestFailed(400, f"{name}: arguments cannot be used: {exc}") from None
+        req = cpb.Request(command=cpb.CommandRequest(name=name, args_json=args_json))
         reply = await ingress.request(req)
         result = json.loads(reply.command.result_json or "null")
         return web.json_response({"ok": True, "command": name, "result": result})
@@ -163,18 +182,32 @@ def build_app(ingress: Ingress) -> web.Application:
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no", **CORS_HEADERS,
         })
+        since_text = request.headers.get("Last-Event-ID") or request.query.get("since")
+        since: float | None = None
+        if since_text:
+            try:
+                since = float(since_text)
+            except ValueError:
+                raise RequestFailed(400, f"Last-Event-ID or since must be an event id (a "
+                                    f"time stamp), found {since_text[:40]!r}") from None
         await resp.prepare(request)
-        q: asyncio.Queue[str] = asyncio.Queue(maxsize=256)
+        q: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=256)
         ingress.subscribers.add(q)
         try:
             await resp.write(b": connected\n\n")
+            if since is not None:
+                for event_id, text in list(ingress.backlog):
+                    if float(event_id) > since:
+                        await resp.write(f"id: {event_id}\ndata: {text}\n\n".encode())
             while True:
                 try:
-                    text = await asyncio.wait_for(q.get(), SSE_KEEPALIVE_S)
+                    event_id, text = await asyncio.wait_for(q.get(), SSE_KEEPALIVE_S)
                 except TimeoutError:
                     await resp.write(b": keepalive\n\n")
                     continue
-                await resp.write(f"data: {text}\n\n".encode())
+                if not event_id:  # ingress is stopping
+                    break
+                await resp.write(f"id: {event_id}\ndata: {text}\n\n".encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

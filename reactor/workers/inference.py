@@ -4,11 +4,14 @@ Threads: the *model thread* (this process's main thread) runs ``load()``, then s
 and applies commands between frames; the *link thread* talks to the supervisor, validates
 commands as they arrive (an invalid one is answered at once and never queued) and queues
 the valid ones for the model thread; a *watchdog thread* ends a session whose model stops
-emitting for ``session.stall_timeout_s``.
+emitting for ``session.stall_timeout_s`` or whose memory passes ``session.max_rss_mb``, and
+exits the process (the supervisor restarts it) when a model ignores the stop for
+``session.stop_grace_s``.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import queue
@@ -19,8 +22,15 @@ from typing import Any
 
 import numpy as np
 
-from reactor.errors import CommandError, ModelLoadError, ReactorError, SessionStopped
+from reactor.errors import (
+    CommandError,
+    ModelLoadError,
+    ReactorError,
+    SessionStopped,
+    WorkerDiedError,
+)
 from reactor.ipc import RingTimeout, ShmRing
+from reactor.ipc.errors import ProducerGoneError
 from reactor.model import PendingCommand, Session, VideoModel
 from reactor.model.session import apply_command
 from reactor.proto import control_pb2 as cpb
@@ -30,8 +40,7 @@ from reactor.workers.stats import LatencyWindow, ProcessStats
 
 log = logging.getLogger(__name__)
 
-#: A model still stuck this long after its stalled session was told to stop: restart.
-STUCK_GRACE_S = 5.0
+MIB = 1024 * 1024
 
 
 def _error_reply(exc: BaseException) -> cpb.Reply:
@@ -58,11 +67,18 @@ class RingIO:
         # While the model's own code runs this holds when it got control back; None while
         # the runtime waits for input or for ring space (not the model's fault).
         self.in_model_since: float | None = time.monotonic()
+        self.stop_seen: float | None = None  # when the watchdog first saw the stop
 
     def read_input(self, timeout: float) -> np.ndarray | None:
         self.in_model_since = None
         self.used_inputs = True
-        frame = self.w.input_reader.read(timeout)
+        try:
+            frame = self.w.input_reader.read(timeout)
+        except ProducerGoneError:
+            # Ingress died (the supervisor restarts it): no input until it is back, which
+            # is not the model's fault, so the session waits instead of failing.
+            time.sleep(timeout)
+            frame = None
         now_ns = time.perf_counter_ns()
         self.in_model_since = time.monotonic()
         if frame is None:
@@ -296,28 +312,64 @@ class InferenceWorker:
         self.event(kind, session_id, reason=reason)
         for cmd in self.drain_commands():
             apply_command(self.model, cmd)
+        self._check_memory_released()
+
+    def _check_memory_released(self) -> None:
+        """After a session that passed ``session.max_rss_mb``: if the model kept the memory
+        (in its own attributes, say), only a fresh process gets it back."""
+        limit = self.ctx.config.session.max_rss_mb
+        if limit is None or self.proc.rss_bytes() <= limit * MIB:
+            return
+        gc.collect()
+        rss = self.proc.rss_bytes()
+        if rss > limit * MIB:
+            raise WorkerDiedError(
+                f"the inference worker still uses {rss / MIB:.0f} MiB after the session "
+                f"ended (session.max_rss_mb is {limit}); restarting it to release the memory")
 
     def watchdog(self) -> None:
-        """End a session whose model emits nothing for ``session.stall_timeout_s``; exit
-        the process (the supervisor restarts it) if the model is stuck even after that."""
-        limit = self.ctx.config.session.stall_timeout_s
-        while not self.ctx.stop.wait(0.2):
+        """End a session whose model emits nothing for ``session.stall_timeout_s`` or whose
+        process passes ``session.max_rss_mb``; exit the process (the supervisor restarts
+        it) if the model is still in its own code ``session.stop_grace_s`` after a stop."""
+        cfg = self.ctx.config.session
+        limit, grace = cfg.stall_timeout_s, cfg.stop_grace_s
+        max_rss = cfg.max_rss_mb * MIB if cfg.max_rss_mb is not None else None
+        while not self.ctx.stop.wait(0.1):
             io = self.current
-            since = io.in_model_since if io is not None else None
-            if io is None or since is None:
+            if io is None:
                 continue
-            stalled = time.monotonic() - since
-            if stalled > limit and not io.stop.is_set():
+            now = time.monotonic()
+            if io.stop.is_set() or self.ctx.stop.is_set():
+                io.stop_seen = io.stop_seen or now
+                since = io.in_model_since
+                if since is not None and now - max(since, io.stop_seen) > grace:
+                    why = (f"the model ignored the stop for {grace:g} s "
+                           f"(session.stop_grace_s), stuck in its own code")
+                    reason = f"{io.stop_reason or 'the session was stopped'}; {why}"
+                    log.error("session %s: %s; restarting the worker", io.session_id, reason)
+                    self.event(wpb.SessionEvent.ERROR, io.session_id, reason=reason)
+                    assert self.ctx.link is not None
+                    self.ctx.link.fatal(why)
+                    raise SystemExit(3)
+                continue
+            if max_rss is not None:
+                rss = self.proc.rss_bytes()
+                if rss > max_rss:
+                    io.stop_reason = (
+                        f"the inference worker's memory reached {rss / MIB:.0f} MiB, over "
+                        f"session.max_rss_mb = {cfg.max_rss_mb}"
+                    )
+                    log.error("session %s: %s", io.session_id, io.stop_reason)
+                    io.stop.set()
+                    continue
+            since = io.in_model_since
+            if since is not None and now - since > limit:
                 io.stop_reason = (
-                    f"the model emitted nothing for {stalled:.1f} s "
+                    f"the model emitted nothing for {now - since:.1f} s "
                     f"(session.stall_timeout_s is {limit:g})"
                 )
                 log.error("session %s: %s", io.session_id, io.stop_reason)
                 io.stop.set()
-            elif stalled > limit + STUCK_GRACE_S and io.stop.is_set():
-                log.error("the model is stuck in its own code; restarting the worker")
-                self.event(wpb.SessionEvent.ERROR, io.session_id, reason=io.stop_reason)
-                raise SystemExit(3)
 
 
 def main(ctx: WorkerContext) -> None:

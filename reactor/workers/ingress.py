@@ -15,6 +15,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,11 @@ from reactor.workers.stats import LatencyWindow, ProcessStats
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S = 10.0
+BACKLOG_EVENTS = 64
+#: Put in an SSE subscriber's queue when ingress stops: the stream ends.
+END_OF_STREAM = ("", "")
+#: How long stopping waits for requests still being handled.
+SHUTDOWN_S = 2.0
 
 
 class RequestFailed(Exception):
@@ -66,7 +72,9 @@ class Ingress:
         self.config = ctx.config
         self.input = ShmRing.attach(ctx.rings["input"])
         self.sender: Sender | None = None
-        self.subscribers: set[asyncio.Queue[str]] = set()
+        self.subscribers: set[asyncio.Queue[tuple[str, str]]] = set()
+        # Recent events as (SSE id, JSON), for clients that reconnect with Last-Event-ID.
+        self.backlog: deque[tuple[str, str]] = deque(maxlen=BACKLOG_EVENTS)
         self.frames_in = 0
         self.frames_out = 0
         self.lat_decode = LatencyWindow("decode")
@@ -112,11 +120,13 @@ class Ingress:
 
     def publish_event(self, ev: wpb.SessionEvent) -> None:
         text = event_to_json(ev)
+        item = (f"{ev.ts:.6f}", text)
+        self.backlog.append(item)
         for q in list(self.subscribers):
             if q.full():
                 with contextlib.suppress(asyncio.QueueEmpty):
                     q.get_nowait()  # a slow SSE client loses its oldest event, not memory
-            q.put_nowait(text)
+            q.put_nowait(item)
         if self.sender is not None:
             for ch in self.sender.channels:
                 if ch.readyState == "open":
@@ -229,7 +239,16 @@ class Ingress:
         await self.request(cpb.Request(whep=cpb.WhepRequest(resource_id=resource_id,
                                                             close=True)))
 
+    def end_streams(self) -> None:
+        """Tell every SSE handler to finish, so stopping does not wait on open streams."""
+        for q in list(self.subscribers):
+            with contextlib.suppress(asyncio.QueueEmpty):
+                while q.full():
+                    q.get_nowait()
+            q.put_nowait(END_OF_STREAM)
+
     async def close(self) -> None:
+        self.end_streams()
         if self.sender is not None:
             await self.whip_close(self.sender.id, "ingress stopping")
         self.input.close()
@@ -242,10 +261,17 @@ async def _amain(ctx: WorkerContext) -> None:
     ingress.loop = asyncio.get_running_loop()
     link = ctx.connect(ingress.on_message, ingress.stats)
     app = build_app(ingress)
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    # keepalive_timeout closes a connection that has not completed a request this long
+    # after it opened or after its last response, whether it is idle or dribbling header
+    # bytes (a slow-loris client): aiohttp counts it from the connection's start and does
+    # not restart it on partial data.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                           keepalive_timeout=ctx.config.server.idle_timeout_s,
+                           shutdown_timeout=SHUTDOWN_S)
     await runner.setup()
     cfg = ctx.config.server
-    site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)
+    site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True,
+                       shutdown_timeout=SHUTDOWN_S)
     await site.start()
     port = cfg.port
     server = getattr(site, "_server", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,3 +62,76 @@ class Counter(VideoModel):
             frame[:] = self.value % 256
             session.emit(frame)
             self.value += 1
+
+
+class FailingCommand(VideoModel):
+    """A generative model whose ``explode`` command raises; ``set_value`` works."""
+
+    def load(self, config: dict[str, Any]) -> None:
+        self.value = 0
+
+    @command
+    def explode(self, why: str = "kaboom") -> None:
+        raise ValueError(f"handler exploded: {why}")
+
+    @command
+    def set_value(self, value: int = Field(0, ge=0, le=255)) -> int:
+        self.value = value
+        return value
+
+    def start_session(self, session: Session) -> None:
+        frame = np.zeros((session.height, session.width, 3), np.uint8)
+        while not session.should_stop():
+            frame[:] = self.value
+            session.emit(frame)
+
+
+class IgnoresStop(VideoModel):
+    """Emits a few frames, then spins in its own code forever: never checks stop."""
+
+    def start_session(self, session: Session) -> None:
+        frame = np.zeros((session.height, session.width, 3), np.uint8)
+        for _ in range(3):
+            session.emit(frame)
+        while True:
+            time.sleep(0.05)
+
+
+class WrongShape(VideoModel):
+    """Emits frames of the wrong size (``args.kind`` "shape") or type ("dtype")."""
+
+    def load(self, config: dict[str, Any]) -> None:
+        self.kind = config.get("kind", "shape")
+
+    def start_session(self, session: Session) -> None:
+        if self.kind == "dtype":
+            frame: Any = np.zeros((session.height, session.width, 3), np.int64)
+        else:
+            frame = np.zeros((session.height // 2, session.width, 3), np.uint8)
+        while not session.should_stop():
+            session.emit(frame)
+
+
+class MemoryHog(VideoModel):
+    """Allocates ``args.mb_per_frame`` MiB more for every frame it emits, without bound.
+
+    With ``args.keep`` the memory stays in the model after the session (only a restart
+    releases it); without, it goes with the session. Only the first session ever (the
+    file ``args.marker`` records it, across worker restarts) hogs; later ones stay small.
+    """
+
+    def load(self, config: dict[str, Any]) -> None:
+        self.mb = int(config.get("mb_per_frame", 8))
+        self.keep = bool(config.get("keep", False))
+        self.marker = Path(config["marker"])
+        self.hoard: list[np.ndarray] = []
+
+    def start_session(self, session: Session) -> None:
+        hog = not self.marker.exists()
+        self.marker.touch()
+        hoard: list[np.ndarray] = self.hoard if self.keep else []
+        frame = np.zeros((session.height, session.width, 3), np.uint8)
+        while not session.should_stop():
+            if hog:
+                hoard.append(np.ones(self.mb * 1024 * 1024, np.uint8))  # touched: resident
+            session.emit(frame)
