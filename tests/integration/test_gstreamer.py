@@ -1,0 +1,169 @@
+"""A second WebRTC stack: GStreamer's ``webrtcbin`` sends (WHIP) to and watches (WHEP) a real
+daemon. The client is ``gst_client.py``, run with Debian's ``/usr/bin/python3`` (it has
+``gi``; the venv does not); it prints one JSON line of what it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from daemon_helpers import Daemon
+
+from reactor.client import Client
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+CLIENT = Path(__file__).with_name("gst_client.py")
+GREEN = (0, 255, 0)
+
+# Everything gst_client.py builds, by factory name (plugins: bad, good, ugly, base, nice,
+# libav). A missing one would fail inside the client with a less helpful message.
+_PROBE = """
+import gi
+gi.require_version("Gst", "1.0"); gi.require_version("GstWebRTC", "1.0")
+gi.require_version("GstSdp", "1.0")
+from gi.repository import Gst, GstWebRTC, GstSdp
+Gst.init(None)
+need = ["webrtcbin", "nicesrc", "nicesink", "dtlssrtpenc", "videotestsrc", "videoconvert",
+        "x264enc", "rtph264pay", "vp8enc", "rtpvp8pay", "decodebin", "avdec_h264", "vp8dec",
+        "appsink"]
+missing = [n for n in need if Gst.ElementFactory.find(n) is None]
+print("missing GStreamer elements: " + ", ".join(missing) if missing else "ok")
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def gstreamer() -> None:
+    try:
+        r = subprocess.run([SYSTEM_PYTHON, "-c", _PROBE], capture_output=True, text=True,
+                           timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"{SYSTEM_PYTHON} with GStreamer unavailable: {exc}")
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["?"])[-1]
+        pytest.skip(f"{SYSTEM_PYTHON} cannot import gi Gst/GstWebRTC (apt install "
+                    f"python3-gi gir1.2-gst-plugins-bad-1.0): {last}")
+    if r.stdout.strip() != "ok":
+        pytest.skip(f"{r.stdout.strip()} (apt install gstreamer1.0-plugins-bad -good -ugly "
+                    "gstreamer1.0-nice gstreamer1.0-libav)")
+
+
+class GstRun:
+    """One gst_client.py process; killed if still running when the test ends."""
+
+    def __init__(self, mode: str, url: str, codec: str = "h264", seconds: float = 5.0,
+                 token: str | None = None) -> None:
+        self.seconds = seconds
+        args = [SYSTEM_PYTHON, str(CLIENT), "--mode", mode, "--url", url, "--codec", codec,
+                "--seconds", str(seconds), "--setup-timeout", "20"]
+        if token is not None:
+            args += ["--token", token]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+
+    def result(self) -> tuple[int, dict[str, Any]]:
+        try:
+            out, err = self.proc.communicate(timeout=self.seconds + 40)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            out, err = self.proc.communicate()
+            raise AssertionError(f"gst_client.py did not exit:\n{out}\n{err[-3000:]}") from None
+        lines = out.strip().splitlines()
+        assert lines, f"gst_client.py printed nothing (exit {self.proc.returncode}):\n{err[-3000:]}"
+        try:
+            return self.proc.returncode, json.loads(lines[-1])
+        except json.JSONDecodeError:
+            raise AssertionError(f"not JSON: {lines[-1]!r}\n{err[-3000:]}") from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def gst() -> Iterator[type[GstRun]]:
+    runs: list[GstRun] = []
+
+    class Tracked(GstRun):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            runs.append(self)
+
+    yield Tracked
+    for run in runs:
+        run.kill()
+
+
+def assert_connected(res: dict[str, Any]) -> None:
+    assert res["errors"] == [], res
+    assert res["dtls_state"] == "connected", res
+    assert "connected" in res["connection_states"], res
+    assert res["offer_candidates"] >= 1 and res["answer_candidates"] >= 1, res
+    assert res["delete_status"] == 200, res
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+def test_gstreamer_watches_the_test_pattern_at_720p30(start_daemon, gst, codec: str) -> None:
+    d: Daemon = start_daemon({"egress": {"codec": codec}})
+    viewer = gst("whep", d.url, codec=codec, seconds=5.0)
+    time.sleep(4.0)
+    fps_out = d.status()["pipeline"]["fps_out"]  # what the daemon sends, mid-stream
+    rc, res = viewer.result()
+    assert rc == 0, res
+    assert_connected(res)
+    assert (res["width"], res["height"]) == (1280, 720), res
+    # The daemon encodes on the CPU here; on a busy machine VP8 at 720p can fall behind
+    # for every viewer (aiortc's too), so a failure names what the daemon itself sent.
+    why = (f"{res}; daemon fps_out {fps_out:.1f}, "
+           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    assert res["fps"] >= 25, why
+    assert res["frames"] >= 100, why
+
+
+def test_gstreamer_sends_through_identity_to_an_aiortc_viewer(start_daemon, gst) -> None:
+    d: Daemon = start_daemon({"model": {"module": "reactor.examples.filters:Identity"},
+                              "video": {"width": 1280, "height": 720, "fps": 30}})
+    for codec in ("h264", "vp8"):
+        sender = gst("whip", d.url, codec=codec, seconds=6.0)
+
+        async def watch() -> tuple[tuple[int, int], np.ndarray]:
+            async with Client(d.url) as client, await client.watch() as viewer:
+                await asyncio.wait_for(viewer.recv(), 20)  # the sender is connected
+                for _ in range(15):
+                    frame = await asyncio.wait_for(viewer.recv(), 5)
+            a = frame.to_ndarray(format="rgb24")
+            h, w = a.shape[:2]
+            return (w, h), a[h // 2 - 8 : h // 2 + 8, w // 2 - 8 : w // 2 + 8].reshape(-1, 3)
+
+        size, centre = asyncio.run(watch())
+        rc, res = sender.result()
+        assert rc == 0, res
+        assert_connected(res)
+        assert res["frames_sent"] >= 60 and res["packets_sent"] > 0, res
+        assert size == (1280, 720)
+        # Solid green through two encodes (GStreamer's, then the daemon's) and back to RGB.
+        assert np.abs(centre.mean(axis=0) - GREEN).max() < 24, (codec, centre.mean(axis=0))
+
+
+def test_gstreamer_needs_the_token(start_daemon, gst) -> None:
+    d: Daemon = start_daemon({"server": {"token": "s3cret-token"}})
+    for mode in ("whep", "whip"):
+        rc, res = gst(mode, d.url, seconds=1.0).result()
+        assert rc == 1 and res["http_status"] == 401, res
+        rc, res = gst(mode, d.url, seconds=1.0, token="wrong").result()
+        assert rc == 1 and res["http_status"] == 401, res
+    rc, res = gst("whep", d.url, seconds=2.0, token="s3cret-token").result()
+    assert rc == 0, res
+    assert_connected(res)
+    assert res["frames"] > 0 and (res["width"], res["height"]) == (1280, 720), res
