@@ -60,8 +60,23 @@ def build_app(ingress: Ingress) -> web.Application:
     body_timeout = ingress.config.server.idle_timeout_s
 
     async def read_body(request: web.Request, limit: int, what: str) -> bytes:
+        """The whole body, or ``limit + 1`` bytes of it (the caller says 413)."""
+        chunks: list[bytes] = []
+        size = 0
+
+        async def drain() -> None:
+            nonlocal size
+            # read(n) returns what has arrived so far, not n bytes: read until the end.
+            while size <= limit:
+                chunk = await request.content.read(limit + 1 - size)
+                if not chunk:
+                    return
+                chunks.append(chunk)
+                size += len(chunk)
+
         try:
-            return await asyncio.wait_for(request.content.read(limit + 1), body_timeout)
+            await asyncio.wait_for(drain(), body_timeout)
+            return b"".join(chunks)
         except TimeoutError:
             raise RequestFailed(408, f"the {what} did not arrive within {body_timeout:g} s "
                                 "(server.idle_timeout_s)") from None

@@ -159,6 +159,9 @@ class Ingress:
             raise RequestFailed(400, exc.reason) from None
         if not info.video_codecs:
             raise RequestFailed(400, "the offer has no video section to send")
+        if info.video_direction not in ("sendonly", "sendrecv"):
+            raise RequestFailed(400, f"a WHIP offer must send video, but its video section is "
+                                f"{info.video_direction} (to watch, POST the offer to /whep)")
         pc = RTCPeerConnection()
         sender = Sender(uuid.uuid4().hex[:16], pc)
 
