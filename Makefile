@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROTOS := $(wildcard reactor/proto/*.proto)
 
-.PHONY: install test test-fast lint proto proto-check bench bench-soak publish upload docs docs-serve clean
+.PHONY: install test test-fast lint proto proto-check bench bench-soak publish upload docs docs-serve docs-gen clean
 
 install: $(BIN)/reactor
 
@@ -31,11 +31,14 @@ proto: install
 proto-check: install
 	$(BIN)/python tools/proto_check.py
 
+# bench: every section but soak (tools/bench.py all), the table on stdout and every figure
+# in bench-results.json; BENCH_ARGS=--quick for a smoke run. bench-soak: MINUTES=10.
+MINUTES ?= 10
 bench: install
-	$(BIN)/python tools/bench.py all
+	$(BIN)/python tools/bench.py all $(BENCH_ARGS)
 
 bench-soak: install
-	$(BIN)/python tools/bench.py soak
+	$(BIN)/python tools/bench.py soak --minutes $(MINUTES) $(BENCH_ARGS)
 
 publish: install
 	$(BIN)/python tools/publish.py $(PUBLISH_ARGS)
@@ -50,6 +53,17 @@ upload: install
 	    echo "upload: set TWINE_API_KEY, or TWINE_USERNAME and TWINE_PASSWORD" >&2; exit 1; fi; \
 	$(BIN)/twine check --strict dist/*.whl dist/*.tar.gz && \
 	$(BIN)/twine upload --non-interactive dist/*.whl dist/*.tar.gz
+
+# The docs site (mkdocs.yml, docs/): strict, so a broken link or a missing page fails.
+# docs-gen rewrites the generated references (config, CLI, HTTP API) from the code.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict
+
+docs-gen: install
+	$(BIN)/python tools/docs_gen.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache bench-results.json site

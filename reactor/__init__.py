@@ -1,14 +1,26 @@
 """reactor: turn a real-time video model into a live, interactive stream.
 
-A model is one class::
+A model is one class, a subclass of `VideoModel`; its `@command` methods become typed
+commands clients can call, and `Field` (pydantic's) adds constraints to their arguments:
 
-    from reactor import VideoModel, Session, command, Field
+```python
+from reactor import Field, Session, VideoModel, command
 
-    class Brightness(VideoModel):
-        @command
-        def set_gain(self, gain: float = Field(1.0, ge=0.0, le=4.0)) -> None:
-            self.gain = gain
-        ...
+class Brightness(VideoModel):
+    def load(self, config: dict) -> None:
+        self.gain = 1.0
+
+    @command
+    def set_gain(self, gain: float = Field(1.0, ge=0.0, le=4.0)) -> None:
+        # the docstring of a command becomes its description
+        self.gain = gain
+
+    def start_session(self, session: Session) -> None:
+        for frame in session.inputs():
+            session.emit((frame * self.gain).clip(0, 255).astype("uint8"))
+```
+
+The errors reactor raises are exported here too; all derive from `ReactorError`.
 """
 
 from __future__ import annotations

@@ -1,19 +1,19 @@
-"""``reactor.client``: use a running daemon from Python — watch, send video, commands.
+"""`reactor.client`: use a running daemon from Python — watch, send video, commands.
 
-::
+```python
+import asyncio
+from reactor.client import Client
 
-    import asyncio
-    from reactor.client import Client
+async def main():
+    async with Client("http://127.0.0.1:8081") as client:
+        print(await client.schema())
+        async with await client.watch() as viewer:      # WHEP
+            frame = await viewer.recv()                  # an av.VideoFrame
+            print(frame.width, frame.height)
+        await client.command("set_speed", speed=8)
 
-    async def main():
-        async with Client("http://127.0.0.1:8081") as client:
-            print(await client.schema())
-            async with await client.watch() as viewer:      # WHEP
-                frame = await viewer.recv()                  # an av.VideoFrame
-                print(frame.width, frame.height)
-            await client.command("set_speed", speed=8)
-
-    asyncio.run(main())
+asyncio.run(main())
+```
 
 Built on aiortc and aiohttp. When the daemon is on this machine (a loopback URL), ICE
 offers loopback candidates only, as the daemon does.
@@ -41,7 +41,10 @@ __all__ = ["Client", "Publisher", "Viewer", "WhipError"]
 
 
 class Viewer:
-    """A WHEP session: ``await recv()`` returns decoded ``av.VideoFrame``\\ s."""
+    """A WHEP session (watching): `await recv()` returns decoded `av.VideoFrame`s.
+
+    Made by `Client.watch()`; use it as an async context manager, or call `close()`.
+    """
 
     def __init__(self, pc: RTCPeerConnection, track: MediaStreamTrack, resource: str,
                  token: str | None) -> None:
@@ -51,6 +54,8 @@ class Viewer:
         self._token = token
 
     async def recv(self) -> av.VideoFrame:
+        """The next decoded frame of the model's output; raises aiortc's
+        `MediaStreamError` once the stream has ended."""
         frame = await self.track.recv()
         assert isinstance(frame, av.VideoFrame)
         return frame
@@ -70,7 +75,10 @@ class Viewer:
 
 
 class Publisher:
-    """A WHIP session sending one video track."""
+    """A WHIP session sending one video track to the model (`Client.publish()`).
+
+    Use it as an async context manager, or call `close()` to stop sending.
+    """
 
     def __init__(self, pc: RTCPeerConnection, resource: str, token: str | None) -> None:
         self.pc = pc
@@ -78,6 +86,7 @@ class Publisher:
         self._token = token
 
     async def close(self) -> None:
+        """Stop sending: `DELETE` the resource and close the peer connection."""
         try:
             await delete_resource(self.resource, self._token)
         finally:
@@ -91,7 +100,15 @@ class Publisher:
 
 
 class Client:
-    """The daemon's HTTP API, WHIP and WHEP, from asyncio code."""
+    """The daemon's HTTP API, WHIP and WHEP, from asyncio code.
+
+    Args:
+        url: The daemon's base URL, as `reactor daemon start` prints it.
+        token: The daemon's `server.token`, when it has one (sent as a bearer token).
+
+    Errors from the daemon raise `DaemonError`, or `CommandError` for a refused command.
+    Use it as an async context manager, or call `close()`.
+    """
 
     def __init__(self, url: str = "http://127.0.0.1:8081", token: str | None = None) -> None:
         self.url = url.rstrip("/")
@@ -113,12 +130,14 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        """Close the HTTP session (viewers and publishers close on their own)."""
         if self._http is not None:
             await self._http.close()
             self._http = None
 
     @property
     def http(self) -> aiohttp.ClientSession:
+        """The `aiohttp` session used for API requests, made on first use."""
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
         return self._http
@@ -148,12 +167,16 @@ class Client:
         return result
 
     async def command(self, name: str, **args: Any) -> Any:
-        """Run a model command; raises ``CommandError`` naming the field when invalid."""
+        """Run a model command and return its result.
+
+        Raises `CommandError` (with `field` and `status`) for an unknown command (404) or
+        invalid arguments (422).
+        """
         reply = await self._json("POST", f"/api/commands/{name}", args)
         return reply.get("result")
 
     async def watch(self, codec: Codec | None = None) -> Viewer:
-        """Start watching (WHEP)."""
+        """Start watching the model's output (WHEP); `codec` asks for H.264 or VP8."""
         pc, track, resource = await whep_watch(self.url + "/whep", self.token, codec=codec)
         return Viewer(pc, track, resource, self.token)
 

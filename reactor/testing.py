@@ -1,12 +1,14 @@
 """Run a model in-process, without a daemon: frames in, commands, frames out.
 
-For model authors' unit tests::
+For model authors' unit tests:
 
-    from reactor.testing import ModelRunner
+```python
+from reactor.testing import ModelRunner
 
-    runner = ModelRunner(Brightness, width=64, height=48)
-    frames = runner.run(inputs=[frame] * 10, commands={5: ("set_gain", {"gain": 2.0})})
-    assert (frames[5] >= frames[4]).all()
+runner = ModelRunner(Brightness, width=64, height=48)
+frames = runner.run(inputs=[frame] * 10, commands={5: ("set_gain", {"gain": 2.0})})
+assert (frames[5] >= frames[4]).all()
+```
 
 The model runs on the calling thread with the same ``Session`` the daemon uses, so
 commands are validated the same way and applied between frames in the same order.
@@ -80,11 +82,20 @@ class _MemoryIO:
 
 
 class ModelRunner:
-    """Drive a ``VideoModel`` in-process.
+    """Drive a `VideoModel` in-process, on the calling thread.
 
-    ``model`` is a class (constructed and loaded with ``args``) or an instance (loaded
-    already, or call :meth:`load`). ``messages`` collects everything the model sent with
-    ``session.send``; ``results`` collects command results as ``(name, result)``.
+    Args:
+        model: A class (constructed, then loaded with `args`) or an instance (used as
+            it is: load it yourself).
+        width: Frame width of the session.
+        height: Frame height of the session.
+        fps: The session's `fps` (nothing is paced: the runner runs as fast as it can).
+        args: What `load(config)` receives when `model` is a class.
+
+    Attributes:
+        model: The model instance.
+        messages: Everything the model sent with `session.send`, in order.
+        results: Command results as `(name, result)`, in the order they ran.
     """
 
     def __init__(
@@ -111,7 +122,11 @@ class ModelRunner:
         self._sessions = 0
 
     def send_command(self, name: str, **args: Any) -> None:
-        """Validate a command now (raising ``CommandError``) and queue it for the model."""
+        """Validate a command now and queue it for the model's next frame boundary.
+
+        Raises `CommandError` for an unknown command (status 404) or invalid arguments
+        (422, naming the field), as the daemon would answer.
+        """
         valid = type(self.model).validate_command(name, args)
 
         def done(result: Any, error: BaseException | None) -> None:
@@ -136,10 +151,21 @@ class ModelRunner:
     ) -> list[np.ndarray]:
         """Run one session and return the emitted frames.
 
-        The session ends when ``frames`` frames were emitted, when ``inputs`` run out, or
-        when the model returns. ``commands`` maps a frame count to a command (or a list of
-        them) ``(name, args)``: it is sent once that many frames were emitted, so it takes
-        effect from that output frame on. A generative model needs ``frames``.
+        Args:
+            inputs: Input frames, uint8 `(height, width, 3)`, fed in order (none is
+                skipped, unlike the daemon, which hands a slow model the newest frame).
+            frames: Stop after this many emitted frames.
+            commands: Maps a frame count to a command `(name, args)`, or a list of them:
+                it is sent once that many frames were emitted, so it takes effect from
+                that output frame on.
+
+        Returns:
+            The emitted frames, each a uint8 `(height, width, 3)` array.
+
+        The session ends when `frames` frames were emitted, when `inputs` run out, or
+        when the model returns; `end_session()` is called in every case. A generative
+        model needs `frames`. Raises `ValueError` when neither is given, and whatever
+        the model raises (a `FrameError`, say).
         """
         if inputs is None and frames is None:
             raise ValueError("run() needs inputs, frames, or both (a generative model never ends)")

@@ -28,8 +28,13 @@ def command(func: F) -> F:
     """Mark a ``VideoModel`` method as a command clients can call.
 
     The method's annotated parameters define the payload; give a default, or a pydantic
-    ``Field(default, ge=..., le=..., ...)`` for constraints. The docstring becomes the
-    command's description. The handler runs on the model's own thread between frames.
+    `Field(default, ge=..., le=..., ...)` for constraints, and `Literal[...]` for
+    choices. The docstring becomes the command's description. Every payload is validated
+    before the handler runs. The handler runs on the model's own thread between frames;
+    what it returns (JSON-able) is the command's result.
+
+    Raises `TypeError` at class creation when a parameter has no annotation or the
+    method takes `*args` or `**kwargs`.
     """
     if not callable(func):
         raise TypeError("@command decorates a method")
@@ -43,7 +48,8 @@ def is_command(obj: object) -> bool:
 
 @dataclass(frozen=True)
 class CommandSpec:
-    """A validated description of one command of a model class."""
+    """One command of a model class: its name, description, the pydantic model of its
+    arguments and its handler. `VideoModel.commands` maps names to these."""
 
     name: str
     description: str
@@ -52,6 +58,7 @@ class CommandSpec:
 
     @classmethod
     def from_function(cls, func: Callable[..., Any], owner: str) -> CommandSpec:
+        """Build the spec of a `@command` method of class `owner` from its signature."""
         name = func.__name__
         where = f"{owner}.{name}"
         try:
@@ -79,7 +86,7 @@ class CommandSpec:
         return cls(name=name, description=description, args_model=args_model, handler=func)
 
     def validate(self, args: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Validate a payload; raise :class:`CommandError` naming the field and the rule."""
+        """Validate a payload; raise `CommandError` naming the field and the rule."""
         if args is None:
             args = {}
         if not isinstance(args, Mapping):
@@ -96,6 +103,8 @@ class CommandSpec:
         return {k: getattr(model, k) for k in type(model).model_fields}
 
     def json_schema(self) -> dict[str, Any]:
+        """`{"name", "description", "parameters"}`, parameters being a JSON Schema object
+        that allows no other properties: one entry of `/api/schema`'s `commands`."""
         params = self.args_model.model_json_schema()
         params.pop("title", None)
         for prop in params.get("properties", {}).values():

@@ -35,7 +35,7 @@ def _describe(obj: Any) -> str:
 def to_pipeline_frames(obj: Any, height: int, width: int) -> np.ndarray:
     """Return ``obj`` as a ``(T, height, width, 3)`` uint8 array (a view when possible).
 
-    Raises :class:`FrameError` for anything else, naming the expected and found forms.
+    Raises `FrameError` for anything else, naming the expected and found forms.
     """
     if _is_torch(obj):
         return _from_torch(obj, height, width)

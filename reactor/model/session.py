@@ -1,7 +1,7 @@
 """The ``Session`` a model receives: frames in, frames out, commands between frames.
 
 A session does not know where frames come from or go to. It talks to a
-:class:`SessionIO` — the inference worker's rings, or the in-memory lists of
+`SessionIO` — the inference worker's rings, or the in-memory lists of
 ``reactor.testing`` — and does the parts every runtime shares: converting emitted frames,
 applying queued commands on the model's own thread between frames, and stopping.
 """
@@ -25,7 +25,10 @@ if TYPE_CHECKING:
 
 @dataclass
 class PendingCommand:
-    """A validated command waiting for the model's thread; ``done`` gets the outcome."""
+    """A validated command waiting for the model's thread.
+
+    `done(result, error)` is called with the handler's outcome once it has run.
+    """
 
     name: str
     args: dict[str, Any]
@@ -67,11 +70,19 @@ def apply_command(model: VideoModel, cmd: PendingCommand) -> None:
 
 
 class Session:
-    """One client session, as the model sees it.
+    """One client session, as the model sees it; `start_session` receives it.
 
-    ``width``, ``height`` and ``fps`` describe the frames to emit; ``id`` names the
-    session. Generative models loop ``while not session.should_stop(): session.emit(x)``;
-    filters loop ``for frame in session.inputs(): session.emit(f(frame))``.
+    Generative models loop `while not session.should_stop(): session.emit(x)`; filters
+    loop `for frame in session.inputs(): session.emit(f(frame))`. Commands are applied
+    inside `emit()`, `inputs()` and `should_stop()`, on the model's thread.
+
+    Attributes:
+        id: The session's id (also in status, events and logs).
+        width: Width in pixels of the frames to emit (the config's `video.width`).
+        height: Height in pixels of the frames to emit (`video.height`).
+        fps: The stream's frame rate (`video.fps`); generative models are paced to it.
+        frames_emitted: Frames emitted so far in this session.
+        last_emit: `time.monotonic()` of the last `emit()`.
     """
 
     #: How long ``inputs()`` waits for a frame before it checks commands and stop again.
@@ -100,7 +111,8 @@ class Session:
         return f"Session(id={self.id!r}, {self.width}x{self.height}@{self.fps})"
 
     def should_stop(self) -> bool:
-        """True once the session should end (the clients left, or the daemon stops)."""
+        """True once the session should end (the clients left, the daemon stops, or the
+        session was stopped); applies queued commands first."""
         self.apply_commands()
         return self._io.stopping()
 
@@ -110,8 +122,9 @@ class Session:
         Accepts uint8 RGB ``(H, W, 3)`` or float ``(3, H, W)`` in [0, 1], numpy or torch,
         on any device. Blocks while the output ring is full, which paces a generative model
         to the playback rate. Commands that arrived are applied before it returns, so they
-        take effect on the next frame. Raises :class:`SessionStopped` once the session
-        has ended, so a model that never checks ``should_stop()`` still exits.
+        take effect on the next frame. Raises `SessionStopped` once the session has
+        ended, so a model that never checks `should_stop()` still exits (let it
+        propagate), and `FrameError` for a frame of the wrong shape or dtype.
         """
         if self._io.stopping():
             raise SessionStopped(f"session {self.id} has ended")
@@ -138,7 +151,11 @@ class Session:
                 yield frame
 
     def send(self, message: Any) -> None:
-        """Push a JSON-able message to every connected client (SSE and data channel)."""
+        """Push a JSON-able message to every connected client (SSE and data channel).
+
+        Clients receive `{"type": "message", "data": message, ...}`. Raises
+        `ReactorError` when `message` cannot be serialised as JSON.
+        """
         try:
             json.dumps(message)
         except (TypeError, ValueError) as exc:
