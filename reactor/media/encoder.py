@@ -197,6 +197,10 @@ class Encoder:
             self.bytes_out += packet.size
         return packets
 
+    @property
+    def closed(self) -> bool:
+        return self._ctx is None
+
     def close(self) -> None:
         """Drop the codec context; PyAV frees it when the last reference goes."""
         self._ctx = None

@@ -195,6 +195,9 @@ class Broadcaster:
         self._encoders: dict[Codec, Encoder] = {}
         self._viewers: dict[Codec, list[EncodedVideoTrack]] = {c: [] for c in CODECS}
         self._lock = threading.Lock()  # viewers and encoders vs. push() on another thread
+        # Held while push() encodes: an encoder is closed only between two encodes, never
+        # under one running on the reader thread (closing costs at most one frame's wait).
+        self._encode_lock = threading.Lock()
         self._pending_keyframe: set[Codec] = set()
         self._last_forced: dict[Codec, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -247,10 +250,14 @@ class Broadcaster:
             tracks = self._viewers[track.codec]
             if track in tracks:
                 tracks.remove(track)
+            retired = None
             if not tracks and track.codec in self._encoders:
-                self._encoders.pop(track.codec).close()
+                retired = self._encoders.pop(track.codec)
                 self._pending_keyframe.discard(track.codec)
-                logger.info("stop %s encoder (no viewers)", track.codec)
+        if retired is not None:
+            with self._encode_lock:
+                retired.close()
+            logger.info("stop %s encoder (no viewers)", track.codec)
         if track.readyState == "live":
             track.stop()
 
@@ -270,9 +277,12 @@ class Broadcaster:
                     self._last_forced[codec] = now
                     if codec in encoders:
                         encoders[codec].force_keyframe()
-        for codec, encoder in encoders.items():
-            out[codec] = encoder.encode(rgb, pts)
-            self.frames_encoded += 1
+        with self._encode_lock:
+            for codec, encoder in encoders.items():
+                if encoder.closed:
+                    continue  # its last viewer left while we took the list
+                out[codec] = encoder.encode(rgb, pts)
+                self.frames_encoded += 1
         if any(out.values()):
             self._dispatch(out)
         return out

@@ -15,7 +15,8 @@ import logging
 import threading
 import time
 
-from reactor.ipc import RingClosedError, ShmRing
+from reactor.errors import ReactorError
+from reactor.ipc import ProducerGoneError, RingClosedError, ShmRing
 from reactor.media.recorder import Recorder
 from reactor.media.tracks import Broadcaster
 from reactor.proto import control_pb2 as cpb
@@ -48,6 +49,7 @@ class EgressWorker:
         self.lat_encode = LatencyWindow("encode")
         self.lat_total = LatencyWindow("glass")  # capture (or model) to encoded
         self.proc = ProcessStats()
+        self.failure = ""
 
     def stats(self) -> wpb.WorkerStats:
         s = wpb.WorkerStats(
@@ -89,7 +91,13 @@ class EgressWorker:
         period = RTP_CLOCK / self.ctx.config.video.fps
         try:
             while not self.ctx.stop.is_set():
-                frame = self.reader.read(0.1)
+                try:
+                    frame = self.reader.read(0.1)
+                except ProducerGoneError:
+                    # Inference died; the supervisor restarts it and the new one takes the
+                    # ring over. Viewers stay connected and see frames again after that.
+                    time.sleep(0.05)
+                    continue
                 if frame is None:
                     continue
                 t0 = time.perf_counter_ns()
@@ -107,12 +115,13 @@ class EgressWorker:
                 frame.release()
                 self.frames_out += 1
         except RingClosedError as exc:
-            log.error("output ring closed: %s", exc)
+            self.failure = f"output ring closed: {exc}"
+            log.error("%s", self.failure)
             self.loop.call_soon_threadsafe(self.ctx.stop.set)
-        except Exception:
+        except Exception as exc:
+            self.failure = f"reader thread failed: {type(exc).__name__}: {exc}"
             log.exception("reader thread failed")
             self.loop.call_soon_threadsafe(self.ctx.stop.set)
-            raise
 
     def close(self) -> None:
         if self.recorder is not None:
@@ -137,6 +146,8 @@ async def _amain(ctx: WorkerContext) -> None:
         worker.broadcaster.close()
         reader.join(timeout=2.0)
         worker.close()
+    if worker.failure:  # exit non-zero, with the reason, so the supervisor restarts us
+        raise ReactorError(worker.failure)
 
 
 def main(ctx: WorkerContext) -> None:
