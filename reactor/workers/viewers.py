@@ -78,6 +78,10 @@ class ViewerHub:
         if not info.video_codecs:
             return cpb.Reply(error=cpb.Error(
                 message="the offer has no video section to receive the stream", status=400))
+        if info.video_direction == "sendonly":
+            return cpb.Reply(error=cpb.Error(
+                message="the offer only sends video; a WHEP offer must receive "
+                "(recvonly); to send video, POST to /whip", status=400))
         codec = self._choose_codec(info.video_codecs)
         pc = RTCPeerConnection()
         track = self.worker.broadcaster.add_viewer(codec)  # type: ignore[arg-type]
