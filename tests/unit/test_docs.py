@@ -173,3 +173,26 @@ def _public_names() -> list[tuple[str, Any]]:
 def test_public_names_have_docstrings() -> None:
     missing = [name for name, obj in _public_names() if not (inspect.getdoc(obj) or "").strip()]
     assert not missing, f"public names without a docstring: {', '.join(missing)}"
+
+
+def test_getting_started_edit_and_test_work(tmp_path: Path) -> None:
+    """Getting started's edit to the scaffolded model, and its replacement test, work as
+    the page says: applied to a fresh `reactor init` folder, the test passes."""
+    import subprocess
+
+    from reactor.scaffold import scaffold
+
+    root = scaffold("my_model", tmp_path)
+    blocks = [code for _, code in python_blocks(DOCS / "getting-started.md")]
+    edit, test = (code.split("\n", 1)[1] for code in blocks[:2])
+    model = root / "model.py"
+    text = model.read_text()
+    model.write_text(text[: text.index("    def start_session")] + edit)
+    test_file = root / "test_model.py"
+    text = test_file.read_text()
+    test_file.write_text(text[: text.index("def test_")] + test)
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        str(test_file)], capture_output=True, text=True, timeout=60,
+                       cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 passed" in r.stdout
