@@ -5,9 +5,9 @@ Python package; Playwright's own browser downloads are never used. Without
 ``/usr/bin/chromium`` every test here skips with the reason.
 
 Loopback WebRTC: the daemon, bound to 127.0.0.1, offers only 127.0.0.1 host candidates.
-Chromium gathers no loopback candidates unless ``--allow-loopback-in-peer-connection`` is
-given; without it, it still connects (it checks 127.0.0.1 from its non-loopback host
-address), so the flag is what lets the browser offer 127.0.0.1 itself.
+Chromium runs with no WebRTC switches, as a user's does: it gathers no loopback candidates
+and hides its own behind mDNS names, and connects by checking 127.0.0.1 from its LAN
+address, which the daemon accepts because that address is this machine's own.
 """
 
 from __future__ import annotations
@@ -37,10 +37,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",
-    # Gather 127.0.0.1 host candidates (Chromium skips loopback interfaces by default).
-    "--allow-loopback-in-peer-connection",
-    # Real host addresses in the offer rather than mDNS names, which aiortc cannot resolve.
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    # Nothing else: the daemon must work with a stock browser's WebRTC (no loopback or
+    # mDNS switches), as a user's browser has it.
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 DAEMON_START_TIMEOUT_S = 90
