@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -128,9 +129,27 @@ def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+def _string_params(schema: dict[str, Any], command: str) -> set[str]:
+    """The parameters of ``command`` whose JSON Schema type is (or may be) a string."""
+    for cmd in schema.get("commands", []):
+        if cmd.get("name") == command:
+            props = cmd.get("parameters", {}).get("properties", {})
+            return {
+                name for name, p in props.items()
+                if p.get("type") == "string"
+                or any(o.get("type") == "string" for o in p.get("anyOf", []))
+            }
+    return set()
+
+
 def cmd_send(args: argparse.Namespace) -> int:
     payload = parse_assignments(args.args)
     with _client(args) as client:
+        # `text=123` means the string "123" when the parameter is a string: values parse
+        # as JSON only where the command expects something else.
+        for name in _string_params(client.schema(), args.command) & set(payload):
+            raw = next(a for a in args.args if a.partition("=")[0] == name).partition("=")[2]
+            payload[name] = raw
         result = client.command(args.command, payload)
     print(json.dumps({"command": args.command, "ok": True, "result": result}))
     return 0
@@ -261,6 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `reactor schema | head`: the reader left; that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

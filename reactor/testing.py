@@ -44,7 +44,10 @@ class _MemoryIO:
 
     def read_input(self, timeout: float) -> np.ndarray | None:
         if self._inputs is None:
-            return None
+            raise ValueError(
+                f"{type(self._runner.model).__name__} reads input frames "
+                "(session.inputs()): pass run(inputs=[...]) with frames to feed it"
+            )
         try:
             frame = next(self._inputs)
         except StopIteration:

@@ -79,7 +79,9 @@ class CommandSpec:
             fields[p.name] = (hints[p.name], default)
         args_model = create_model(
             f"{name}_args",
-            __config__=ConfigDict(extra="forbid", strict=False),
+            # Strict: a payload must have the JSON types the published schema states
+            # (an int is still a number); no silent coercion of "2" or false or 0.
+            __config__=ConfigDict(extra="forbid", strict=True),
             **fields,
         )
         description = inspect.cleandoc(func.__doc__ or "").strip()

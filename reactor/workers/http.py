@@ -102,6 +102,8 @@ def build_app(ingress: Ingress) -> web.Application:
         except web.HTTPException as exc:
             if exc.status >= 400 and exc.content_type != "application/json":
                 resp = error(exc.status, exc.reason)
+                if "Allow" in exc.headers:  # a 405 says which methods would do
+                    resp.headers["Allow"] = exc.headers["Allow"]
             else:
                 raise
         except asyncio.CancelledError:

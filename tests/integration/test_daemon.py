@@ -228,6 +228,8 @@ def test_send_out_of_range_names_field_and_rule(start_daemon) -> None:
     assert "speed" in r.stderr and "less than or equal to 64" in r.stderr
     r = d.cli("send", "set_speed", "speed=8")
     assert r.returncode == 0, r.stderr
+    r = d.cli("send", "set_text", "text=123")  # a string parameter keeps "123" a string
+    assert r.returncode == 0, r.stderr
     r = d.cli("send", "no_such_command")
     assert r.returncode != 0 and "unknown command 'no_such_command'" in r.stderr
 

@@ -82,6 +82,9 @@ def test_valid_payloads(name: str, args: dict, expected: dict) -> None:
         ("text", {"s": ""}, "s", "at least 1 character"),
         ("text", {"s": "toolong"}, "s", "at most 5 characters"),
         ("toggle", {"on": "perhaps"}, "on", "valid boolean"),
+        ("toggle", {"on": 0}, "on", "valid boolean"),  # strict: no coercion of 0
+        ("number", {"x": False}, "x", "valid number"),
+        ("number", {"x": "2"}, "x", "valid number"),
         ("many", {"xs": [1, 2, 3, 4]}, "xs", "at most 3 items"),
         ("many", {"xs": ["a"]}, "xs.0", "valid integer"),
         ("required", {}, "name", "required argument is missing"),

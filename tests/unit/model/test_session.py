@@ -98,3 +98,14 @@ def test_send_delivers_json_messages() -> None:
     runner = ModelRunner(Chatty, width=4, height=2)
     runner.run(frames=1)
     assert runner.messages == [{"hello": "test-1"}]
+
+
+class Reads(VideoModel):
+    def start_session(self, session: Session) -> None:
+        for frame in session.inputs():
+            session.emit(frame)
+
+
+def test_runner_says_when_a_filter_gets_no_inputs() -> None:
+    with pytest.raises(ValueError, match=r"Reads reads input frames .*run\(inputs="):
+        ModelRunner(Reads, width=4, height=2).run(frames=3)
