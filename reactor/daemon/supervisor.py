@@ -414,6 +414,7 @@ class Supervisor:
         code = w.process.exitcode
         why = w.last_error or f"exit code {code}"
         pid = w.pid
+        w.rate_samples.clear()  # a dead worker's fps is 0, not its last rate
         log.warning("%s (pid %d) died: %s", name, pid, why)
         self._add_log(name, "ERROR", f"{name} died: {why}")
         self._cpu_prev.pop(pid, None)
