@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
 """reactor's benchmarks, one subcommand per section.
 
-    python tools/bench.py ring [--json] [--quick]
+    python tools/bench.py SECTION [--json] [--quick]
+    python tools/bench.py all [--json] [--quick] [--output bench-results.json]
 
-Each section registers itself with :func:`section`; it receives the parsed arguments and
-returns a JSON-able dict, which ``--json`` prints as one object and otherwise its ``render``
-turns into text. ``--quick`` is a seconds-long smoke run of the same code. Sections to come:
-``pipeline``, ``e2e``, ``viewers``, ``control``.
+Sections: ``ring``, ``pipeline``, ``e2e``, ``viewers``, ``control``, ``gpu`` (all of them
+run by ``all``, which also writes ``bench-results.json``) and ``soak`` (``--minutes N``;
+not part of ``all``). Each section registers itself with :func:`section`; it receives the
+parsed arguments and returns a JSON-able dict, which ``--json`` prints as one object and
+otherwise its ``render`` turns into text. ``--quick`` is a seconds-long smoke run of the
+same code (tiny sizes and counts; goals are not judged). Ratios compare figures taken in
+the same run, because the machine is noisy. The sections past ``ring`` live in
+``tools/bench_*.py``; every process and daemon they start, they stop.
 
 Child processes are started with the ``multiprocess`` package's spawn context, as the
 daemon starts its workers. Timestamps are ``time.perf_counter_ns()``, which on Linux is
@@ -28,6 +33,12 @@ import numpy as np
 
 if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the bench_* helpers
+
+import bench_common
+import bench_pipeline
+import bench_rtc
+from bench_common import percentiles_us, ratio
 
 
 @dataclass(frozen=True)
@@ -59,16 +70,7 @@ def section(
     return register
 
 
-def percentiles_us(samples_ns: list[int], *qs: float) -> list[float | None]:
-    """Percentiles in microseconds; ``None`` when a phase collected no samples."""
-    if not samples_ns:
-        return [None for _ in qs]
-    arr = np.asarray(samples_ns, dtype=np.float64) / 1000.0
-    return [round(float(np.percentile(arr, q)), 1) for q in qs]
-
-
-def ratio(a: float | None, b: float | None, digits: int = 2) -> float | None:
-    return None if a is None or not b else round(a / b, digits)
+__all__ = ["SECTIONS", "Section", "main", "percentiles_us", "ratio", "section"]
 
 
 # -- ring ---------------------------------------------------------------------------------
@@ -342,6 +344,203 @@ def bench_ring(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+# -- sections in tools/bench_*.py --------------------------------------------------------
+
+section("pipeline", "headless daemon pipeline (reactor run --lossless, Identity) vs a naive "
+        "Queue pipeline: fps, stage latency, CPU/frame and RSS per process",
+        bench_pipeline.render)(lambda args: bench_pipeline.run(args.quick))
+
+
+section("e2e", "glass-to-glass WHIP -> Identity -> WHEP at 720p30 with frame markers, vs a "
+        "plain aiortc relay", bench_rtc.render_e2e)(lambda args: bench_rtc.run_e2e(args.quick))
+section("viewers", "WHEP viewers the daemon holds at >= 27 fps each, CPU per added viewer",
+        bench_rtc.render_viewers)(lambda args: bench_rtc.run_viewers(args.quick))
+
+
+def _soak_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, default=10.0,
+                        help="how long to stream (default: %(default)s; --quick: 0.25)")
+
+
+section("soak", "RSS and fds per process while viewers join and leave; slopes per hour",
+        bench_rtc.render_soak, _soak_arguments)(
+    lambda args: bench_rtc.run_soak(args.quick, args.minutes))
+
+
+# -- control ----------------------------------------------------------------------------
+
+def _zmq_echo(address: str) -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.bind(address)
+    while True:
+        frames = sock.recv_multipart()
+        sock.send_multipart(frames)
+        if frames[-1] == b"stop":
+            break
+    sock.close()
+    ctx.term()
+
+
+class _ZmqEcho:
+    """The floor under the control plane: a DEALER/ROUTER echo over ipc:// in another
+    process (no protobuf, no supervisor logic). Measured interleaved with the daemon's
+    requests, so that both see the same machine load."""
+
+    def __enter__(self) -> _ZmqEcho:
+        import tempfile
+
+        import multiprocess
+        import zmq
+
+        self._tmp = tempfile.TemporaryDirectory()
+        address = f"ipc://{self._tmp.name}/echo.sock"
+        self._proc = multiprocess.get_context("spawn").Process(
+            target=_zmq_echo, args=(address,), daemon=True)
+        self._proc.start()
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(address)
+        return self
+
+    def __call__(self, payload: bytes = b"x" * 64) -> None:
+        self._sock.send_multipart([b"", payload])
+        if not self._sock.poll(10_000):
+            raise RuntimeError("the zmq echo process did not answer")
+        self._sock.recv_multipart()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._sock.send_multipart([b"", b"stop"])
+            self._sock.poll(2000)
+        finally:
+            self._sock.close()
+            self._ctx.term()
+            self._proc.join(5)
+            if self._proc.is_alive():
+                self._proc.kill()
+            self._tmp.cleanup()
+
+
+def _render_control(result: dict[str, Any]) -> str:
+    lines = []
+    for kind in ("zmq_echo", "status", "command", "command_applied"):
+        r = result[kind]
+        lines.append(f"  {kind + ' round trip p50 / p99':<34} {r['p50_us']!s:>8} / "
+                     f"{r['p99_us']!s:<8} us  (max {r['max_us']} us, n={r['n']})")
+    g = result["goal"]
+    lines.append(f"goal {g['target']}: {bench_pipeline._met(g['met'])}")
+    return "\n".join(lines)
+
+
+@section("control", "control-plane round trips (ControlClient): status and model commands",
+         _render_control)
+def bench_control(args: argparse.Namespace) -> dict[str, Any]:
+    """status: the supervisor answers. command: a command the inference worker's link
+    thread answers at once (it fails validation, so it never waits for the model): both
+    hops of the control plane. zmq_echo: a bare zmq round trip, the floor. The three take
+    turns, so a noisy moment hits them alike. command_applied: a valid command, answered
+    once the model's thread has run it between two frames (30 fps), sent at random phases.
+    """
+    import random
+
+    from reactor.control.client import ControlClient
+    from reactor.errors import CommandError
+
+    n = 100 if args.quick else 1000
+    result: dict[str, Any] = {}
+    with (bench_common.daemon("reactor.examples.filters:SolidColor", 320, 240) as d,
+          ControlClient.connect(d.run_dir) as client, _ZmqEcho() as echo):
+        client.start_session()  # a model command needs a running session
+
+        def rejected() -> None:
+            try:
+                client.command("set_color", {"r": 999})
+            except CommandError:
+                return
+            raise AssertionError("set_color r=999 was accepted")
+
+        calls = {"zmq_echo": echo, "status": client.status, "command": rejected}
+        samples: dict[str, list[int]] = {kind: [] for kind in calls}
+        for i in range(n + max(10, n // 10)):
+            for kind, call in calls.items():
+                t0 = time.perf_counter_ns()
+                call()
+                if i >= max(10, n // 10):  # the first ones warm sockets, caches, pydantic
+                    samples[kind].append(time.perf_counter_ns() - t0)
+        applied: list[int] = []
+        for _ in range(max(20, n // 5)):
+            time.sleep(random.uniform(0, 1 / 30))  # not in step with the model's frames
+            t0 = time.perf_counter_ns()
+            client.command("set_color", {"r": 1, "g": 2, "b": 3})
+            applied.append(time.perf_counter_ns() - t0)
+        samples["command_applied"] = applied
+    for kind, values in samples.items():
+        p50, p99, top = percentiles_us(values, 50, 99, 100)
+        result[kind] = {"p50_us": p50, "p99_us": p99, "max_us": top, "n": len(values)}
+    worst = max(result["status"]["p99_us"] or 0, result["command"]["p99_us"] or 0)
+    result["goal"] = {"target": "p99 <= 1 ms (status, command)",
+                      "met": None if args.quick else worst <= 1000}
+    return result
+
+
+# -- gpu ----------------------------------------------------------------------------------
+
+def _render_gpu(result: dict[str, Any]) -> str:
+    if not result["available"]:
+        return f"  skipped: {result['reason']}"
+    return "\n".join(f"  {k:<34} {v}" for k, v in result.items() if k != "available")
+
+
+@section("gpu", "CudaRing handoff, GPU colour conversion, NVENC vs libx264 1080p (CUDA only)",
+         _render_gpu)
+def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
+    import bench_gpu
+
+    return bench_gpu.run(args.quick)
+
+
+# -- all --------------------------------------------------------------------------------
+
+ALL = ("ring", "pipeline", "e2e", "viewers", "control", "gpu")
+
+
+def run_all(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    """Every section in ``ALL`` in one run; a failed section is reported, not fatal."""
+    results: dict[str, Any] = {"machine": bench_common.machine(), "quick": args.quick}
+    failed: list[str] = []
+    started = time.monotonic()
+    for name in ALL:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        t0 = time.monotonic()
+        try:
+            results[name] = SECTIONS[name].run(args)
+        except Exception as exc:
+            failed.append(name)
+            results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"bench: {name} failed: {exc}", file=sys.stderr, flush=True)
+        results.setdefault("seconds", {})[name] = round(time.monotonic() - t0, 1)
+    results["seconds"]["total"] = round(time.monotonic() - started, 1)
+    results["machine"]["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return results, failed
+
+
+def render_all(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    out = [f"machine: {m['nproc']} x {m['cpu_model']}, load {m['loadavg']} -> "
+           f"{m.get('loadavg_end')}, Python {m['python']}"
+           + (" (--quick: smoke sizes, goals not judged)" if results["quick"] else "")]
+    for name in ALL:
+        res = results[name]
+        out.append(f"\n== {name} ({results['seconds'][name]} s)")
+        out.append(f"  FAILED: {res['error']}" if "error" in res else SECTIONS[name].render(res))
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tools/bench.py", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="section", required=True, metavar="SECTION")
@@ -351,7 +550,22 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--quick", action="store_true", help="a seconds-long smoke run")
         if sec.add_arguments is not None:
             sec.add_arguments(p)
+    p = sub.add_parser("all", help=f"every section but soak ({', '.join(ALL)})")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--quick", action="store_true", help="a smoke run (under a minute)")
+    p.add_argument("--output", default="bench-results.json",
+                   help="where to write the results (default: %(default)s; '' for nowhere)")
     args = parser.parse_args(argv)
+    if args.section == "all":
+        results, failed = run_all(args)
+        if args.output:
+            with open(args.output, "w") as f:
+                json.dump(results, f, indent=1, sort_keys=True)
+                f.write("\n")
+        print(json.dumps(results, sort_keys=True) if args.json else render_all(results))
+        if failed:
+            print(f"bench: failed sections: {', '.join(failed)}", file=sys.stderr)
+        return 1 if failed else 0
     sec = SECTIONS[args.section]
     result = sec.run(args)
     print(json.dumps(result, sort_keys=True) if args.json else sec.render(result))

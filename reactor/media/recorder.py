@@ -11,6 +11,7 @@ import numpy as np
 
 from reactor.config import Config
 from reactor.errors import ReactorError
+from reactor.media.convert import rgb_to_frame
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,11 @@ class Recorder:
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = bitrate_kbps * 1000
         stream.options = {"preset": "veryfast", "tune": "zerolatency"}
-        stream.time_base = fractions.Fraction(1, fps)
+        # Frames are stamped in 1/fps. Not ``stream.time_base``: the muxer replaces that with
+        # its own (1/15360 for MP4) when it writes the header, and frame numbers read in
+        # that base collapse onto the same timestamps (the muxer then rejects frame 257).
+        self._time_base = fractions.Fraction(1, fps)
+        stream.time_base = self._time_base
         self._stream = stream
         self.frames = 0
         log.info("recording to %s", self.path)
@@ -44,9 +49,9 @@ class Recorder:
         return cls(target, v.width, v.height, v.fps, config.egress.bitrate_kbps)
 
     def write(self, rgb: np.ndarray) -> None:
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts = self.frames
-        frame.time_base = self._stream.time_base
+        # rgb_to_frame wraps the array and converts once (libswscale): 1.4 ms at 720p,
+        # against 4.9 ms for from_ndarray, which copies row by row first.
+        frame = rgb_to_frame(rgb, self.frames, self._time_base)
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
