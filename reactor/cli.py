@@ -169,6 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             output_path=args.output,
             commands_path=args.commands,
             lossless=args.lossless,
+            run_dir=_run_dir(args) if args.run_dir else None,
         )
     return run_foreground(cfg, _run_dir(args))
 

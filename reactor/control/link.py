@@ -16,6 +16,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -55,6 +56,7 @@ class WorkerLink:
         self._pending: dict[int, Future[cpb.Reply]] = {}
         self._pending_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"{name}-link", daemon=True)
+        self._outbox: deque[bytes] = deque(maxlen=10_000)
 
     def start(self) -> None:
         self._thread.start()
@@ -70,14 +72,19 @@ class WorkerLink:
     # --- sending, from any thread ---------------------------------------------------
 
     def send(self, msg: wpb.FromWorker) -> None:
+        msg.worker = self.name
+        msg.pid = os.getpid()
+        if threading.current_thread() is self._thread:
+            # On the link thread itself (a reply made while dispatching): no inproc hop,
+            # the loop sends it as soon as the handler returns.
+            self._outbox.append(msg.SerializeToString())
+            return
         sock = getattr(self._local, "push", None)
         if sock is None:
             sock = make_socket(self._ctx, zmq.PUSH, connect=self._inproc, hwm=100_000)
             self._local.push = sock
             with self._pushers_lock:
                 self._pushers.append(sock)
-        msg.worker = self.name
-        msg.pid = os.getpid()
         try:
             sock.send(msg.SerializeToString(), zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # closing, or a flood: never block the caller
@@ -141,6 +148,12 @@ class WorkerLink:
                         except zmq.Again:
                             break
                         self._dispatch(data)
+                while self._outbox:
+                    try:
+                        dealer.send(self._outbox[0], zmq.NOBLOCK)
+                    except zmq.Again:
+                        break  # the supervisor is not reading; try again next turn
+                    self._outbox.popleft()
         except zmq.ContextTerminated:
             pass
         except Exception:

@@ -63,6 +63,7 @@ def run_headless(
     output_path: str | None,
     commands_path: str | None,
     lossless: bool,
+    run_dir: Path | None = None,
 ) -> int:
     from reactor.daemon.launcher import run_supervisor
     from reactor.daemon.supervisor import Plan
@@ -79,7 +80,9 @@ def run_headless(
                "lossless": lossless},
         headless=True,
     )
-    run_dir = Path(tempfile.mkdtemp(prefix="reactor-run-"))
+    keep_run_dir = run_dir is not None
+    if run_dir is None:
+        run_dir = Path(tempfile.mkdtemp(prefix="reactor-run-"))
     sup: Any = None
 
     def keep(s: Any) -> None:
@@ -99,5 +102,6 @@ def run_headless(
     written = by_name["sink"].frames_in
     print(f"reactor run: {read} input frames: {processed} processed, {dropped} dropped; "
           f"{written} frames written" + (f" to {output_path}" if output_path else ""))
-    shutil.rmtree(run_dir, ignore_errors=True)
+    if not keep_run_dir:
+        shutil.rmtree(run_dir, ignore_errors=True)
     return 0

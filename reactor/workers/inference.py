@@ -15,6 +15,7 @@ import gc
 import json
 import logging
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -373,6 +374,9 @@ class InferenceWorker:
 
 
 def main(ctx: WorkerContext) -> None:
+    # A model busy in Python would otherwise hold the GIL for 5 ms slices, delaying the
+    # link thread's replies and heartbeats by as much.
+    sys.setswitchinterval(0.001)
     worker = InferenceWorker(ctx)
     link = ctx.connect(worker.on_message, worker.stats)
     worker.load()
