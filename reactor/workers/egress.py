@@ -22,7 +22,7 @@ from reactor.media.tracks import Broadcaster
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.workers.base import WorkerContext
-from reactor.workers.stats import LatencyWindow, ProcessStats
+from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
 from reactor.workers.viewers import ViewerHub
 
 log = logging.getLogger(__name__)
@@ -52,16 +52,10 @@ class EgressWorker:
         self.failure = ""
 
     def stats(self) -> wpb.WorkerStats:
-        s = wpb.WorkerStats(
-            frames_in=self.frames_in, frames_out=self.frames_out,
-            cpu_percent=self.proc.cpu_percent(), rss_bytes=self.proc.rss_bytes(),
-            viewers=self.hub.count, encoders_active=self.broadcaster.encoders_active,
-        )
-        for win in (self.lat_ring, self.lat_encode, self.hub.lat_send):
-            st = win.stat()
-            if st is not None:
-                s.latency.append(st)
-        return s
+        return worker_stats(self.proc, self.frames_in, self.frames_out,
+                            (self.lat_ring, self.lat_encode, self.hub.lat_send),
+                            viewers=self.hub.count,
+                            encoders_active=self.broadcaster.encoders_active)
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         """On the link thread: hand everything to the event loop."""

@@ -37,7 +37,7 @@ from reactor.model.session import apply_command
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.workers.base import WorkerContext
-from reactor.workers.stats import LatencyWindow, ProcessStats
+from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
 
 log = logging.getLogger(__name__)
 
@@ -165,16 +165,9 @@ class InferenceWorker:
     # --- link thread ------------------------------------------------------------------
 
     def stats(self) -> wpb.WorkerStats:
-        s = wpb.WorkerStats(
-            frames_in=self.frames_in, frames_out=self.frames_out,
-            cpu_percent=self.proc.cpu_percent(), rss_bytes=self.proc.rss_bytes(),
-            frames_emitted=self.frames_emitted,
-        )
-        for win in (self.lat_input, self.lat_model):
-            st = win.stat()
-            if st is not None:
-                s.latency.append(st)
-        return s
+        return worker_stats(self.proc, self.frames_in, self.frames_out,
+                            (self.lat_input, self.lat_model),
+                            frames_emitted=self.frames_emitted)
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         body = msg.WhichOneof("body")

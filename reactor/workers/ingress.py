@@ -33,7 +33,7 @@ from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.workers.base import WorkerContext
-from reactor.workers.stats import LatencyWindow, ProcessStats
+from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +84,8 @@ class Ingress:
     # --- link -------------------------------------------------------------------------
 
     def stats(self) -> wpb.WorkerStats:
-        s = wpb.WorkerStats(
-            frames_in=self.frames_in, frames_out=self.frames_out,
-            cpu_percent=self.proc.cpu_percent(), rss_bytes=self.proc.rss_bytes(),
-            sender=self.sender is not None,
-        )
-        st = self.lat_decode.stat()
-        if st is not None:
-            s.latency.append(st)
-        return s
+        return worker_stats(self.proc, self.frames_in, self.frames_out, (self.lat_decode,),
+                            sender=self.sender is not None)
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         loop = self.loop

@@ -12,7 +12,7 @@ from reactor.ipc import ShmRing
 from reactor.media.recorder import Recorder
 from reactor.proto import worker_pb2 as wpb
 from reactor.workers.base import WorkerContext
-from reactor.workers.stats import LatencyWindow, ProcessStats
+from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +30,8 @@ class FileSink:
         self.proc = ProcessStats()
 
     def stats(self) -> wpb.WorkerStats:
-        s = wpb.WorkerStats(frames_in=self.frames_in, frames_out=self.frames_in,
-                            cpu_percent=self.proc.cpu_percent(),
-                            rss_bytes=self.proc.rss_bytes())
-        for win in (self.lat_ring, self.lat_encode):
-            st = win.stat()
-            if st is not None:
-                s.latency.append(st)
-        return s
+        return worker_stats(self.proc, self.frames_in, self.frames_in,
+                            (self.lat_ring, self.lat_encode))
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         if msg.WhichOneof("body") == "stop":

@@ -20,7 +20,7 @@ from reactor.ipc import RingTimeout, ShmRing
 from reactor.media.convert import frame_to_rgb
 from reactor.proto import worker_pb2 as wpb
 from reactor.workers.base import WorkerContext
-from reactor.workers.stats import LatencyWindow, ProcessStats
+from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,8 @@ class FileSource:
             raise ReactorError(f"cannot read input video {self.path}: {exc}") from None
 
     def stats(self) -> wpb.WorkerStats:
-        s = wpb.WorkerStats(frames_in=self.frames_in, frames_out=self.frames_out,
-                            cpu_percent=self.proc.cpu_percent(),
-                            rss_bytes=self.proc.rss_bytes(), finished=self.finished)
-        st = self.lat_decode.stat()
-        if st is not None:
-            s.latency.append(st)
-        return s
+        return worker_stats(self.proc, self.frames_in, self.frames_out, (self.lat_decode,),
+                            finished=self.finished)
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         body = msg.WhichOneof("body")

@@ -10,6 +10,7 @@ from collections import deque
 import numpy as np
 
 from reactor.proto import telemetry_pb2 as tpb
+from reactor.proto import worker_pb2 as wpb
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -63,6 +64,22 @@ class ProcessStats:
                 return int(f.read().split()[1]) * _PAGE
         except (OSError, ValueError, IndexError):
             return 0
+
+
+def worker_stats(
+    proc: ProcessStats,
+    frames_in: int,
+    frames_out: int,
+    windows: tuple[LatencyWindow, ...],
+    **extra: object,
+) -> wpb.WorkerStats:
+    """A heartbeat's stats: counters, this process's CPU and RSS, and each stage's
+    latency that has samples; ``extra`` sets worker-specific fields."""
+    stats = wpb.WorkerStats(frames_in=frames_in, frames_out=frames_out,
+                            cpu_percent=proc.cpu_percent(), rss_bytes=proc.rss_bytes(),
+                            **extra)  # type: ignore[arg-type]
+    stats.latency.extend(st for st in (w.stat() for w in windows) if st is not None)
+    return stats
 
 
 def proc_cpu_seconds(pid: int) -> float | None:
