@@ -29,6 +29,8 @@ from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
 from rich.text import Text
 
+from reactor.control.rundir import RunDir
+from reactor.control.sockets import make_socket
 from reactor.control.status import snapshot_to_dict
 from reactor.monitor.render import dashboard, disconnected, plain_text
 from reactor.proto.telemetry_pb2 import Snapshot
@@ -56,11 +58,10 @@ class TelemetrySubscriber:
     """
 
     def __init__(self, run_dir: Path) -> None:
-        self.endpoint = f"ipc://{run_dir / 'telemetry.sock'}"
+        self.endpoint = RunDir(run_dir).endpoint("telemetry")
         self._ctx: zmq.Context[Any] = zmq.Context()
-        self._sock: zmq.Socket[Any] = self._ctx.socket(zmq.SUB)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.RCVHWM, 16)
+        self._sock: zmq.Socket[Any] = make_socket(self._ctx, zmq.SUB, hwm=16)
+        # Reconnect quickly: the daemon may start after the monitor, or restart under it.
         self._sock.setsockopt(zmq.RECONNECT_IVL, 100)
         self._sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -108,14 +109,7 @@ class TelemetrySubscriber:
 
 def daemon_pid(run_dir: Path) -> int | None:
     """The pid in ``<run_dir>/daemon.pid`` if that process is alive, else ``None``."""
-    try:
-        pid = int((run_dir / "daemon.pid").read_text().strip())
-        os.kill(pid, 0)
-    except PermissionError:
-        return pid
-    except (OSError, ValueError):
-        return None
-    return pid
+    return RunDir(run_dir).live_pid()
 
 
 def _no_daemon(run_dir: Path) -> str:

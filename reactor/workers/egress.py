@@ -47,13 +47,12 @@ class EgressWorker:
         self.frames_out = 0
         self.lat_ring = LatencyWindow("output_ring")
         self.lat_encode = LatencyWindow("encode")
-        self.lat_total = LatencyWindow("glass")  # capture (or model) to encoded
         self.proc = ProcessStats()
         self.failure = ""
 
     def stats(self) -> wpb.WorkerStats:
         return worker_stats(self.proc, self.frames_in, self.frames_out,
-                            (self.lat_ring, self.lat_encode, self.hub.lat_send),
+                            (self.lat_ring, self.lat_encode),
                             viewers=self.hub.count,
                             encoders_active=self.broadcaster.encoders_active)
 
@@ -102,10 +101,7 @@ class EgressWorker:
                     self.broadcaster.push(frame.array, pts)
                     if self.recorder is not None:
                         self.recorder.write(frame.array)
-                    t1 = time.perf_counter_ns()
-                    self.lat_encode.add((t1 - t0) / 1e6)
-                    if frame.capture_ts:
-                        self.lat_total.add((t1 - frame.capture_ts) / 1e6)
+                    self.lat_encode.add((time.perf_counter_ns() - t0) / 1e6)
                 frame.release()
                 self.frames_out += 1
         except RingClosedError as exc:

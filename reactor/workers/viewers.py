@@ -20,7 +20,6 @@ from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
 from reactor.media.tracks import EncodedVideoTrack, add_encoded_track, enable_keyframe_requests
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
-from reactor.workers.stats import LatencyWindow
 
 if TYPE_CHECKING:
     from reactor.workers.egress import EgressWorker
@@ -46,7 +45,6 @@ class ViewerHub:
         self.worker = worker
         self.config = config
         self.viewers: dict[str, Viewer] = {}
-        self.lat_send = LatencyWindow("send")
 
     @property
     def count(self) -> int:
