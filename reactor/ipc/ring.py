@@ -300,6 +300,28 @@ class ShmRing:
         return ring
 
     @staticmethod
+    def handle_for(name: str) -> RingHandle:
+        """The handle of an existing ring, read from its header: for tools and tests that
+        know a ring's name but were not handed its handle."""
+        path = _path(name)
+        try:
+            with open(path, "rb") as f:
+                g = np.frombuffer(f.read(lay.GLOBAL_BYTES), dtype="<i8")
+                total = os.fstat(f.fileno()).st_size
+        except FileNotFoundError:
+            raise RingClosedError(f"ring {name!r} does not exist at {path}") from None
+        if len(g) < lay.G_AUX + 1 or g[lay.G_MAGIC] != lay.MAGIC:
+            raise RingError(f"{path} is not a reactor ring")
+        shape = tuple(int(x) for x in g[lay.G_SHAPE : lay.G_SHAPE + int(g[lay.G_NDIM])])
+        policy = next(k for k, v in lay.POLICIES.items() if v == int(g[lay.G_POLICY]))
+        return RingHandle(
+            name=name, slots=int(g[lay.G_SLOTS]), shape=shape,
+            dtype=g[lay.G_DTYPE : lay.G_DTYPE + 1].tobytes().rstrip(b"\0").decode(),
+            policy=policy, max_consumers=int(g[lay.G_MAXC]), slot_bytes=int(g[lay.G_STRIDE]),
+            total_bytes=total, aux_bytes=int(g[lay.G_AUX]),
+        )
+
+    @staticmethod
     def unlink_name(name: str) -> bool:
         """Remove ``/dev/shm/<name>`` if it exists (a supervisor's clean-up after a crash)."""
         try:

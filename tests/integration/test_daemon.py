@@ -113,20 +113,9 @@ def test_frames_flow_through_the_rings_and_commands_apply(start_daemon) -> None:
 
 
 def RingHandle_for(d: Daemon, ring: str) -> RingHandle:
-    """The handle of a running daemon's ring, read from its header, so a test can attach
-    as a stand-in for a worker."""
-    name = f"reactor-{d.pid}-{ring}"
-    path = Path("/dev/shm", name)
-    words = np.fromfile(path, dtype="<i8", count=64)
-    ndim = int(words[6])
-    shape = tuple(int(x) for x in words[7 : 7 + ndim])
-    dtype = words[15:16].tobytes().rstrip(b"\0").decode()
-    return RingHandle(
-        name=name, slots=int(words[2]), shape=shape, dtype=dtype,
-        policy=("latest", "block")[int(words[5])], max_consumers=int(words[4]),
-        slot_bytes=int(words[3]),
-        total_bytes=path.stat().st_size, aux_bytes=int(words[17]),
-    )
+    """The handle of a running daemon's ring, so a test can attach as a stand-in for a
+    worker."""
+    return ShmRing.handle_for(f"reactor-{d.pid}-{ring}")
 
 
 def test_identity_model_passes_input_ring_frames_to_output(start_daemon) -> None:

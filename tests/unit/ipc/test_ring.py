@@ -343,3 +343,15 @@ def test_too_little_shared_memory_is_a_clear_error(name: str) -> None:
         assert key in message
     assert "240000" in message and "/dev/shm" in message
     assert not shm_exists(name)
+
+
+def test_handle_for_reads_an_existing_rings_handle_from_its_header() -> None:
+    name = f"reactor-test-handle-{os.getpid()}"
+    ring = ShmRing.create(name, slots=3, shape=(4, 6, 3), policy="block", max_consumers=2)
+    try:
+        assert ShmRing.handle_for(name) == ring.handle
+    finally:
+        ring.close()
+        ring.unlink()
+    with pytest.raises(RingClosedError):
+        ShmRing.handle_for(name)
