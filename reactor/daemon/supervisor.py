@@ -51,7 +51,6 @@ BACKOFF_S = (0.1, 0.5, 1.0, 2.0, 5.0)
 STOP_GRACE_S = 5.0
 FORWARD_TIMEOUT_S = 10.0
 CPU_WINDOW_S = 1.0
-PROC_CACHE_S = 0.25
 
 
 class WorkerState(enum.Enum):
@@ -147,7 +146,6 @@ class Supervisor:
         self.sessions = SessionManager(self)
         self.proc = ProcessStats()
         self._cpu_prev: dict[int, tuple[float, float, float]] = {}
-        self._rss_cache: dict[int, tuple[float, int]] = {}
         self._stop_requested = False
         self._done = False
         self._mp = multiprocess.get_context("spawn")
@@ -618,16 +616,6 @@ class Supervisor:
 
     # --- telemetry --------------------------------------------------------------------
 
-    def _rss(self, pid: int) -> int:
-        """A worker's RSS, read from /proc at most every ``PROC_CACHE_S`` (status requests
-        can come thousands of times a second; /proc reads were a third of their cost)."""
-        now = time.monotonic()
-        cached = self._rss_cache.get(pid)
-        if cached is None or now - cached[0] > PROC_CACHE_S:
-            cached = (now, ProcessStats.rss_bytes(pid))
-            self._rss_cache[pid] = cached
-        return cached[1]
-
     def _cpu_percent(self, pid: int) -> float:
         """CPU % of a worker over the last second or so: /proc counts in 10 ms ticks, so a
         shorter window would flicker between multiples of 4 %."""
@@ -664,7 +652,7 @@ class Supervisor:
                 name=w.name, pid=w.pid if alive else 0, state=w.state.value,
                 restarts=w.restarts,
                 cpu_percent=self._cpu_percent(w.pid) if alive else 0.0,
-                rss_bytes=self._rss(w.pid) if alive else 0,
+                rss_bytes=ProcessStats.rss_bytes(w.pid) if alive else 0,
                 uptime_s=now - w.started_at if alive else 0.0,
                 heartbeat_age_s=now - w.last_beat if alive else 0.0,
                 last_error=w.last_error, frames_in=w.stats.frames_in,
