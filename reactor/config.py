@@ -10,12 +10,21 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import ssl
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from reactor.errors import ConfigError, ModelLoadError
 
@@ -80,6 +89,67 @@ class RingsSection(_Section):
     )
 
 
+#: The ICE server URL schemes (RFC 7064, RFC 7065) the daemon's peer connections use.
+ICE_SCHEMES = ("stun", "turn", "turns")
+
+
+class IceServer(_Section):
+    """One STUN or TURN server, shaped like the W3C ``RTCIceServer`` dictionary."""
+
+    urls: str | list[str] = Field(
+        description='One URL or a list: "stun:HOST[:PORT]", "turn:HOST[:PORT][?transport=udp|tcp]" '
+        'or "turns:HOST[:PORT]".'
+    )
+    username: str | None = Field(None, description="TURN long-term credential user name.")
+    credential: str | None = Field(None, description="TURN long-term credential password.")
+
+    @field_validator("urls")
+    @classmethod
+    def _url_forms(cls, value: str | list[str]) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else value
+        if not urls:
+            raise ValueError("expected at least one URL")
+        for url in urls:
+            _check_ice_url(url)
+        return value
+
+    @model_validator(mode="after")
+    def _turn_needs_credentials(self) -> IceServer:
+        turn = [u for u in self.url_list if u.partition(":")[0] in ("turn", "turns")]
+        if turn and not (self.username and self.credential):
+            raise ValueError(
+                f"{turn[0]!r} is a TURN server: it needs username and credential "
+                "(long-term credentials)"
+            )
+        return self
+
+    @property
+    def url_list(self) -> list[str]:
+        return [self.urls] if isinstance(self.urls, str) else list(self.urls)
+
+
+def _check_ice_url(url: str) -> None:
+    scheme, sep, rest = url.partition(":")
+    if not sep or scheme not in ICE_SCHEMES:
+        raise ValueError(
+            f"{url!r}: expected a URL whose scheme is one of {', '.join(ICE_SCHEMES)}"
+        )
+    hostport, _, query = rest.partition("?")
+    if not hostport or hostport.startswith("//"):
+        raise ValueError(f'{url!r}: expected "{scheme}:HOST[:PORT]" (no "//")')
+    try:
+        port = urlsplit(f"//{hostport}").port
+    except ValueError:
+        raise ValueError(f"{url!r}: the port is not a number from 1 to 65535") from None
+    if port == 0:
+        raise ValueError(f"{url!r}: the port is not a number from 1 to 65535")
+    if query:
+        if scheme == "stun":
+            raise ValueError(f"{url!r}: a STUN URL takes no query")
+        if query not in ("transport=udp", "transport=tcp"):
+            raise ValueError(f"{url!r}: expected ?transport=udp or ?transport=tcp, found ?{query}")
+
+
 class ServerSection(_Section):
     """The HTTP front door: web client, API, WHIP and WHEP."""
 
@@ -101,6 +171,62 @@ class ServerSection(_Section):
         "body of an offer or command) for this long: slow or idle clients cannot hold "
         "connections open.",
     )
+
+    ice_servers: list[IceServer] = Field(
+        default_factory=list,
+        description="STUN and TURN servers for the daemon's own peer connections (each "
+        "{urls, username, credential}, as in the browser's RTCIceServer); sent to clients "
+        'in the WHIP/WHEP answers as Link rel="ice-server" headers.',
+    )
+    ice_transport_policy: Literal["all", "relay"] = Field(
+        "all",
+        description="all: offer every candidate; relay: offer TURN relay candidates only "
+        "(needs a TURN server in ice_servers).",
+    )
+    announced_addresses: list[str] = Field(
+        default_factory=list,
+        description="IP addresses written into the host candidates in place of the "
+        "interface addresses (a cloud VM's public address under 1:1 NAT).",
+    )
+    tls_cert: str | None = Field(
+        None,
+        description="A PEM certificate (chain) file: serve everything over HTTPS. "
+        "A relative path is read from the config file's folder.",
+    )
+    tls_key: str | None = Field(
+        None, description="The PEM private key of tls_cert (required with it)."
+    )
+
+    @field_validator("announced_addresses")
+    @classmethod
+    def _announced_ips(cls, value: list[str]) -> list[str]:
+        for address in value:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(
+                    f"expected IP addresses such as 203.0.113.7, found {address!r}"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> ServerSection:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        if self.ice_transport_policy == "relay" and not any(
+            u.partition(":")[0] in ("turn", "turns")
+            for server in self.ice_servers
+            for u in server.url_list
+        ):
+            raise ValueError(
+                "ice_transport_policy is relay but ice_servers has no turn: or turns: URL"
+            )
+        return self
+
+    @property
+    def scheme(self) -> str:
+        """``https`` when TLS is configured, else ``http``."""
+        return "https" if self.tls_cert else "http"
 
     @field_validator("host")
     @classmethod
@@ -193,6 +319,47 @@ class Config(_Section):
         None, description="The file this config was read from (set by the loader, not in YAML)."
     )
 
+    @model_validator(mode="after")
+    def _tls_files(self) -> Config:
+        # Relative certificate paths are read from the config file's folder, and the pair is
+        # loaded here, once, so a wrong path or a key that does not match the certificate
+        # stops `reactor config check` and the daemon before anything starts.
+        server = self.server
+        if server.tls_cert is None or server.tls_key is None:
+            return self
+        base = (
+            Path(self.source).parent
+            if self.source and not self.source.startswith("<")
+            else Path.cwd()
+        )
+        cert = (base / server.tls_cert).resolve()
+        key = (base / server.tls_key).resolve()
+        for name, path in (("server.tls_cert", cert), ("server.tls_key", key)):
+            if not path.is_file():
+                raise ValueError(f"{name}: file not found: {path}")
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(str(cert), str(key))
+        except ssl.SSLError as exc:
+            raise ValueError(
+                f"server.tls_key: {key} does not hold the private key of the certificate "
+                f"in server.tls_cert {cert}, or one of them is not PEM ({exc.reason or exc})"
+            ) from None
+        except OSError as exc:
+            raise ValueError(f"server.tls_cert: cannot read {cert} or {key}: {exc}") from None
+        # The section is frozen; the resolved paths replace the relative ones once, here.
+        resolved = server.model_copy(update={"tls_cert": str(cert), "tls_key": str(key)})
+        object.__setattr__(self, "server", resolved)
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The server's TLS context, or ``None`` when it serves plain HTTP."""
+        if self.server.tls_cert is None or self.server.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.server.tls_cert, self.server.tls_key)
+        return context
+
     @field_validator("device")
     @classmethod
     def _device_form(cls, value: str) -> str:
@@ -232,6 +399,10 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"  {path}: unknown key {where}{hint}")
         elif e["type"] == "missing":
             lines.append(f"  {path}: required key is missing")
+        elif e["type"] == "value_error":
+            # Our own validators' messages already say what was found.
+            message = str(e["msg"]).removeprefix("Value error, ")
+            lines.append(f"  {path}: {message}" if e["loc"] else f"  {message}")
         else:
             found = e.get("input")
             lines.append(f"  {path}: {e['msg']} (found {found!r})")
