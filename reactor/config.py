@@ -302,6 +302,24 @@ class EgressSection(_Section):
     )
 
 
+#: The levels ``log.level`` and ``--log-level`` accept, quietest last.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class LogSection(_Section):
+    """What every process of the daemon writes to its log."""
+
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info",
+        description="The level of every process's log (debug also makes the WebRTC stack, "
+        "aiortc and aioice, log its ICE and DTLS steps); --log-level overrides it.",
+    )
+
+
+#: The command-line option that overrides each field `Config.with_overrides` sets.
+_OPTION = {"host": "--host", "port": "--port", "level": "--log-level"}
+
+
 class Config(_Section):
     """A whole reactor configuration file."""
 
@@ -315,6 +333,7 @@ class Config(_Section):
         default_factory=SupervisorSection  # type: ignore[arg-type]
     )
     egress: EgressSection = Field(default_factory=EgressSection)  # type: ignore[arg-type]
+    log: LogSection = Field(default_factory=LogSection)  # type: ignore[arg-type]
     source: str | None = Field(
         None, description="The file this config was read from (set by the loader, not in YAML)."
     )
@@ -369,6 +388,42 @@ class Config(_Section):
         if prefix == "cuda" and index.isdigit():
             return value
         raise ValueError(f"expected auto, cpu, cuda or cuda:N, found {value!r}")
+
+    def with_overrides(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        log_level: str | None = None,
+    ) -> Config:
+        """This config with the command line's ``--host``, ``--port`` and ``--log-level``
+        in place of ``server.host``, ``server.port`` and ``log.level``, validated by the same
+        rules as the file; an error names the option."""
+        server: dict[str, Any] = {}
+        if host is not None:
+            server["host"] = host
+        if port is not None:
+            server["port"] = port
+        updates: dict[str, Any] = {}
+        for name, section, values in (
+            ("server", self.server, server),
+            ("log", self.log, {"level": log_level} if log_level is not None else {}),
+        ):
+            if not values:
+                continue
+            try:
+                updates[name] = type(section).model_validate(
+                    {**section.model_dump(), **values}
+                )
+            except ValidationError as err:
+                problems = "; ".join(
+                    f"{_OPTION.get(str(e['loc'][0]) if e['loc'] else '', name)}: "
+                    + str(e["msg"]).removeprefix("Value error, ")
+                    + (f" (found {e.get('input')!r})" if e["type"] != "value_error" else "")
+                    for e in err.errors()
+                )
+                raise ConfigError(f"invalid command-line option: {problems}") from None
+        return self.model_copy(update=updates) if updates else self
 
     def frame_shape(self) -> tuple[int, int, int]:
         """The pipeline's frame shape, ``(height, width, 3)`` RGB."""

@@ -10,10 +10,11 @@ that clients see in ``/api/schema``.
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -22,24 +23,69 @@ from reactor.errors import CommandError
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MARK = "__reactor_command__"
+# What `@command("name", description=...)` set, stored on the function.
+_NAME = "__reactor_command_name__"
+_DESCRIPTION = "__reactor_command_description__"
+_COMMAND_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 
 
-def command(func: F) -> F:
+@overload
+def command(func: F, /) -> F: ...
+
+
+@overload
+def command(
+    name: str | None = None, /, *, description: str | None = None
+) -> Callable[[F], F]: ...
+
+
+def command(
+    func_or_name: Callable[..., Any] | str | None = None,
+    /,
+    *,
+    description: str | None = None,
+) -> Any:
     """Mark a ``VideoModel`` method as a command clients can call.
+
+    Used bare (``@command``) or called: ``@command("name", description="...")``,
+    ``@command(description="...")`` or ``@command()``. The command's name is ``name``,
+    else the method's name; its description is ``description``, else the docstring.
 
     The method's annotated parameters define the payload; give a default, or a pydantic
     `Field(default, ge=..., le=..., ...)` for constraints, and `Literal[...]` for
-    choices. The docstring becomes the command's description. Every payload is validated
-    before the handler runs. The handler runs on the model's own thread between frames;
-    what it returns (JSON-able) is the command's result.
+    choices. Every payload is validated before the handler runs. The handler runs on the
+    model's own thread between frames; what it returns (JSON-able) is the command's
+    result.
 
-    Raises `TypeError` at class creation when a parameter has no annotation or the
-    method takes `*args` or `**kwargs`.
+    Raises `TypeError` when the name is not a usable command name (letters, digits, `_`,
+    `-` and `.`, not starting with a digit), and at class creation when a parameter has no
+    annotation or the method takes `*args` or `**kwargs`.
     """
-    if not callable(func):
-        raise TypeError("@command decorates a method")
-    setattr(func, _MARK, True)
-    return func
+    if description is not None and not isinstance(description, str):
+        raise TypeError(f"@command: description must be a string, found {description!r}")
+    if func_or_name is None or isinstance(func_or_name, str):
+        name = func_or_name
+        if name is not None and not _COMMAND_NAME.fullmatch(name):
+            raise TypeError(
+                f"@command: {name!r} is not a usable command name (letters, digits, '_', "
+                "'-' and '.', not starting with a digit)"
+            )
+
+        def mark(func: F) -> F:
+            if not callable(func):
+                raise TypeError(f"@command({name!r}) decorates a method, found {func!r}")
+            setattr(func, _MARK, True)
+            setattr(func, _NAME, name)
+            setattr(func, _DESCRIPTION, description)
+            return func
+
+        return mark
+    if not callable(func_or_name):
+        raise TypeError(f"@command decorates a method, found {func_or_name!r}")
+    if description is not None:
+        raise TypeError('@command: pass the description as @command(description="...")')
+    setattr(func_or_name, _MARK, True)
+    return func_or_name
 
 
 def is_command(obj: object) -> bool:
@@ -59,8 +105,8 @@ class CommandSpec:
     @classmethod
     def from_function(cls, func: Callable[..., Any], owner: str) -> CommandSpec:
         """Build the spec of a `@command` method of class `owner` from its signature."""
-        name = func.__name__
-        where = f"{owner}.{name}"
+        name = getattr(func, _NAME, None) or func.__name__
+        where = f"{owner}.{func.__name__}"
         try:
             hints = typing.get_type_hints(func, include_extras=True)
         except Exception as exc:
@@ -84,7 +130,8 @@ class CommandSpec:
             __config__=ConfigDict(extra="forbid", strict=True),
             **fields,
         )
-        description = inspect.cleandoc(func.__doc__ or "").strip()
+        given = getattr(func, _DESCRIPTION, None)
+        description = inspect.cleandoc(given if given is not None else func.__doc__ or "").strip()
         return cls(name=name, description=description, args_model=args_model, handler=func)
 
     def validate(self, args: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -126,13 +173,28 @@ def _describe(e: Any) -> str:
 
 
 def collect_commands(cls: type) -> dict[str, CommandSpec]:
-    """Every ``@command`` of a class and its bases, by name (subclasses override)."""
-    specs: dict[str, CommandSpec] = {}
+    """Every ``@command`` of a class and its bases, by command name.
+
+    A subclass overrides by method name, as Python does: redefining the method (as a
+    command, or as a plain method that stops being one) replaces the base's command. Two
+    methods of the class that claim the same command name are an error naming both.
+    """
+    by_attr: dict[str, CommandSpec] = {}
     for klass in reversed(cls.__mro__):
         for attr, value in vars(klass).items():
             if is_command(value):
-                specs[attr] = CommandSpec.from_function(value, cls.__name__)
-            elif attr in specs and not is_command(value):
-                del specs[attr]  # overridden by a plain method
+                by_attr[attr] = CommandSpec.from_function(value, cls.__name__)
+            elif attr in by_attr:
+                del by_attr[attr]  # overridden by a plain method
+    specs: dict[str, CommandSpec] = {}
+    owners: dict[str, str] = {}
+    for attr, spec in by_attr.items():
+        if spec.name in specs:
+            raise TypeError(
+                f"@command {cls.__name__}: methods {owners[spec.name]!r} and {attr!r} are both "
+                f"named {spec.name!r}; give one of them another name"
+            )
+        specs[spec.name] = spec
+        owners[spec.name] = attr
     return specs
 

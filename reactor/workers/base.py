@@ -75,10 +75,17 @@ class _LinkLogHandler(logging.Handler):
 
 
 def setup_logging(
-    log_file: Path | None, process: str, *, level: int = logging.INFO, console: bool = False
+    log_file: Path | None, process: str, *, level: int | str = logging.INFO,
+    console: bool = False,
 ) -> None:
     """Configure this process's logging: its own file in the run directory, and the
-    terminal too in the foreground. Called again in every process (spawn starts fresh)."""
+    terminal too in the foreground. Called again in every process (spawn starts fresh).
+
+    ``level`` is a number or a name (``"debug"``, ``"info"``, ...: the config's
+    ``log.level``). The WebRTC stack's loggers stay at WARNING unless the level is DEBUG,
+    where their ICE and DTLS steps are what the user asked to see."""
+    if isinstance(level, str):
+        level = logging.getLevelNamesMapping()[level.upper()]
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
@@ -93,7 +100,8 @@ def setup_logging(
         root.addHandler(sh)
     root.setLevel(level)
     for noisy in ("aioice", "aiortc", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.DEBUG if level <= logging.DEBUG
+                                          else max(level, logging.WARNING))
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -130,7 +138,7 @@ def run_worker(
     """The spawn target of every worker process."""
     die_with_parent(parent_pid)
     rd = RunDir(Path(run_dir))
-    setup_logging(rd.log(name), name)
+    setup_logging(rd.log(name), name, level=config.log.level)
     ctx = WorkerContext(name=name, config=config, run_dir=rd, rings=rings, extra=extra or {})
 
     def on_signal(signum: int, frame: object) -> None:

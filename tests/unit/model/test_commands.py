@@ -133,3 +133,127 @@ def test_unannotated_parameter_is_refused_at_class_creation() -> None:
             @command
             def oops(self, x=1):  # type: ignore[no-untyped-def]
                 pass
+
+
+# -- @command("name", description=...): the seed's form ------------------------------------------
+
+
+class Named(VideoModel):
+    @command("set-speed", description="How fast the bars move.")
+    def speed_handler(self, speed: float = Field(1.0, ge=0.0, le=8.0)) -> float:
+        """This docstring is replaced by the description."""
+        return speed
+
+    @command(description="Described, keeps its method name.")
+    def reset(self) -> str:
+        """Also replaced."""
+        return "reset"
+
+    @command()
+    def called_empty(self, on: bool = False) -> bool:
+        """From the docstring."""
+        return on
+
+    @command("renamed_only")
+    def only_name(self, n: int = 1) -> int:
+        """Docstring kept when only the name is given."""
+        return n
+
+    @command
+    def bare(self, n: int = 1) -> int:
+        """From the docstring."""
+        return n
+
+    def start_session(self, session: Session) -> None:
+        pass
+
+
+def test_called_forms_name_the_command_and_describe_it() -> None:
+    assert set(Named.commands) == {"set-speed", "reset", "called_empty", "renamed_only", "bare"}
+    by_name = {c["name"]: c for c in Named.schema(64, 48, 30)["commands"]}
+    assert by_name["set-speed"]["description"] == "How fast the bars move."
+    assert by_name["reset"]["description"] == "Described, keeps its method name."
+    assert by_name["called_empty"]["description"] == "From the docstring."
+    assert by_name["renamed_only"]["description"] == "Docstring kept when only the name is given."
+    assert "speed_handler" not in by_name and "only_name" not in by_name
+
+
+def test_called_and_bare_forms_have_the_same_schema_shape() -> None:
+    class Bare(VideoModel):
+        @command
+        def go(self, speed: float = Field(1.0, ge=0.0, le=8.0)) -> float:
+            """How fast the bars move."""
+            return speed
+
+        def start_session(self, session: Session) -> None:
+            pass
+
+    class Called(VideoModel):
+        @command("go", description="How fast the bars move.")
+        def anything(self, speed: float = Field(1.0, ge=0.0, le=8.0)) -> float:
+            return speed
+
+        def start_session(self, session: Session) -> None:
+            pass
+
+    assert Bare.schema(64, 48, 30)["commands"] == Called.schema(64, 48, 30)["commands"]
+
+
+def test_a_renamed_command_validates_and_runs_under_its_new_name() -> None:
+    from reactor.testing import ModelRunner
+
+    assert Named.validate_command("set-speed", {"speed": 2.0}) == {"speed": 2.0}
+    with pytest.raises(CommandError, match=r"set-speed: speed: .*less than or equal to 8") as err:
+        Named.validate_command("set-speed", {"speed": 9})
+    assert err.value.field == "speed"
+    with pytest.raises(CommandError) as err:
+        Named.validate_command("speed_handler", {})
+    assert err.value.status == 404 and "set-speed" in str(err.value)
+    runner = ModelRunner(Named, width=64, height=48)
+    runner.send_command("set-speed", speed=3.5)
+    runner.send_command("reset")
+    runner.apply_pending()
+    assert runner.results == [("set-speed", 3.5), ("reset", "reset")]
+
+
+def test_a_bad_command_name_is_refused_naming_it() -> None:
+    with pytest.raises(TypeError, match="'1st' is not a usable command name"):
+        command("1st")
+    with pytest.raises(TypeError, match="'has space' is not a usable command name"):
+        command("has space")
+
+
+def test_two_methods_with_one_command_name_are_refused_naming_both() -> None:
+    with pytest.raises(TypeError, match="methods 'a' and 'b' are both named 'go'"):
+
+        class Clash(VideoModel):
+            @command("go")
+            def a(self) -> None:
+                pass
+
+            @command("go")
+            def b(self) -> None:
+                pass
+
+
+def test_a_subclass_overrides_a_renamed_command_by_method_name() -> None:
+    class Base(VideoModel):
+        @command("go", description="base")
+        def handler(self) -> str:
+            return "base"
+
+        def start_session(self, session: Session) -> None:
+            pass
+
+    class Child(Base):
+        @command("go", description="child")
+        def handler(self) -> str:
+            return "child"
+
+    class Plain(Base):
+        def handler(self) -> str:  # no longer a command
+            return "plain"
+
+    assert Child.commands["go"].description == "child"
+    assert Child.commands["go"].handler(Child()) == "child"
+    assert "go" not in Plain.commands
