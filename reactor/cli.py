@@ -34,7 +34,7 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     print(
         f"{args.config}: ok — model {model.name} ({cfg.model.module}), "
         f"{cfg.video.width}x{cfg.video.height}@{cfg.video.fps}, "
-        f"http://{cfg.server.host}:{cfg.server.port}/"
+        f"{cfg.server.url()}"
     )
     return 0
 

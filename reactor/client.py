@@ -16,13 +16,17 @@ asyncio.run(main())
 ```
 
 Built on aiortc and aiohttp. When the daemon is on this machine (a loopback URL), ICE
-offers loopback candidates only, as the daemon does.
+offers loopback candidates only, as the daemon does. Watching and sending use the STUN and
+TURN servers the daemon names (``server.ice_servers``, read from the ``Link`` headers of
+an ``OPTIONS`` request before the offer). For an ``https://`` daemon whose certificate
+the system does not trust, pass ``ssl=ssl.create_default_context(cafile="cert.pem")``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from ssl import SSLContext
 from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,11 +51,12 @@ class Viewer:
     """
 
     def __init__(self, pc: RTCPeerConnection, track: MediaStreamTrack, resource: str,
-                 token: str | None) -> None:
+                 token: str | None, ssl: SSLContext | bool = True) -> None:
         self.pc = pc
         self.track = track
         self.resource = resource
         self._token = token
+        self._ssl = ssl
 
     async def recv(self) -> av.VideoFrame:
         """The next decoded frame of the model's output; raises aiortc's
@@ -63,7 +68,7 @@ class Viewer:
     async def close(self) -> None:
         """Leave: ``DELETE`` the resource and close the peer connection."""
         try:
-            await delete_resource(self.resource, self._token)
+            await delete_resource(self.resource, self._token, ssl=self._ssl)
         finally:
             await self.pc.close()
 
@@ -80,15 +85,17 @@ class Publisher:
     Use it as an async context manager, or call `close()` to stop sending.
     """
 
-    def __init__(self, pc: RTCPeerConnection, resource: str, token: str | None) -> None:
+    def __init__(self, pc: RTCPeerConnection, resource: str, token: str | None,
+                 ssl: SSLContext | bool = True) -> None:
         self.pc = pc
         self.resource = resource
         self._token = token
+        self._ssl = ssl
 
     async def close(self) -> None:
         """Stop sending: `DELETE` the resource and close the peer connection."""
         try:
-            await delete_resource(self.resource, self._token)
+            await delete_resource(self.resource, self._token, ssl=self._ssl)
         finally:
             await self.pc.close()
 
@@ -105,14 +112,19 @@ class Client:
     Args:
         url: The daemon's base URL, as `reactor daemon start` prints it.
         token: The daemon's `server.token`, when it has one (sent as a bearer token).
+        ssl: For an ``https://`` URL: an `ssl.SSLContext` that trusts the daemon's
+            certificate, ``True`` (the system's trust store, the default) or ``False``
+            (no verification: only for a test certificate on a network you trust).
 
     Errors from the daemon raise `DaemonError`, or `CommandError` for a refused command.
     Use it as an async context manager, or call `close()`.
     """
 
-    def __init__(self, url: str = "http://127.0.0.1:8081", token: str | None = None) -> None:
+    def __init__(self, url: str = "http://127.0.0.1:8081", token: str | None = None,
+                 ssl: SSLContext | bool = True) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.ssl = ssl
         self._http: aiohttp.ClientSession | None = None
         enable_marker_bit_completion()  # a frame is decoded when it is complete
         host = urlsplit(self.url).hostname or ""
@@ -145,7 +157,7 @@ class Client:
     async def _json(self, method: str, path: str, body: Any = None) -> Any:
         try:
             async with self.http.request(method, self.url + path, json=body,
-                                         headers=self._headers()) as resp:
+                                         headers=self._headers(), ssl=self.ssl) as resp:
                 data = await resp.json(content_type=None)
                 if resp.status == 200:
                     return data
@@ -177,18 +189,21 @@ class Client:
 
     async def watch(self, codec: Codec | None = None) -> Viewer:
         """Start watching the model's output (WHEP); `codec` asks for H.264 or VP8."""
-        pc, track, resource = await whep_watch(self.url + "/whep", self.token, codec=codec)
-        return Viewer(pc, track, resource, self.token)
+        pc, track, resource = await whep_watch(self.url + "/whep", self.token, codec=codec,
+                                               ssl=self.ssl)
+        return Viewer(pc, track, resource, self.token, self.ssl)
 
     async def publish(self, track: MediaStreamTrack, codec: Codec | None = None) -> Publisher:
         """Send a video track (WHIP); the model's ``session.inputs()`` receives it."""
-        pc, resource = await whip_publish(self.url + "/whip", track, self.token, codec=codec)
-        return Publisher(pc, resource, self.token)
+        pc, resource = await whip_publish(self.url + "/whip", track, self.token, codec=codec,
+                                          ssl=self.ssl)
+        return Publisher(pc, resource, self.token, self.ssl)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Session events and model messages as they arrive (``GET /api/events``)."""
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
-            async with http.get(self.url + "/api/events", headers=self._headers()) as resp:
+            async with http.get(self.url + "/api/events", headers=self._headers(),
+                                ssl=self.ssl) as resp:
                 if resp.status != 200:
                     raise DaemonError(f"GET /api/events: {resp.status}")
                 async for raw in resp.content:

@@ -228,6 +228,11 @@ class ServerSection(_Section):
         """``https`` when TLS is configured, else ``http``."""
         return "https" if self.tls_cert else "http"
 
+    def url(self, port: int | None = None) -> str:
+        """The daemon's base URL, ``scheme://host:port/`` (``port`` in place of a 0)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port if port is None else port}/"
+
     @field_validator("host")
     @classmethod
     def _host_form(cls, value: str) -> str:

@@ -5,19 +5,29 @@ first), expect ``201 Created`` with the answer as ``application/sdp`` and the se
 resource URL in ``Location``, and end the session with ``DELETE`` on that URL
 (:func:`delete_resource`). ``token`` becomes ``Authorization: Bearer <token>``.
 
-With no ``configuration`` the peer connection uses no STUN server (aiortc's default is a
-public Google one): right for loopback and LANs, and nothing leaves the machine unasked.
+With no ``configuration`` the peer connection uses the STUN and TURN servers the endpoint
+names: before the offer, an ``OPTIONS`` request reads its ``Link: <url>;
+rel="ice-server"`` headers (RFC 9725 §4.6). aiortc gathers every candidate when the offer
+is made and cannot take new servers afterwards, so the links of the ``201`` come too late
+for it. An endpoint that names none gets none (aiortc's own default is a public Google
+STUN server: nothing leaves the machine unasked).
+
+``ssl`` is passed to aiohttp for ``https://`` endpoints: an ``ssl.SSLContext`` that
+trusts the server's certificate, ``True`` (the system's trust store) or ``False`` (no
+verification).
 """
 
 from __future__ import annotations
 
 import logging
+from ssl import SSLContext
 from urllib.parse import urljoin
 
 import aiohttp
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCIceServer,
     RTCPeerConnection,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -25,6 +35,7 @@ from aiortc import (
 
 from reactor.errors import ReactorError
 from reactor.media.encoder import Codec
+from reactor.media.links import LinkError, parse_ice_servers
 from reactor.media.sdp import codec_preferences
 
 logger = logging.getLogger(__name__)
@@ -49,8 +60,51 @@ def _headers(token: str | None, content_type: str | None = None) -> dict[str, st
     return headers
 
 
+async def ice_servers(
+    url: str,
+    token: str | None = None,
+    *,
+    ssl: SSLContext | bool = True,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> list[RTCIceServer]:
+    """The ICE servers a WHIP/WHEP endpoint names in its ``OPTIONS`` answer's ``Link``
+    headers; none when it answers ``OPTIONS`` with anything but 200 or 204."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.options(url, headers=_headers(token), ssl=ssl) as resp,
+        ):
+            if resp.status not in (200, 204):
+                logger.debug("OPTIONS %s answered %d: no ICE servers", url, resp.status)
+                return []
+            links = resp.headers.getall("Link", [])
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        raise WhipError(f"OPTIONS {url} failed: {exc!r}") from exc
+    try:
+        servers = parse_ice_servers(links)
+    except LinkError as exc:
+        raise WhipError(f"OPTIONS {url}: {exc}") from None
+    return [
+        RTCIceServer(urls=s.url, username=s.username, credential=s.credential,
+                     credentialType="password")
+        for s in servers
+    ]
+
+
+async def _configuration(
+    configuration: RTCConfiguration | None, url: str, token: str | None,
+    ssl: SSLContext | bool, timeout_s: float,
+) -> RTCConfiguration:
+    if configuration is not None:
+        return configuration
+    return RTCConfiguration(
+        iceServers=await ice_servers(url, token, ssl=ssl, timeout_s=timeout_s))
+
+
 async def _exchange(
-    pc: RTCPeerConnection, url: str, token: str | None, timeout_s: float
+    pc: RTCPeerConnection, url: str, token: str | None, timeout_s: float,
+    ssl: SSLContext | bool = True,
 ) -> str:
     """POST pc's offer to ``url``, apply the answer, return the absolute resource URL."""
     await pc.setLocalDescription(await pc.createOffer())
@@ -59,7 +113,8 @@ async def _exchange(
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as http,
-            http.post(url, data=offer, headers=_headers(token, "application/sdp")) as resp,
+            http.post(url, data=offer, headers=_headers(token, "application/sdp"),
+                      ssl=ssl) as resp,
         ):
             body = await resp.text()
             if resp.status != 201:
@@ -89,6 +144,7 @@ async def whep_watch(
     codec: Codec | None = None,
     configuration: RTCConfiguration | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    ssl: SSLContext | bool = True,
 ) -> tuple[RTCPeerConnection, MediaStreamTrack, str]:
     """Start watching a WHEP endpoint: returns ``(pc, video_track, resource_url)``.
 
@@ -96,12 +152,12 @@ async def whep_watch(
     (H.264 first). ``await track.recv()`` yields decoded ``av.VideoFrame``\\ s. Close with
     :func:`delete_resource` and ``await pc.close()``.
     """
-    pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
+    pc = RTCPeerConnection(await _configuration(configuration, url, token, ssl, timeout_s))
     try:
         transceiver = pc.addTransceiver("video", direction="recvonly")
         if codec is not None:
             transceiver.setCodecPreferences(codec_preferences(codec))
-        resource = await _exchange(pc, url, token, timeout_s)
+        resource = await _exchange(pc, url, token, timeout_s, ssl)
         return pc, transceiver.receiver.track, resource
     except BaseException:
         await pc.close()
@@ -116,14 +172,15 @@ async def whip_publish(
     codec: Codec | None = None,
     configuration: RTCConfiguration | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    ssl: SSLContext | bool = True,
 ) -> tuple[RTCPeerConnection, str]:
     """Publish ``track`` to a WHIP endpoint: returns ``(pc, resource_url)``."""
-    pc = RTCPeerConnection(configuration or RTCConfiguration(iceServers=[]))
+    pc = RTCPeerConnection(await _configuration(configuration, url, token, ssl, timeout_s))
     try:
         transceiver: RTCRtpTransceiver = pc.addTransceiver(track, direction="sendonly")
         if codec is not None:
             transceiver.setCodecPreferences(codec_preferences(codec))
-        resource = await _exchange(pc, url, token, timeout_s)
+        resource = await _exchange(pc, url, token, timeout_s, ssl)
         return pc, resource
     except BaseException:
         await pc.close()
@@ -131,14 +188,15 @@ async def whip_publish(
 
 
 async def delete_resource(
-    resource_url: str, token: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S
+    resource_url: str, token: str | None = None, *, timeout_s: float = DEFAULT_TIMEOUT_S,
+    ssl: SSLContext | bool = True,
 ) -> None:
     """End a WHIP/WHEP session (``DELETE`` its resource URL). 404 counts as already gone."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as http,
-            http.delete(resource_url, headers=_headers(token)) as resp,
+            http.delete(resource_url, headers=_headers(token), ssl=ssl) as resp,
         ):
             if resp.status not in (200, 204, 404):
                 body = await resp.text()

@@ -10,6 +10,11 @@ Events carry an ``id:`` (the event's time stamp); a client that reconnects with
 ``Last-Event-ID`` (``EventSource`` does this by itself) or ``?since=`` first gets the
 recent events it missed, such as the ingress worker's own restart. A body that does not
 arrive within ``server.idle_timeout_s`` is a 408.
+
+The WHIP and WHEP ``201`` answers, and an ``OPTIONS`` on ``/whip`` or ``/whep`` (not a
+CORS preflight), carry ``server.ice_servers`` as ``Link: <url>; rel="ice-server"``
+headers (RFC 9725 §4.6, :mod:`reactor.media.links`). Every URL the daemon makes is
+relative, so a reverse proxy may serve it under any scheme, host and port.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from reactor.media.links import format_ice_links
 from reactor.proto import control_pb2 as cpb
 
 if TYPE_CHECKING:
@@ -35,6 +41,7 @@ MAX_JSON_BYTES = 64 * 1024
 MAX_SDP_BYTES = 64 * 1024
 SSE_KEEPALIVE_S = 15.0
 PUBLIC = {"/", "/healthz", "/index.html", "/app.js", "/style.css"}
+ICE_PATHS = {"/whip", "/whep"}  # OPTIONS here answers with the ICE servers (token checked)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CORS_HEADERS = {
@@ -58,6 +65,7 @@ def build_app(ingress: Ingress) -> web.Application:
 
     token = ingress.config.server.token
     body_timeout = ingress.config.server.idle_timeout_s
+    ice_links = format_ice_links(ingress.config.server.ice_servers)
 
     async def read_body(request: web.Request, limit: int, what: str) -> bytes:
         """The whole body, or ``limit + 1`` bytes of it (the caller says 413)."""
@@ -83,7 +91,9 @@ def build_app(ingress: Ingress) -> web.Application:
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method == "OPTIONS":  # CORS preflight: no token, no body
+        preflight = "Access-Control-Request-Method" in request.headers
+        if request.method == "OPTIONS" and (preflight or request.path not in ICE_PATHS):
+            # A CORS preflight carries no token, so it never gets the ICE servers' credentials.
             return web.Response(status=204, headers=CORS_HEADERS)
         if token and request.path not in PUBLIC:
             given = request.headers.get("Authorization", "")
@@ -144,9 +154,24 @@ def build_app(ingress: Ingress) -> web.Application:
         except UnicodeDecodeError:
             raise RequestFailed(400, "SDP offer is not UTF-8 text") from None
 
+    def with_ice_links(resp: web.Response) -> web.Response:
+        for value in ice_links:
+            resp.headers.add("Link", value)
+        return resp
+
     def sdp_created(location: str, sdp: str) -> web.Response:
-        return web.Response(status=201, text=sdp, content_type="application/sdp",
-                            headers={"Location": location, "ETag": f'"{location}"'})
+        # Location is relative (RFC 9725 allows it), so it stays right behind a proxy that
+        # serves us under another scheme, host or port.
+        return with_ice_links(web.Response(
+            status=201, text=sdp, content_type="application/sdp",
+            headers={"Location": location, "ETag": f'"{location}"'}))
+
+    async def ice_options(request: web.Request) -> web.Response:
+        # RFC 9725 §4.6: a client that must configure its peer connection before it makes
+        # the offer (a browser without setConfiguration, aiortc) asks for the ICE servers
+        # first with OPTIONS, sending its token like the POST it is about to make.
+        return with_ice_links(web.Response(status=204, headers={
+            "Allow": "OPTIONS, POST", "Accept-Post": "application/sdp"}))
 
     async def index(request: web.Request) -> web.StreamResponse:
         name = request.match_info.get("name") or "index.html"
@@ -273,9 +298,11 @@ def build_app(ingress: Ingress) -> web.Application:
     app.router.add_get("/api/events", events)
     app.router.add_post("/api/commands/{name}", command)
     app.router.add_post("/whip", whip)
+    app.router.add_route("OPTIONS", "/whip", ice_options)
     app.router.add_delete("/whip/{id}", whip_delete)
     app.router.add_patch("/whip/{id}", trickle)
     app.router.add_post("/whep", whep)
+    app.router.add_route("OPTIONS", "/whep", ice_options)
     app.router.add_delete("/whep/{id}", whep_delete)
     app.router.add_patch("/whep/{id}", trickle)
     return app

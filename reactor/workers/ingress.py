@@ -267,14 +267,14 @@ async def _amain(ctx: WorkerContext) -> None:
     await runner.setup()
     cfg = ctx.config.server
     site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True,
-                       shutdown_timeout=SHUTDOWN_S)
+                       shutdown_timeout=SHUTDOWN_S, ssl_context=ctx.config.ssl_context())
     await site.start()
     port = cfg.port
     server = getattr(site, "_server", None)
     if server is not None and server.sockets:
         port = server.sockets[0].getsockname()[1]
     link.ready(json.dumps({"host": cfg.host, "port": port}))
-    log.info("ready: listening on http://%s:%d/", cfg.host, port)
+    log.info("ready: listening on %s://%s:%d/", cfg.scheme, cfg.host, port)
     try:
         while not ctx.stop.is_set():
             await asyncio.sleep(0.1)
