@@ -30,6 +30,7 @@
     sessionId: null,
     schemaLoaded: false,
     whepLocation: null, whipLocation: null,
+    iceServers: [],      // what the last OPTIONS on /whep or /whip named (RFC 9725 §4.6)
   });
 
   // --- token ----------------------------------------------------------------------------
@@ -197,6 +198,118 @@
 
   // --- WebRTC helpers -------------------------------------------------------------------
 
+  // The STUN/TURN servers an endpoint names, as RTCIceServer dictionaries. RFC 9725 §4.6
+  // sends them as Link headers on the 201, but a peer connection gathers its candidates
+  // when the offer is made, before the 201 arrives, and our signalling is not trickle:
+  // servers learnt afterwards (setConfiguration) would give candidates nobody hears of.
+  // So, like other WHIP/WHEP clients, ask first with OPTIONS (it carries the same Link
+  // headers), then make the peer connection with them. Works the same in every browser.
+  async function iceServersFor(endpoint) {
+    let res;
+    try {
+      res = await fetch(endpoint, { method: "OPTIONS", headers: headers() });
+    } catch (_) {
+      return [];  // the POST will say what is wrong
+    }
+    if (!res.ok) return [];
+    try {
+      return parseIceLinks(res.headers.get("Link"));
+    } catch (err) {
+      logLine(err.message, "warn");
+      return [];
+    }
+  }
+
+  // RFC 8288 Link values (fetch joins repeated headers with ", "); quoted-string values
+  // may hold commas, semicolons and \-escaped quotes; name*=UTF-8''%xx is RFC 8187.
+  function parseIceLinks(text) {
+    const servers = [];
+    if (!text) return servers;
+    let i = 0;
+    const n = text.length;
+    const fail = (what) => new Error(`Link header: ${what} at character ${i}`);
+    const space = () => { while (i < n && (text[i] === " " || text[i] === "\t")) i++; };
+    const isToken = (c) => /[!#$%&'*+\-.^_`|~0-9A-Za-z]/.test(c);
+    const token = () => {
+      const start = i;
+      while (i < n && isToken(text[i])) i++;
+      if (start === i) throw fail("expected a name or value");
+      return text.slice(start, i);
+    };
+    const quoted = () => {
+      i++;
+      let out = "";
+      while (i < n) {
+        let c = text[i++];
+        if (c === '"') return out;
+        if (c === "\\" && i < n) c = text[i++];
+        out += c;
+      }
+      throw fail("unterminated quoted string");
+    };
+    const extended = (raw) => {
+      const m = /^(utf-8|iso-8859-1)'[^']*'(.*)$/i.exec(raw);
+      if (!m) throw fail(`expected UTF-8''... (RFC 8187), found ${raw}`);
+      if (m[1].toLowerCase() === "utf-8") return decodeURIComponent(m[2]);
+      return m[2].replace(/%([0-9a-f]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16)));
+    };
+    for (;;) {
+      space();
+      if (i >= n) break;
+      if (text[i] === ",") { i++; continue; }
+      if (text[i] !== "<") throw fail("expected '<'");
+      const end = text.indexOf(">", i);
+      if (end < 0) throw fail("'<' without '>'");
+      const url = text.slice(i + 1, end);
+      i = end + 1;
+      const params = Object.create(null);
+      const ext = Object.create(null);
+      for (;;) {
+        space();
+        if (text[i] !== ";") break;
+        i++;
+        space();
+        const name = token().toLowerCase();
+        space();
+        let value = "";
+        if (text[i] === "=") {
+          i++;
+          space();
+          value = text[i] === '"' ? quoted() : token();
+        }
+        if (name.endsWith("*")) {
+          const key = name.slice(0, -1);
+          if (!(key in ext)) ext[key] = extended(value);
+        } else if (!(name in params)) {
+          params[name] = value;
+        }
+      }
+      Object.assign(params, ext);
+      space();
+      if (i < n && text[i] !== ",") throw fail("expected ',' or ';'");
+      if ((params.rel || "").toLowerCase().split(/\s+/).includes("ice-server")) {
+        const server = { urls: url };
+        if (params.username !== undefined) server.username = params.username;
+        if (params.credential !== undefined) server.credential = params.credential;
+        servers.push(server);
+      }
+    }
+    return servers;
+  }
+
+  // A peer connection with the endpoint's ICE servers; one the browser refuses (a URL
+  // scheme it does not know) is left out, with a line in the log saying so.
+  async function peerConnection(endpoint) {
+    const iceServers = await iceServersFor(endpoint);
+    reactor.iceServers = iceServers;
+    try {
+      return new RTCPeerConnection({ iceServers });
+    } catch (err) {
+      logLine(`the browser refused the ICE servers (${err.message}); using none`, "warn");
+      return new RTCPeerConnection({ iceServers: [] });
+    }
+  }
+
   // Non-trickle WHIP/WHEP: wait for every candidate before sending the offer.
   function iceGathered(pc) {
     if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -255,9 +368,11 @@
     stopViewer(false);
     watching = true;
     updateButtons();
-    const pc = new RTCPeerConnection({ iceServers: [] });
-    const me = { pc, resource: null };
+    const me = { pc: null, resource: null };
     viewer = me;
+    const pc = await peerConnection("/whep");
+    me.pc = pc;
+    if (viewer !== me) { pc.close(); return; }  // left while asking
     const tr = pc.addTransceiver("video", { direction: "recvonly" });
     lowLatency(tr.receiver);
     const channel = pc.createDataChannel("events");
@@ -309,7 +424,7 @@
     }
     if (v) {
       release(v.resource);
-      v.pc.close();
+      if (v.pc) v.pc.close();
     }
     reactor.whepLocation = null;
     stopStats();
@@ -330,7 +445,7 @@
     reconnectTimer = setTimeout(() => {
       reconnectTimer = null;
       // A "disconnected" blip that healed by itself needs no new connection.
-      if (!force && viewer && viewer.pc.connectionState === "connected") return;
+      if (!force && viewer && viewer.pc && viewer.pc.connectionState === "connected") return;
       if (watching) watch();
     }, delay);
   }
@@ -398,9 +513,11 @@
     } catch (err) {
       return sendFailed(`camera: ${err.message || err.name}`);
     }
-    const pc = new RTCPeerConnection({ iceServers: [] });
-    const me = { pc, resource: null, stream };
+    const me = { pc: null, resource: null, stream };
     sender = me;
+    const pc = await peerConnection("/whip");
+    me.pc = pc;
+    if (sender !== me) { pc.close(); return; }  // stopped while asking
     for (const track of stream.getVideoTracks()) {
       pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
     }
@@ -444,7 +561,7 @@
     sender = null;
     if (s) {
       release(s.resource, keepalive);
-      s.pc.close();
+      if (s.pc) s.pc.close();
       s.stream.getTracks().forEach((t) => t.stop());
     }
     reactor.whipLocation = null;
@@ -469,7 +586,7 @@
 
   window.addEventListener("pagehide", () => {
     // keepalive lets the DELETEs outlive the page, so the daemon sees us leave at once.
-    if (viewer) { release(viewer.resource, true); viewer.pc.close(); viewer = null; }
+    if (viewer) { release(viewer.resource, true); if (viewer.pc) viewer.pc.close(); viewer = null; }
     if (sender) stopCamera(true);
   });
 

@@ -138,3 +138,30 @@ def test_client_reads_the_servers_from_an_options_answer() -> None:
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+def test_the_web_client_parses_what_the_daemon_writes() -> None:
+    """The page's own parser (reactor/web/app.js, run by node) reads the same servers."""
+    import json
+    import shutil
+    import subprocess
+    from importlib import resources
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed")
+    source = resources.files("reactor.web").joinpath("app.js").read_text()
+    start = source.index("  function parseIceLinks(text)")
+    end = source.index("\n  }\n", start) + 4
+    for credential in ['a,b;c="d"\\e', ', rel="ice-server"', "pässwörd ✓", "a\r\nb\tc", "\\"]:
+        servers = [IceServer(urls="turn:198.18.0.1:3478", username='u,s;e"r',
+                             credential=credential), *_servers()[:1]]
+        joined = ", ".join(format_ice_links(servers))
+        call = f"console.log(JSON.stringify(parseIceLinks({json.dumps(joined)})));"
+        script = source[start:end] + "\n" + call
+        out = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30,
+                             check=True).stdout
+        assert json.loads(out) == [
+            {"urls": "turn:198.18.0.1:3478", "username": 'u,s;e"r', "credential": credential},
+            {"urls": "stun:stun.example.net"},
+        ]
