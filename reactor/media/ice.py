@@ -1,29 +1,71 @@
-"""Which addresses ICE uses on each side.
+"""The two aioice patches the daemon's ICE needs: the loopback policy and Firefox.
 
-aioice gathers host candidates on every interface *except* loopback. A daemon bound to
-127.0.0.1 serves clients on this machine only, so it offers 127.0.0.1 and nothing else,
-and it refuses remote candidates and connectivity checks from any address that is not
-this machine's own. Browsers leave loopback out of WebRTC by default: a browser on this
-machine checks our 127.0.0.1 candidate from its LAN address, which we learn as a
-peer-reflexive candidate (RFC 8445 7.3.1.3). That address is one of ours, so the packets
-never leave the machine, and a stock browser can watch without special flags.
+Loopback policy (:func:`restrict_ice_to_loopback`)
+--------------------------------------------------
+A daemon bound to 127.0.0.1 serves clients on this machine only, and its media must stay
+on this machine. Stock clients do not pair with a loopback-only answer: aioice itself,
+libnice (GStreamer's ``webrtcbin``) and browsers leave loopback out of their own
+gathering, and libnice never checks a loopback candidate from another address. So the
+daemon offers 127.0.0.1 *and this machine's own interface addresses* as host candidates,
+and talks to this machine only:
+
+- it accepts remote candidates only when their address is one of this machine's own
+  (others, and mDNS names, are dropped unresolved: no multicast query is sent);
+- it answers connectivity checks, and accepts any other datagram, only from this
+  machine's own addresses; the rest are dropped unanswered;
+- with no STUN/TURN server configured, it sends nothing at all but to those remote
+  candidates and to the sources of the checks it answers.
+
+A packet from this machine to one of this machine's own interface addresses never leaves
+it: the kernel routes every local destination through the loopback device (the ``local``
+routing table), whichever interface the address belongs to. So a browser or GStreamer on
+this machine that checks our ``192.0.2.2`` candidate from its own ``192.0.2.2``, or our
+``127.0.0.1`` from its ``192.0.2.2`` (a peer-reflexive candidate for us, RFC 8445
+7.3.1.3), talks to us over loopback; a machine elsewhere that learns the candidates gets
+no answer. That is the reasoning the "own addresses only" rule rests on.
+
+Firefox (:func:`enable_end_of_candidates_grace`)
+------------------------------------------------
+Firefox's offer carries its candidates *and* ``a=end-of-candidates``; its host candidates
+are mDNS names (``<uuid>.local``), plus component-2 and TCP candidates. aiortc's
+``setRemoteDescription`` hands the offer's candidates and the end-of-candidates mark to
+aioice *before* it gathers its own candidates. aioice drops every candidate it cannot use
+(an mDNS name that does not resolve, or under the loopback policy any name), and on
+end-of-candidates it prunes the components for which no remote candidate is left
+(``Connection._prune_components``). With none left it prunes them *all*, so the gathering
+that follows gathers for no component: the answer carried no ``a=candidate`` line. And
+even with local candidates, ``connect()`` fails at once on an empty check list after
+end-of-candidates, before Firefox's checks (which teach us its real address as a
+peer-reflexive candidate) can arrive. Chromium never writes ``a=end-of-candidates`` into
+its SDP, so it never met this. The patch holds back an end-of-candidates that arrives while
+no remote candidate is known, for :data:`PRFLX_GRACE_S` seconds: the answer gets its
+candidates, the peer's checks arrive and pair, and if none come the mark is applied then
+and ICE fails as it did.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import ipaddress
+import logging
 from typing import Any
 
 import aioice.ice
 
+log = logging.getLogger(__name__)
+
+#: How long an end-of-candidates that left no usable remote candidate is held back, for
+#: the peer's checks to arrive (it starts them as soon as it reads our answer).
+PRFLX_GRACE_S = 10.0
+
 _ORIGINAL_ADDRESSES = aioice.ice.get_host_addresses
 _ORIGINAL_REQUEST = aioice.ice.Connection.request_received
 _ORIGINAL_ADD = aioice.ice.Connection.add_remote_candidate
+_ORIGINAL_CLOSE = aioice.ice.Connection.close
+_ORIGINAL_DATAGRAM = aioice.ice.StunProtocol.datagram_received
 
-
-def _loopback_only(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    return ["127.0.0.1"] if use_ipv4 else ["::1"]
+_state = {"loopback": False, "grace": False}
 
 
 def is_loopback_host(host: str) -> bool:
@@ -45,31 +87,88 @@ def is_own_address(host: str) -> bool:
     return is_loopback_host(host) or host.split("%")[0] in own_addresses()
 
 
+def loopback_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    """The host candidate addresses of a loopback daemon: loopback first, then this
+    machine's interface addresses (what aioice would gather)."""
+    first = (["127.0.0.1"] if use_ipv4 else []) + (["::1"] if use_ipv6 and not use_ipv4 else [])
+    return first + [a for a in _ORIGINAL_ADDRESSES(use_ipv4, use_ipv6) if a not in first]
+
+
 @functools.wraps(_ORIGINAL_REQUEST)
-def _request_from_loopback(self: Any, message: Any, addr: tuple[str, int], protocol: Any) -> None:
-    if not is_own_address(addr[0]):
+def _request_received(self: Any, message: Any, addr: tuple[str, int], protocol: Any) -> None:
+    if _state["loopback"] and not is_own_address(addr[0]):
         return  # unanswered, the check fails and that pair is never used
     _ORIGINAL_REQUEST(self, message, addr, protocol)
 
 
-@functools.wraps(_ORIGINAL_ADD)
-async def _add_loopback_candidate(self: Any, candidate: Any) -> None:
-    # Other machines' addresses, and mDNS names (.local), are skipped: a local peer's
-    # checks reach us anyway and teach us its address.
-    if candidate is not None and not is_own_address(candidate.host):
+@functools.wraps(_ORIGINAL_DATAGRAM)
+def _datagram_received(self: Any, data: Any, addr: tuple[Any, ...]) -> None:
+    if _state["loopback"] and not is_own_address(str(addr[0])):
         return
-    await _ORIGINAL_ADD(self, candidate)
+    _ORIGINAL_DATAGRAM(self, data, addr)
+
+
+@functools.wraps(_ORIGINAL_ADD)
+async def _add_remote_candidate(self: Any, candidate: Any) -> None:
+    if candidate is not None:
+        # Other machines' addresses, and mDNS names (.local), are skipped: a local peer's
+        # checks reach us anyway and teach us its address.
+        if _state["loopback"] and not is_own_address(candidate.host):
+            return
+        await _ORIGINAL_ADD(self, candidate)
+        return
+    if not _state["grace"] or self._remote_candidates or self._closing:
+        await _ORIGINAL_ADD(self, None)
+        return
+    if getattr(self, "_reactor_eoc_task", None) is not None:
+        return
+
+    async def later() -> None:
+        await asyncio.sleep(PRFLX_GRACE_S)
+        self._reactor_eoc_task = None
+        if not self._closing and not self._remote_candidates_end:
+            log.debug("end-of-candidates applied after %.0f s", PRFLX_GRACE_S)
+            await _ORIGINAL_ADD(self, None)
+
+    self._reactor_eoc_task = asyncio.ensure_future(later())
+
+
+@functools.wraps(_ORIGINAL_CLOSE)
+async def _close(self: Any) -> None:
+    task = getattr(self, "_reactor_eoc_task", None)
+    if task is not None:
+        task.cancel()
+        self._reactor_eoc_task = None
+    await _ORIGINAL_CLOSE(self)
+
+
+def _install() -> None:
+    patched = _state["loopback"] or _state["grace"]
+    conn = aioice.ice.Connection
+    conn.add_remote_candidate = (  # type: ignore[method-assign]
+        _add_remote_candidate if patched else _ORIGINAL_ADD)  # type: ignore[assignment]
+    conn.close = _close if patched else _ORIGINAL_CLOSE  # type: ignore[method-assign]
+    conn.request_received = (  # type: ignore[method-assign]
+        _request_received if _state["loopback"] else _ORIGINAL_REQUEST)
+    aioice.ice.StunProtocol.datagram_received = (  # type: ignore[method-assign]
+        _datagram_received if _state["loopback"] else _ORIGINAL_DATAGRAM)
+    aioice.ice.get_host_addresses = (
+        loopback_host_addresses if _state["loopback"] else _ORIGINAL_ADDRESSES)
 
 
 def restrict_ice_to_loopback(enabled: bool = True) -> None:
-    """Offer only loopback and talk only to this machine's addresses (``enabled``), or
-    use every interface again."""
-    conn = aioice.ice.Connection
-    if enabled:
-        aioice.ice.get_host_addresses = _loopback_only
-        conn.request_received = _request_from_loopback  # type: ignore[method-assign]
-        conn.add_remote_candidate = _add_loopback_candidate  # type: ignore[method-assign,assignment]
-    else:
-        aioice.ice.get_host_addresses = _ORIGINAL_ADDRESSES
-        conn.request_received = _ORIGINAL_REQUEST  # type: ignore[method-assign]
-        conn.add_remote_candidate = _ORIGINAL_ADD  # type: ignore[method-assign]
+    """Offer loopback and this machine's interface addresses, and talk only to this
+    machine's addresses (``enabled``); or use every interface and talk to anyone again."""
+    _state["loopback"] = enabled
+    _install()
+
+
+def enable_end_of_candidates_grace(enabled: bool = True) -> None:
+    """Hold back an end-of-candidates that leaves no usable remote candidate for
+    :data:`PRFLX_GRACE_S` seconds (what makes Firefox work), or stop (``enabled=False``)."""
+    _state["grace"] = enabled
+    _install()
+
+
+def loopback_restricted() -> bool:
+    return _state["loopback"]

@@ -13,7 +13,9 @@ description before it returns (aiortc 1.16, ``rtcpeerconnection.py``), so
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aiortc import RTCPeerConnection, RTCRtpSender
@@ -182,11 +184,82 @@ def codec_preferences(codec: Codec) -> list[RTCRtpCodecCapability]:
     return chosen
 
 
-async def answer_sdp_for(pc: RTCPeerConnection) -> str:
+async def answer_sdp_for(pc: RTCPeerConnection, announced: Sequence[str] = ()) -> str:
     """Create and apply ``pc``'s answer and return it as complete, non-trickle SDP.
 
     Call after ``setRemoteDescription`` and after adding tracks / setting codec preferences.
+    ``announced`` (``server.announced_addresses``) replaces the host candidates'
+    addresses, see :func:`announce_host_candidates`.
     """
     await pc.setLocalDescription(await pc.createAnswer())
     # setLocalDescription has gathered every candidate and written them into the SDP.
-    return pc.localDescription.sdp
+    sdp: str = pc.localDescription.sdp
+    return announce_host_candidates(sdp, announced) if announced else sdp
+
+
+def announce_host_candidates(sdp: str, announced: Sequence[str]) -> str:
+    """Write ``announced`` addresses into ``sdp``'s host candidates in place of the
+    interface addresses (a public address under 1:1 NAT).
+
+    Each host candidate becomes one candidate per announced address of the same IP
+    family, same port, component and transport; a host candidate of a family with no
+    announced address is left out (its address is a private one). Server-reflexive and
+    relay candidates are kept as they are. A ``c=`` line that named a replaced address
+    names the media section's first candidate address after the rewrite. The daemon's
+    sockets stay bound to the interface addresses: the NAT maps the announced address to
+    them, and checks arriving there are matched by socket, not by address.
+    """
+    by_family: dict[int, list[str]] = {4: [], 6: []}
+    for address in announced:
+        ip = ipaddress.ip_address(address)
+        by_family[ip.version].append(str(ip))
+    out: list[str] = []
+    replaced: set[str] = set()
+    seen: set[tuple[str, ...]] = set()
+    eol = "\r\n" if "\r\n" in sdp else "\n"
+    for line in sdp.split(eol):
+        parts = line.split()
+        if line.startswith("a=candidate:") and len(parts) >= 8 and parts[7] == "host":
+            try:
+                version = ipaddress.ip_address(parts[4]).version
+            except ValueError:
+                out.append(line)  # an mDNS name: not an interface address
+                continue
+            replaced.add(parts[4])
+            for address in by_family[version]:
+                new = [*parts[:4], address, *parts[5:]]
+                key = (new[1], new[2], new[4], new[5])
+                if key not in seen:
+                    seen.add(key)
+                    out.append(" ".join(new))
+            continue
+        out.append(line)
+    return eol.join(_fix_connection_lines(out, replaced))
+
+
+def _fix_connection_lines(lines: list[str], replaced: set[str]) -> list[str]:
+    # A section's c= line comes before its candidates: look ahead for the first one.
+    fixed = list(lines)
+    for i, line in enumerate(lines):
+        parts = line.split()
+        if not (line.startswith("c=IN ") and len(parts) == 3 and parts[2] in replaced):
+            continue
+        new = "c=IN IP4 0.0.0.0"
+        for later in lines[i + 1:]:
+            if later.startswith("m="):
+                break
+            cand = later.split()
+            if later.startswith("a=candidate:") and len(cand) >= 6:
+                version = ipaddress.ip_address(cand[4]).version if _is_ip(cand[4]) else 4
+                new = f"c=IN IP{version} {cand[4]}"
+                break
+        fixed[i] = new
+    return fixed
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

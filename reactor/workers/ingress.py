@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -26,9 +25,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from reactor.control.events import event_to_json
 from reactor.ipc import ShmRing
 from reactor.media.convert import frame_to_rgb
-from reactor.media.dtls import enable_rsa_cipher_suites
-from reactor.media.ice import is_loopback_host, restrict_ice_to_loopback
 from reactor.media.jitter import enable_marker_bit_completion
+from reactor.media.peer import install_patches, new_peer_connection
 from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
@@ -65,9 +63,8 @@ class Sender:
 
 class Ingress:
     def __init__(self, ctx: WorkerContext) -> None:
-        enable_rsa_cipher_suites()
+        install_patches(ctx.config.server)
         enable_marker_bit_completion()
-        restrict_ice_to_loopback(is_loopback_host(ctx.config.server.host))
         self.ctx = ctx
         self.config = ctx.config
         self.input = ShmRing.attach(ctx.rings["input"])
@@ -99,7 +96,6 @@ class Ingress:
 
     async def request(self, req: cpb.Request, timeout: float = REQUEST_TIMEOUT_S) -> cpb.Reply:
         """Ask the supervisor; raise :class:`RequestFailed` with the reply's status."""
-        assert self.ctx.link is not None
         fut = self.ctx.link.request(req)
         try:
             reply = await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
@@ -127,9 +123,7 @@ class Ingress:
                         ch.send(text)
 
     def report_clients(self) -> None:
-        assert self.ctx.link is not None
-        self.ctx.link.event(wpb.SessionEvent(
-            kind=wpb.SessionEvent.CLIENT, json=json.dumps({"sender": self.sender is not None})))
+        self.ctx.link.clients(sender=self.sender is not None)
 
     async def ensure_session(self) -> None:
         """The first client starts the session; later ones join it."""
@@ -155,7 +149,7 @@ class Ingress:
         if info.video_direction not in ("sendonly", "sendrecv"):
             raise RequestFailed(400, f"a WHIP offer must send video, but its video section is "
                                 f"{info.video_direction} (to watch, POST the offer to /whep)")
-        pc = RTCPeerConnection()
+        pc = new_peer_connection(self.config.server)
         sender = Sender(uuid.uuid4().hex[:16], pc)
 
         @pc.on("track")
@@ -176,7 +170,7 @@ class Ingress:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             for t in pc.getTransceivers():
                 t.direction = "recvonly"
-            answer = await answer_sdp_for(pc)
+            answer = await answer_sdp_for(pc, self.config.server.announced_addresses)
         except Exception as exc:
             await pc.close()
             raise RequestFailed(400, f"cannot answer the offer: {exc}") from None
@@ -255,7 +249,7 @@ async def _amain(ctx: WorkerContext) -> None:
 
     ingress = Ingress(ctx)
     ingress.loop = asyncio.get_running_loop()
-    link = ctx.connect(ingress.on_message, ingress.stats)
+    link = ctx.attach(ingress)
     app = build_app(ingress)
     # keepalive_timeout closes a connection that has not completed a request this long
     # after it opened or after its last response, whether it is idle or dribbling header
@@ -273,7 +267,7 @@ async def _amain(ctx: WorkerContext) -> None:
     server = getattr(site, "_server", None)
     if server is not None and server.sockets:
         port = server.sockets[0].getsockname()[1]
-    link.ready(json.dumps({"host": cfg.host, "port": port}))
+    link.ready(wpb.Ready(ingress=wpb.IngressReady(host=cfg.host, port=port)))
     log.info("ready: listening on %s://%s:%d/", cfg.scheme, cfg.host, port)
     try:
         while not ctx.stop.is_set():

@@ -4,7 +4,6 @@ the same encoded packets by the broadcaster, plus a data channel for session eve
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -14,8 +13,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from reactor.config import Config
 from reactor.control.events import event_to_json
-from reactor.media.dtls import enable_rsa_cipher_suites
-from reactor.media.ice import is_loopback_host, restrict_ice_to_loopback
+from reactor.media.peer import install_patches, new_peer_connection
 from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
 from reactor.media.tracks import EncodedVideoTrack, add_encoded_track, enable_keyframe_requests
 from reactor.proto import control_pb2 as cpb
@@ -39,9 +37,8 @@ class Viewer:
 
 class ViewerHub:
     def __init__(self, worker: EgressWorker, config: Config) -> None:
-        enable_rsa_cipher_suites()
+        install_patches(config.server)
         enable_keyframe_requests()
-        restrict_ice_to_loopback(is_loopback_host(config.server.host))
         self.worker = worker
         self.config = config
         self.viewers: dict[str, Viewer] = {}
@@ -81,7 +78,7 @@ class ViewerHub:
                 message="the offer only sends video; a WHEP offer must receive "
                 "(recvonly); to send video, POST to /whip", status=400))
         codec = self._choose_codec(info.video_codecs)
-        pc = RTCPeerConnection()
+        pc = new_peer_connection(self.config.server)
         track = self.worker.broadcaster.add_viewer(codec)  # type: ignore[arg-type]
         try:
             # Before the offer is applied, so exactly the encoder's codec is negotiated.
@@ -98,7 +95,7 @@ class ViewerHub:
                 if pc.connectionState in ("failed", "closed"):
                     await self.remove(viewer.id, f"connection {pc.connectionState}")
 
-            sdp = await answer_sdp_for(pc)
+            sdp = await answer_sdp_for(pc, self.config.server.announced_addresses)
         except Exception as exc:
             self.worker.broadcaster.remove_viewer(track)
             await pc.close()
@@ -121,10 +118,7 @@ class ViewerHub:
         return True
 
     def _report(self) -> None:
-        link = self.worker.ctx.link
-        if link is not None:
-            link.event(wpb.SessionEvent(kind=wpb.SessionEvent.CLIENT,
-                                        json=json.dumps({"viewers": self.count})))
+        self.worker.ctx.link.clients(viewers=self.count)
 
     def on_session_event(self, ev: wpb.SessionEvent) -> None:
         text = event_to_json(ev)

@@ -14,11 +14,11 @@ then carries ``http_status``).
 
 Handshake notes (GStreamer 1.22, libnice 0.1.21, against aiortc):
 
-- ICE on loopback: libnice gathers host candidates on every interface *except* loopback,
-  and the daemon bound to 127.0.0.1 offers only 127.0.0.1 and ignores checks from other
-  addresses, so no pair would ever work. ``GstWebRTCICE``'s ``add-local-ip-address``
-  action signal restricts gathering to the addresses given: for a loopback URL we give
-  127.0.0.1 alone. TCP candidates are turned off (aiortc has none to pair with them).
+- ICE: the client is stock (no added local addresses, ICE-TCP left on). libnice gathers
+  host candidates on every interface *except* loopback; a daemon bound to 127.0.0.1 also
+  offers this machine's interface addresses and answers checks from this machine's own
+  addresses (``reactor.media.ice``), so libnice pairs its interface address with ours and
+  the packets stay on this machine.
 - DTLS: webrtcbin holds an RSA certificate; the daemon accepts ECDHE-RSA suites
   (``reactor.media.dtls``), otherwise the handshake ends in "no shared cipher".
 - H.264: the daemon answers H.264 only with packetization-mode=1 and a (constrained)
@@ -28,7 +28,6 @@ Handshake notes (GStreamer 1.22, libnice 0.1.21, against aiortc):
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
 import threading
@@ -49,15 +48,6 @@ H264_RTP_CAPS = ("application/x-rtp,media=video,encoding-name=H264,payload=96,"
                  "clock-rate=90000,packetization-mode=(string)1,"
                  "profile-level-id=(string)42e01f")
 VP8_RTP_CAPS = "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class HttpError(Exception):
@@ -122,7 +112,6 @@ class GstClient:
             pipeline.add(Gst.ElementFactory.make("webrtcbin", "webrtc"))
         self.webrtc = pipeline.get_by_name("webrtc")
         self.webrtc.set_property("bundle-policy", GstWebRTC.WebRTCBundlePolicy.MAX_BUNDLE)
-        self._restrict_ice()
         if a.mode == "whip":
             pay = pipeline.get_by_name("pay")
             pay.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, self._on_encoded)
@@ -141,21 +130,6 @@ class GstClient:
         bus.add_signal_watch()
         bus.connect("message::error", self._on_error)
         return pipeline
-
-    def _restrict_ice(self) -> None:
-        # Keep the wrapper for the pipeline's lifetime: with webrtcbin 1.22 and PyGObject
-        # 3.42 the wrapper ends up holding the agent's only reference (refcount 1 after
-        # get_property), so a dropped wrapper frees the agent under webrtcbin and every
-        # later ICE call fails (GStreamer-WebRTC-CRITICAL: 'GST_IS_WEBRTC_ICE (ice)').
-        self.ice = ice = self.webrtc.get_property("ice-agent")
-        # aiortc does not do ICE-TCP; TCP candidates only add checks that cannot succeed.
-        ice.set_property("ice-tcp", False)
-        host = urllib.parse.urlsplit(self.args.url).hostname or ""
-        if is_loopback(host):
-            # libnice skips loopback interfaces when gathering; once any address is added
-            # by hand it gathers on those alone, so this yields exactly one 127.0.0.1 host
-            # candidate, the only address a loopback-bound daemon answers checks from.
-            ice.emit("add-local-ip-address", "127.0.0.1")
 
     def _transceivers(self) -> list[GstWebRTC.WebRTCRTPTransceiver]:
         out = []
