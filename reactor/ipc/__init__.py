@@ -2,6 +2,16 @@
 
 :class:`ShmRing` moves fixed-size frames through ``/dev/shm``; :class:`CudaRing` keeps them
 in device memory (torch is imported only when a CudaRing is used).
+
+The modules, each importing only those above it::
+
+    errors     the RingError tree
+    layout     the segment's byte layout and the RingHandle
+    sync       fence, futexes, process liveness
+    segment    Segment: the mapping, word access, the lock, the consumer table, aux blobs
+    reader     Reader and Frame: the consumer side
+    ring       ShmRing and WriteSlot: the producer side, and the protocol between the two
+    cuda_ring  CudaRing: a ShmRing of 1-byte slots plus device memory shared by CUDA IPC
 """
 
 from __future__ import annotations
@@ -15,8 +25,9 @@ from reactor.ipc.errors import (
     RingTimeout,
 )
 from reactor.ipc.layout import RingHandle
-from reactor.ipc.reader import Frame, Reader, WriteSlot
-from reactor.ipc.ring import ShmRing
+from reactor.ipc.reader import Frame, Reader
+from reactor.ipc.ring import ShmRing, WriteSlot
+from reactor.ipc.segment import Segment
 
 __all__ = [
     "CudaRing",
@@ -28,6 +39,7 @@ __all__ = [
     "RingHandle",
     "RingSpaceError",
     "RingTimeout",
+    "Segment",
     "ShmRing",
     "WriteSlot",
 ]

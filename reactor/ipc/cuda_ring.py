@@ -28,55 +28,15 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from reactor.ipc.errors import RingError
-from reactor.ipc.layout import C_PID, C_TOKEN, G_PGEN, Policy, RingHandle
+from reactor.ipc.layout import Policy, RingHandle
 from reactor.ipc.ring import ShmRing
 
 _AUX_BYTES = 64 * 1024
-
-
-# Aux blobs: byte areas in the meta ring's segment (index 0: the producer, 1 + i: reader i)
-# holding pickled CUDA IPC handles. Seqlock: the writer makes the version odd, writes,
-# makes it even; a reader copies and retries until it read one even version throughout.
-
-
-def _aux_view(ring: ShmRing, index: int) -> np.ndarray:
-    size = ring.handle.aux_bytes
-    off = ring._aux_off + index * size
-    return ring._base[off : off + size]
-
-
-def _aux_version(ring: ShmRing, index: int) -> int:
-    return int(_aux_view(ring, index)[:8].view(np.int64)[0])
-
-
-def _aux_write(ring: ShmRing, index: int, payload: bytes) -> None:
-    view = _aux_view(ring, index)
-    if len(payload) + 16 > len(view):
-        raise RingError(f"ring {ring.name!r}: CUDA handles of {len(payload)} bytes too big")
-    words = view[:16].view(np.int64)
-    words[0] += 1
-    words[1] = len(payload)
-    view[16 : 16 + len(payload)] = np.frombuffer(payload, np.uint8)
-    words[0] += 1
-
-
-def _aux_read(ring: ShmRing, index: int) -> tuple[int, bytes]:
-    view = _aux_view(ring, index)
-    words = view[:16].view(np.int64)
-    while True:
-        version = int(words[0])
-        payload = view[16 : 16 + int(words[1])].tobytes()
-        if version % 2 == 0 and int(words[0]) == version:
-            return version, payload
-        time.sleep(0.0001)
 
 
 def _torch() -> Any:
@@ -104,12 +64,12 @@ class CudaFrame:
     valid until :meth:`release` or the reader's next ``read()``."""
 
     __slots__ = (
-        "_meta",
         "_reader",
         "array",
         "capture_ts",
         "enqueue_ts",
         "frame_id",
+        "meta",
         "seq",
         "session_id",
         "slot",
@@ -117,7 +77,7 @@ class CudaFrame:
 
     def __init__(self, reader: CudaReader, meta: Any, tensor: Any) -> None:
         self._reader = reader
-        self._meta = meta
+        self.meta = meta  # the meta ring's Frame, released with this one
         self.array = tensor
         self.seq, self.slot, self.frame_id = meta.seq, meta.slot, meta.frame_id
         self.capture_ts, self.enqueue_ts = meta.capture_ts, meta.enqueue_ts
@@ -128,7 +88,7 @@ class CudaFrame:
         return self.array
 
     def release(self) -> None:
-        if self._reader._frame is self:
+        if self._reader.frame is self:
             self._reader.release()
 
     def __enter__(self) -> CudaFrame:
@@ -167,7 +127,7 @@ class CudaRing:
             shape=(1,),
             policy=policy,
             max_consumers=max_consumers,
-            _aux_bytes=_AUX_BYTES,
+            aux_bytes=_AUX_BYTES,
         )
         return cls(meta, CudaRingHandle(meta.handle, tuple(int(d) for d in shape), dtype, device))
 
@@ -181,6 +141,11 @@ class CudaRing:
     @property
     def handle(self) -> CudaRingHandle:
         return self._handle
+
+    @property
+    def meta(self) -> ShmRing:
+        """The meta ring: sequencing, policies and liveness, and the CUDA IPC handles."""
+        return self._meta
 
     @property
     def name(self) -> str:
@@ -279,25 +244,23 @@ class CudaRing:
             self._pool = torch.empty((self.slots, *self._handle.shape), dtype=dtype, device=device)
             self._ready = [torch.cuda.Event(interprocess=True) for _ in range(self.slots)]
         blob = {
-            "generation": int(self._meta._g[G_PGEN]),
+            "generation": self._meta.segment.producer_generation,
             "device": device.index,
             "pool": reduce_tensor(self._pool),
             "ready": [bytes(e.ipc_handle()) for e in self._ready],
         }
-        _aux_write(self._meta, 0, pickle.dumps(blob))
+        self._meta.segment.aux_write(0, pickle.dumps(blob))
 
     def _reader_events(self) -> list[list[Any]]:
         """Every registered reader's "released" events, opened once per registration."""
         torch = _torch()
-        c = self._meta._c
+        segment = self._meta.segment
         out = []
-        for index in range(self._meta.handle.max_consumers):
-            if c[index, C_PID] == 0:  # no reader registered here
-                continue
-            key = (index, int(c[index, C_TOKEN]))
+        for key in segment.registrations():  # (index, token) of each registered reader
+            index = key[0]
             events = self._released.get(key)
             if events is None:
-                _, payload = _aux_read(self._meta, 1 + index)
+                _, payload = segment.aux_read(1 + index)
                 if not payload:
                     continue
                 blob = pickle.loads(payload)
@@ -322,7 +285,7 @@ class CudaReader:
     def __init__(self, ring: CudaRing) -> None:
         torch = _torch()
         self._ring = ring
-        self._meta = ring._meta.reader()
+        self._meta = ring.meta.reader()
         self._frame: CudaFrame | None = None
         self._version = -1
         self._pool: Any = None
@@ -332,15 +295,20 @@ class CudaReader:
         with torch.cuda.device(device):
             self._released = [torch.cuda.Event(interprocess=True) for _ in range(ring.slots)]
         blob = {
-            "token": self._meta._token,
+            "token": self._meta.token,
             "device": device,
             "released": [bytes(e.ipc_handle()) for e in self._released],
         }
-        _aux_write(ring._meta, 1 + self._meta._index, pickle.dumps(blob))
+        ring.meta.segment.aux_write(1 + self._meta.index, pickle.dumps(blob))
 
     @property
     def dropped(self) -> int:
         return self._meta.dropped
+
+    @property
+    def frame(self) -> CudaFrame | None:
+        """The frame this reader holds (the last one read and not yet released)."""
+        return self._frame
 
     def read(self, timeout: float | None = None) -> CudaFrame | None:
         """Like :meth:`Reader.read`; the returned tensor is ordered after the producer's
@@ -357,10 +325,10 @@ class CudaReader:
 
     def _open(self, torch: Any) -> None:
         """(Re)open the producer's pool and events when its blob changes (a new producer)."""
-        shm = self._ring._meta
-        if _aux_version(shm, 0) == self._version:
+        segment = self._ring.meta.segment
+        if segment.aux_version(0) == self._version:
             return
-        version, payload = _aux_read(shm, 0)
+        version, payload = segment.aux_read(0)
         blob = pickle.loads(payload)
         rebuild, args = blob["pool"]
         self._pool = rebuild(*args)
@@ -374,7 +342,7 @@ class CudaReader:
         self._frame = None
         torch = _torch()
         self._released[frame.slot].record(torch.cuda.current_stream(self._pool.device))
-        frame._meta.release()
+        frame.meta.release()
 
     def close(self) -> None:
         if self._frame is not None:

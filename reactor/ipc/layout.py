@@ -1,14 +1,39 @@
-"""The byte layout of a ring's shared-memory segment (documented in :mod:`reactor.ipc.ring`).
+"""The byte layout of a ring's shared-memory segment, and the handle that names one.
 
 Word indices into the global header (``G_*``), a consumer row (``C_*``) and a slot row
-(``S_*``), the handle that names a segment, and the offsets of its regions.
+(``S_*``), the :class:`RingHandle`, :func:`layout` (the offsets of the regions), and the
+header's encoding (:func:`write_header`, :func:`read_header`).
+:mod:`reactor.ipc.segment` maps the segment; :mod:`reactor.ipc.ring` explains the protocol.
+
+Byte layout (all words little-endian signed 64-bit, offsets in bytes)::
+
+    0     global header, 64 words:
+            0 magic  1 version  2 slots  3 slot stride  4 max consumers  5 policy
+            6 ndim  7..14 shape  15 dtype.str (8 ASCII bytes)  16 data offset
+            17 aux bytes  18 producer pid  19 producer start ticks
+            20 producer state (0 none, 1 active, 2 closed)  21 closed by creator
+            22 LATEST = seq << 16 | slot of the newest published frame (0: none yet)
+            23 write futex (u32, bumped by the producer after every publish)
+            24 release futex (u32, set by consumers on release; wakes a block producer)
+            25 producer parked  26 dropped by departed consumers  27 producer generation
+            28 PENDING = seq being written (0: none), the readers' heads-up
+    512   consumer table, max_consumers x 8 words:
+            pid (0 = free), start ticks, pin (slot held, -1 none), pos (last seq taken),
+            need (block: lowest seq still needed), dropped, parked, token
+    ...   slot table, slots x 8 words:
+            state (2*seq published, odd being written, 0 empty), frame id, capture ts,
+            enqueue ts (CLOCK_MONOTONIC ns), session id, 3 spare
+    ...   aux blobs (CudaRing only): (1 + max_consumers) x aux bytes, each a seqlock
+          version word, a length word and the payload
+    page  slot data (first page boundary after the aux blobs), ``slots`` x stride, the
+          stride being the frame's bytes rounded up to a page
 """
 
 from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Policy = Literal["latest", "block"]
 
@@ -56,3 +81,31 @@ def layout(slots: int, max_consumers: int, aux_bytes: int) -> tuple[int, int, in
     aux = slot_tab + slots * ROW * 8
     data = aux + (1 + max_consumers) * aux_bytes
     return cons, slot_tab, aux, -(-data // PAGE) * PAGE
+
+
+def write_header(g: Any, handle: RingHandle, data_off: int) -> None:
+    """Fill a new segment's global header ``g`` (int64 words) from its handle, all but the
+    magic word, which the creator stores last."""
+    shape = handle.shape
+    g[G_VERSION], g[G_SLOTS], g[G_STRIDE] = VERSION, handle.slots, handle.slot_bytes
+    g[G_MAXC], g[G_POLICY] = handle.max_consumers, POLICIES[handle.policy]
+    g[G_NDIM], g[G_DATA], g[G_AUX] = len(shape), data_off, handle.aux_bytes
+    g[G_SHAPE : G_SHAPE + len(shape)] = shape
+    g[G_DTYPE] = int.from_bytes(handle.dtype.encode().ljust(8, b"\0"), "little")
+
+
+def read_header(g: Any, name: str, total_bytes: int) -> RingHandle:
+    """The handle that the global header ``g`` (int64 words) of ring ``name`` describes."""
+    shape = tuple(int(x) for x in g[G_SHAPE : G_SHAPE + int(g[G_NDIM])])
+    policy = next(k for k, v in POLICIES.items() if v == int(g[G_POLICY]))
+    return RingHandle(
+        name=name,
+        slots=int(g[G_SLOTS]),
+        shape=shape,
+        dtype=g[G_DTYPE : G_DTYPE + 1].tobytes().rstrip(b"\0").decode(),
+        policy=policy,
+        max_consumers=int(g[G_MAXC]),
+        slot_bytes=int(g[G_STRIDE]),
+        total_bytes=total_bytes,
+        aux_bytes=int(g[G_AUX]),
+    )

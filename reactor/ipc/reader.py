@@ -1,41 +1,28 @@
-"""The consumer side of a :class:`~reactor.ipc.ring.ShmRing`, and the frame objects.
+"""The consumer side of a ring: :class:`Reader` and the :class:`Frame` it hands out.
 
-See :mod:`reactor.ipc.ring` for the layout and the memory-ordering argument; the comments
-here name which handshake each fence belongs to.
+A reader registers a row in the segment's consumer table (:class:`~reactor.ipc.segment.Segment`)
+and follows the protocol in :mod:`reactor.ipc.ring`; the comments here name which handshake
+each fence belongs to.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
-
-from reactor.ipc import layout as lay
-from reactor.ipc import sync
-from reactor.ipc.errors import ProducerGoneError, RingClosedError, RingError
+import reactor.ipc.layout as lay
+import reactor.ipc.sync as sync
+from reactor.ipc.errors import RingClosedError
 from reactor.ipc.layout import (
     C_DROPPED,
     C_NEED,
     C_PARKED,
-    C_PID,
     C_PIN,
     C_POS,
-    C_START,
-    C_TOKEN,
-    G_CLOSED,
     G_LATEST,
     G_PENDING,
-    G_PPARKED,
-    G_PPID,
-    G_PSTART,
-    G_PSTATE,
-    G_RETIRED,
-    G_RFUTEX,
     G_WFUTEX,
-    P_ACTIVE,
-    P_CLOSED,
     ROW,
     S_CAPTURE,
     S_ENQUEUE,
@@ -43,9 +30,9 @@ from reactor.ipc.layout import (
     S_SESSION,
     S_STATE,
 )
+from reactor.ipc.segment import Segment
 
-if TYPE_CHECKING:
-    from reactor.ipc.ring import ShmRing
+__all__ = ["Frame", "Reader"]
 
 
 class Frame:
@@ -89,7 +76,7 @@ class Frame:
 
     def release(self) -> None:
         """Hand the slot back to the producer (idempotent)."""
-        if self._reader._frame is self:
+        if self._reader.frame is self:
             self._reader.release()
 
     def __enter__(self) -> Frame:
@@ -102,28 +89,6 @@ class Frame:
         return f"Frame(seq={self.seq}, frame_id={self.frame_id}, session_id={self.session_id})"
 
 
-class WriteSlot:
-    """A reserved slot: render into ``array``; set metadata fields before the block ends."""
-
-    __slots__ = ("array", "capture_ts", "frame_id", "seq", "session_id", "slot")
-
-    def __init__(
-        self,
-        array: Any,
-        seq: int,
-        slot: int,
-        frame_id: int | None,
-        capture_ts: int,
-        session_id: int,
-    ) -> None:
-        self.array = array
-        self.seq = seq
-        self.slot = slot
-        self.frame_id = frame_id
-        self.capture_ts = capture_ts
-        self.session_id = session_id
-
-
 class Reader:
     """One consumer's registration and read position. Make it with ``ring.reader()``.
 
@@ -132,53 +97,36 @@ class Reader:
     order, and the producer waits for it.
     """
 
-    def __init__(self, ring: ShmRing) -> None:
-        self._ring = ring
-        self._block = ring.policy == "block"
+    def __init__(self, segment: Segment) -> None:
+        self._seg = segment
+        self._block = segment.handle.policy == "block"
         self._frame: Frame | None = None
         self._dropped = 0
         self._releases = 0
         self._spun = 0  # the PENDING seq this reader last spun for
         self._closed = False
-        ring._reap()
-        h, g, c = ring.handle, ring._g, ring._c
-        limit = h.max_consumers if self._block else min(h.max_consumers, h.slots - 1)
-        me = os.getpid()
-        with ring._locked():
-            free = np.flatnonzero(c[:, C_PID] == 0).tolist()
-            if h.max_consumers - len(free) >= limit or not free:
-                keys = "rings.output_slots" if self._block else "rings.input_slots"
-                raise RingError(
-                    f"ring {h.name!r} already has {h.max_consumers - len(free)} readers, its "
-                    f"limit ({h.slots} slots, max_consumers={h.max_consumers}); raise {keys}"
-                )
-            i = free[0]
-            newest = int(g[G_LATEST]) >> 16
-            # latest: the newest frame is readable at once; block: frames from now on.
-            pos = newest if self._block else max(newest - 1, 0)
-            c[i, C_START] = sync.start_time(me)
-            c[i, C_PIN], c[i, C_POS], c[i, C_NEED] = -1, pos, pos + 1
-            c[i, C_DROPPED], c[i, C_PARKED] = 0, 0
-            c[i, C_TOKEN] += 1
-            c[i, C_PID] = me  # last: a producer that sees the pid sees the whole row
-        self._index = i
-        self._row = ring._pid_w[i] - C_PID  # word index of our consumer row
-        self._token = int(c[i, C_TOKEN])
-        self._pos = pos
-        while self._block:
-            # A producer that checked the table before our row was visible may still
-            # write one more frame; re-read until LATEST is stable across a fence.
-            sync.fence()
-            newest = int(g[G_LATEST]) >> 16
-            if newest == self._pos:
-                break
-            self._pos = newest
-            c[i, C_POS], c[i, C_NEED] = newest, newest + 1
+        self._index, self._token, self._pos = segment.register(block=self._block)
+        self._row = segment.consumer_row(self._index)  # word index of our consumer row
 
     @property
     def dropped(self) -> int:
         """Frames this reader skipped (``latest`` policy) since it registered."""
         return self._dropped
+
+    @property
+    def frame(self) -> Frame | None:
+        """The frame this reader holds (the last one read and not yet released)."""
+        return self._frame
+
+    @property
+    def index(self) -> int:
+        """This reader's row in the ring's consumer table."""
+        return self._index
+
+    @property
+    def token(self) -> int:
+        """Tells this registration of the row from earlier and later ones."""
+        return self._token
 
     def read(self, timeout: float | None = None) -> Frame | None:
         """The next frame, waiting up to ``timeout`` seconds (``None``: forever).
@@ -189,29 +137,29 @@ class Reader:
         again once a restarted producer writes.
         """
         if self._closed:
-            raise RingClosedError(f"reader of ring {self._ring.name!r} is closed")
+            raise RingClosedError(f"reader of ring {self._seg.name!r} is closed")
         self.release()
         take = self._take_block if self._block else self._take_latest
         frame = take()
         if frame is not None:
             return frame
-        ring = self._ring
+        seg = self._seg
         deadline = None if timeout is None else time.monotonic() + timeout
         spin_end = time.perf_counter() + lay.SPIN_S
         while time.perf_counter() < spin_end:
             frame = take()
             if frame is not None:
                 return frame
-        m, parked = ring._m, self._row + C_PARKED
+        m, parked = seg.words, self._row + C_PARKED
         while True:
             # Frames still in the ring come first: only an empty ring reports its end.
             frame = take()
             if frame is not None:
                 return frame
-            self._check_producer()
+            seg.check_producer()
             seen = m[G_WFUTEX] & 0xFFFFFFFF
             m[parked] = 1
-            sync.fence()  # Dekker with ShmRing._wake_readers: store parked, then re-check
+            sync.fence()  # Dekker with Segment.wake_readers: store parked, then re-check
             frame = take()
             if frame is not None:
                 m[parked] = 0
@@ -222,7 +170,7 @@ class Reader:
                 return None
             pending = m[G_PENDING]
             if pending == self._spun:  # none, or one we already waited for awake
-                sync.futex_wait(ring._wfutex, seen, min(remaining, lay.PARK_SLICE_S))
+                sync.futex_wait(seg.write_futex, seen, min(remaining, lay.PARK_SLICE_S))
                 pending = m[G_PENDING]
             m[parked] = 0
             if pending == self._spun:
@@ -245,7 +193,8 @@ class Reader:
                 os.sched_yield()
 
     def _take_latest(self) -> Frame | None:
-        m = self._ring._m
+        seg = self._seg
+        m = seg.words
         latest = m[G_LATEST]
         seq = latest >> 16
         if seq <= self._pos:
@@ -254,7 +203,7 @@ class Reader:
         row = self._row
         m[row + C_PIN] = slot
         sync.fence()  # Dekker with ShmRing._pick_latest: store the pin, then load state
-        state = m[self._ring._so + slot * ROW + S_STATE]
+        state = m[seg.slot_words + slot * ROW + S_STATE]
         if state & 1 or state < 2 * seq:
             # Being rewritten (the producer got there before our pin) or emptied by an
             # aborted write: the frame is gone; wait for the next one.
@@ -270,13 +219,13 @@ class Reader:
         return self._make(seq, slot)
 
     def _take_block(self) -> Frame | None:
-        ring = self._ring
-        m, nxt = ring._m, self._pos + 1
+        seg = self._seg
+        m, nxt = seg.words, self._pos + 1
         if m[G_LATEST] >> 16 < nxt:
             return None
-        slot = nxt % ring.slots
+        slot = nxt % seg.handle.slots
         row = self._row
-        if m[ring._so + slot * ROW + S_STATE] != 2 * nxt:
+        if m[seg.slot_words + slot * ROW + S_STATE] != 2 * nxt:
             # Only possible for a frame written while we were registering: skip it.
             self._dropped += 1
             self._pos = nxt
@@ -287,12 +236,12 @@ class Reader:
         return self._make(nxt, slot)
 
     def _make(self, seq: int, slot: int) -> Frame:
-        ring = self._ring
-        row = ring._so + slot * ROW
-        meta = ring._m[row : row + ROW].tolist()
+        seg = self._seg
+        row = seg.slot_words + slot * ROW
+        meta = seg.words[row : row + ROW].tolist()
         frame = Frame(
             self,
-            ring._ro[slot],
+            seg.readonly[slot],
             seq,
             slot,
             meta[S_FRAME],
@@ -309,7 +258,7 @@ class Reader:
         if frame is None:
             return
         self._frame = None
-        m = self._ring._m
+        m = self._seg.words
         if not self._block:
             m[self._row + C_PIN] = -1
             return
@@ -317,41 +266,21 @@ class Reader:
         self._wake_producer()
 
     def _wake_producer(self) -> None:
-        ring = self._ring
         self._releases += 1
         # A value no other reader writes: several readers race on this word without
         # atomics, and a parked producer must see it change (see ring's docstring).
-        ring._m[G_RFUTEX] = (self._releases << 6 | self._index) & 0xFFFFFFFF
-        sync.fence()  # Dekker with ShmRing._wait_free: store need, then load parked
-        if ring._m[G_PPARKED]:
-            sync.futex_wake(ring._rfutex)
-
-    def _check_producer(self) -> None:
-        g, name = self._ring._g, self._ring.name
-        if g[G_CLOSED]:
-            raise RingClosedError(f"ring {name!r} was closed by its owner")
-        state = int(g[G_PSTATE])
-        if state == P_CLOSED:
-            raise RingClosedError(f"ring {name!r}: its producer closed it")
-        pid = int(g[G_PPID])
-        if state == P_ACTIVE and not sync.alive(pid, int(g[G_PSTART])):
-            raise ProducerGoneError(f"ring {name!r}: its producer (pid {pid}) died")
+        self._seg.wake_producer(self._releases << 6 | self._index)
 
     def close(self) -> None:
         """Release the current frame and the registration."""
         if self._closed:
             return
         self._closed = True
-        ring = self._ring
-        if ring._closed:
+        seg = self._seg
+        if seg.closed:
             return
         self._frame = None
-        c, i = ring._c, self._index
-        with ring._locked():
-            if c[i, C_PID] == os.getpid() and c[i, C_TOKEN] == self._token:
-                ring._g[G_RETIRED] += self._dropped
-                c[i, C_PIN], c[i, C_PARKED] = -1, 0
-                c[i, C_PID] = 0
+        seg.unregister(self._index, self._token, self._dropped)
         if self._block:
             self._wake_producer()
 

@@ -1,34 +1,10 @@
-"""ShmRing: fixed-size frame slots in one POSIX shared-memory segment.
+"""ShmRing: fixed-size frame slots in one POSIX shared-memory segment -- the producer side.
 
-One producer, up to ``max_consumers`` readers, each with its own read position. The segment
-is a ``/dev/shm`` file (what :mod:`multiprocessing.shared_memory` makes), opened directly so
-that no process involves a ``resource_tracker``: the creator alone unlinks it, on
-:meth:`ShmRing.close` or at exit; attachers never unlink. A tracker is deliberately not
-used: a killed creator's tracker unlinks the name some time later, by which point a
-restarted supervisor may have created a new ring under it. Instead the supervisor calls
-:meth:`ShmRing.unlink_name` before re-creating a ring after a crash.
-
-Byte layout (all words little-endian signed 64-bit, offsets in bytes)::
-
-    0     global header, 64 words:
-            0 magic  1 version  2 slots  3 slot stride  4 max consumers  5 policy
-            6 ndim  7..14 shape  15 dtype.str (8 ASCII bytes)  16 data offset
-            17 aux bytes  18 producer pid  19 producer start ticks
-            20 producer state (0 none, 1 active, 2 closed)  21 closed by creator
-            22 LATEST = seq << 16 | slot of the newest published frame (0: none yet)
-            23 write futex (u32, bumped by the producer after every publish)
-            24 release futex (u32, set by consumers on release; wakes a block producer)
-            25 producer parked  26 dropped by departed consumers  27 producer generation
-            28 PENDING = seq being written (0: none), the readers' heads-up
-    512   consumer table, max_consumers x 8 words:
-            pid (0 = free), start ticks, pin (slot held, -1 none), pos (last seq taken),
-            need (block: lowest seq still needed), dropped, parked, token
-    ...   slot table, slots x 8 words:
-            state (2*seq published, odd being written, 0 empty), frame id, capture ts,
-            enqueue ts (CLOCK_MONOTONIC ns), session id, 3 spare
-    ...   aux blobs (CudaRing only): (1 + max_consumers) x aux bytes
-    page  slot data (first page boundary after the aux blobs), ``slots`` x stride, the
-          stride being the frame's bytes rounded up to a page
+One producer, up to ``max_consumers`` readers (:class:`~reactor.ipc.reader.Reader`), each with
+its own read position. The segment itself -- its mapping, lock, consumer table, liveness and
+who unlinks it -- is :class:`~reactor.ipc.segment.Segment`; its byte layout is documented in
+:mod:`reactor.ipc.layout`. This docstring is the protocol that the producer here and the
+readers in :mod:`reactor.ipc.reader` follow.
 
 Memory ordering. x86-64 is TSO: stores become visible in program order and loads are not
 reordered with other loads, so the seqlock-style hand-off needs no barrier -- the producer
@@ -76,9 +52,6 @@ microseconds of its publication, at the price of spinning for about one copy per
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import mmap
-import os
 import time
 import weakref
 from collections.abc import Iterator
@@ -86,8 +59,8 @@ from typing import Any
 
 import numpy as np
 
-from reactor.ipc import layout as lay
-from reactor.ipc import sync
+import reactor.ipc.layout as lay
+import reactor.ipc.sync as sync
 from reactor.ipc.errors import (
     ProducerGoneError,
     RingClosedError,
@@ -96,15 +69,10 @@ from reactor.ipc.errors import (
     RingTimeout,
 )
 from reactor.ipc.layout import (
-    C_NEED,
-    C_PARKED,
-    C_PID,
-    C_PIN,
     G_LATEST,
     G_PENDING,
     G_PPARKED,
     G_RFUTEX,
-    G_WFUTEX,
     ROW,
     S_CAPTURE,
     S_ENQUEUE,
@@ -113,9 +81,9 @@ from reactor.ipc.layout import (
     S_STATE,
     Policy,
     RingHandle,
-    layout,
 )
-from reactor.ipc.reader import Frame, Reader, WriteSlot
+from reactor.ipc.reader import Frame, Reader
+from reactor.ipc.segment import Segment
 
 __all__ = [
     "Frame",
@@ -131,10 +99,26 @@ __all__ = [
 ]
 
 
-def _path(name: str) -> str:
-    if not name or "/" in name or "\0" in name:
-        raise RingError(f"invalid ring name {name!r}: use a non-empty name without '/'")
-    return os.path.join(lay.SHM_DIR, name)
+class WriteSlot:
+    """A reserved slot: render into ``array``; set metadata fields before the block ends."""
+
+    __slots__ = ("array", "capture_ts", "frame_id", "seq", "session_id", "slot")
+
+    def __init__(
+        self,
+        array: Any,
+        seq: int,
+        slot: int,
+        frame_id: int | None,
+        capture_ts: int,
+        session_id: int,
+    ) -> None:
+        self.array = array
+        self.seq = seq
+        self.slot = slot
+        self.frame_id = frame_id
+        self.capture_ts = capture_ts
+        self.session_id = session_id
 
 
 class ShmRing:
@@ -145,54 +129,21 @@ class ShmRing:
     object is used by one thread at a time.
     """
 
-    def __init__(self, handle: RingHandle, fd: int, mm: mmap.mmap, *, owner: bool) -> None:
-        self._handle = handle
-        self._fd = fd
-        self._mm = mm
-        self._owner = owner
-        self._closed = False
-        base = np.frombuffer(mm, dtype=np.uint8)
-        cons, slot_tab, aux, data = layout(handle.slots, handle.max_consumers, handle.aux_bytes)
-        self._base = base
-        self._g = base[: lay.GLOBAL_BYTES].view(np.int64)
-        self._c = base[cons:slot_tab].view(np.int64).reshape(handle.max_consumers, ROW)
-        self._s = base[slot_tab:aux].view(np.int64).reshape(handle.slots, ROW)
-        # Hot paths read and write single words through this memoryview: each access is one
-        # aligned 8-byte load or store, and runs far less code than a numpy scalar access,
-        # which matters because a producer returning from a frame's worth of computing
-        # finds its caches cold (each numpy call then costs several microseconds).
-        self._m = memoryview(mm).cast("q")
-        co, so = cons // 8, slot_tab // 8
-        self._so = so
-        maxc = handle.max_consumers
-        self._pid_w = [co + i * ROW + C_PID for i in range(maxc)]
-        self._pin_w = [co + i * ROW + C_PIN for i in range(maxc)]
-        self._need_w = [co + i * ROW + C_NEED for i in range(maxc)]
-        self._parked_w = [co + i * ROW + C_PARKED for i in range(maxc)]
-        self._aux_off = aux
-        self._dtype = dtype = np.dtype(handle.dtype)
-        nbytes = int(np.prod(handle.shape, dtype=np.int64)) * dtype.itemsize
-        self._rw: list[np.ndarray] = []
-        self._ro: list[np.ndarray] = []
-        for i in range(handle.slots):
-            off = data + i * handle.slot_bytes
-            view = base[off : off + nbytes].view(dtype).reshape(handle.shape)
-            ro = view.view()
-            ro.flags.writeable = False
-            self._rw.append(view)
-            self._ro.append(ro)
-        addr = base.ctypes.data
-        self._wfutex = addr + G_WFUTEX * 8
-        self._rfutex = addr + G_RFUTEX * 8
+    def __init__(self, segment: Segment) -> None:
+        self._seg = segment
+        # The producer's hot path reads these on every frame; they are the segment's own
+        # objects (the memoryview is released, for everyone, when the segment closes).
+        self._m = segment.words
+        self._so = segment.slot_words
+        self._pin_w = segment.pin_words
+        self._pid_w = segment.pid_words
+        self._need_w = segment.need_words
         self._producer = False
         self._seq = 0
         self._next_slot = 0
         self._prev_slot = 0
         self._reserved = False
-        self._unlinked = False
-        self._last_reap = 0.0
         self._readers: weakref.WeakSet[Reader] = weakref.WeakSet()
-        self._finalizer = weakref.finalize(self, _release_mapping, fd, owner, handle.name)
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -206,165 +157,56 @@ class ShmRing:
         dtype: str | np.dtype[Any] = "uint8",
         policy: Policy = "latest",
         max_consumers: int = 4,
-        _aux_bytes: int = 0,
+        aux_bytes: int = 0,
     ) -> ShmRing:
-        """Create the segment ``/dev/shm/<name>``; this process owns and unlinks it."""
-        if policy not in lay.POLICIES:
-            raise RingError(f"ring {name!r}: policy must be 'latest' or 'block', not {policy!r}")
-        if slots < 2 or slots > 0xFFFF:
-            raise RingError(f"ring {name!r}: slots must be between 2 and 65535, got {slots}")
-        if not 1 <= max_consumers <= 64:
-            raise RingError(f"ring {name!r}: max_consumers must be 1..64, got {max_consumers}")
-        shape = tuple(int(d) for d in shape)
-        if not 1 <= len(shape) <= lay.MAX_NDIM or min(shape) < 1:
-            raise RingError(f"ring {name!r}: shape must be 1..8 positive dims, got {shape}")
-        dt = np.dtype(dtype)
-        if dt.hasobject or len(dt.str) > 8:
-            raise RingError(f"ring {name!r}: dtype {dt} cannot live in shared memory")
-        path = _path(name)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
-        stride = -(-nbytes // lay.PAGE) * lay.PAGE
-        aux_bytes = -(-_aux_bytes // 64) * 64
-        data_off = layout(slots, max_consumers, aux_bytes)[3]
-        total = data_off + slots * stride
-        st = os.statvfs(lay.SHM_DIR)
-        free = st.f_bavail * st.f_frsize
-        if total > free:
-            raise RingSpaceError(
-                f"ring {name!r} needs {total} bytes of shared memory ({slots} slots of "
-                f"{'x'.join(map(str, shape))} {dt}) but {lay.SHM_DIR} has {free} bytes free; "
-                "lower rings.input_slots / rings.output_slots or video.width / video.height, "
-                "or give the machine a larger /dev/shm (docker: --shm-size)"
+        """Create the segment ``/dev/shm/<name>``; this process owns and unlinks it.
+
+        ``aux_bytes`` reserves a side area of that size for the producer and for each
+        reader (:class:`~reactor.ipc.cuda_ring.CudaRing` keeps its CUDA IPC handles there).
+        """
+        return cls(
+            Segment.create(
+                name,
+                slots=slots,
+                shape=shape,
+                dtype=dtype,
+                policy=policy,
+                max_consumers=max_consumers,
+                aux_bytes=aux_bytes,
             )
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise RingError(
-                f"ring {name!r} already exists at {path} (left by a crashed daemon?); "
-                f"ShmRing.unlink_name({name!r}) removes it"
-            ) from None
-        try:
-            os.ftruncate(fd, total)
-            mm = mmap.mmap(fd, total)
-        except BaseException:
-            os.close(fd)
-            os.unlink(path)
-            raise
-        handle = RingHandle(
-            name, slots, shape, dt.str, policy, max_consumers, stride, total, aux_bytes
         )
-        ring = cls(handle, fd, mm, owner=True)
-        g = ring._g
-        g[lay.G_VERSION], g[lay.G_SLOTS], g[lay.G_STRIDE], g[lay.G_MAXC] = (
-            lay.VERSION,
-            slots,
-            stride,
-            max_consumers,
-        )
-        g[lay.G_POLICY], g[lay.G_NDIM], g[lay.G_DATA] = lay.POLICIES[policy], len(shape), data_off
-        g[lay.G_AUX] = aux_bytes
-        g[lay.G_SHAPE : lay.G_SHAPE + len(shape)] = shape
-        g[lay.G_DTYPE] = int.from_bytes(dt.str.encode().ljust(8, b"\0"), "little")
-        ring._c[:, C_PIN] = -1
-        sync.populate(ring._base.ctypes.data, total)
-        g[lay.G_MAGIC] = lay.MAGIC  # last: an attacher that sees the magic sees a whole header
-        return ring
 
     @classmethod
     def attach(cls, handle: RingHandle) -> ShmRing:
         """Open an existing ring from its handle. Attachers never unlink the segment."""
-        path = _path(handle.name)
-        try:
-            fd = os.open(path, os.O_RDWR)
-        except FileNotFoundError:
-            raise RingClosedError(
-                f"ring {handle.name!r} does not exist at {path}: its owner has closed it"
-            ) from None
-        try:
-            size = os.fstat(fd).st_size
-            if size != handle.total_bytes:
-                raise RingError(
-                    f"ring {handle.name!r} is {size} bytes, the handle says "
-                    f"{handle.total_bytes}: it was recreated with another size; re-read its handle"
-                )
-            mm = mmap.mmap(fd, size)
-        except BaseException:
-            os.close(fd)
-            raise
-        ring = cls(handle, fd, mm, owner=False)
-        g = ring._g
-        if g[lay.G_MAGIC] != lay.MAGIC or g[lay.G_VERSION] != lay.VERSION:
-            ring.close()
-            raise RingError(f"ring {handle.name!r} at {path} is not a reactor ring (version 1)")
-        sync.populate(ring._base.ctypes.data, size)
-        return ring
+        return cls(Segment.open(handle))
 
     @staticmethod
     def handle_for(name: str) -> RingHandle:
         """The handle of an existing ring, read from its header: for tools and tests that
         know a ring's name but were not handed its handle."""
-        path = _path(name)
-        try:
-            with open(path, "rb") as f:
-                g = np.frombuffer(f.read(lay.GLOBAL_BYTES), dtype="<i8")
-                total = os.fstat(f.fileno()).st_size
-        except FileNotFoundError:
-            raise RingClosedError(f"ring {name!r} does not exist at {path}") from None
-        if len(g) < lay.G_AUX + 1 or g[lay.G_MAGIC] != lay.MAGIC:
-            raise RingError(f"{path} is not a reactor ring")
-        shape = tuple(int(x) for x in g[lay.G_SHAPE : lay.G_SHAPE + int(g[lay.G_NDIM])])
-        policy = next(k for k, v in lay.POLICIES.items() if v == int(g[lay.G_POLICY]))
-        return RingHandle(
-            name=name, slots=int(g[lay.G_SLOTS]), shape=shape,
-            dtype=g[lay.G_DTYPE : lay.G_DTYPE + 1].tobytes().rstrip(b"\0").decode(),
-            policy=policy, max_consumers=int(g[lay.G_MAXC]), slot_bytes=int(g[lay.G_STRIDE]),
-            total_bytes=total, aux_bytes=int(g[lay.G_AUX]),
-        )
+        return Segment.read_handle(name)
 
     @staticmethod
     def unlink_name(name: str) -> bool:
         """Remove ``/dev/shm/<name>`` if it exists (a supervisor's clean-up after a crash)."""
-        try:
-            os.unlink(_path(name))
-        except FileNotFoundError:
-            return False
-        return True
+        return Segment.unlink_name(name)
 
     def unlink(self) -> None:
         """Remove the segment's name; mappings stay valid until each process closes.
 
         From the owner this also tells every reader the ring is gone."""
-        if self._closed or self._unlinked:
-            return
-        if self._owner:
-            self._g[lay.G_CLOSED] = 1
-            self._wake_readers()
-        ShmRing.unlink_name(self._handle.name)
-        self._unlinked = True
-        # From now on the finalizer only closes the fd: the name may belong to a new ring.
-        self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _release_mapping, self._fd, False, "")
+        self._seg.unlink()
 
     def close(self) -> None:
         """Detach. The producer tells readers it is gone; the owner also unlinks."""
-        if self._closed:
+        if self._seg.closed:
             return
         for reader in list(self._readers):
             reader.close()
-        if self._producer and self._g[lay.G_PPID] == os.getpid():
-            self._g[lay.G_PSTATE] = lay.P_CLOSED
-            self._wake_readers()
-        if self._owner:
-            self.unlink()
-        self._finalizer()  # closes the fd
-        self._closed = True
-        empty: Any = np.empty(0, np.int64)
-        self._g = self._c = self._s = self._base = empty
-        self._m.release()
-        self._rw, self._ro = [], []
-        # Frames a caller still holds keep the mapping alive; it goes when they do.
-        with contextlib.suppress(BufferError):
-            self._mm.close()
+        if self._producer:
+            self._seg.release_producer()
+        self._seg.close()
 
     def __enter__(self) -> ShmRing:
         return self
@@ -373,60 +215,52 @@ class ShmRing:
         self.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (ShmRing.attach, (self._handle,))
+        return (ShmRing.attach, (self._seg.handle,))
 
     # -- properties ----------------------------------------------------------------------
 
     @property
+    def segment(self) -> Segment:
+        """The shared-memory segment (for :class:`~reactor.ipc.cuda_ring.CudaRing`)."""
+        return self._seg
+
+    @property
     def handle(self) -> RingHandle:
-        return self._handle
+        return self._seg.handle
 
     @property
     def name(self) -> str:
-        return self._handle.name
+        return self._seg.handle.name
 
     @property
     def slots(self) -> int:
-        return self._handle.slots
+        return self._seg.handle.slots
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self._handle.shape
+        return self._seg.handle.shape
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return self._dtype
+        return self._seg.dtype
 
     @property
     def policy(self) -> str:
-        return self._handle.policy
+        return self._seg.handle.policy
 
     def stats(self) -> dict[str, Any]:
         """``name``, ``slots``, ``used`` (slots a reader still needs), ``dropped``,
         ``policy``, ``written`` and ``consumers``."""
         self._check_open()
-        c, s = self._c, self._s
-        live = c[:, C_PID] != 0
-        seqs = s[:, S_STATE] // 2
-        published = (s[:, S_STATE] % 2 == 0) & (seqs > 0)
-        used = 0
-        if live.any():
-            if self._handle.policy == "block":
-                floor = int(c[live, C_NEED].min())
-                needed = published & (seqs >= floor)
-            else:
-                needed = published & (seqs > int(c[live, lay.C_POS].min()))
-                pins = c[live, C_PIN]
-                needed[pins[pins >= 0]] = True
-            used = int(needed.sum())
+        h, occ = self._seg.handle, self._seg.occupancy()
         return {
-            "name": self._handle.name,
-            "slots": self._handle.slots,
-            "used": used,
-            "dropped": int(self._g[lay.G_RETIRED]) + int(c[live, lay.C_DROPPED].sum()),
-            "policy": self._handle.policy,
-            "written": int(self._g[G_LATEST]) >> 16,
-            "consumers": int(live.sum()),
+            "name": h.name,
+            "slots": h.slots,
+            "used": occ["used"],
+            "dropped": occ["dropped"],
+            "policy": h.policy,
+            "written": occ["written"],
+            "consumers": occ["consumers"],
         }
 
     # -- producer ------------------------------------------------------------------------
@@ -448,14 +282,15 @@ class ShmRing:
         """
         start = time.perf_counter_ns()
         arr = np.asarray(frame)
-        if arr.shape != self._handle.shape or arr.dtype != self._dtype:
+        seg = self._seg
+        if arr.shape != seg.handle.shape or arr.dtype != seg.dtype:
             raise RingError(
-                f"ring {self._handle.name!r} holds {self._handle.shape} {self._dtype} "
+                f"ring {seg.name!r} holds {seg.handle.shape} {seg.dtype} "
                 f"frames; got {arr.shape} {arr.dtype}"
             )
         seq, slot = self._acquire(timeout)
         try:
-            np.copyto(self._rw[slot], arr, casting="no")
+            np.copyto(seg.writable[slot], arr, casting="no")
         except BaseException:
             self._abort(slot)
             raise
@@ -479,9 +314,10 @@ class ShmRing:
         """
         start = time.perf_counter_ns()
         if self._reserved:
-            raise RingError(f"ring {self._handle.name!r}: a slot is already reserved")
+            raise RingError(f"ring {self._seg.name!r}: a slot is already reserved")
         seq, slot = self._acquire(timeout)
-        ws = WriteSlot(self._rw[slot], seq, slot, frame_id, capture_ts or start, session_id)
+        array = self._seg.writable[slot]
+        ws = WriteSlot(array, seq, slot, frame_id, capture_ts or start, session_id)
         self._reserved = True
         try:
             yield ws
@@ -495,24 +331,9 @@ class ShmRing:
     def _claim(self) -> None:
         """Become the ring's producer (one per ring; a restarted producer takes over)."""
         self._check_open()
-        g, me = self._g, os.getpid()
-        with self._locked():
-            pid = int(g[lay.G_PPID])
-            if (
-                g[lay.G_PSTATE] == lay.P_ACTIVE
-                and pid != me
-                and sync.alive(pid, int(g[lay.G_PSTART]))
-            ):
-                raise RingError(
-                    f"ring {self._handle.name!r} already has a producer (pid {pid}); "
-                    "a ring has exactly one"
-                )
-            g[lay.G_PPID], g[lay.G_PSTART] = me, sync.start_time(me)
-            g[lay.G_PGEN] += 1
-            g[lay.G_PSTATE] = lay.P_ACTIVE
-        latest = int(g[G_LATEST])
+        latest = self._seg.claim_producer()
         self._seq = latest >> 16
-        self._next_slot = ((latest & 0xFFFF) + 1) % self._handle.slots if latest else 0
+        self._next_slot = ((latest & 0xFFFF) + 1) % self._seg.handle.slots if latest else 0
         self._producer = True
 
     def _acquire(self, timeout: float | None) -> tuple[int, int]:
@@ -520,18 +341,18 @@ class ShmRing:
         if not self._producer:
             self._claim()
         seq = self._seq + 1
-        if self._handle.policy == "block":
-            slot = seq % self._handle.slots
+        if self._seg.handle.policy == "block":
+            slot = seq % self._seg.handle.slots
             self._wait_free(seq, timeout)
             self._m[self._so + slot * ROW + S_STATE] = 2 * seq + 1
         else:
             slot = self._pick_latest(seq)
         self._m[G_PENDING] = seq
-        self._wake_readers()  # the heads-up: readers wake while we copy (module docstring)
+        self._seg.wake_readers()  # the heads-up: readers wake while we copy (module docstring)
         return seq, slot
 
     def _pick_latest(self, seq: int) -> int:
-        m, so, n = self._m, self._so, self._handle.slots
+        m, so, n = self._m, self._so, self._seg.handle.slots
         latest = m[G_LATEST]
         newest = latest & 0xFFFF if latest else -1
         # Try the slot written before the newest first: with one reader the producer then
@@ -555,16 +376,16 @@ class ShmRing:
                 self._prev_slot = newest if newest >= 0 else (slot + 1) % n
                 return slot
             if attempt == 0:
-                self._reap(force=True)
+                self._seg.reap(force=True)
         raise RingError(
-            f"ring {self._handle.name!r}: every one of its {n} slots is held by a reader; "
+            f"ring {self._seg.name!r}: every one of its {n} slots is held by a reader; "
             "give it more slots (rings.input_slots) than readers"
         )
 
     def _wait_free(self, seq: int, timeout: float | None) -> None:
         """Block policy: wait until every registered reader is done with ``seq - slots``."""
-        m = self._m
-        oldest = seq - self._handle.slots
+        m, seg = self._m, self._seg
+        oldest = seq - seg.handle.slots
         readers = list(zip(self._pid_w, self._need_w, strict=True))
 
         def blocked() -> bool:
@@ -580,7 +401,7 @@ class ShmRing:
         while True:
             seen = m[G_RFUTEX] & 0xFFFFFFFF
             m[G_PPARKED] = 1
-            sync.fence()  # Dekker with Reader._wake_producer: store parked, then re-check
+            sync.fence()  # Dekker with Segment.wake_producer: store parked, then re-check
             if not blocked():
                 m[G_PPARKED] = 0
                 return
@@ -589,12 +410,12 @@ class ShmRing:
                 m[G_PPARKED] = 0
                 holders = [m[pid] for pid, need in readers if m[pid] and m[need] <= oldest]
                 raise RingTimeout(
-                    f"ring {self._handle.name!r}: no free slot within {timeout} s; reader "
-                    f"pid(s) {holders} still hold all {self._handle.slots} slots"
+                    f"ring {seg.name!r}: no free slot within {timeout} s; reader "
+                    f"pid(s) {holders} still hold all {seg.handle.slots} slots"
                 )
-            sync.futex_wait(self._rfutex, seen, min(remaining, lay.PARK_SLICE_S))
+            sync.futex_wait(seg.release_futex, seen, min(remaining, lay.PARK_SLICE_S))
             m[G_PPARKED] = 0
-            self._reap(force=True)
+            seg.reap(force=True)
 
     def _publish(
         self, slot: int, seq: int, frame_id: int | None, capture_ts: int, session_id: int
@@ -610,66 +431,25 @@ class ShmRing:
         m[G_LATEST] = seq << 16 | slot
         m[G_PENDING] = 0
         self._seq = seq
-        self._wake_readers()
-        if self._handle.policy == "latest" and time.monotonic() - self._last_reap > 1.0:
-            self._reap()
+        seg = self._seg
+        seg.wake_readers()
+        if seg.handle.policy == "latest" and time.monotonic() - seg.last_reap > 1.0:
+            seg.reap()
 
     def _abort(self, slot: int) -> None:
         # Partly overwritten: neither the old nor the new frame is whole.
         self._m[self._so + slot * ROW + S_STATE] = 0
         self._m[G_PENDING] = 0
 
-    def _wake_readers(self) -> None:
-        m = self._m
-        m[G_WFUTEX] = (m[G_WFUTEX] + 1) & 0xFFFFFFFF  # the futex is the word's low half
-        sync.fence()  # Dekker with Reader.read: store the word, then load parked flags
-        if any(m[w] for w in self._parked_w):
-            sync.futex_wake(self._wfutex)
-
     # -- consumers -----------------------------------------------------------------------
 
     def reader(self) -> Reader:
         """Register a reader with its own position (at most ``max_consumers`` at once)."""
         self._check_open()
-        reader = Reader(self)
+        reader = Reader(self._seg)
         self._readers.add(reader)
         return reader
 
-    def _reap(self, force: bool = False) -> None:
-        """Release the registrations of readers whose process died."""
-        self._last_reap = time.monotonic()
-        c = self._c
-        dead = [
-            i
-            for i in np.flatnonzero(c[:, C_PID]).tolist()
-            if not sync.alive(int(c[i, C_PID]), int(c[i, lay.C_START]))
-        ]
-        if not dead and not force:
-            return
-        with self._locked():
-            for i in dead:
-                if c[i, C_PID] != 0 and not sync.alive(int(c[i, C_PID]), int(c[i, lay.C_START])):
-                    self._g[lay.G_RETIRED] += c[i, lay.C_DROPPED]
-                    c[i, C_PIN] = -1
-                    c[i, C_PID] = 0
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Serialise (de)registrations across processes; the kernel drops it if we die."""
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
     def _check_open(self) -> None:
-        if self._closed:
-            raise RingClosedError(f"ring {self._handle.name!r} is closed in this process")
-
-
-def _release_mapping(fd: int, owner: bool, name: str) -> None:
-    """Finalizer (also run at exit): close the fd; the owner also unlinks the segment."""
-    with contextlib.suppress(OSError):
-        os.close(fd)
-    if owner:
-        ShmRing.unlink_name(name)
+        if self._seg.closed:
+            raise RingClosedError(f"ring {self._seg.name!r} is closed in this process")

@@ -96,7 +96,7 @@ def test_frames_are_zero_copy_views_and_reserve_renders_in_place(name: str) -> N
         frame = reader.read(timeout=0)
         assert frame is not None and (frame.array == 42).all()
         assert (frame.frame_id, frame.session_id) == (5, 3)
-        assert np.shares_memory(frame.array, ring._rw[frame.slot])
+        assert np.shares_memory(frame.array, ring.segment.writable[frame.slot])
         assert not frame.array.flags.writeable
         with pytest.raises(ValueError), ring.reserve() as slot:
             slot.array[...] = 1
