@@ -112,3 +112,98 @@ def test_config_is_one_typed_object() -> None:
     cfg = Config.model_validate({})
     assert cfg.frame_shape() == (720, 1280, 3)
     assert cfg.server.is_loopback
+
+
+# --- server.tls_cert / tls_key ------------------------------------------------------------
+
+
+def make_pem_pair(folder: Path, name: str = "server") -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, made by openssl as the
+    Operations page tells users to."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = folder / f"{name}.crt", folder / f"{name}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=test",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_tls_paths_are_read_from_the_config_folder_and_make_https(tmp_path: Path) -> None:
+    make_pem_pair(tmp_path)
+    cfg = load_config(write(tmp_path, "server:\n  tls_cert: server.crt\n  tls_key: server.key\n"
+                                      "  port: 8443\n"))
+    assert cfg.server.tls_cert == str(tmp_path / "server.crt")
+    assert cfg.server.tls_key == str(tmp_path / "server.key")
+    assert cfg.server.scheme == "https" and cfg.server.url() == "https://127.0.0.1:8443/"
+    assert cfg.server.url(9000) == "https://127.0.0.1:9000/"
+    assert cfg.ssl_context() is not None
+    plain = load_config(None)
+    assert plain.server.url() == "http://127.0.0.1:8081/" and plain.ssl_context() is None
+    # The supervisor gets the config as JSON: the resolved paths survive the trip.
+    again = Config.model_validate_json(cfg.model_dump_json())
+    assert again.server.tls_cert == cfg.server.tls_cert and again.ssl_context() is not None
+
+
+@pytest.mark.parametrize("missing", ["tls_cert", "tls_key"])
+def test_a_missing_tls_file_names_the_key_and_the_file(tmp_path: Path, missing: str) -> None:
+    make_pem_pair(tmp_path)
+    names = {"tls_cert": "server.crt", "tls_key": "server.key"}
+    names[missing] = "nowhere.pem"
+    text = "".join(f"  {k}: {v}\n" for k, v in names.items())
+    p = write(tmp_path, "server:\n" + text)
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    assert str(p) in str(err.value)
+    assert f"server.{missing}: file not found: {tmp_path / 'nowhere.pem'}" in str(err.value)
+
+
+def test_a_key_of_another_certificate_is_refused_naming_both_files(tmp_path: Path) -> None:
+    cert, _ = make_pem_pair(tmp_path, "one")
+    _, other_key = make_pem_pair(tmp_path, "two")
+    p = write(tmp_path, f"server:\n  tls_cert: {cert}\n  tls_key: {other_key}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(p)
+    msg = str(err.value)
+    assert f"server.tls_key: {other_key} does not hold the private key of the certificate" in msg
+    assert f"server.tls_cert {cert}" in msg
+
+
+def test_a_file_that_is_not_pem_is_refused(tmp_path: Path) -> None:
+    _, key = make_pem_pair(tmp_path)
+    junk = tmp_path / "junk.crt"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"server.tls_key: .* or one of them is not PEM"):
+        load_config(write(tmp_path, f"server:\n  tls_cert: {junk}\n  tls_key: {key}\n"))
+
+
+def test_tls_cert_without_tls_key_is_refused(tmp_path: Path) -> None:
+    cert, _ = make_pem_pair(tmp_path)
+    with pytest.raises(ConfigError, match="tls_cert and tls_key go together"):
+        load_config(write(tmp_path, f"server:\n  tls_cert: {cert}\n"))
+
+
+def test_config_check_and_a_refused_start_with_tls(tmp_path: Path) -> None:
+    """`reactor config check` prints the https:// URL; `reactor daemon start` with a bad
+    key stops before anything starts (no run directory, no pid file)."""
+    import subprocess
+    import sys
+
+    make_pem_pair(tmp_path)
+    good = write(tmp_path, "server:\n  tls_cert: server.crt\n  tls_key: server.key\n")
+    r = subprocess.run([sys.executable, "-m", "reactor.cli", "config", "check", str(good)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "https://127.0.0.1:8081/" in r.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server:\n  tls_cert: server.crt\n  tls_key: server.crt\n")
+    run_dir = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "reactor.cli", "daemon", "start", "-c", str(bad),
+                        "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "server.tls_key" in r.stderr and str(tmp_path / "server.crt") in r.stderr
+    assert not run_dir.exists()
