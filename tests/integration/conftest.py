@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from daemon_helpers import HERE, Daemon, run_cli, shm_segments
+from netns import Netns, NetnsUnavailable, netns
 
 from reactor.control.rundir import RunDir
 
@@ -48,3 +49,15 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         for seg in shm_segments(f"reactor-{d.pid}-") if d.pid else ():
             Path("/dev/shm", seg).unlink(missing_ok=True)
         shutil.rmtree(d.run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def remote_ns() -> Iterator[Netns]:
+    """A network namespace joined to this one by a veth pair (198.18.x.2 inside, x.1
+    outside), removed with everything in it when the module's tests end; skips where
+    namespaces cannot be made (not root, no ``ip``, EPERM)."""
+    try:
+        with netns() as ns:
+            yield ns
+    except NetnsUnavailable as exc:
+        pytest.skip(str(exc))

@@ -1,0 +1,413 @@
+"""Clients on another machine: the daemon runs in a network namespace (the "GPU box",
+198.18.x.2), the clients outside it (the "laptops", 198.18.x.1), as a user's setup has it.
+
+Every client is stock: Debian's Chromium driven by Playwright with no WebRTC switches,
+Debian's firefox-esr over WebDriver BiDi (the Firefox driver under ``firefox/``),
+GStreamer's ``webrtcbin`` (``gst_client.py``, given only the URL), and aiortc
+(``reactor.client``, each run in its own process, as a user's script would be). Each must
+get 1280x720 at 25 fps or more, measured where it arrives. A real TURN server (coturn)
+runs on the outer side for the relay test; the TLS test makes its own certificate.
+
+Traffic goes only to the namespace's addresses and loopback (see ``netns.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netns import Netns, RemoteDaemon, make_certificate, turn_server
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+HERE = Path(__file__).parent
+SYSTEM_PYTHON = "/usr/bin/python3"
+GST_CLIENT = HERE / "gst_client.py"
+CHROMIUM = Path("/usr/bin/chromium")
+# The same as the browser tests': no WebRTC switches. The fake camera runs at 30 fps (its
+# default is 20), so a 25 fps floor measures the network path, not the fake device.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--use-fake-ui-for-media-stream",
+                 "--use-fake-device-for-media-stream=fps=30"]
+MIN_FPS = 25
+IDENTITY = {"model": {"module": "reactor.examples.filters:Identity"},
+            "video": {"width": 1280, "height": 720, "fps": 30}}
+BRIGHTNESS = {"model": {"module": "reactor.examples.filters:Brightness"},
+              "video": {"width": 1280, "height": 720, "fps": 30}}
+
+
+def load_note() -> str:
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+
+
+# --- daemons in the namespace -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def watch_daemon(remote_ns: Netns, tmp_path_factory: pytest.TempPathFactory
+                 ) -> Iterator[RemoteDaemon]:
+    """The default model (a 1280x720 test pattern at 30 fps) on the remote box."""
+    with RemoteDaemon(remote_ns, {}, tmp_path_factory.mktemp("watch")) as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def send_daemon(remote_ns: Netns, tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[RemoteDaemon]:
+    """Identity at 1280x720: what a client sends comes back to every viewer."""
+    with RemoteDaemon(remote_ns, IDENTITY, tmp_path_factory.mktemp("send"),
+                      token="send-token") as d:
+        yield d
+
+
+# --- aiortc (reactor.client), in its own process ------------------------------------------
+
+AIORTC_CLIENT = textwrap.dedent('''
+    import asyncio, fractions, json, sys, time
+    import numpy as np
+    from av import VideoFrame
+    from aiortc import VideoStreamTrack
+    from reactor.client import Client
+
+    url, token, mode, codec, seconds = sys.argv[1:6]
+    seconds = float(seconds)
+    colour = (200, 40, 120)
+
+    class Solid(VideoStreamTrack):
+        """1280x720 at 30 fps (VideoStreamTrack's pace), one solid colour."""
+        sent = 0
+        def __init__(self):
+            super().__init__()
+            a = np.zeros((720, 1280, 3), np.uint8); a[:] = colour
+            self.frame = VideoFrame.from_ndarray(a, format="rgb24")
+        async def recv(self):
+            pts, tb = await self.next_timestamp()
+            f = self.frame; f.pts, f.time_base = pts, tb
+            Solid.sent += 1
+            return f
+
+    def pair_of(pc):
+        conn = pc.getTransceivers()[0].receiver.transport.transport._connection
+        p = conn._nominated.get(1)
+        return None if p is None else {
+            "local": [p.local_candidate.type, p.local_candidate.host],
+            "remote": [p.remote_candidate.type, p.remote_candidate.host]}
+
+    async def main():
+        out = {"mode": mode}
+        async with Client(url, token=token) as client:
+            pub = await client.publish(Solid()) if mode == "send" else None
+            viewer = await client.watch(codec=None if codec == "any" else codec)
+            try:
+                sdp = viewer.pc.remoteDescription.sdp
+                out["answer_candidates"] = [l.split()[7] for l in sdp.splitlines()
+                                            if l.startswith("a=candidate:")]
+                mline = next(l for l in sdp.splitlines() if l.startswith("m=video"))
+                pt = mline.split()[3]
+                out["codec"] = next(l.split()[1].split("/")[0] for l in sdp.splitlines()
+                                    if l.startswith(f"a=rtpmap:{pt} "))
+                frame = await asyncio.wait_for(viewer.recv(), 30)
+                if mode == "send":  # until our own frames come back through the model
+                    t0 = time.monotonic()
+                    while time.monotonic() - t0 < 20:
+                        a = frame.to_ndarray(format="rgb24")
+                        if np.abs(a[360, 640].astype(int) - colour).max() < 30:
+                            break
+                        frame = await asyncio.wait_for(viewer.recv(), 10)
+                times = [time.monotonic()]
+                while times[-1] - times[0] < seconds:
+                    frame = await asyncio.wait_for(viewer.recv(), 10)
+                    times.append(time.monotonic())
+                a = frame.to_ndarray(format="rgb24")
+                out.update(width=frame.width, height=frame.height, frames=len(times),
+                           fps=round((len(times) - 1) / (times[-1] - times[0]), 2),
+                           centre_rgb=[int(v) for v in a[360, 640]] if a.shape[0] > 360
+                           else None, pair=pair_of(viewer.pc))
+            finally:
+                await viewer.close()
+                if pub is not None:
+                    await pub.close()
+                    out["frames_sent"] = Solid.sent
+        print(json.dumps(out), flush=True)
+
+    asyncio.run(main())
+''')
+
+
+def aiortc_client(url: str, token: str, mode: str = "watch", codec: str = "any",
+                  seconds: float = 5.0) -> dict[str, Any]:
+    """Run one ``reactor.client`` session in a fresh process; what it saw, as a dict."""
+    try:
+        r = subprocess.run([sys.executable, "-c", AIORTC_CLIENT, url, token, mode, codec,
+                            str(seconds)], capture_output=True, text=True, timeout=90)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the aiortc client did not finish: {exc.stderr!r}") from None
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and lines, (f"aiortc client failed ({r.returncode}):\n"
+                                         f"{r.stdout}\n{r.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def test_aiortc_watches_a_remote_daemon_at_720p25(watch_daemon: RemoteDaemon) -> None:
+    d = watch_daemon
+    res = aiortc_client(d.url, d.token, "watch", "h264")
+    assert res["codec"] == "H264", res
+    assert (res["width"], res["height"]) == (1280, 720), res
+    assert res["fps"] >= MIN_FPS, f"{res}; {load_note()}"
+    assert res["pair"]["remote"] == ["host", d.ns.inner_ip], res
+
+
+def test_aiortc_watches_vp8_from_a_remote_daemon(watch_daemon: RemoteDaemon) -> None:
+    d = watch_daemon
+    res = aiortc_client(d.url, d.token, "watch", "vp8", seconds=4.0)
+    assert res["codec"] == "VP8", res
+    assert (res["width"], res["height"]) == (1280, 720), res
+    assert res["fps"] >= MIN_FPS, f"{res}; {load_note()}"
+
+
+def test_aiortc_sends_to_a_remote_daemon_and_sees_it_come_back(
+        send_daemon: RemoteDaemon) -> None:
+    d = send_daemon
+    res = aiortc_client(d.url, d.token, "send", "h264")
+    assert (res["width"], res["height"]) == (1280, 720), res
+    assert max(abs(a - b) for a, b in zip(res["centre_rgb"], (200, 40, 120), strict=True)) < 30, res
+    assert res["fps"] >= MIN_FPS, f"{res}; {load_note()}"
+    assert res["frames_sent"] >= 30 * 5, res
+
+
+# --- GStreamer webrtcbin, stock -----------------------------------------------------------
+
+
+def gst_client(mode: str, url: str, token: str, codec: str = "h264",
+               seconds: float = 5.0) -> tuple[subprocess.Popen[str], Callable[[], dict[str, Any]]]:
+    if not Path(SYSTEM_PYTHON).exists() or shutil.which("gst-inspect-1.0") is None:
+        pytest.skip("GStreamer with python3-gi is not installed (see test_gstreamer.py)")
+    proc = subprocess.Popen([SYSTEM_PYTHON, str(GST_CLIENT), "--mode", mode, "--url", url,
+                             "--codec", codec, "--seconds", str(seconds), "--token", token,
+                             "--setup-timeout", "25"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def result() -> dict[str, Any]:
+        try:
+            out, err = proc.communicate(timeout=seconds + 60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"gst_client.py did not exit:\n{out}\n{err[-3000:]}") from None
+        lines = out.strip().splitlines()
+        assert lines, f"gst_client.py printed nothing ({proc.returncode}):\n{err[-3000:]}"
+        res: dict[str, Any] = json.loads(lines[-1])
+        assert proc.returncode == 0 and res["errors"] == [], res
+        return res
+
+    return proc, result
+
+
+@pytest.fixture
+def gst_procs() -> Iterator[list[subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+def test_gstreamer_stock_watches_a_remote_daemon_at_720p25(
+        watch_daemon: RemoteDaemon, gst_procs: list[subprocess.Popen[str]], codec: str) -> None:
+    d = watch_daemon
+    proc, result = gst_client("whep", d.url, d.token, codec)
+    gst_procs.append(proc)
+    res = result()
+    assert res["dtls_state"] == "connected", res
+    assert (res["width"], res["height"]) == (1280, 720), res
+    assert res["fps"] >= MIN_FPS, f"{res}; {load_note()}"
+
+
+def test_gstreamer_stock_sends_to_a_remote_daemon(
+        send_daemon: RemoteDaemon, gst_procs: list[subprocess.Popen[str]]) -> None:
+    d = send_daemon
+    # gst_client.py sends solid green (0xff00ff00) at 1280x720, 30 fps.
+    proc, result = gst_client("whip", d.url, d.token, "h264", seconds=10.0)
+    gst_procs.append(proc)
+    time.sleep(2.0)  # let it connect before a viewer joins
+    seen = aiortc_client(d.url, d.token, "watch", "h264", seconds=4.0)
+    res = result()
+    assert res["dtls_state"] == "connected" and res["packets_sent"] > 0, res
+    # Frames handed to the payloader once connected, over the 10 s it streamed.
+    assert res["frames_sent"] / 10.0 >= MIN_FPS, f"sender: {res}; {load_note()}"
+    assert (seen["width"], seen["height"]) == (1280, 720), seen
+    r, g, b = seen["centre_rgb"]
+    assert g > 200 and max(r, b) < 40, f"not the sender's green: {seen}"
+    assert seen["fps"] >= MIN_FPS, f"viewer: {seen}; {load_note()}"
+
+
+# --- Chromium -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium via Playwright; function scope, as Playwright's sync API holds an
+    event loop in this thread while it is open."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.skip(f"the playwright package is missing: {exc}")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+# Every RTCPeerConnection the page makes, for stats.
+TRACK_PCS_JS = """
+(() => {
+  const Orig = window.RTCPeerConnection;
+  window.__pcs = [];
+  window.RTCPeerConnection = function (...args) {
+    const pc = new Orig(...args); window.__pcs.push(pc); return pc;
+  };
+  window.RTCPeerConnection.prototype = Orig.prototype;
+})();
+"""
+
+# Per open peer connection: the selected pair's candidate types and addresses, and the
+# inbound/outbound video's size and frame rate.
+STATS_JS = """async () => {
+  const out = [];
+  for (const pc of window.__pcs || []) {
+    if (pc.connectionState === 'closed') continue;
+    const st = await pc.getStats(); const m = new Map(); st.forEach((s) => m.set(s.id, s));
+    const r = {state: pc.connectionState};
+    st.forEach((s) => {
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        const p = m.get(s.selectedCandidatePairId);
+        const l = m.get(p.localCandidateId), rc = m.get(p.remoteCandidateId);
+        r.pair = {local: [l.candidateType, l.address], remote: [rc.candidateType, rc.address]};
+      }
+      if ((s.type === 'inbound-rtp' || s.type === 'outbound-rtp') && s.kind === 'video') {
+        r[s.type] = {width: s.frameWidth, height: s.frameHeight, fps: s.framesPerSecond,
+                     frames: s.framesDecoded ?? s.framesEncoded,
+                     limit: s.qualityLimitationReason};
+      }
+    });
+    out.push(r);
+  }
+  return out;
+}"""
+
+
+def open_remote_page(browser: Any, url: str, token: str, **ctx_args: Any) -> Any:
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, **ctx_args)
+    ctx.add_init_script(TRACK_PCS_JS)
+    page = ctx.new_page()
+    page.goto(f"{url}#token={token}")
+    return page
+
+
+def wait_page_playing(page: Any, timeout_s: float = 30) -> None:
+    page.wait_for_function(
+        "(() => { const r = window.reactor; return !!r && r.state === 'connected' && "
+        "r.framesDecoded > 5 && r.width === 1280 && r.height === 720; })()",
+        timeout=timeout_s * 1000)
+
+
+def page_fps(page: Any, seconds: int = 5) -> list[float]:
+    out = []
+    for _ in range(seconds):
+        time.sleep(1.0)
+        out.append(float(page.evaluate("window.reactor.fps")))
+    return out
+
+
+@pytest.mark.browser
+def test_chromium_watches_a_remote_daemon_at_720p25(watch_daemon: RemoteDaemon,
+                                                   chromium: Any) -> None:
+    d = watch_daemon
+    page = open_remote_page(chromium, d.url, d.token)
+    wait_page_playing(page)
+    samples = page_fps(page)
+    assert statistics.median(samples) >= MIN_FPS, f"fps {samples}; {load_note()}"
+    stats = page.evaluate(STATS_JS)
+    pair = next(s["pair"] for s in stats if "inbound-rtp" in s)
+    # The daemon's one address; Chromium's end is the laptop's side of the link.
+    assert pair["remote"][1] == d.ns.inner_ip, stats
+
+
+# --- TURN relay ---------------------------------------------------------------------------
+
+
+def test_relay_policy_viewer_gets_video_over_a_turn_relay(
+        remote_ns: Netns, tmp_path: Path) -> None:
+    with turn_server(remote_ns, tmp_path / "turn") as turn:
+        cfg = {"server": {"ice_servers": [turn.ice_server()], "ice_transport_policy": "relay"}}
+        with RemoteDaemon(remote_ns, cfg, tmp_path / "daemon", token="relay-token") as d:
+            res = aiortc_client(d.url, d.token, "watch", "h264", seconds=4.0)
+            log = turn.log()
+        cands = res["answer_candidates"]
+        assert cands and set(cands) == {"relay"}, f"answer candidate types {cands}"
+        assert res["pair"]["remote"] == ["relay", turn.host], res
+        assert (res["width"], res["height"]) == (1280, 720), res
+        assert res["fps"] >= MIN_FPS, f"{res}; {load_note()}"
+        # The relay was really used: coturn allocated for the daemon's username.
+        assert "ALLOCATE" in log and turn.username in log, log[-2000:]
+
+
+# --- TLS: Chromium on https, a secure context, sends its camera ---------------------------
+
+
+@pytest.mark.browser
+def test_chromium_over_https_plays_and_sends_its_camera_through_the_model(
+        remote_ns: Netns, tmp_path: Path, chromium: Any) -> None:
+    cert, key = make_certificate(remote_ns.inner_ip, tmp_path / "tls")
+    cfg = {**BRIGHTNESS, "server": {"tls_cert": str(cert), "tls_key": str(key)}}
+    with RemoteDaemon(remote_ns, cfg, tmp_path / "daemon", token="tls-token") as d:
+        assert d.url.startswith(f"https://{remote_ns.inner_ip}:"), d.url
+        page = open_remote_page(chromium, d.url, d.token, ignore_https_errors=True)
+        assert page.evaluate("window.isSecureContext") is True
+        page.wait_for_function("window.reactor.schemaLoaded && window.reactor.whepLocation")
+        page.locator("#send-btn").click()
+        page.wait_for_function("window.reactor.sendState === 'connected'", timeout=20000)
+        wait_page_playing(page)
+        page.wait_for_function("document.getElementById('preview').videoWidth > 0")
+        samples = page_fps(page)
+        stats = page.evaluate(STATS_JS)
+        sent = next(s["outbound-rtp"] for s in stats if "outbound-rtp" in s)
+        print(f"watch fps {samples}; stats {stats}")
+        assert statistics.median(samples) >= MIN_FPS, f"fps {samples}; {load_note()}"
+        assert (sent["width"], sent["height"]) == (1280, 720), stats
+        assert sent["fps"] >= MIN_FPS, f"{stats}; {load_note()}"
+        # The model's output follows the camera: invert it and the picture inverts.
+        mean_js = """(id) => { const v = document.getElementById(id);
+          const c = document.createElement('canvas'); c.width = 160; c.height = 90;
+          const g = c.getContext('2d'); g.drawImage(v, 0, 0, 160, 90);
+          const d = g.getImageData(0, 0, 160, 90).data; let s = 0;
+          for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2];
+          return s / (d.length / 4) / 3; }"""
+        out, src = page.evaluate(mean_js, "video"), page.evaluate(mean_js, "preview")
+        assert abs(out - src) < 30, f"output {out:.0f} should follow the camera {src:.0f}"
+        page.locator("input[type='checkbox'][data-command='set_invert']").check()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            o, s = page.evaluate(mean_js, "video"), page.evaluate(mean_js, "preview")
+            if abs(o - (255 - s)) < 30:
+                break
+            time.sleep(0.1)
+        assert abs(o - (255 - s)) < 30 and abs(o - out) > 30, (out, src, o, s)
