@@ -36,6 +36,9 @@ from reactor.errors import (
 from reactor.model import Field, Session, VideoModel, command
 
 __version__ = "0.1.0"
+#: The name reactor is installed by (`pip install reactor-live`); the import package and the
+#: command are both `reactor`.
+__distribution__ = "reactor-live"
 
 __all__ = [
     "CommandError",
@@ -47,6 +50,7 @@ __all__ = [
     "Session",
     "SessionStopped",
     "VideoModel",
+    "__distribution__",
     "__version__",
     "command",
 ]

@@ -51,7 +51,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     from reactor.scaffold import scaffold
 
     root = scaffold(args.name)
-    print(f"created {root}/ with model.py, reactor.yaml, README.md and test_model.py")
+    print(f"created {root}/ with model.py, reactor.yaml, README.md, requirements.txt and "
+          "test_model.py")
     print(f"next: reactor schema -c {args.name}/reactor.yaml")
     print(f"      reactor daemon start -c {args.name}/reactor.yaml")
     return 0
@@ -76,7 +77,7 @@ def cmd_daemon_start(args: argparse.Namespace) -> int:
     from reactor.config import load_config
     from reactor.daemon.launcher import start_daemon
 
-    cfg = load_config(args.config)
+    cfg = _with_overrides(load_config(args.config), args)
     cfg.model_class()  # fail here, with the import error, rather than in a worker
     return start_daemon(cfg, _run_dir(args), foreground=args.foreground)
 
@@ -98,6 +99,7 @@ def cmd_daemon_status(args: argparse.Namespace) -> int:
     else:
         from reactor.monitor.render import plain_text
 
+        print(f"{status['distribution']} {status['version']}")
         print(plain_text(snap))
     return 0 if status["state"] in ("running", "degraded") else 1
 
@@ -160,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from reactor.daemon.headless import run_headless
     from reactor.daemon.launcher import run_foreground
 
-    cfg = load_config(args.config)
+    cfg = _with_overrides(load_config(args.config), args)
     cfg.model_class()
     if args.input or args.output:
         return run_headless(
@@ -181,6 +183,24 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
 
 # --- parser ---------------------------------------------------------------------------
+
+
+def _with_overrides(cfg: Any, args: argparse.Namespace) -> Any:
+    """The config with ``--host``, ``--port`` and ``--log-level`` applied (when given)."""
+    return cfg.with_overrides(host=args.host, port=args.port, log_level=args.log_level)
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    from reactor.config import LOG_LEVELS
+
+    p.add_argument("--host", metavar="HOST",
+                   help="address to bind, in place of server.host (anything but loopback "
+                   "needs server.token)")
+    p.add_argument("--port", type=int, metavar="PORT",
+                   help="TCP port to bind, in place of server.port (0 picks a free one)")
+    p.add_argument("--log-level", choices=LOG_LEVELS, type=str.lower, metavar="LEVEL",
+                   help=f"every process's log level, in place of log.level: "
+                   f"{', '.join(LOG_LEVELS)} (debug also logs aiortc's and aioice's steps)")
 
 
 def _add_run_dir(p: argparse.ArgumentParser) -> None:
@@ -205,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("start", help="start the daemon (detached unless --foreground)")
     p.add_argument("-c", "--config", help="config YAML (default: the packaged test pattern)")
     p.add_argument("--foreground", action="store_true", help="log to the terminal; Ctrl+C stops")
+    _add_server_options(p)
     _add_run_dir(p)
     p.set_defaults(func=cmd_daemon_start)
     p = dsub.add_parser("stop", help="stop the daemon gracefully")
@@ -234,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
                    '"command": NAME, "args": {...}} per line')
     p.add_argument("--lossless", action="store_true",
                    help="never drop an input frame (the model sets the pace)")
+    _add_server_options(p)
     _add_run_dir(p)
     p.set_defaults(func=cmd_run)
 
@@ -266,9 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from reactor import __version__
+    from reactor import __distribution__, __version__
 
-    return f"reactor {__version__}"
+    return f"{__distribution__} {__version__}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

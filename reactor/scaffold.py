@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from reactor import __distribution__, __version__
 from reactor.errors import ReactorError
 
 _MODEL = '''"""{title}: a reactor model. Edit start_session and the commands."""
@@ -69,8 +70,9 @@ server:
 
 _README = """# {title}
 
-A [reactor](https://pypi.org/project/reactor/) model.
+A [reactor](https://pypi.org/project/{distribution}/) model.
 
+    pip install -r {name}/requirements.txt
     reactor config check {name}/reactor.yaml   # validate the config
     reactor schema -c {name}/reactor.yaml      # the commands clients can send
     reactor daemon start -c {name}/reactor.yaml
@@ -87,6 +89,11 @@ Test it without a daemon:
     from model import {cls}
 
     frames = ModelRunner({cls}, width=64, height=48).run(frames=10)
+"""
+
+_REQUIREMENTS = """# What {name} needs: pip install -r {name}/requirements.txt
+{distribution}>={version}
+numpy
 """
 
 _TEST = '''from __future__ import annotations
@@ -114,7 +121,9 @@ def class_name(name: str) -> str:
 
 
 def scaffold(name: str, parent: Path | None = None) -> Path:
-    """Create ``NAME/`` with ``model.py``, ``reactor.yaml``, ``README.md`` and a test."""
+    """Create ``NAME/`` with ``model.py``, ``reactor.yaml``, ``README.md``,
+    ``requirements.txt`` (reactor's distribution, at least this version, and numpy) and a
+    test."""
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]*", name):
         raise ReactorError(
             f"init: {name!r} is not a usable name: use letters, digits, '_' or '-', "
@@ -124,10 +133,17 @@ def scaffold(name: str, parent: Path | None = None) -> Path:
     if root.exists():
         raise ReactorError(f"init: {root} already exists; choose another name or remove it")
     cls = class_name(name)
-    fill = {"name": name, "cls": cls, "title": name.replace("_", " ").replace("-", " ").title()}
+    fill = {
+        "name": name,
+        "cls": cls,
+        "title": name.replace("_", " ").replace("-", " ").title(),
+        "distribution": __distribution__,
+        "version": __version__,
+    }
     root.mkdir(parents=True)
     (root / "model.py").write_text(_MODEL.format(**fill))
     (root / "reactor.yaml").write_text(_CONFIG.format(**fill))
     (root / "README.md").write_text(_README.format(**fill))
+    (root / "requirements.txt").write_text(_REQUIREMENTS.format(**fill))
     (root / "test_model.py").write_text(_TEST.format(**fill))
     return root

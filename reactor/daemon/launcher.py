@@ -42,6 +42,7 @@ def run_supervisor(
     rd.path.mkdir(mode=0o700, parents=True, exist_ok=True)
     rd.logs.mkdir(mode=0o700, exist_ok=True)
     setup_logging(rd.log("supervisor"), "supervisor", level=config.log.level, console=console)
+    _log_config(config)
     _warn_public_bind(config)
     sup = Supervisor(config, rd.path, plan)
     if on_start is not None:
@@ -56,6 +57,23 @@ def public_bind_warning(config: Config) -> str | None:
     return (f"SECURITY: server.host is {config.server.host} (not loopback) and server.token "
             "is not set: anyone who can reach this address can watch, send video and "
             "control the model. Set server.token, or bind 127.0.0.1.")
+
+
+def _log_config(config: Config) -> None:
+    """At debug level, the config the daemon really runs (file, defaults and command-line
+    options merged), secrets masked: the first thing to read when a setting seems ignored."""
+    import logging
+
+    log = logging.getLogger("reactor.daemon")
+    if not log.isEnabledFor(logging.DEBUG):
+        return
+    data = config.model_dump(mode="json")
+    if data["server"].get("token"):
+        data["server"]["token"] = "***"
+    for server in data["server"].get("ice_servers") or ():
+        if server.get("credential"):
+            server["credential"] = "***"
+    log.debug("config (log.level %s): %s", config.log.level, data)
 
 
 def _warn_public_bind(config: Config) -> None:

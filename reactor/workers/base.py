@@ -148,6 +148,7 @@ def run_worker(
     # Ctrl+C reaches the whole process group; the supervisor decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     log.info("start %s pid=%d", name, os.getpid())
+    log.debug("start %s: log level %s", name, config.log.level)
     code = 0
     try:
         module = importlib.import_module(f"reactor.workers.{name}")

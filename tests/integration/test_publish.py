@@ -138,7 +138,7 @@ def test_real_wheel_ships_no_private_files_and_exactly_the_imported_protos(
     real_release: tuple[Path, str],
 ) -> None:
     out, stdout = real_release
-    wheels, sdists = list(out.glob("reactor-*.whl")), list(out.glob("reactor-*.tar.gz"))
+    wheels, sdists = list(out.glob("reactor_live-*.whl")), list(out.glob("reactor_live-*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in out.iterdir())
     expected = expected_generated(REPO)
     assert expected, "the public source imports no generated protobuf module?"
@@ -156,7 +156,7 @@ def test_real_wheel_installs_into_a_fresh_venv_and_the_cli_runs(
     real_release: tuple[Path, str], tmp_path: Path,
 ) -> None:
     out, _ = real_release
-    wheel = next(out.glob("reactor-*.whl"))
+    wheel = next(out.glob("reactor_live-*.whl"))
     venv = tmp_path / "venv"
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONSAFEPATH")}

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+import reactor as reactor_pkg
 from reactor.cli import build_parser, main, parse_assignments
+from reactor.config import load_config
+from reactor.daemon.launcher import public_bind_warning
 
 
 def reactor(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -42,7 +45,11 @@ def test_init_scaffolds_a_model_schema_accepts(tmp_path: Path) -> None:
     r = reactor("init", "cool_model", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     root = tmp_path / "cool_model"
-    assert {p.name for p in root.iterdir()} >= {"model.py", "reactor.yaml", "README.md"}
+    assert {p.name for p in root.iterdir()} >= {"model.py", "reactor.yaml", "README.md",
+                                                "requirements.txt"}
+    requirements = [line for line in (root / "requirements.txt").read_text().splitlines()
+                    if line and not line.startswith("#")]
+    assert requirements == [f"reactor-live>={reactor_pkg.__version__}", "numpy"]
     r = reactor("schema", "-c", str(root / "reactor.yaml"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["model"] == "CoolModel"
@@ -67,3 +74,74 @@ def test_send_assignments_parse_json_else_string() -> None:
     assert parse_assignments(["gain=2", "on=true", "name=bob", "xs=[1,2]"]) == {
         "gain": 2, "on": True, "name": "bob", "xs": [1, 2]
     }
+
+
+def test_version_names_the_distribution() -> None:
+    r = reactor("--version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"reactor-live {reactor_pkg.__version__}"
+
+
+@pytest.mark.parametrize("action", [["run"], ["daemon", "start"]])
+def test_host_port_and_log_level_override_the_config(action: list[str], tmp_path: Path) -> None:
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("server:\n  host: 127.0.0.1\n  port: 8081\nlog:\n  level: warning\n")
+    args = build_parser().parse_args(
+        [*action, "-c", str(cfg_file), "--host", "::1", "--port", "8082", "--log-level", "DEBUG"]
+    )
+    from reactor.cli import _with_overrides
+
+    cfg = _with_overrides(load_config(args.config), args)
+    assert (cfg.server.host, cfg.server.port, cfg.log.level) == ("::1", 8082, "debug")
+    untouched = _with_overrides(load_config(args.config),
+                                build_parser().parse_args([*action, "-c", str(cfg_file)]))
+    assert (untouched.server.host, untouched.server.port, untouched.log.level) == (
+        "127.0.0.1", 8081, "warning")
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--host", "example.com", "--host: expected an IP address such as 127.0.0.1, found "
+                                  "'example.com'"),
+        ("--port", "70000", "--port: Input should be less than or equal to 65535"),
+    ],
+)
+def test_a_bad_host_or_port_is_an_error_naming_the_option(
+    option: str, value: str, message: str, tmp_path: Path,
+) -> None:
+    for action in (["run"], ["daemon", "start"]):
+        r = reactor(*action, "-c", "configs/pattern.yaml", option, value,
+                    "--run-dir", str(tmp_path / "rd"), cwd=Path(__file__).parents[2])
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert message in r.stderr and "Traceback" not in r.stderr
+        assert not (tmp_path / "rd").exists()  # refused before anything started
+
+
+def test_an_unknown_log_level_is_refused_listing_the_levels() -> None:
+    r = reactor("run", "-c", "configs/pattern.yaml", "--log-level", "loud",
+                cwd=Path(__file__).parents[2])
+    assert r.returncode == 2
+    assert "--log-level" in r.stderr and "'loud'" in r.stderr
+    assert "'debug', 'info', 'warning', 'error'" in r.stderr
+
+
+def test_a_public_host_from_the_command_line_still_needs_a_token(tmp_path: Path) -> None:
+    from reactor.cli import _with_overrides
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("server:\n  host: 127.0.0.1\n")
+    args = build_parser().parse_args(["run", "-c", str(cfg_file), "--host", "0.0.0.0"])
+    warning = public_bind_warning(_with_overrides(load_config(args.config), args))
+    assert warning is not None
+    assert "server.host is 0.0.0.0" in warning and "Set server.token" in warning
+    cfg_file.write_text("server:\n  host: 127.0.0.1\n  token: s3cret-token\n")
+    assert public_bind_warning(_with_overrides(load_config(args.config), args)) is None
+
+
+def test_log_level_in_the_config_is_checked(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("log:\n  level: verbose\n")
+    r = reactor("config", "check", str(p))
+    assert r.returncode == 1
+    assert "log.level" in r.stderr and "'verbose'" in r.stderr
