@@ -16,7 +16,8 @@ asyncio.run(main())
 ```
 
 Built on aiortc and aiohttp. When the daemon is on this machine (a loopback URL), ICE
-offers loopback candidates only, as the daemon does. Watching and sending use the STUN and
+keeps to this machine, as the daemon does: loopback and this machine's own interface
+addresses only (``reactor.media.ice``). Watching and sending use the STUN and
 TURN servers the daemon names (``server.ice_servers``, read from the ``Link`` headers of
 an ``OPTIONS`` request before the offer). For an ``https://`` daemon whose certificate
 the system does not trust, pass ``ssl=ssl.create_default_context(cafile="cert.pem")``.

@@ -152,8 +152,10 @@ def _install() -> None:
         _request_received if _state["loopback"] else _ORIGINAL_REQUEST)
     aioice.ice.StunProtocol.datagram_received = (  # type: ignore[method-assign]
         _datagram_received if _state["loopback"] else _ORIGINAL_DATAGRAM)
-    aioice.ice.get_host_addresses = (
-        loopback_host_addresses if _state["loopback"] else _ORIGINAL_ADDRESSES)
+    if _state["loopback"]:
+        aioice.ice.get_host_addresses = loopback_host_addresses
+    elif aioice.ice.get_host_addresses is loopback_host_addresses:
+        aioice.ice.get_host_addresses = _ORIGINAL_ADDRESSES  # only undo our own
 
 
 def restrict_ice_to_loopback(enabled: bool = True) -> None:

@@ -4,10 +4,11 @@ The browser is Debian's Chromium (``apt-get install chromium``) driven by Playwr
 Python package; Playwright's own browser downloads are never used. Without
 ``/usr/bin/chromium`` every test here skips with the reason.
 
-Loopback WebRTC: the daemon, bound to 127.0.0.1, offers only 127.0.0.1 host candidates.
-Chromium runs with no WebRTC switches, as a user's does: it gathers no loopback candidates
-and hides its own behind mDNS names, and connects by checking 127.0.0.1 from its LAN
-address, which the daemon accepts because that address is this machine's own.
+Loopback WebRTC: the daemon, bound to 127.0.0.1, offers 127.0.0.1 and this machine's
+interface addresses as host candidates and answers checks from this machine's own addresses
+only. Chromium runs with no WebRTC switches, as a user's does: it gathers no loopback
+candidates and hides its own behind mDNS names, and connects by checking the daemon's
+candidates from its LAN address, which the daemon accepts because it is this machine's own.
 """
 
 from __future__ import annotations

@@ -1,0 +1,138 @@
+"""``server.ice_servers`` and ``ice_transport_policy: relay`` against a real coturn.
+
+The TURN server is Debian's ``turnserver`` (coturn), started here on 127.0.0.1 with
+long-term credentials; it relays from 127.0.0.1 and only to 127.0.0.1
+(``--denied-peer-ip`` everything, ``--allowed-peer-ip`` loopback back in), so nothing
+leaves this machine. The daemon's answer must hold relay candidates only, and the viewer
+(``reactor.client``, aiortc) must get video over a relay pair, with TURN reached over UDP
+and over TCP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from daemon_helpers import Daemon
+
+from reactor.client import Client
+
+TURNSERVER = Path("/usr/bin/turnserver")
+USER, PASSWORD = "reactor", "turn-secret-1"
+
+
+@dataclass
+class Turn:
+    port: int
+    log_path: Path
+
+    def url(self, transport: str) -> str:
+        return f"turn:127.0.0.1:{self.port}?transport={transport}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _free_port() -> int:
+    # Free for both UDP and TCP, as coturn listens on both.
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            u.bind(("127.0.0.1", 0))
+            port = int(u.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+
+
+def _answers_tcp(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def coturn(tmp_path: Path) -> Iterator[Turn]:
+    """coturn on 127.0.0.1 (long-term credentials); stopped at the end, even on failure."""
+    if not TURNSERVER.exists():
+        pytest.skip(f"{TURNSERVER} is missing (apt-get install coturn)")
+    port = _free_port()
+    log_path = tmp_path / "turnserver.log"
+    proc = subprocess.Popen(
+        [str(TURNSERVER), "-n", "--no-cli", "--no-tls", "--no-dtls",
+         "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1",
+         "--listening-port", str(port), "--min-port", "41000", "--max-port", "41999",
+         "--lt-cred-mech", "--user", f"{USER}:{PASSWORD}", "--realm", "reactor",
+         "--fingerprint", "--allow-loopback-peers", "--no-multicast-peers",
+         "--denied-peer-ip=0.0.0.0-255.255.255.255", "--allowed-peer-ip=127.0.0.1",
+         "--log-file", str(log_path), "--simple-log", "--no-stdout-log", "--verbose",
+         "--pidfile", str(tmp_path / "turnserver.pid")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while not _answers_tcp(port):
+            assert proc.poll() is None, f"turnserver exited ({proc.returncode})"
+            assert time.monotonic() < deadline, "turnserver did not listen within 15 s"
+            time.sleep(0.1)
+        yield Turn(port, log_path)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+async def _watch(url: str, frames: int) -> dict[str, Any]:
+    async with Client(url) as client:
+        viewer = await client.watch()
+        try:
+            got = []
+            for _ in range(frames):
+                f = await asyncio.wait_for(viewer.recv(), 20)
+                got.append((f.width, f.height))
+            transport = viewer.pc.getTransceivers()[0].receiver.transport.transport
+            pair = transport._connection._nominated.get(1)  # aioice's selected pair
+            return {
+                "sizes": got,
+                "answer": viewer.pc.remoteDescription.sdp,
+                "pair": None if pair is None else {
+                    "local": pair.local_candidate.type, "remote": pair.remote_candidate.type,
+                    "remote_addr": pair.remote_addr},
+            }
+        finally:
+            await viewer.close()
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_relay_policy_viewer_gets_video_over_a_turn_relay(start_daemon: Any, coturn: Turn,
+                                                          transport: str) -> None:
+    d: Daemon = start_daemon({"server": {
+        "ice_servers": [{"urls": coturn.url(transport), "username": USER,
+                         "credential": PASSWORD}],
+        "ice_transport_policy": "relay"}})
+    res = asyncio.run(_watch(d.url, 30))
+    candidates = [line for line in res["answer"].splitlines()
+                  if line.startswith("a=candidate:")]
+    print(f"TURN over {transport}: pair {res['pair']}; answer candidates {candidates}")
+    assert res["sizes"][-1] == (1280, 720), res["sizes"][-5:]
+    assert candidates, res["answer"]
+    assert all(" typ relay" in c for c in candidates), candidates
+    assert res["pair"] is not None and res["pair"]["remote"] == "relay", res["pair"]
+    assert res["pair"]["remote_addr"][0] == "127.0.0.1", res["pair"]
+    log = coturn.log()
+    # The relay was really used: coturn allocated and relayed for the daemon's user.
+    assert "ALLOCATE" in log and USER in log, log[-3000:]
+    assert ("TCP" if transport == "tcp" else "UDP") in log, log[-3000:]
