@@ -12,7 +12,6 @@ KIND_NAMES = {
     wpb.SessionEvent.ENDED: "ended",
     wpb.SessionEvent.MESSAGE: "message",
     wpb.SessionEvent.ERROR: "error",
-    wpb.SessionEvent.CLIENT: "client",
     wpb.SessionEvent.WORKER: "worker",
 }
 

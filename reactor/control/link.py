@@ -7,6 +7,10 @@ socket of their own (one per thread), which wakes the link thread's poller at on
 thread also sends a heartbeat with the worker's stats twice a second, and hands every
 message from the supervisor to ``on_message``. Hot loops never touch a socket: they only
 update counters that the heartbeat reads.
+
+The link exists before the worker's own code runs (so a worker that fails while starting
+still reports why); the worker attaches its handlers (:meth:`~WorkerLink.attach`) once it can take
+messages, and what arrived before that is handed over then, in order.
 """
 
 from __future__ import annotations
@@ -33,18 +37,13 @@ HEARTBEAT_S = 0.5
 
 
 class WorkerLink:
-    def __init__(
-        self,
-        name: str,
-        endpoint: str,
-        *,
-        on_message: Callable[[wpb.ToWorker], None],
-        stats: Callable[[], wpb.WorkerStats],
-    ) -> None:
+    def __init__(self, name: str, endpoint: str) -> None:
         self.name = name
         self._endpoint = endpoint
-        self._on_message = on_message
-        self._stats = stats
+        self._on_message: Callable[[wpb.ToWorker], None] | None = None
+        self._stats: Callable[[], wpb.WorkerStats] = wpb.WorkerStats
+        self._early: deque[wpb.ToWorker] = deque(maxlen=1000)  # before attach()
+        self._attach_lock = threading.Lock()
         self._ctx = zmq.Context()
         self._inproc = f"inproc://link-out-{id(self)}"
         self._pull = make_socket(self._ctx, zmq.PULL, bind=self._inproc, hwm=100_000)
@@ -60,6 +59,24 @@ class WorkerLink:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def held(self) -> int:
+        """Messages that arrived before :meth:`attach`, waiting for it."""
+        with self._attach_lock:
+            return len(self._early)
+
+    def attach(self, on_message: Callable[[wpb.ToWorker], None],
+               stats: Callable[[], wpb.WorkerStats]) -> None:
+        """Start handing messages to ``on_message`` (those that came early first) and
+        sending ``stats()`` in the heartbeats."""
+        # Under the lock, so a message the link thread receives meanwhile waits for the
+        # early ones: the handler sees every message in the order it was sent.
+        with self._attach_lock:
+            self._stats = stats
+            while self._early:
+                self._handle(on_message, self._early.popleft())
+            self._on_message = on_message
 
     def close(self) -> None:
         self._stop.set()
@@ -90,8 +107,18 @@ class WorkerLink:
         except zmq.ZMQError as exc:  # closing, or a flood: never block the caller
             log.debug("link: dropped an outgoing message: %s", exc)
 
-    def ready(self, text: str) -> None:
-        self.send(wpb.FromWorker(ready=text))
+    def ready(self, ready: wpb.Ready) -> None:
+        """Tell the supervisor this worker can serve, and what it serves."""
+        self.send(wpb.FromWorker(ready=ready))
+
+    def clients(self, *, viewers: int | None = None, sender: bool | None = None) -> None:
+        """Report the clients this worker knows of (egress: viewers; ingress: the sender)."""
+        count = wpb.ClientCount()
+        if viewers is not None:
+            count.viewers = viewers
+        if sender is not None:
+            count.sender = sender
+        self.send(wpb.FromWorker(clients=count))
 
     def fatal(self, text: str) -> None:
         self.send(wpb.FromWorker(fatal=text))
@@ -187,7 +214,16 @@ class WorkerLink:
             if fut is not None and not fut.done():
                 fut.set_result(msg.reply)
             return
+        with self._attach_lock:
+            handler = self._on_message
+            if handler is None:
+                self._early.append(msg)
+                return
+        self._handle(handler, msg)
+
+    @staticmethod
+    def _handle(handler: Callable[[wpb.ToWorker], None], msg: wpb.ToWorker) -> None:
         try:
-            self._on_message(msg)
+            handler(msg)
         except Exception:
             log.exception("link: handling a %s message failed", msg.WhichOneof("body"))

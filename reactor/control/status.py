@@ -15,8 +15,6 @@ from typing import Any
 from reactor import __distribution__, __version__
 from reactor.proto.telemetry_pb2 import (
     CommandLog,
-    GpuStat,
-    LatencyStat,
     LogLine,
     PipelineStat,
     RingStat,
@@ -25,7 +23,7 @@ from reactor.proto.telemetry_pb2 import (
     WorkerStat,
 )
 
-__all__ = ["dict_to_snapshot", "snapshot_to_dict"]
+__all__ = ["snapshot_to_dict"]
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
@@ -45,50 +43,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
         "config_path": snap.config_path or None,
         "error": snap.error or None,
         "logs": [_log(line) for line in snap.logs],
-        "gpu": _gpu(snap.gpu) if snap.HasField("gpu") else None,
     }
-
-
-def dict_to_snapshot(data: dict[str, Any]) -> Snapshot:
-    """The inverse of :func:`snapshot_to_dict`, for tools and tests that build a status."""
-    snap = Snapshot(
-        state=data.get("state") or "",
-        pid=data.get("pid") or 0,
-        uptime_s=data.get("uptime_s") or 0.0,
-        model=data.get("model") or "",
-        url=data.get("url") or "",
-        run_dir=data.get("run_dir") or "",
-        config_path=data.get("config_path") or "",
-        error=data.get("error") or "",
-    )
-    for w in data.get("workers") or ():
-        snap.workers.append(
-            WorkerStat(
-                name=w.get("name", ""),
-                pid=w.get("pid") or 0,
-                state=w.get("state", ""),
-                restarts=w.get("restarts", 0),
-                cpu_percent=w.get("cpu_percent", 0.0),
-                rss_bytes=w.get("rss_bytes", 0),
-                uptime_s=w.get("uptime_s", 0.0),
-                heartbeat_age_s=w.get("heartbeat_age_s", 0.0),
-                last_error=w.get("last_error") or "",
-                frames_in=w.get("frames_in", 0),
-                frames_out=w.get("frames_out", 0),
-            )
-        )
-    pipeline = data.get("pipeline")
-    if pipeline:
-        snap.pipeline.CopyFrom(_pipeline_from(pipeline))
-    session = data.get("session")
-    if session is not None:
-        snap.session.CopyFrom(_session_from(session))
-    for line in data.get("logs") or ():
-        snap.logs.append(LogLine(**line))
-    gpu = data.get("gpu")
-    if gpu is not None:
-        snap.gpu.CopyFrom(GpuStat(**gpu))
-    return snap
 
 
 def _worker(w: WorkerStat) -> dict[str, Any]:
@@ -119,21 +74,6 @@ def _pipeline(p: PipelineStat) -> dict[str, Any]:
     }
 
 
-def _pipeline_from(d: dict[str, Any]) -> PipelineStat:
-    p = PipelineStat(
-        fps_in=d.get("fps_in", 0.0),
-        fps_model=d.get("fps_model", 0.0),
-        fps_out=d.get("fps_out", 0.0),
-        target_fps=d.get("target_fps", 0.0),
-        encoders_active=d.get("encoders_active", 0),
-    )
-    for stage, lat in (d.get("latency_ms") or {}).items():
-        p.latency.append(LatencyStat(stage=stage, p50_ms=lat["p50"], p99_ms=lat["p99"]))
-    for r in d.get("rings") or ():
-        p.rings.append(RingStat(**r))
-    return p
-
-
 def _ring(r: RingStat) -> dict[str, Any]:
     return {"name": r.name, "slots": r.slots, "used": r.used, "dropped": r.dropped,
             "policy": r.policy}
@@ -149,29 +89,6 @@ def _session(s: SessionInfo) -> dict[str, Any]:
         "frames_emitted": s.frames_emitted,
         "commands": [_command(c) for c in s.commands],
     }
-
-
-def _session_from(d: dict[str, Any]) -> SessionInfo:
-    s = SessionInfo(
-        id=d.get("id", ""),
-        state=d.get("state", ""),
-        duration_s=d.get("duration_s", 0.0),
-        viewers=d.get("viewers", 0),
-        sender=d.get("sender", False),
-        frames_emitted=d.get("frames_emitted", 0),
-    )
-    for c in d.get("commands") or ():
-        ok = bool(c.get("ok"))
-        s.commands.append(
-            CommandLog(
-                ts=c.get("ts", 0.0),
-                name=c.get("name", ""),
-                args_json=json.dumps(c.get("args") or {}),
-                ok=ok,
-                result=json.dumps(c.get("result")) if ok else (c.get("error") or ""),
-            )
-        )
-    return s
 
 
 def _command(c: CommandLog) -> dict[str, Any]:
@@ -197,12 +114,3 @@ def _json_or_raw(text: str) -> Any:
 def _log(line: LogLine) -> dict[str, Any]:
     return {"ts": line.ts, "process": line.process, "level": line.level,
             "message": line.message}
-
-
-def _gpu(g: GpuStat) -> dict[str, Any]:
-    return {
-        "name": g.name,
-        "memory_used_bytes": g.memory_used_bytes,
-        "memory_total_bytes": g.memory_total_bytes,
-        "utilization_percent": g.utilization_percent,
-    }

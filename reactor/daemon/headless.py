@@ -16,7 +16,41 @@ from pathlib import Path
 from typing import Any
 
 from reactor.config import Config
+from reactor.daemon.plan import Plan
 from reactor.errors import CommandError, ReactorError
+from reactor.proto import worker_pb2 as wpb
+
+
+def headless_plan(input_path: str, output_path: str | None,
+                  commands: list[dict[str, Any]], lossless: bool) -> Plan:
+    """A file source and a file sink around the inference worker; only commands served."""
+    from reactor.daemon.plan import Role
+
+    return Plan(
+        workers=("source", "inference", "sink"),
+        input_policy="block" if lossless else "latest",
+        extra={"input": input_path, "output": output_path, "commands": commands,
+               "lossless": lossless},
+        headless=True,
+        routes={"command": Role.MODEL},
+    )
+
+
+def run_complete(source: wpb.WorkerStats, model: wpb.WorkerStats, sink: wpb.WorkerStats,
+                 *, input_dropped: int, output_used: int) -> bool:
+    """A file run is done when the source has finished and every frame it wrote was
+    processed by the model (or dropped, and counted), and the sink has written every
+    frame the model emitted (none left in the output ring).
+
+    A generative model reads no input: it is done once it emitted as many frames as the
+    source wrote."""
+    if not source.finished:
+        return False
+    written = source.frames_out
+    consumed = model.frames_in + input_dropped >= written
+    generative = model.frames_in == 0 and model.frames_out >= written
+    drained = sink.frames_in >= model.frames_out
+    return (consumed or generative) and drained and output_used == 0
 
 
 def load_commands(path: str | Path, config: Config) -> list[dict[str, Any]]:
@@ -66,20 +100,13 @@ def run_headless(
     run_dir: Path | None = None,
 ) -> int:
     from reactor.daemon.launcher import run_supervisor
-    from reactor.daemon.supervisor import Plan
 
     if not input_path:
         raise ReactorError("reactor run --output needs --input: the run ends when the input does")
     if not Path(input_path).is_file():
         raise ReactorError(f"--input {input_path}: no such file")
     commands = load_commands(commands_path, config) if commands_path else []
-    plan = Plan(
-        workers=("source", "inference", "sink"),
-        input_policy="block" if lossless else "latest",
-        extra={"input": input_path, "output": output_path, "commands": commands,
-               "lossless": lossless},
-        headless=True,
-    )
+    plan = headless_plan(input_path, output_path, commands, lossless)
     keep_run_dir = run_dir is not None
     if run_dir is None:
         run_dir = Path(tempfile.mkdtemp(prefix="reactor-run-"))

@@ -23,7 +23,8 @@ from reactor.control.rundir import RunDir, pid_alive, tail_lines
 from reactor.errors import DaemonError, ReactorError
 
 if TYPE_CHECKING:
-    from reactor.daemon.supervisor import Plan, Supervisor
+    from reactor.daemon.plan import Plan
+    from reactor.daemon.supervisor import Supervisor
 
 
 def run_supervisor(

@@ -13,15 +13,15 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from reactor.daemon.plan import Role
+from reactor.daemon.router import Route, error_reply
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
-
-if TYPE_CHECKING:
-    from reactor.daemon.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +30,21 @@ _LIFECYCLE = (wpb.SessionEvent.STARTED, wpb.SessionEvent.ENDED, wpb.SessionEvent
               wpb.SessionEvent.WORKER)
 
 
+class SessionHost(Protocol):
+    """What the session manager needs of the daemon around it."""
+
+    def model_running(self) -> bool: ...
+    def frames_emitted(self) -> int: ...
+    def send(self, role: Role, msg: wpb.ToWorker) -> bool: ...
+    def reply(self, route: Route, reply: cpb.Reply) -> None: ...
+    def add_log(self, process: str, level: str, message: str) -> None: ...
+
+
 @dataclass
 class LiveSession:
     id: str
+    started_at: float
     state: str = "starting"
-    started_at: float = field(default_factory=time.monotonic)
     frames_at_start: int = 0
     commands: deque[tpb.CommandLog] = field(default_factory=lambda: deque(maxlen=10))
     orphan_since: float | None = None
@@ -42,8 +52,11 @@ class LiveSession:
 
 
 class SessionManager:
-    def __init__(self, sup: Supervisor) -> None:
-        self.sup = sup
+    def __init__(self, host: SessionHost, *, orphan_timeout_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.host = host
+        self.orphan_timeout_s = orphan_timeout_s
+        self._clock = clock
         self.current: LiveSession | None = None
         self.viewers = 0
         self.sender = False
@@ -60,31 +73,30 @@ class SessionManager:
         if req.session.action == cpb.SessionRequest.START:
             sid = self.start()
             if sid is None:
-                self.sup.reply(route, self.sup.error_reply(
+                self.host.reply(route, error_reply(
                     req.id, "the inference worker is not running; try again shortly", 503))
             else:
-                self.sup.reply(route, cpb.Reply(id=req.id,
-                                                session=cpb.SessionReply(session_id=sid)))
+                self.host.reply(route, cpb.Reply(id=req.id,
+                                                 session=cpb.SessionReply(session_id=sid)))
         else:
             if self.current is None:
-                self.sup.reply(route, self.sup.error_reply(req.id, "no session is running", 409))
+                self.host.reply(route, error_reply(req.id, "no session is running", 409))
                 return
             self.stop(req.session.reason or "stopped by request")
-            self.sup.reply(route, cpb.Reply(id=req.id, ok=cpb.Ok()))
+            self.host.reply(route, cpb.Reply(id=req.id, ok=cpb.Ok()))
 
     def start(self) -> str | None:
         """Start a session (or return the live one's id); ``None`` if inference is down."""
         if self.current is not None:
             return self.current.id
-        inference = self.sup.workers[self.sup.middle]
-        if inference.state.value != "running":
+        if not self.host.model_running():
             return None
-        sess = LiveSession(id=uuid.uuid4().hex[:12],
-                           frames_at_start=inference.stats.frames_emitted)
+        sess = LiveSession(id=uuid.uuid4().hex[:12], started_at=self._clock(),
+                           frames_at_start=self.host.frames_emitted())
         sess.had_clients = self.has_clients
         req = cpb.Request(session=cpb.SessionRequest(action=cpb.SessionRequest.START,
                                                      session_id=sess.id))
-        if not self.sup.send_to(self.sup.middle, wpb.ToWorker(request=req)):
+        if not self.host.send(Role.MODEL, wpb.ToWorker(request=req)):
             return None
         self.current = sess
         log.info("session start %s", sess.id)
@@ -97,13 +109,9 @@ class SessionManager:
         self.current.state = "ending"
         req = cpb.Request(session=cpb.SessionRequest(
             action=cpb.SessionRequest.STOP, reason=reason, session_id=self.current.id))
-        self.sup.send_to(self.sup.middle, wpb.ToWorker(request=req))
+        self.host.send(Role.MODEL, wpb.ToWorker(request=req))
 
     def on_event(self, worker: str, ev: wpb.SessionEvent) -> None:
-        if ev.kind == wpb.SessionEvent.CLIENT:
-            counts = json.loads(ev.json or "{}")
-            self.on_clients(viewers=counts.get("viewers"), sender=counts.get("sender"))
-            return
         current = self.current
         if ev.kind == wpb.SessionEvent.STARTED and current and ev.session_id == current.id:
             current.state = "live"
@@ -112,8 +120,7 @@ class SessionManager:
                 log.info("session end %s: %s", ev.session_id, ev.reason)
                 self.current = None
             if ev.kind == wpb.SessionEvent.ERROR:
-                self.sup.logs.append(tpb.LogLine(ts=time.time(), process=worker,
-                                                 level="ERROR", message=ev.reason[:500]))
+                self.host.add_log(worker, "ERROR", ev.reason)
         self.broadcast(ev)
 
     def broadcast(self, ev: wpb.SessionEvent) -> None:
@@ -121,8 +128,8 @@ class SessionManager:
             ev.ts = time.time()
         if ev.kind in _LIFECYCLE:
             self.recent.append(ev)
-        for name in (self.sup.front, self.sup.back):
-            self.sup.send_to(name, wpb.ToWorker(event=ev))
+        for role in (Role.FRONT, Role.BACK):
+            self.host.send(role, wpb.ToWorker(event=ev))
 
     def worker_event(self, worker: str, state: str, reason: str, **data: object) -> None:
         """Tell clients a worker died, restarted or was given up on (a ``worker`` event:
@@ -131,6 +138,11 @@ class SessionManager:
         self.broadcast(wpb.SessionEvent(
             kind=wpb.SessionEvent.WORKER, session_id=sid, reason=reason,
             json=json.dumps({"worker": worker, "state": state, **data})))
+
+    def on_count(self, count: wpb.ClientCount) -> None:
+        """A worker's ``ClientCount``: egress knows the viewers, ingress the sender."""
+        self.on_clients(viewers=count.viewers if count.HasField("viewers") else None,
+                        sender=count.sender if count.HasField("sender") else None)
 
     def on_clients(self, *, viewers: int | None = None, sender: bool | None = None) -> None:
         """Egress knows the viewers, ingress the sender; each reports its own part."""
@@ -145,7 +157,7 @@ class SessionManager:
             sess.had_clients = True
             sess.orphan_since = None
         elif sess.had_clients and sess.orphan_since is None:
-            sess.orphan_since = time.monotonic()
+            sess.orphan_since = self._clock()
 
     def on_inference_ready(self) -> None:
         # After a restart, clients still connected get a new session without asking.
@@ -163,7 +175,7 @@ class SessionManager:
         sess = self.current
         if sess is None or sess.orphan_since is None or sess.state == "ending":
             return
-        timeout = self.sup.config.session.orphan_timeout_s
+        timeout = self.orphan_timeout_s
         if now - sess.orphan_since >= timeout:
             self.stop(f"no clients for {timeout:g} s (session.orphan_timeout_s)")
 
@@ -180,9 +192,9 @@ class SessionManager:
         sess = self.current
         if sess is None:
             return
-        emitted = self.sup.workers[self.sup.middle].stats.frames_emitted
+        emitted = self.host.frames_emitted()
         snap.session.CopyFrom(tpb.SessionInfo(
-            id=sess.id, state=sess.state, duration_s=time.monotonic() - sess.started_at,
+            id=sess.id, state=sess.state, duration_s=self._clock() - sess.started_at,
             viewers=self.viewers, sender=self.sender, commands=list(sess.commands),
             frames_emitted=max(0, emitted - sess.frames_at_start),
         ))

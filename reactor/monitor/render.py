@@ -26,7 +26,6 @@ __all__ = [
     "STAGES",
     "dashboard",
     "disconnected",
-    "gpu_panel",
     "header",
     "logs_panel",
     "pipeline_panel",
@@ -38,7 +37,7 @@ __all__ = [
 ]
 
 #: The pipeline's latency stages, in the order a frame passes through them.
-STAGES = ("decode", "input_ring", "model", "output_ring", "encode", "send")
+STAGES = ("decode", "input_ring", "model", "output_ring", "encode")
 #: Columns from which the dashboard lays out in two columns of boxed panels.
 WIDE = 120
 #: Width of ``plain_text``: wide enough for every column, narrow enough for a log file.
@@ -308,18 +307,6 @@ def _indent(renderable: RenderableType) -> RenderableType:
     return grid
 
 
-def gpu_panel(snap: Snapshot) -> RenderableType | None:
-    """The GPU's name, utilisation and memory; ``None`` on a daemon without one."""
-    if not snap.HasField("gpu"):
-        return None
-    g = snap.gpu
-    return _line(
-        ("gpu", "bold"), f"  {g.name}  util {g.utilization_percent:.0f}%  memory ",
-        (_bar(g.memory_used_bytes, g.memory_total_bytes, 10), "cyan"),
-        f" {_bytes(g.memory_used_bytes)} / {_bytes(g.memory_total_bytes)}",
-    )
-
-
 def logs_panel(snap: Snapshot, *, lines: int = 5) -> RenderableType:
     """The newest ``lines`` warnings and errors the daemon's processes logged."""
     shown = list(snap.logs)[-lines:] if lines > 0 else []
@@ -359,15 +346,12 @@ def dashboard(snap: Snapshot, width: int, height: int) -> RenderableType:
 
 
 def _narrow(snap: Snapshot, width: int, height: int) -> RenderableType:
-    gpu = gpu_panel(snap)
     fixed: list[RenderableType] = [
         header(snap),
         workers_table(snap),
         pipeline_panel(snap, spark_width=max(8, min(30, width - 60))),
         rings_panel(snap),
     ]
-    if gpu is not None:
-        fixed.append(gpu)
     used = sum(_height(r, width) for r in fixed) + 1  # + the session's own line
     n_cmds, n_logs, gaps = _budget(snap, height - used, gaps_needed=len(fixed) + 1)
     sections = [*fixed, session_panel(snap, commands=n_cmds), logs_panel(snap, lines=n_logs)]
@@ -409,22 +393,19 @@ def _wide(snap: Snapshot, width: int, height: int) -> RenderableType:
         return Panel(body, title=title, title_align="left", box=box.ROUNDED)
 
     # The pipeline's latency table is the widest thing on the left; the right column
-    # (session, gpu, logs) is all free text and takes whatever is left.
+    # (session, logs) is all free text and takes whatever is left.
     left_width = max(70, width // 2)
     top: list[RenderableType] = [header(snap), boxed("workers", workers_table(snap, frames=True))]
     left = Group(
         boxed("pipeline", pipeline_panel(snap, spark_width=left_width - 56)),
         boxed("rings", rings_panel(snap, bar_width=24)),
     )
-    gpu = gpu_panel(snap)
-    right_fixed: list[RenderableType] = [] if gpu is None else [boxed("gpu", gpu)]
-    spare = height - sum(_height(r, width) for r in [*top, *right_fixed])
+    spare = height - sum(_height(r, width) for r in top)
     spare -= 2 + 2 + 2  # the session box and its own two lines, the logs box
     have_cmds = len(snap.session.commands) if snap.HasField("session") else 0
     cmds = min(have_cmds, 5, max(spare // 2, 0))
     right = Group(
         boxed("session", session_panel(snap, commands=cmds, split=True)),
-        *right_fixed,
         boxed("warnings and errors", logs_panel(snap, lines=max(spare - cmds, 1))),
     )
     grid = Table.grid(padding=(0, 1))

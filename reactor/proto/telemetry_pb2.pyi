@@ -104,18 +104,6 @@ class LogLine(_message.Message):
     message: str
     def __init__(self, ts: _Optional[float] = ..., process: _Optional[str] = ..., level: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
-class GpuStat(_message.Message):
-    __slots__ = ("name", "memory_used_bytes", "memory_total_bytes", "utilization_percent")
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
-    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
-    UTILIZATION_PERCENT_FIELD_NUMBER: _ClassVar[int]
-    name: str
-    memory_used_bytes: int
-    memory_total_bytes: int
-    utilization_percent: float
-    def __init__(self, name: _Optional[str] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., utilization_percent: _Optional[float] = ...) -> None: ...
-
 class PipelineStat(_message.Message):
     __slots__ = ("fps_in", "fps_model", "fps_out", "target_fps", "latency", "rings", "encoders_active", "fps_history")
     FPS_IN_FIELD_NUMBER: _ClassVar[int]
@@ -137,7 +125,7 @@ class PipelineStat(_message.Message):
     def __init__(self, fps_in: _Optional[float] = ..., fps_model: _Optional[float] = ..., fps_out: _Optional[float] = ..., target_fps: _Optional[float] = ..., latency: _Optional[_Iterable[_Union[LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[RingStat, _Mapping]]] = ..., encoders_active: _Optional[int] = ..., fps_history: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("state", "pid", "uptime_s", "ts", "config_path", "model", "url", "run_dir", "workers", "pipeline", "session", "logs", "gpu", "error")
+    __slots__ = ("state", "pid", "uptime_s", "ts", "config_path", "model", "url", "run_dir", "workers", "pipeline", "session", "logs", "error")
     STATE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -150,7 +138,6 @@ class Snapshot(_message.Message):
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
-    GPU_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     state: str
     pid: int
@@ -164,6 +151,5 @@ class Snapshot(_message.Message):
     pipeline: PipelineStat
     session: SessionInfo
     logs: _containers.RepeatedCompositeFieldContainer[LogLine]
-    gpu: GpuStat
     error: str
-    def __init__(self, state: _Optional[str] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., ts: _Optional[float] = ..., config_path: _Optional[str] = ..., model: _Optional[str] = ..., url: _Optional[str] = ..., run_dir: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStat, _Mapping]]] = ..., pipeline: _Optional[_Union[PipelineStat, _Mapping]] = ..., session: _Optional[_Union[SessionInfo, _Mapping]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., gpu: _Optional[_Union[GpuStat, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
+    def __init__(self, state: _Optional[str] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., ts: _Optional[float] = ..., config_path: _Optional[str] = ..., model: _Optional[str] = ..., url: _Optional[str] = ..., run_dir: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStat, _Mapping]]] = ..., pipeline: _Optional[_Union[PipelineStat, _Mapping]] = ..., session: _Optional[_Union[SessionInfo, _Mapping]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...

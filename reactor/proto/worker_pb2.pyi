@@ -9,32 +9,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class RingSlot(_message.Message):
-    __slots__ = ("ring", "slot", "seq", "frame_id", "capture_ts", "enqueue_ts", "session_id")
-    RING_FIELD_NUMBER: _ClassVar[int]
-    SLOT_FIELD_NUMBER: _ClassVar[int]
-    SEQ_FIELD_NUMBER: _ClassVar[int]
-    FRAME_ID_FIELD_NUMBER: _ClassVar[int]
-    CAPTURE_TS_FIELD_NUMBER: _ClassVar[int]
-    ENQUEUE_TS_FIELD_NUMBER: _ClassVar[int]
-    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
-    ring: str
-    slot: int
-    seq: int
-    frame_id: int
-    capture_ts: float
-    enqueue_ts: float
-    session_id: str
-    def __init__(self, ring: _Optional[str] = ..., slot: _Optional[int] = ..., seq: _Optional[int] = ..., frame_id: _Optional[int] = ..., capture_ts: _Optional[float] = ..., enqueue_ts: _Optional[float] = ..., session_id: _Optional[str] = ...) -> None: ...
-
 class WorkerStats(_message.Message):
-    __slots__ = ("frames_in", "frames_out", "cpu_percent", "rss_bytes", "latency", "rings", "viewers", "encoders_active", "sender", "frames_emitted", "finished")
+    __slots__ = ("frames_in", "frames_out", "cpu_percent", "rss_bytes", "latency", "viewers", "encoders_active", "sender", "frames_emitted", "finished")
     FRAMES_IN_FIELD_NUMBER: _ClassVar[int]
     FRAMES_OUT_FIELD_NUMBER: _ClassVar[int]
     CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     LATENCY_FIELD_NUMBER: _ClassVar[int]
-    RINGS_FIELD_NUMBER: _ClassVar[int]
     VIEWERS_FIELD_NUMBER: _ClassVar[int]
     ENCODERS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
@@ -45,13 +26,12 @@ class WorkerStats(_message.Message):
     cpu_percent: float
     rss_bytes: int
     latency: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.LatencyStat]
-    rings: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.RingStat]
     viewers: int
     encoders_active: int
     sender: bool
     frames_emitted: int
     finished: bool
-    def __init__(self, frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[_telemetry_pb2.LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[_telemetry_pb2.RingStat, _Mapping]]] = ..., viewers: _Optional[int] = ..., encoders_active: _Optional[int] = ..., sender: _Optional[bool] = ..., frames_emitted: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
+    def __init__(self, frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[_telemetry_pb2.LatencyStat, _Mapping]]] = ..., viewers: _Optional[int] = ..., encoders_active: _Optional[int] = ..., sender: _Optional[bool] = ..., frames_emitted: _Optional[int] = ..., finished: _Optional[bool] = ...) -> None: ...
 
 class SessionEvent(_message.Message):
     __slots__ = ("kind", "session_id", "reason", "json", "ts")
@@ -61,13 +41,11 @@ class SessionEvent(_message.Message):
         ENDED: _ClassVar[SessionEvent.Kind]
         MESSAGE: _ClassVar[SessionEvent.Kind]
         ERROR: _ClassVar[SessionEvent.Kind]
-        CLIENT: _ClassVar[SessionEvent.Kind]
         WORKER: _ClassVar[SessionEvent.Kind]
     STARTED: SessionEvent.Kind
     ENDED: SessionEvent.Kind
     MESSAGE: SessionEvent.Kind
     ERROR: SessionEvent.Kind
-    CLIENT: SessionEvent.Kind
     WORKER: SessionEvent.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -81,8 +59,62 @@ class SessionEvent(_message.Message):
     ts: float
     def __init__(self, kind: _Optional[_Union[SessionEvent.Kind, str]] = ..., session_id: _Optional[str] = ..., reason: _Optional[str] = ..., json: _Optional[str] = ..., ts: _Optional[float] = ...) -> None: ...
 
+class IngressReady(_message.Message):
+    __slots__ = ("host", "port")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    port: int
+    def __init__(self, host: _Optional[str] = ..., port: _Optional[int] = ...) -> None: ...
+
+class InferenceReady(_message.Message):
+    __slots__ = ("schema_json",)
+    SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
+    schema_json: str
+    def __init__(self, schema_json: _Optional[str] = ...) -> None: ...
+
+class EgressReady(_message.Message):
+    __slots__ = ("codec",)
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    codec: str
+    def __init__(self, codec: _Optional[str] = ...) -> None: ...
+
+class SourceReady(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    def __init__(self, path: _Optional[str] = ...) -> None: ...
+
+class SinkReady(_message.Message):
+    __slots__ = ("recording",)
+    RECORDING_FIELD_NUMBER: _ClassVar[int]
+    recording: bool
+    def __init__(self, recording: _Optional[bool] = ...) -> None: ...
+
+class Ready(_message.Message):
+    __slots__ = ("ingress", "inference", "egress", "source", "sink")
+    INGRESS_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_FIELD_NUMBER: _ClassVar[int]
+    EGRESS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SINK_FIELD_NUMBER: _ClassVar[int]
+    ingress: IngressReady
+    inference: InferenceReady
+    egress: EgressReady
+    source: SourceReady
+    sink: SinkReady
+    def __init__(self, ingress: _Optional[_Union[IngressReady, _Mapping]] = ..., inference: _Optional[_Union[InferenceReady, _Mapping]] = ..., egress: _Optional[_Union[EgressReady, _Mapping]] = ..., source: _Optional[_Union[SourceReady, _Mapping]] = ..., sink: _Optional[_Union[SinkReady, _Mapping]] = ...) -> None: ...
+
+class ClientCount(_message.Message):
+    __slots__ = ("viewers", "sender")
+    VIEWERS_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    viewers: int
+    sender: bool
+    def __init__(self, viewers: _Optional[int] = ..., sender: _Optional[bool] = ...) -> None: ...
+
 class FromWorker(_message.Message):
-    __slots__ = ("worker", "pid", "reply_to", "ready", "heartbeat", "fatal", "event", "reply", "request", "log")
+    __slots__ = ("worker", "pid", "reply_to", "ready", "heartbeat", "fatal", "event", "reply", "request", "log", "clients")
     WORKER_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     REPLY_TO_FIELD_NUMBER: _ClassVar[int]
@@ -93,17 +125,19 @@ class FromWorker(_message.Message):
     REPLY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     LOG_FIELD_NUMBER: _ClassVar[int]
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
     worker: str
     pid: int
     reply_to: int
-    ready: str
+    ready: Ready
     heartbeat: WorkerStats
     fatal: str
     event: SessionEvent
     reply: _control_pb2.Reply
     request: _control_pb2.Request
     log: _telemetry_pb2.LogLine
-    def __init__(self, worker: _Optional[str] = ..., pid: _Optional[int] = ..., reply_to: _Optional[int] = ..., ready: _Optional[str] = ..., heartbeat: _Optional[_Union[WorkerStats, _Mapping]] = ..., fatal: _Optional[str] = ..., event: _Optional[_Union[SessionEvent, _Mapping]] = ..., reply: _Optional[_Union[_control_pb2.Reply, _Mapping]] = ..., request: _Optional[_Union[_control_pb2.Request, _Mapping]] = ..., log: _Optional[_Union[_telemetry_pb2.LogLine, _Mapping]] = ...) -> None: ...
+    clients: ClientCount
+    def __init__(self, worker: _Optional[str] = ..., pid: _Optional[int] = ..., reply_to: _Optional[int] = ..., ready: _Optional[_Union[Ready, _Mapping]] = ..., heartbeat: _Optional[_Union[WorkerStats, _Mapping]] = ..., fatal: _Optional[str] = ..., event: _Optional[_Union[SessionEvent, _Mapping]] = ..., reply: _Optional[_Union[_control_pb2.Reply, _Mapping]] = ..., request: _Optional[_Union[_control_pb2.Request, _Mapping]] = ..., log: _Optional[_Union[_telemetry_pb2.LogLine, _Mapping]] = ..., clients: _Optional[_Union[ClientCount, _Mapping]] = ...) -> None: ...
 
 class ToWorker(_message.Message):
     __slots__ = ("id", "stop", "request", "event", "reply")

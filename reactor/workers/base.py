@@ -1,28 +1,32 @@
 """What every worker process shares: its entry point, logging, parent watch and link.
 
 A worker is started by the supervisor with the ``multiprocess`` *spawn* context and runs
-:func:`run_worker`, which sets up the process and calls the worker module's
-``main(ctx)``. Everything a worker does happens inside one ``try``: any exception is
-logged, reported to the supervisor as ``fatal``, and the process exits non-zero.
+:func:`run_worker`, which sets up the process, connects its :class:`WorkerLink`, and calls
+the worker's entry function from :data:`REGISTRY` with a :class:`WorkerContext`. The
+worker object that entry makes is a :class:`Worker`: it takes the supervisor's messages
+and reports its stats, through ``ctx.attach(worker)``. Everything a worker does happens
+inside one ``try``: any exception is logged, reported to the supervisor as ``fatal``, and
+the process exits non-zero.
 """
 
 from __future__ import annotations
 
 import ctypes
-import importlib
 import logging
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from reactor.config import Config
 from reactor.control.link import WorkerLink
 from reactor.control.rundir import RunDir
+from reactor.errors import ReactorError
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
 
@@ -32,29 +36,85 @@ PR_SET_PDEATHSIG = 1
 LOG_FORMAT = "%(asctime)s %(levelname)-7s {process}[%(process)d] %(name)s: %(message)s"
 
 
+class Worker(Protocol):
+    """A worker object: what its link hands it and what its heartbeats carry."""
+
+    def on_message(self, msg: wpb.ToWorker) -> None:
+        """A message from the supervisor, on the link thread: hand it on, never block."""
+
+    def stats(self) -> wpb.WorkerStats:
+        """The counters and latencies for the next heartbeat."""
+
+
 @dataclass
 class WorkerContext:
-    """What a worker's ``main`` receives."""
+    """What a worker's entry function receives; ``link`` is already connected."""
 
     name: str
     config: Config
     run_dir: RunDir
     rings: dict[str, Any]
+    link: WorkerLink
     extra: dict[str, Any] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
-    link: WorkerLink | None = None
 
-    def connect(
-        self,
-        on_message: Any,
-        stats: Any,
-    ) -> WorkerLink:
-        self.link = WorkerLink(
-            self.name, self.run_dir.endpoint("workers"), on_message=on_message, stats=stats
-        )
-        self.link.start()
-        logging.getLogger().addHandler(_LinkLogHandler(self.link, self.name))
+    def attach(self, worker: Worker) -> WorkerLink:
+        """Route the supervisor's messages to ``worker`` and send its stats from now on."""
+        self.link.attach(worker.on_message, worker.stats)
         return self.link
+
+
+WorkerMain = Callable[[WorkerContext], None]
+
+
+# The entry function of each worker, imported only in the process that runs it: ingress
+# alone needs aiohttp and aiortc, inference alone the model's dependencies.
+def _ingress() -> WorkerMain:
+    from reactor.workers import ingress
+
+    return ingress.main
+
+
+def _inference() -> WorkerMain:
+    from reactor.workers import inference
+
+    return inference.main
+
+
+def _egress() -> WorkerMain:
+    from reactor.workers import egress
+
+    return egress.main
+
+
+def _source() -> WorkerMain:
+    from reactor.workers import source
+
+    return source.main
+
+
+def _sink() -> WorkerMain:
+    from reactor.workers import sink
+
+    return sink.main
+
+
+REGISTRY: dict[str, Callable[[], WorkerMain]] = {
+    "ingress": _ingress,
+    "inference": _inference,
+    "egress": _egress,
+    "source": _source,
+    "sink": _sink,
+}
+
+
+def resolve(name: str) -> WorkerMain:
+    """The entry function of the worker called ``name``."""
+    try:
+        load = REGISTRY[name]
+    except KeyError:
+        raise ReactorError(f"unknown worker {name!r}; one of {', '.join(REGISTRY)}") from None
+    return load()
 
 
 class _LinkLogHandler(logging.Handler):
@@ -139,7 +199,11 @@ def run_worker(
     die_with_parent(parent_pid)
     rd = RunDir(Path(run_dir))
     setup_logging(rd.log(name), name, level=config.log.level)
-    ctx = WorkerContext(name=name, config=config, run_dir=rd, rings=rings, extra=extra or {})
+    link = WorkerLink(name, rd.endpoint("workers"))
+    link.start()
+    logging.getLogger().addHandler(_LinkLogHandler(link, name))
+    ctx = WorkerContext(name=name, config=config, run_dir=rd, rings=rings, link=link,
+                        extra=extra or {})
 
     def on_signal(signum: int, frame: object) -> None:
         ctx.stop.set()  # only a flag: the worker's loop notices and winds down
@@ -151,18 +215,15 @@ def run_worker(
     log.debug("start %s: log level %s", name, config.log.level)
     code = 0
     try:
-        module = importlib.import_module(f"reactor.workers.{name}")
-        module.main(ctx)
+        resolve(name)(ctx)
         log.info("stop %s", name)
     except BaseException as exc:  # the process boundary: report and exit non-zero
         code = 1
         text = f"{type(exc).__name__}: {exc}"
         log.exception("fatal: %s", text)
-        if ctx.link is not None:
-            ctx.link.fatal(text)
-            time.sleep(0.2)  # let the link thread deliver it
+        link.fatal(text)
+        time.sleep(0.2)  # let the link thread deliver it
     finally:
-        if ctx.link is not None:
-            ctx.link.close()
+        link.close()
         logging.shutdown()
     os._exit(code)

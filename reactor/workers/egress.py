@@ -10,7 +10,6 @@ viewer on the loop; the link thread relays WHEP offers and session events to the
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -66,12 +65,10 @@ class EgressWorker:
         elif body == "request" and msg.request.WhichOneof("body") == "whep":
             asyncio.run_coroutine_threadsafe(self._whep(msg.id, msg.request.whep), self.loop)
         elif body == "request":
-            assert self.ctx.link is not None
             self.ctx.link.reply(msg.id, cpb.Reply(error=cpb.Error(
                 message="egress handles only WHEP requests", status=400)))
 
     async def _whep(self, msg_id: int, req: cpb.WhepRequest) -> None:
-        assert self.ctx.link is not None
         try:
             reply = await self.hub.handle(req)
         except Exception as exc:
@@ -123,10 +120,10 @@ class EgressWorker:
 async def _amain(ctx: WorkerContext) -> None:
     loop = asyncio.get_running_loop()
     worker = EgressWorker(ctx, loop)
-    link = ctx.connect(worker.on_message, worker.stats)
+    link = ctx.attach(worker)
     reader = threading.Thread(target=worker.read_loop, name="egress-reader", daemon=True)
     reader.start()
-    link.ready(json.dumps({"codec": ctx.config.egress.codec}))
+    link.ready(wpb.Ready(egress=wpb.EgressReady(codec=ctx.config.egress.codec)))
     log.info("ready")
     try:
         while not ctx.stop.is_set():

@@ -180,7 +180,6 @@ class InferenceWorker:
 
     def _on_request(self, msg_id: int, req: cpb.Request) -> None:
         link = self.ctx.link
-        assert link is not None
         kind = req.WhichOneof("body")
         if kind == "command":
             try:
@@ -243,7 +242,6 @@ class InferenceWorker:
         return out
 
     def event(self, kind: int, session_id: str, reason: str = "", json_body: str = "") -> None:
-        assert self.ctx.link is not None
         ev = wpb.SessionEvent(session_id=session_id, reason=reason, json=json_body)
         ev.kind = kind  # type: ignore[assignment]
         self.ctx.link.event(ev)
@@ -342,7 +340,6 @@ class InferenceWorker:
                     reason = f"{io.stop_reason or 'the session was stopped'}; {why}"
                     log.error("session %s: %s; restarting the worker", io.session_id, reason)
                     self.event(wpb.SessionEvent.ERROR, io.session_id, reason=reason)
-                    assert self.ctx.link is not None
                     self.ctx.link.fatal(why)
                     raise SystemExit(3)
                 continue
@@ -371,13 +368,13 @@ def main(ctx: WorkerContext) -> None:
     # link thread's replies and heartbeats by as much.
     sys.setswitchinterval(0.001)
     worker = InferenceWorker(ctx)
-    link = ctx.connect(worker.on_message, worker.stats)
+    link = ctx.attach(worker)
     worker.load()
     wd = threading.Thread(target=_watch, args=(worker,), name="watchdog", daemon=True)
     wd.start()
     schema = worker.model_cls.schema(ctx.config.video.width, ctx.config.video.height,
                                      ctx.config.video.fps)
-    link.ready(json.dumps(schema))
+    link.ready(wpb.Ready(inference=wpb.InferenceReady(schema_json=json.dumps(schema))))
     log.info("ready: model %s", worker.model_cls.name)
     worker.run()
 

@@ -58,6 +58,5 @@ class FileSink:
 
 def main(ctx: WorkerContext) -> None:
     sink = FileSink(ctx)
-    link = ctx.connect(sink.on_message, sink.stats)
-    link.ready("recording" if sink.recorder else "counting")
+    ctx.attach(sink).ready(wpb.Ready(sink=wpb.SinkReady(recording=sink.recorder is not None)))
     sink.run()

@@ -93,8 +93,7 @@ class FileSource:
 
 def main(ctx: WorkerContext) -> None:
     source = FileSource(ctx)
-    link = ctx.connect(source.on_message, source.stats)
-    link.ready(f"reading {source.path}")
+    ctx.attach(source).ready(wpb.Ready(source=wpb.SourceReady(path=str(source.path))))
     source.run()
     while not ctx.stop.wait(0.1):
         pass

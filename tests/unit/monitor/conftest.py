@@ -9,7 +9,6 @@ import pytest
 
 from reactor.proto.telemetry_pb2 import (
     CommandLog,
-    GpuStat,
     LatencyStat,
     LogLine,
     PipelineStat,
@@ -22,7 +21,7 @@ from reactor.proto.telemetry_pb2 import (
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
 
-def build_snapshot(*, session: bool = True, gpu: bool = False) -> Snapshot:
+def build_snapshot(*, session: bool = True) -> Snapshot:
     snap = Snapshot(
         state="degraded",
         pid=4242,
@@ -82,15 +81,12 @@ def build_snapshot(*, session: bool = True, gpu: bool = False) -> Snapshot:
                            result='{"frames": 1200}'),
             ],
         ))
-    if gpu:
-        snap.gpu.CopyFrom(GpuStat(name="NVIDIA H100 80GB HBM3", memory_used_bytes=10 << 30,
-                                  memory_total_bytes=80 << 30, utilization_percent=45.0))
     return snap
 
 
 @pytest.fixture
 def make_snapshot() -> Callable[..., Snapshot]:
-    """``make_snapshot(session=True, gpu=False)``: the fixed snapshot every test renders."""
+    """``make_snapshot(session=True)``: the fixed snapshot every test renders."""
     return build_snapshot
 
 

@@ -69,21 +69,20 @@ def test_a_worker_in_trouble_stands_out_in_colour(make_snapshot: MakeSnapshot) -
 
 
 def test_pipeline_panel(make_snapshot: MakeSnapshot) -> None:
-    # "send" has no measurement yet: a dash, not a zero.
     assert text_of(render.pipeline_panel(make_snapshot())) == block("""
     fps  in 29.9  model 29.8  out 14.2 / 30  █████▆▅▃▄▄  encoders 1
-    latency  decode  input_ring  model  output_ring  encode  send
-    p50 ms      2.1         0.1   12.3          0.1     6.0     -
-    p99 ms      4.0         0.3   20.1          0.2     9.8     -
+    latency  decode  input_ring  model  output_ring  encode
+    p50 ms      2.1         0.1   12.3          0.1     6.0
+    p99 ms      4.0         0.3   20.1          0.2     9.8
     """)
 
 
 def test_pipeline_panel_before_any_frame() -> None:
     assert text_of(render.pipeline_panel(Snapshot())) == block("""
     fps  in 0.0  model 0.0  out 0.0  encoders 0
-    latency  decode  input_ring  model  output_ring  encode  send
-    p50 ms        -           -      -            -       -     -
-    p99 ms        -           -      -            -       -     -
+    latency  decode  input_ring  model  output_ring  encode
+    p50 ms        -           -      -            -       -
+    p99 ms        -           -      -            -       -
     """)
 
 
@@ -129,15 +128,6 @@ def test_no_session(make_snapshot: MakeSnapshot) -> None:
     assert text_of(render.session_panel(make_snapshot(session=False))) == "session  no session"
 
 
-def test_gpu_panel_only_with_a_gpu(make_snapshot: MakeSnapshot) -> None:
-    assert render.gpu_panel(make_snapshot()) is None
-    gpu = render.gpu_panel(make_snapshot(gpu=True))
-    assert gpu is not None
-    assert text_of(gpu) == (
-        "gpu  NVIDIA H100 80GB HBM3  util 45%  memory █░░░░░░░░░ 10.0 GiB / 80.0 GiB"
-    )
-
-
 def test_logs_panel_shows_the_newest(make_snapshot: MakeSnapshot) -> None:
     assert text_of(render.logs_panel(make_snapshot(), lines=2)) == block("""
     22:14:10  ERROR    egress      RuntimeError: encoder died
@@ -159,7 +149,7 @@ def test_disconnected() -> None:
 
 
 def test_dashboard_at_80x24(make_snapshot: MakeSnapshot) -> None:
-    assert text_of(render.dashboard(make_snapshot(gpu=True), 80, 24)) == block("""
+    assert text_of(render.dashboard(make_snapshot(), 80, 24)) == block("""
     reactor ● degraded  pid 4242  up 1h 02m  http://127.0.0.1:8081
     model reactor.examples.pattern:TestPattern  config configs/pattern.yaml  run di…
     error: egress restarting after a crash
@@ -169,13 +159,12 @@ def test_dashboard_at_80x24(make_snapshot: MakeSnapshot) -> None:
     egress     restarting     -       -         2    0.0         -       6.5s
     egress: RuntimeError: encoder died
     fps  in 29.9  model 29.8  out 14.2 / 30  █████▆▅▃▄▄  encoders 1
-    latency  decode  input_ring  model  output_ring  encode  send
-    p50 ms      2.1         0.1   12.3          0.1     6.0     -
-    p99 ms      4.0         0.3   20.1          0.2     9.8     -
+    latency  decode  input_ring  model  output_ring  encode
+    p50 ms      2.1         0.1   12.3          0.1     6.0
+    p99 ms      4.0         0.3   20.1          0.2     9.8
     ring    used                   dropped  policy
     input   ████░░░░░░░░░░░░  1/4       12  latest
     output  ████████████████  8/8        0  block
-    gpu  NVIDIA H100 80GB HBM3  util 45%  memory █░░░░░░░░░ 10.0 GiB / 80.0 GiB
     session 3f2a9c1d  live  1m 05s  viewers 2  sender yes  frames 1,950
       22:13:30  set_gain {"gain":2.0}  ok     null
       22:13:40  set_gain {"gain":9.0}  error  gain: Input should be less than or eq…
@@ -187,7 +176,7 @@ def test_dashboard_at_80x24(make_snapshot: MakeSnapshot) -> None:
 
 
 def _busy(make_snapshot: MakeSnapshot) -> Snapshot:
-    snap = make_snapshot(gpu=True)
+    snap = make_snapshot()
     for i in range(30):
         snap.logs.append(LogLine(ts=1_700_000_100 + i, process="ingress", level="WARNING",
                                  message=f"client {i} is slow " + "x" * 100))
@@ -230,9 +219,9 @@ def test_plain_text(make_snapshot: MakeSnapshot) -> None:
     egress: RuntimeError: encoder died
 
     fps  in 29.9  model 29.8  out 14.2 / 30  █████▆▅▃▄▄  encoders 1
-    latency  decode  input_ring  model  output_ring  encode  send
-    p50 ms      2.1         0.1   12.3          0.1     6.0     -
-    p99 ms      4.0         0.3   20.1          0.2     9.8     -
+    latency  decode  input_ring  model  output_ring  encode
+    p50 ms      2.1         0.1   12.3          0.1     6.0
+    p99 ms      4.0         0.3   20.1          0.2     9.8
 
     ring    used                   dropped  policy
     input   ████░░░░░░░░░░░░  1/4       12  latest

@@ -1,0 +1,94 @@
+"""Telemetry: the ``Snapshot`` the supervisor publishes and answers ``status`` with.
+
+Built from what the supervisor holds — the worker pool (states, rates, CPU, memory, each
+worker's last heartbeat), the rings' headers, the session and recent log lines — and
+nothing else, so a snapshot never waits on a worker.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reactor.config import Config
+from reactor.daemon.pool import WorkerProcess, WorkerState
+from reactor.daemon.sessions import SessionManager
+from reactor.ipc import ShmRing
+from reactor.proto import telemetry_pb2 as tpb
+
+TELEMETRY_S = 0.25
+
+
+@dataclass
+class Telemetry:
+    """What the snapshot shows beyond the present moment: recent log lines and fps."""
+
+    logs: deque[tpb.LogLine] = field(default_factory=lambda: deque(maxlen=20))
+    fps_history: deque[float] = field(default_factory=lambda: deque(maxlen=60))
+
+    def add_log(self, process: str, level: str, message: str) -> None:
+        self.logs.append(tpb.LogLine(ts=time.time(), process=process, level=level,
+                                     message=message[:500]))
+
+
+def worker_stat(w: WorkerProcess, now: float) -> tpb.WorkerStat:
+    alive = w.alive
+    return tpb.WorkerStat(
+        name=w.name, pid=w.pid if alive else 0, state=w.state.value, restarts=w.restarts,
+        cpu_percent=w.cpu_percent(now) if alive else 0.0,
+        rss_bytes=w.rss_bytes() if alive else 0,
+        uptime_s=now - w.started_at if alive else 0.0,
+        heartbeat_age_s=now - w.last_beat if alive else 0.0,
+        last_error=w.last_error, frames_in=w.stats.frames_in,
+        frames_out=w.stats.frames_out,
+    )
+
+
+def build_snapshot(
+    *,
+    state: str,
+    error: str,
+    uptime_s: float,
+    config: Config,
+    model: str,
+    url: str,
+    run_dir: Path,
+    workers: Sequence[WorkerProcess],
+    rings: Mapping[str, ShmRing],
+    sessions: SessionManager,
+    telemetry: Telemetry,
+    now: float,
+) -> tpb.Snapshot:
+    """``workers`` in pipeline order: front, model, back."""
+    snap = tpb.Snapshot(
+        state=state, pid=os.getpid(), uptime_s=uptime_s, ts=time.time(),
+        config_path=config.source or "(packaged default)", model=model, url=url,
+        run_dir=str(run_dir), error=error,
+    )
+    snap.workers.extend(worker_stat(w, now) for w in workers)
+    p = snap.pipeline
+    p.target_fps = config.video.fps
+    front, model_w, back = workers
+    p.fps_in = front.rates()[1]
+    p.fps_model = model_w.rates()[1]
+    p.fps_out = back.rates()[1]
+    p.encoders_active = back.stats.encoders_active
+    p.fps_history.extend(telemetry.fps_history)
+    for w in workers:
+        if w.state == WorkerState.RUNNING:
+            p.latency.extend(w.stats.latency)
+    for ring_name, ring in rings.items():
+        st: dict[str, Any] = ring.stats()
+        p.rings.append(tpb.RingStat(
+            name=ring_name, slots=int(st["slots"]), used=int(st["used"]),
+            dropped=int(st["dropped"]), policy=str(st["policy"]),
+            written=int(st.get("written", 0)),
+        ))
+    sessions.fill(snap)
+    snap.logs.extend(telemetry.logs)
+    return snap
