@@ -11,6 +11,8 @@ install: $(BIN)/reactor
 $(BIN)/reactor: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	@# The distribution was called "reactor" before it became reactor-live; drop that install.
+	@$(BIN)/pip uninstall --quiet --yes reactor 2>/dev/null || true
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 	@echo "installed: $(BIN)/reactor (activate with: . $(VENV)/bin/activate)"

@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_daemon_restart)
 
     p = sub.add_parser("run", help="run in the foreground; with --input, process a file")
-    p.add_argument("-c", "--config", required=True, help="config YAML")
+    p.add_argument("-c", "--config", help="config YAML (default: the packaged test pattern)")
     p.add_argument("--input", metavar="FILE", help="a video file to feed the model")
     p.add_argument("--output", metavar="FILE", help="write the model's output here (MP4)")
     p.add_argument("--commands", metavar="FILE.jsonl", help='timed commands: {"at_frame": N, '
