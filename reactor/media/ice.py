@@ -152,10 +152,6 @@ def _install() -> None:
         _request_received if _state["loopback"] else _ORIGINAL_REQUEST)
     aioice.ice.StunProtocol.datagram_received = (  # type: ignore[method-assign]
         _datagram_received if _state["loopback"] else _ORIGINAL_DATAGRAM)
-    if _state["loopback"]:
-        aioice.ice.get_host_addresses = loopback_host_addresses
-    elif aioice.ice.get_host_addresses is loopback_host_addresses:
-        aioice.ice.get_host_addresses = _ORIGINAL_ADDRESSES  # only undo our own
 
 
 def restrict_ice_to_loopback(enabled: bool = True) -> None:
@@ -163,6 +159,10 @@ def restrict_ice_to_loopback(enabled: bool = True) -> None:
     machine's addresses (``enabled``); or use every interface and talk to anyone again."""
     _state["loopback"] = enabled
     _install()
+    if enabled:
+        aioice.ice.get_host_addresses = loopback_host_addresses
+    elif aioice.ice.get_host_addresses is loopback_host_addresses:
+        aioice.ice.get_host_addresses = _ORIGINAL_ADDRESSES  # only undo our own
 
 
 def enable_end_of_candidates_grace(enabled: bool = True) -> None:
