@@ -100,6 +100,7 @@ class Reader:
     def __init__(self, segment: Segment) -> None:
         self._seg = segment
         self._block = segment.handle.policy == "block"
+        self._slots = segment.handle.slots
         self._frame: Frame | None = None
         self._dropped = 0
         self._releases = 0
@@ -223,7 +224,7 @@ class Reader:
         m, nxt = seg.words, self._pos + 1
         if m[G_LATEST] >> 16 < nxt:
             return None
-        slot = nxt % seg.handle.slots
+        slot = nxt % self._slots
         row = self._row
         if m[seg.slot_words + slot * ROW + S_STATE] != 2 * nxt:
             # Only possible for a frame written while we were registering: skip it.
@@ -263,9 +264,6 @@ class Reader:
             m[self._row + C_PIN] = -1
             return
         m[self._row + C_NEED] = frame.seq + 1
-        self._wake_producer()
-
-    def _wake_producer(self) -> None:
         self._releases += 1
         # A value no other reader writes: several readers race on this word without
         # atomics, and a parked producer must see it change (see ring's docstring).
@@ -282,7 +280,8 @@ class Reader:
         self._frame = None
         seg.unregister(self._index, self._token, self._dropped)
         if self._block:
-            self._wake_producer()
+            self._releases += 1
+            seg.wake_producer(self._releases << 6 | self._index)
 
     def __enter__(self) -> Reader:
         return self

@@ -131,6 +131,8 @@ class ShmRing:
 
     def __init__(self, segment: Segment) -> None:
         self._seg = segment
+        self._handle = segment.handle
+        self._dtype = segment.dtype
         # The producer's hot path reads these on every frame; they are the segment's own
         # objects (the memoryview is released, for everyone, when the segment closes).
         self._m = segment.words
@@ -215,7 +217,7 @@ class ShmRing:
         self.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (ShmRing.attach, (self._seg.handle,))
+        return (ShmRing.attach, (self._handle,))
 
     # -- properties ----------------------------------------------------------------------
 
@@ -226,33 +228,33 @@ class ShmRing:
 
     @property
     def handle(self) -> RingHandle:
-        return self._seg.handle
+        return self._handle
 
     @property
     def name(self) -> str:
-        return self._seg.handle.name
+        return self._handle.name
 
     @property
     def slots(self) -> int:
-        return self._seg.handle.slots
+        return self._handle.slots
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return self._seg.handle.shape
+        return self._handle.shape
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        return self._seg.dtype
+        return self._dtype
 
     @property
     def policy(self) -> str:
-        return self._seg.handle.policy
+        return self._handle.policy
 
     def stats(self) -> dict[str, Any]:
         """``name``, ``slots``, ``used`` (slots a reader still needs), ``dropped``,
         ``policy``, ``written`` and ``consumers``."""
         self._check_open()
-        h, occ = self._seg.handle, self._seg.occupancy()
+        h, occ = self._handle, self._seg.occupancy()
         return {
             "name": h.name,
             "slots": h.slots,
@@ -283,9 +285,9 @@ class ShmRing:
         start = time.perf_counter_ns()
         arr = np.asarray(frame)
         seg = self._seg
-        if arr.shape != seg.handle.shape or arr.dtype != seg.dtype:
+        if arr.shape != self._handle.shape or arr.dtype != self._dtype:
             raise RingError(
-                f"ring {seg.name!r} holds {seg.handle.shape} {seg.dtype} "
+                f"ring {self._handle.name!r} holds {self._handle.shape} {self._dtype} "
                 f"frames; got {arr.shape} {arr.dtype}"
             )
         seq, slot = self._acquire(timeout)
@@ -314,7 +316,7 @@ class ShmRing:
         """
         start = time.perf_counter_ns()
         if self._reserved:
-            raise RingError(f"ring {self._seg.name!r}: a slot is already reserved")
+            raise RingError(f"ring {self._handle.name!r}: a slot is already reserved")
         seq, slot = self._acquire(timeout)
         array = self._seg.writable[slot]
         ws = WriteSlot(array, seq, slot, frame_id, capture_ts or start, session_id)
@@ -333,7 +335,7 @@ class ShmRing:
         self._check_open()
         latest = self._seg.claim_producer()
         self._seq = latest >> 16
-        self._next_slot = ((latest & 0xFFFF) + 1) % self._seg.handle.slots if latest else 0
+        self._next_slot = ((latest & 0xFFFF) + 1) % self._handle.slots if latest else 0
         self._producer = True
 
     def _acquire(self, timeout: float | None) -> tuple[int, int]:
@@ -341,8 +343,8 @@ class ShmRing:
         if not self._producer:
             self._claim()
         seq = self._seq + 1
-        if self._seg.handle.policy == "block":
-            slot = seq % self._seg.handle.slots
+        if self._handle.policy == "block":
+            slot = seq % self._handle.slots
             self._wait_free(seq, timeout)
             self._m[self._so + slot * ROW + S_STATE] = 2 * seq + 1
         else:
@@ -352,7 +354,7 @@ class ShmRing:
         return seq, slot
 
     def _pick_latest(self, seq: int) -> int:
-        m, so, n = self._m, self._so, self._seg.handle.slots
+        m, so, n = self._m, self._so, self._handle.slots
         latest = m[G_LATEST]
         newest = latest & 0xFFFF if latest else -1
         # Try the slot written before the newest first: with one reader the producer then
@@ -378,14 +380,14 @@ class ShmRing:
             if attempt == 0:
                 self._seg.reap(force=True)
         raise RingError(
-            f"ring {self._seg.name!r}: every one of its {n} slots is held by a reader; "
+            f"ring {self._handle.name!r}: every one of its {n} slots is held by a reader; "
             "give it more slots (rings.input_slots) than readers"
         )
 
     def _wait_free(self, seq: int, timeout: float | None) -> None:
         """Block policy: wait until every registered reader is done with ``seq - slots``."""
         m, seg = self._m, self._seg
-        oldest = seq - seg.handle.slots
+        oldest = seq - self._handle.slots
         readers = list(zip(self._pid_w, self._need_w, strict=True))
 
         def blocked() -> bool:
@@ -410,8 +412,8 @@ class ShmRing:
                 m[G_PPARKED] = 0
                 holders = [m[pid] for pid, need in readers if m[pid] and m[need] <= oldest]
                 raise RingTimeout(
-                    f"ring {seg.name!r}: no free slot within {timeout} s; reader "
-                    f"pid(s) {holders} still hold all {seg.handle.slots} slots"
+                    f"ring {self._handle.name!r}: no free slot within {timeout} s; reader "
+                    f"pid(s) {holders} still hold all {self._handle.slots} slots"
                 )
             sync.futex_wait(seg.release_futex, seen, min(remaining, lay.PARK_SLICE_S))
             m[G_PPARKED] = 0
@@ -433,7 +435,7 @@ class ShmRing:
         self._seq = seq
         seg = self._seg
         seg.wake_readers()
-        if seg.handle.policy == "latest" and time.monotonic() - seg.last_reap > 1.0:
+        if self._handle.policy == "latest" and time.monotonic() - seg.last_reap > 1.0:
             seg.reap()
 
     def _abort(self, slot: int) -> None:
@@ -452,4 +454,4 @@ class ShmRing:
 
     def _check_open(self) -> None:
         if self._seg.closed:
-            raise RingClosedError(f"ring {self._seg.name!r} is closed in this process")
+            raise RingClosedError(f"ring {self._handle.name!r} is closed in this process")

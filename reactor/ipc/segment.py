@@ -91,7 +91,8 @@ class Segment:
       that field in each consumer row;
     * ``writable``, ``readonly``: each slot's frame as a writable (producer) and a
       read-only (reader) array;
-    * ``write_futex``, ``release_futex``: the futex words' addresses (for :mod:`reactor.ipc.sync`).
+    * ``write_futex``, ``release_futex``: the futex words' addresses (for :mod:`reactor.ipc.sync`);
+    * ``last_reap``: ``time.monotonic()`` of this process's last :meth:`reap` (read-only).
     """
 
     def __init__(self, handle: RingHandle, fd: int, mm: mmap.mmap, *, owner: bool) -> None:
@@ -101,7 +102,7 @@ class Segment:
         self._owner = owner
         self._closed = False
         self._unlinked = False
-        self._last_reap = 0.0
+        self.last_reap = 0.0
         base = np.frombuffer(mm, dtype=np.uint8)
         cons, slot_tab, aux, data = layout(handle.slots, handle.max_consumers, handle.aux_bytes)
         self._base = base
@@ -301,11 +302,6 @@ class Segment:
         return self._closed
 
     @property
-    def last_reap(self) -> float:
-        """``time.monotonic()`` of the last :meth:`reap` in this process."""
-        return self._last_reap
-
-    @property
     def producer_generation(self) -> int:
         """Bumped each time a producer claims the ring."""
         return int(self._g[lay.G_PGEN])
@@ -323,7 +319,7 @@ class Segment:
 
     def reap(self, force: bool = False) -> None:
         """Release the registrations of readers whose process died."""
-        self._last_reap = time.monotonic()
+        self.last_reap = time.monotonic()
         c = self._c
         dead = [
             i
