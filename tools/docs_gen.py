@@ -36,6 +36,9 @@ VALIDATED: dict[str, str] = {
     "model.module": '`"package.module:ClassName"`',
     "server.host": "an IP address (IPv4 or IPv6) or `localhost`",
     "device": "`auto`, `cpu`, `cuda` or `cuda:N`",
+    "server.announced_addresses": "IP addresses (IPv4 or IPv6)",
+    "server.ice_servers[].urls": "`stun:`, `turn:` or `turns:` URLs (RFC 7064, RFC 7065); "
+    "a `turn:`/`turns:` URL needs `username` and `credential`",
 }
 SKIP_KEYS = {"source"}  # set by the loader, not a YAML key
 
@@ -54,6 +57,10 @@ def _type_text(ann: Any) -> str:
         return " \\| ".join(_type_text(a) for a in typing.get_args(ann))
     if origin is dict:
         return "mapping"
+    if origin is list:
+        (item,) = typing.get_args(ann)
+        inner = "mapping" if hasattr(item, "model_fields") else _type_text(item)
+        return f"list of {inner}"
     if isinstance(ann, type):
         return {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}.get(
             ann.__name__, ann.__name__)
@@ -81,6 +88,8 @@ def _default_text(field: Any) -> str:
     if field.default_factory is not None:
         value = field.default_factory()
         return "`{}`" if value == {} else f"`{value!r}`"
+    if field.is_required():
+        return "required"
     value = field.default
     if value is None:
         return "`null`"
@@ -118,6 +127,9 @@ def _rows(model: type[Any], prefix: str) -> list[str]:
             allowed.append(VALIDATED[key])
         rows.append(f"| `{key}` | {_type_text(ann)} | {_default_text(field)} | "
                     f"{_cell(', '.join(allowed)) or '—'} | {_cell(field.description or '')} |")
+        item = typing.get_args(ann)[0] if typing.get_origin(ann) is list else None
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            rows += _rows(item, f"{key}[].")  # a list of mappings: each mapping's keys
     return rows
 
 
@@ -275,6 +287,18 @@ def openapi_json() -> str:
     return json.dumps(doc, indent=2) + "\n"
 
 
+def _example_links() -> list[str]:
+    from reactor.config import IceServer
+    from reactor.media.links import format_ice_links
+
+    return format_ice_links([
+        IceServer(urls="stun:stun.example.net:3478", username=None, credential=None),
+        IceServer(urls=["turn:turn.example.net:3478?transport=udp",
+                        "turn:turn.example.net:3478?transport=tcp"],
+                  username="reactor", credential="s3cr,et"),
+    ])
+
+
 def http_reference() -> str:
     doc = json.loads(openapi_json())
     out = [
@@ -306,6 +330,48 @@ def http_reference() -> str:
             out.append(f"| {method.upper()} | `{path}` | {_cell(op['summary'])} | {codes} |")
             if path.startswith("/api/commands/"):
                 commands.append((path, op))
+    out += [
+        "",
+        "## ICE servers: `Link` headers",
+        "",
+        "The `201` answers of `POST /whip` and `POST /whep`, and an `OPTIONS` request on "
+        "`/whip` or `/whep`, carry every URL of `server.ice_servers` as one `Link` header "
+        "value (RFC 9725 §4.6). For this config:",
+        "",
+        "```yaml",
+        "server:",
+        "  ice_servers:",
+        '    - urls: "stun:stun.example.net:3478"',
+        '    - urls: ["turn:turn.example.net:3478?transport=udp", '
+        '"turn:turn.example.net:3478?transport=tcp"]',
+        "      username: reactor",
+        '      credential: "s3cr,et"',
+        "```",
+        "",
+        "the headers are:",
+        "",
+        "```http",
+        *[f"Link: {value}" for value in _example_links()],
+        "```",
+        "",
+        "Values are RFC 9110 quoted strings (`\"` and `\\` escaped with a backslash), so "
+        "credentials may hold commas, semicolons and quotes; a value that is not printable "
+        "ASCII is sent as an RFC 8187 extended value (`credential*=UTF-8''%C3%A9`). "
+        "A client that must configure its peer connection before it makes the offer (one "
+        "that does not trickle candidates, as reactor's own clients) sends `OPTIONS` first, "
+        "with the same `Authorization` header as its `POST`; without the token the answer "
+        "is `401`. "
+        "A CORS preflight (an `OPTIONS` with `Access-Control-Request-Method`) never gets "
+        "the servers, since it cannot carry the token. The web client and `reactor.client` "
+        "do this; see [WHIP and WHEP clients](../guide/webrtc.md).",
+        "",
+        "## HTTPS",
+        "",
+        "With `server.tls_cert` and `server.tls_key` the same port serves everything over "
+        "TLS only (a plain `http://` request gets no answer). `Location` headers are "
+        "relative (`/whep/<id>`), so they stay right behind a reverse proxy; see "
+        "[Operations](../operations.md).",
+    ]
     out += ["", "## Commands of the default model", ""]
     for path, op in commands:
         schema = op["requestBody"]["content"]["application/json"]["schema"]

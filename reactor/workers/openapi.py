@@ -11,10 +11,22 @@ _ERROR = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 _SDP_BODY = {"required": True, "content": {"application/sdp": {"schema": {"type": "string"}}}}
+_LINK = {
+    "description": 'One value per URL of server.ice_servers (RFC 9725 §4.6): '
+    '`<stun:host:port>; rel="ice-server"`, and for a server with credentials '
+    '`; username="..."; credential="..."; credential-type="password"` (quoted strings, '
+    '`"` and `\\` escaped; a value that is not printable ASCII as `username*=UTF-8\'\'%..`, '
+    "RFC 8187). Absent when no server is configured.",
+    "schema": {"type": "string"},
+}
 _SDP_CREATED = {
-    "description": "the answer; Location names the resource to DELETE",
-    "headers": {"Location": {"schema": {"type": "string"}}},
+    "description": "the answer; Location (relative) names the resource to DELETE",
+    "headers": {"Location": {"schema": {"type": "string"}}, "Link": _LINK},
     "content": {"application/sdp": {"schema": {"type": "string"}}},
+}
+_ICE_OPTIONS = {
+    "description": "the ICE servers, for a client that needs them before it makes its offer",
+    "headers": {"Link": _LINK},
 }
 _ANY_JSON = {"content": {"application/json": {"schema": {"type": "object"}}}}
 
@@ -52,14 +64,20 @@ def openapi_document(model_schema: dict[str, Any]) -> dict[str, Any]:
         "/whip": {"post": _op("WHIP: send video (RFC 9725)",
                               {"201": _SDP_CREATED, "400": _ERROR, "401": _ERROR,
                                "409": _ERROR, "413": _ERROR, "415": _ERROR},
-                              requestBody=_SDP_BODY)},
+                              requestBody=_SDP_BODY),
+                  "options": _op("WHIP: the ICE servers (Link headers) before an offer; a "
+                                 "CORS preflight gets none", {"204": _ICE_OPTIONS,
+                                                              "401": _ERROR})},
         "/whip/{id}": {"delete": _op("WHIP: stop sending", {"200": {"description": "ended"},
                                                             "401": _ERROR, "404": _ERROR},
                                      parameters=[_id_param()])},
         "/whep": {"post": _op("WHEP: watch", {"201": _SDP_CREATED, "400": _ERROR,
                                                "401": _ERROR, "413": _ERROR, "415": _ERROR,
                                                "503": _ERROR},
-                              requestBody=_SDP_BODY)},
+                              requestBody=_SDP_BODY),
+                  "options": _op("WHEP: the ICE servers (Link headers) before an offer; a "
+                                 "CORS preflight gets none", {"204": _ICE_OPTIONS,
+                                                              "401": _ERROR})},
         "/whep/{id}": {"delete": _op("WHEP: stop watching", {"200": {"description": "ended"},
                                                              "401": _ERROR, "404": _ERROR},
                                      parameters=[_id_param()])},
