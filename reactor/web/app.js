@@ -1,5 +1,6 @@
 // reactor web client: watch (WHEP), send a camera (WHIP), controls built from /api/schema.
 // Plain script, no build step, no external URLs. State for tests lives in window.reactor.
+// Every URL is relative to the page, so a reverse proxy may serve it under a sub-path.
 "use strict";
 
 (() => {
@@ -190,7 +191,7 @@
   let events = null;
   function subscribeEvents() {
     if (events) events.close();
-    const url = "/api/events" + (token ? `?token=${encodeURIComponent(token)}` : "");
+    const url = "api/events" + (token ? `?token=${encodeURIComponent(token)}` : "");
     events = new EventSource(url);
     events.onmessage = (e) => onEvent(parseEvent(e.data));
     // EventSource reconnects by itself; nothing to do on error but let it.
@@ -370,7 +371,7 @@
     updateButtons();
     const me = { pc: null, resource: null };
     viewer = me;
-    const pc = await peerConnection("/whep");
+    const pc = await peerConnection("whep");
     me.pc = pc;
     if (viewer !== me) { pc.close(); return; }  // left while asking
     const tr = pc.addTransceiver("video", { direction: "recvonly" });
@@ -398,7 +399,7 @@
     reactor.state = "connecting";
     renderStatus();
     try {
-      me.resource = await negotiate(pc, "/whep");
+      me.resource = await negotiate(pc, "whep");
       if (viewer !== me) { release(me.resource); return; }  // left while negotiating
       reactor.whepLocation = me.resource;
     } catch (err) {
@@ -492,7 +493,7 @@
 
   async function refreshSession() {
     try {
-      const res = await fetch("/api/status", { headers: headers() });
+      const res = await fetch("api/status", { headers: headers() });
       if (!res.ok) return;
       const st = await res.json();
       const s = st && st.session;
@@ -515,7 +516,7 @@
     }
     const me = { pc: null, resource: null, stream };
     sender = me;
-    const pc = await peerConnection("/whip");
+    const pc = await peerConnection("whip");
     me.pc = pc;
     if (sender !== me) { pc.close(); return; }  // stopped while asking
     for (const track of stream.getVideoTracks()) {
@@ -536,7 +537,7 @@
     updateButtons();
     renderStatus();
     try {
-      me.resource = await negotiate(pc, "/whip");
+      me.resource = await negotiate(pc, "whip");
       if (sender !== me) { release(me.resource); return; }
       reactor.whipLocation = me.resource;
       logLine("sending camera", "client");
@@ -799,7 +800,7 @@
         return showError(e);
       }
       try {
-        const res = await fetch(`/api/commands/${encodeURIComponent(cmd.name)}`, {
+        const res = await fetch(`api/commands/${encodeURIComponent(cmd.name)}`, {
           method: "POST",
           headers: headers({ "Content-Type": "application/json" }),
           body: JSON.stringify(args),
@@ -844,7 +845,7 @@
   }
 
   async function loadSchema() {
-    const res = await fetch("/api/schema", { headers: headers() });
+    const res = await fetch("api/schema", { headers: headers() });
     if (res.status === 401) {
       const err = await failure(res, "/api/schema");
       needToken(token ? "That token was refused." : err.message);
