@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from netns import Netns, RemoteDaemon, make_certificate, turn_server
+from test_firefox import DRIVER_DIR, FIREFOX, FirefoxPage, measure_fps
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -351,6 +352,60 @@ def test_chromium_watches_a_remote_daemon_at_720p25(watch_daemon: RemoteDaemon,
     assert pair["remote"][1] == d.ns.inner_ip, stats
 
 
+# --- Firefox ESR (WebDriver BiDi, firefox/driver.mjs) ------------------------------------
+
+
+@pytest.fixture
+def firefox(tmp_path: Path) -> Iterator[Callable[[str], FirefoxPage]]:
+    """``firefox(url)``: a stock headless Firefox ESR (test_firefox.py's driver)."""
+    if not FIREFOX.exists():
+        pytest.skip(f"{FIREFOX} is missing (apt-get install firefox-esr)")
+    if shutil.which("node") is None:
+        pytest.skip("node is missing (apt-get install nodejs npm)")
+    if not (DRIVER_DIR / "node_modules" / "puppeteer-core").is_dir():
+        pytest.skip(f"puppeteer-core is not installed: run `npm ci` in {DRIVER_DIR}")
+    pages: list[FirefoxPage] = []
+
+    def open_(url: str) -> FirefoxPage:
+        page = FirefoxPage(url, tmp_path / f"firefox-{len(pages)}.log")
+        pages.append(page)
+        return page
+
+    yield open_
+    for page in pages:
+        page.close()
+
+
+def firefox_entry(page: FirefoxPage, direction: str) -> dict[str, Any] | None:
+    found = [s for s in page.stats() if s.get("dir") == direction]
+    return found[0] if found else None
+
+
+def wait_firefox(page: FirefoxPage, direction: str, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = firefox_entry(page, direction)
+        if (last and last["state"] == "connected" and last["frames"] > 10
+                and (last["width"], last["height"]) == (1280, 720)):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last: {last})\n"
+                         f"{page.log_tail()}")
+
+
+@pytest.mark.browser
+def test_firefox_watches_a_remote_daemon_at_720p25(watch_daemon: RemoteDaemon,
+                                                  firefox: Any) -> None:
+    d = watch_daemon
+    page = firefox(f"{d.url}#token={d.token}")
+    wait_firefox(page, "in", 45, "Firefox decoding 1280x720")
+    fps, last = measure_fps(page, "in")
+    print(f"{page.version}: {fps:.1f} fps, {last}")
+    assert fps >= MIN_FPS, f"{fps:.1f} fps decoded: {last}; {load_note()}"
+    assert last["pair"]["remote"] == d.ns.inner_ip, last
+
+
 # --- TURN relay ---------------------------------------------------------------------------
 
 
@@ -370,44 +425,93 @@ def test_relay_policy_viewer_gets_video_over_a_turn_relay(
         assert "ALLOCATE" in log and turn.username in log, log[-2000:]
 
 
-# --- TLS: Chromium on https, a secure context, sends its camera ---------------------------
+# --- TLS: the page is a secure context, so browsers send their camera ---------------------
+
+
+@pytest.fixture(scope="module")
+def tls_daemon(remote_ns: Netns, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[RemoteDaemon]:
+    """Brightness at 1280x720 over https, with a certificate made for the inner address."""
+    work = tmp_path_factory.mktemp("tls")
+    cert, key = make_certificate(remote_ns.inner_ip, work)
+    cfg = {**BRIGHTNESS, "server": {"tls_cert": str(cert), "tls_key": str(key)}}
+    with RemoteDaemon(remote_ns, cfg, work, token="tls-token") as d:
+        assert d.url.startswith(f"https://{remote_ns.inner_ip}:"), d.url
+        yield d
+
+
+# Mean brightness of an element's picture (the output <video> or the camera preview).
+MEAN_JS = """(id) => { const v = document.getElementById(id);
+  const c = document.createElement('canvas'); c.width = 160; c.height = 90;
+  const g = c.getContext('2d'); g.drawImage(v, 0, 0, 160, 90);
+  const d = g.getImageData(0, 0, 160, 90).data; let s = 0;
+  for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2];
+  return s / (d.length / 4) / 3; }"""
+
+SEND_RAMP_S = 30  # browsers start below 720p and step up as their bandwidth estimate grows
 
 
 @pytest.mark.browser
 def test_chromium_over_https_plays_and_sends_its_camera_through_the_model(
-        remote_ns: Netns, tmp_path: Path, chromium: Any) -> None:
-    cert, key = make_certificate(remote_ns.inner_ip, tmp_path / "tls")
-    cfg = {**BRIGHTNESS, "server": {"tls_cert": str(cert), "tls_key": str(key)}}
-    with RemoteDaemon(remote_ns, cfg, tmp_path / "daemon", token="tls-token") as d:
-        assert d.url.startswith(f"https://{remote_ns.inner_ip}:"), d.url
-        page = open_remote_page(chromium, d.url, d.token, ignore_https_errors=True)
-        assert page.evaluate("window.isSecureContext") is True
-        page.wait_for_function("window.reactor.schemaLoaded && window.reactor.whepLocation")
-        page.locator("#send-btn").click()
-        page.wait_for_function("window.reactor.sendState === 'connected'", timeout=20000)
-        wait_page_playing(page)
-        page.wait_for_function("document.getElementById('preview').videoWidth > 0")
-        samples = page_fps(page)
-        stats = page.evaluate(STATS_JS)
-        sent = next(s["outbound-rtp"] for s in stats if "outbound-rtp" in s)
-        print(f"watch fps {samples}; stats {stats}")
-        assert statistics.median(samples) >= MIN_FPS, f"fps {samples}; {load_note()}"
-        assert (sent["width"], sent["height"]) == (1280, 720), stats
-        assert sent["fps"] >= MIN_FPS, f"{stats}; {load_note()}"
-        # The model's output follows the camera: invert it and the picture inverts.
-        mean_js = """(id) => { const v = document.getElementById(id);
-          const c = document.createElement('canvas'); c.width = 160; c.height = 90;
-          const g = c.getContext('2d'); g.drawImage(v, 0, 0, 160, 90);
-          const d = g.getImageData(0, 0, 160, 90).data; let s = 0;
-          for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2];
-          return s / (d.length / 4) / 3; }"""
-        out, src = page.evaluate(mean_js, "video"), page.evaluate(mean_js, "preview")
-        assert abs(out - src) < 30, f"output {out:.0f} should follow the camera {src:.0f}"
-        page.locator("input[type='checkbox'][data-command='set_invert']").check()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            o, s = page.evaluate(mean_js, "video"), page.evaluate(mean_js, "preview")
-            if abs(o - (255 - s)) < 30:
-                break
-            time.sleep(0.1)
-        assert abs(o - (255 - s)) < 30 and abs(o - out) > 30, (out, src, o, s)
+        tls_daemon: RemoteDaemon, chromium: Any) -> None:
+    d = tls_daemon
+    page = open_remote_page(chromium, d.url, d.token, ignore_https_errors=True)
+    assert page.evaluate("window.isSecureContext") is True
+    page.wait_for_function("window.reactor.schemaLoaded && window.reactor.whepLocation")
+    page.locator("#send-btn").click()
+    page.wait_for_function("window.reactor.sendState === 'connected'", timeout=20000)
+    wait_page_playing(page)
+    page.wait_for_function("document.getElementById('preview').videoWidth > 0")
+
+    # The model's output follows the camera: invert it and the picture inverts.
+    out, src = page.evaluate(MEAN_JS, "video"), page.evaluate(MEAN_JS, "preview")
+    assert abs(out - src) < 30, f"output {out:.0f} should follow the camera {src:.0f}"
+    page.locator("input[type='checkbox'][data-command='set_invert']").check()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        o, s = page.evaluate(MEAN_JS, "video"), page.evaluate(MEAN_JS, "preview")
+        if abs(o - (255 - s)) < 30:
+            break
+        time.sleep(0.1)
+    assert abs(o - (255 - s)) < 30 and abs(o - out) > 30, (out, src, o, s)
+
+    history = []
+    deadline = time.monotonic() + SEND_RAMP_S
+    while time.monotonic() < deadline:
+        sent = next(x["outbound-rtp"] for x in page.evaluate(STATS_JS) if "outbound-rtp" in x)
+        history.append(f"{sent['width']}x{sent['height']}@{sent['fps']} ({sent['limit']})")
+        if (sent["width"], sent["height"]) == (1280, 720):
+            break
+        time.sleep(1.0)
+    assert (sent["width"], sent["height"]) == (1280, 720), (
+        f"Chromium never sent 1280x720 in {SEND_RAMP_S} s: {history}")
+    samples = page_fps(page)
+    sent = next(x["outbound-rtp"] for x in page.evaluate(STATS_JS) if "outbound-rtp" in x)
+    print(f"sent {history}, {sent}; watched at {samples} fps")
+    assert sent["fps"] >= MIN_FPS, f"sent {sent}; {load_note()}"
+    assert statistics.median(samples) >= MIN_FPS, f"fps {samples}; {load_note()}"
+
+
+@pytest.mark.browser
+def test_firefox_over_https_sends_its_camera_through_the_model(
+        tls_daemon: RemoteDaemon, firefox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = tls_daemon
+    monkeypatch.setenv("REACTOR_FIREFOX_ACCEPT_INSECURE_CERTS", "1")  # the test's own cert
+    page = firefox(f"{d.url}#token={d.token}")
+    assert page.evaluate("window.isSecureContext") is True
+    deadline = time.monotonic() + 30
+    while not page.evaluate("!!(window.reactor && window.reactor.schemaLoaded "
+                            "&& window.reactor.whepLocation)"):
+        assert time.monotonic() < deadline, "the page never loaded the schema and watched"
+        time.sleep(0.3)
+    page.click("#send-btn")
+    wait_firefox(page, "out", SEND_RAMP_S + 15, "Firefox sending 1280x720")
+    fps_out, sent = measure_fps(page, "out")
+    # Its own camera comes back through the model to the same page.
+    wait_firefox(page, "in", 30, "Firefox decoding the model's output")
+    fps_in, got = measure_fps(page, "in")
+    print(f"{page.version}: sent {fps_out:.1f} fps {sent}; got back {fps_in:.1f} fps {got}")
+    assert page.evaluate("window.reactor.sendState") == "connected"
+    assert fps_out >= MIN_FPS, f"sent {fps_out:.1f} fps: {sent}; {load_note()}"
+    assert fps_in >= MIN_FPS, f"decoded {fps_in:.1f} fps: {got}; {load_note()}"
+    assert sent["pair"]["remote"] == d.ns.inner_ip, sent

@@ -40,6 +40,9 @@ const browser = await puppeteer.launch({
   browser: "firefox",
   executablePath: FIREFOX,
   headless: true,
+  // A test's own self-signed certificate (https to a LAN address), as Playwright's
+  // ignore_https_errors does for Chromium.
+  acceptInsecureCerts: process.env.REACTOR_FIREFOX_ACCEPT_INSECURE_CERTS === "1",
   extraPrefsFirefox: {
     "media.navigator.streams.fake": true,
     "media.navigator.permission.disabled": true,
