@@ -11,7 +11,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+Policy = Literal["latest", "block"]
 
 
 class Role(enum.Enum):
@@ -37,7 +39,7 @@ class Plan:
     """
 
     workers: tuple[str, str, str] = ("ingress", "inference", "egress")
-    input_policy: str = "latest"
+    input_policy: Policy = "latest"
     extra: dict[str, Any] = field(default_factory=dict)
     headless: bool = False
     # request kind (a ``Request.body`` field) -> the role whose worker answers it

@@ -1,9 +1,10 @@
 """The request router: which worker answers which request, and the replies it owes.
 
 Requests arrive on the control socket (the CLI, tools) or from a worker on behalf of a
-client (ingress relays HTTP commands and WHEP offers). The supervisor answers some itself;
-the rest are forwarded along one table — request kind -> worker — that the pipeline's
-:class:`~reactor.daemon.plan.Plan` gives. Every forwarded request is answered exactly
+client (ingress relays HTTP commands and WHEP offers). One table says who answers each
+kind: the supervisor itself (status, schema, stop, restart, sessions: ``local``
+handlers), or a worker — request kind -> worker, from the pipeline's
+:class:`~reactor.daemon.plan.Plan`. Every forwarded request is answered exactly
 once: with the worker's reply, with an error when the worker is not running or dies first,
 or with a timeout error ``timeout_s`` after it was sent. A request that no worker of this
 pipeline serves (a WHEP offer sent to a headless ``reactor run``) gets a clear error at once.
@@ -54,6 +55,9 @@ class Pending:
         return self.request.HasField("whep") and not self.request.whep.close
 
 
+# Answers a request in the supervisor itself.
+Handler = Callable[[cpb.Request, Route], None]
+
 # Checks a request before it is forwarded: None to let it through, or the error reply.
 Admission = Callable[[cpb.Request, list[Pending]], cpb.Reply | None]
 
@@ -87,8 +91,10 @@ class Router:
         clock: Callable[[], float],
         timeout_s: float = FORWARD_TIMEOUT_S,
         admission: Mapping[str, Admission] | None = None,
+        local: Mapping[str, Handler] | None = None,
     ) -> None:
         self.table = dict(table)
+        self.local = dict(local or {})
         self._transport = transport
         self._state_of = state_of
         self._clock = clock
@@ -98,7 +104,15 @@ class Router:
         self._next_id = 1
 
     def serves(self, kind: str) -> bool:
-        return kind in self.table
+        return kind in self.table or kind in self.local
+
+    def handle(self, req: cpb.Request, route: Route) -> None:
+        """Answer ``req`` here, or forward it to the worker that answers its kind."""
+        local = self.local.get(req.WhichOneof("body") or "")
+        if local is not None:
+            local(req, route)
+        else:
+            self.forward(req, route)
 
     @property
     def pending(self) -> list[Pending]:
@@ -109,7 +123,7 @@ class Router:
         kind = req.WhichOneof("body") or ""
         worker = self.table.get(kind)
         if worker is None:
-            served = ", ".join(sorted(self.table)) or "none"
+            served = ", ".join(sorted(self.table)) or "nothing"
             self._transport.reply(route, error_reply(
                 req.id, f"no worker of this pipeline serves {kind!r} requests "
                 f"(the workers here answer: {served})", 404))

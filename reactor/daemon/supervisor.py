@@ -6,7 +6,8 @@ watches — the control socket, the workers' socket, the workers' process sentin
 signal wake-up pipe — with a timeout that drives heartbeats, restarts and telemetry.
 Signal handlers only queue; the loop does the work. The parts it ties together stand
 alone: the worker pool and its restart policy (``pool.py``), the request router
-(``router.py``), sessions (``sessions.py``) and telemetry snapshots (``snapshot.py``).
+(``router.py``), sessions (``sessions.py``), telemetry snapshots (``snapshot.py``), the
+rings (``rings.py``) and the stop signals (``signals.py``).
 
 Start-up is a READY handshake: each worker sends a typed ``Ready`` when it can serve, and
 one that does not within ``model.load_timeout_s`` fails the start with its last log
@@ -20,8 +21,6 @@ import enum
 import json
 import logging
 import os
-import signal
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +35,10 @@ from reactor.control.sockets import make_socket
 from reactor.daemon.headless import run_complete
 from reactor.daemon.plan import Plan, Role
 from reactor.daemon.pool import Outcome, Process, Verdict, WorkerPool, WorkerState
+from reactor.daemon.rings import create_rings, remove_rings
 from reactor.daemon.router import Route, Router, error_reply, viewer_limit
 from reactor.daemon.sessions import SessionManager
+from reactor.daemon.signals import StopSignals
 from reactor.daemon.snapshot import TELEMETRY_S, Telemetry, build_snapshot
 from reactor.errors import ReactorError
 from reactor.ipc import ShmRing
@@ -77,17 +78,14 @@ class Supervisor:
             self, self.plan.route_table(), state_of=lambda name: self.pool[name].state.value,
             clock=time.monotonic,
             admission={"whep": viewer_limit(lambda: self.config.server.max_viewers,
-                                            lambda: self.sessions.viewers)})
+                                            lambda: self.sessions.viewers)},
+            local={"status": self._on_status, "schema": self._on_schema, "stop": self._on_stop,
+                   "restart_worker": self._on_restart, "session": self.sessions.on_request})
+        self._signals = StopSignals()
         self._stop_requested = False
         self._done = False  # a file run has accounted for every frame
         self._mp = multiprocess.get_context("spawn")
         self._ctx: zmq.Context[Any] | None = None
-        self._local: dict[str, Callable[[cpb.Request, Route], None]] = {
-            "status": lambda req, route: self.reply(route, cpb.Reply(id=req.id,
-                                                                     status=self.snapshot())),
-            "schema": self._on_schema, "stop": self._on_stop,
-            "restart_worker": self._on_restart, "session": self.sessions.on_request,
-        }
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -95,50 +93,26 @@ class Supervisor:
         """Run until stopped; return the exit code (0 after a clean stop)."""
         self.rd.claim()
         log.info("start supervisor pid=%d run_dir=%s", os.getpid(), self.rd.path)
-        wake_r, wake_w = socket.socketpair()
-        wake_r.setblocking(False)
-        wake_w.setblocking(False)
-        old_handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-        old_wakeup = signal.set_wakeup_fd(wake_w.fileno())
-        for s in old_handlers:
-            signal.signal(s, self._on_signal)
         self._ctx = zmq.Context()
-        try:
-            self._create_rings()
-            self.control = make_socket(self._ctx, zmq.ROUTER, bind=self.rd.endpoint("control"))
-            self.wsock = make_socket(self._ctx, zmq.ROUTER, bind=self.rd.endpoint("workers"),
-                                     hwm=100_000)
-            self.pub = make_socket(self._ctx, zmq.PUB, bind=self.rd.endpoint("telemetry"), hwm=4)
-            self.rd.protect_sockets()
-            self.pool.start_all()
-            self._loop(wake_r)
-            self.final = self.snapshot()
-            return 1 if self.state == DaemonState.FAILED else 0
-        finally:
-            self._shutdown()
-            signal.set_wakeup_fd(old_wakeup)
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
-            wake_r.close()
-            wake_w.close()
-
-    def _on_signal(self, signum: int, frame: object) -> None:
-        self._stop_requested = True  # only a flag; the wake-up fd interrupts the poll
+        with self._signals:
+            try:
+                self.rings = create_rings(self.config, self.plan.input_policy)
+                self.control = make_socket(self._ctx, zmq.ROUTER,
+                                           bind=self.rd.endpoint("control"))
+                self.wsock = make_socket(self._ctx, zmq.ROUTER,
+                                         bind=self.rd.endpoint("workers"), hwm=100_000)
+                self.pub = make_socket(self._ctx, zmq.PUB, bind=self.rd.endpoint("telemetry"),
+                                       hwm=4)
+                self.rd.protect_sockets()
+                self.pool.start_all()
+                self._loop()
+                self.final = self.snapshot()
+                return 1 if self.state == DaemonState.FAILED else 0
+            finally:
+                self._shutdown()
 
     def request_stop(self) -> None:
         self._stop_requested = True
-
-    def _create_rings(self) -> None:
-        shape, tag = self.config.frame_shape(), f"reactor-{os.getpid()}"
-        specs = {"input": (self.config.rings.input_slots, self.plan.input_policy),
-                 "output": (self.config.rings.output_slots, "block")}
-        for ring_name, (slots, policy) in specs.items():
-            name = f"{tag}-{ring_name}"
-            ShmRing.unlink_name(name)  # a crashed daemon with our pid may have left it
-            self.rings[ring_name] = ShmRing.create(
-                name, slots=slots, shape=shape, dtype="uint8", policy=policy  # type: ignore[arg-type]
-            )
-        log.info("rings: %s", ", ".join(f"{k}={r.name}" for k, r in self.rings.items()))
 
     def _spawn(self, name: str) -> Process:
         from reactor.workers.base import run_worker
@@ -155,10 +129,7 @@ class Supervisor:
         log.info("stop: stopping workers")
         self.pool.stop_all(lambda name: self.send_to(name, wpb.ToWorker(stop="daemon stopping")),
                            STOP_GRACE_S)
-        for ring in self.rings.values():
-            with contextlib.suppress(Exception):
-                ring.close()
-                ring.unlink()
+        remove_rings(self.rings)
         if self._ctx is not None:
             self._ctx.destroy(0)
         self.rd.release()
@@ -166,13 +137,14 @@ class Supervisor:
 
     # --- the loop ---------------------------------------------------------------------
 
-    def _loop(self, wake: socket.socket) -> None:
+    def _loop(self) -> None:
         poller = zmq.Poller()
-        for sock in (self.control, self.wsock, wake.fileno()):
+        wake = self._signals.fileno()
+        for sock in (self.control, self.wsock, wake):
             poller.register(sock, zmq.POLLIN)
         sentinels: dict[int, str] = {}
         next_telemetry = 0.0
-        while not self._stop_requested:
+        while not (self._stop_requested or self._signals.received):
             for fd in sentinels:
                 poller.unregister(fd)
             sentinels = self.pool.sentinels()
@@ -180,9 +152,8 @@ class Supervisor:
                 poller.register(fd, zmq.POLLIN)
             timeout = max(0.0, min(next_telemetry - time.monotonic(), 0.1))
             events = dict(poller.poll(int(timeout * 1000) + 1))
-            if wake.fileno() in events:
-                with contextlib.suppress(OSError):
-                    wake.recv(4096)
+            if wake in events:
+                self._signals.drain()
             if self.wsock in events:
                 self._drain(self.wsock, self._on_worker_frames)
             if self.control in events:
@@ -255,7 +226,7 @@ class Supervisor:
             if done is not None and done.request.HasField("command"):
                 self.sessions.log_command(done.request.command, msg.reply)
         elif body == "request":
-            self._handle_request(msg.request, ("worker", name.encode()))
+            self.router.handle(msg.request, ("worker", name.encode()))
         elif body == "log":
             self.telemetry.logs.append(msg.log)
 
@@ -338,7 +309,7 @@ class Supervisor:
         req.ParseFromString(frames[-1])
         if req.WhichOneof("body") is None:
             raise ValueError("request without a body")
-        self._handle_request(req, ("control", frames[0]))
+        self.router.handle(req, ("control", frames[0]))
 
     def reply(self, route: Route, reply: cpb.Reply) -> None:
         kind, ident = route
@@ -349,12 +320,8 @@ class Supervisor:
         else:
             self.send_to(ident.decode(), wpb.ToWorker(reply=reply))
 
-    def _handle_request(self, req: cpb.Request, route: Route) -> None:
-        local = self._local.get(req.WhichOneof("body") or "")
-        if local is not None:
-            local(req, route)
-        else:
-            self.router.forward(req, route)
+    def _on_status(self, req: cpb.Request, route: Route) -> None:
+        self.reply(route, cpb.Reply(id=req.id, status=self.snapshot()))
 
     def _on_schema(self, req: cpb.Request, route: Route) -> None:
         if not self.schema:

@@ -129,3 +129,15 @@ def test_the_viewer_limit_counts_viewers_and_offers_still_joining(
     # Leaving is never refused, even at the limit.
     router.forward(whep(99, close=True), ("worker", b"ingress"))
     assert wire.to("egress")[-1].request.id == 99
+
+
+def test_the_supervisor_answers_its_own_kinds_and_forwards_the_rest(
+        wire: Wire, clock: FakeClock) -> None:
+    answered: list[str] = []
+    router = make_router(wire, clock, local={
+        "status": lambda req, route: answered.append(f"status {req.id} {route[1].decode()}")})
+    router.handle(cpb.Request(id=1, status=cpb.StatusRequest()), CLIENT)
+    router.handle(command(2), CLIENT)
+    assert answered == ["status 1 client-1"]
+    assert [m.request.id for m in wire.to("inference")] == [2]
+    assert router.serves("status") and router.serves("command") and not router.serves("stop")

@@ -14,6 +14,7 @@ MakeSnapshot = Callable[..., Snapshot]
 def test_top_level_keys(make_snapshot: MakeSnapshot) -> None:
     status = snapshot_to_dict(make_snapshot())
     assert list(status) == [
+        "distribution", "version",
         "state", "pid", "uptime_s", "workers", "pipeline", "session",
         "model", "url", "run_dir", "config_path", "error", "logs",
     ]

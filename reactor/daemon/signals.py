@@ -1,0 +1,56 @@
+"""SIGTERM and SIGINT for the supervisor: a flag and a wake-up, nothing more.
+
+The handlers only set a flag; the signal module also writes to a socket pair, whose read
+end the supervisor polls beside its sockets, so a signal interrupts the poll at once.
+Leaving the ``with`` block restores the previous handlers and wake-up fd, always.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+from types import FrameType, TracebackType
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopSignals:
+    def __init__(self) -> None:
+        self.received = False
+        self._read: socket.socket | None = None
+        self._write: socket.socket | None = None
+        self._old_handlers: dict[int, object] = {}
+        self._old_wakeup = -1
+
+    def fileno(self) -> int:
+        """The fd that becomes readable when a signal arrives (inside the ``with``)."""
+        assert self._read is not None, "StopSignals is used outside its with block"
+        return self._read.fileno()
+
+    def drain(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            self._read.recv(4096)  # type: ignore[union-attr]
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.received = True  # only a flag; the wake-up fd interrupts the poll
+
+    def __enter__(self) -> StopSignals:
+        self._read, self._write = socket.socketpair()
+        self._read.setblocking(False)
+        self._write.setblocking(False)
+        self._old_handlers = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+        self._old_wakeup = signal.set_wakeup_fd(self._write.fileno())
+        for s in STOP_SIGNALS:
+            signal.signal(s, self._on_signal)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        signal.set_wakeup_fd(self._old_wakeup)
+        for s, h in self._old_handlers.items():
+            signal.signal(s, h)  # type: ignore[arg-type]
+        for sock in (self._read, self._write):
+            if sock is not None:
+                sock.close()
+        self._read = self._write = None
