@@ -9,7 +9,11 @@ relaying to 127.0.0.1 only), so nothing waits on an unanswered STUN request.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import socket
 import ssl
+import subprocess
 import time
 import types
 import urllib.error
@@ -229,3 +233,119 @@ def test_reactor_client_over_https_sends_and_watches_with_the_links(
                     assert np.allclose(mean, (0, 128, 0), atol=25), mean
 
     asyncio.run(main())
+
+
+# --- behind nginx (docs/operations.md) ------------------------------------------------------
+
+NGINX = os.environ.get("REACTOR_TEST_NGINX") or shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def _free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _operations_nginx_server() -> str:
+    """The nginx server block of docs/operations.md, as written there."""
+    text = (Path(__file__).parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    block = text.split("```nginx\n", 1)[1].split("```", 1)[0]
+    return block
+
+
+def test_behind_nginx_under_a_sub_path_as_the_operations_page_shows(
+    start_daemon: Any, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """nginx, configured with the Operations page's block (addresses swapped for the test's),
+    terminates TLS and serves the daemon under /reactor/: the page, WHEP and WHIP with the
+    Location rewritten, and the event stream unbuffered."""
+    if not Path(NGINX).exists():
+        pytest.skip(f"nginx is not installed (apt-get install nginx, or set "
+                    f"REACTOR_TEST_NGINX to its binary); tried {NGINX}")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    d = start_daemon(BRIGHTNESS)
+    upstream = d.url.removeprefix("http://").rstrip("/")
+    port = _free_tcp_port()
+    server = (_operations_nginx_server()
+              .replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
+              .replace("/etc/ssl/example.net.crt", str(certificate[0]))
+              .replace("/etc/ssl/example.net.key", str(certificate[1]))
+              .replace("192.0.2.2:8081", upstream))
+    prefix = tmp_path / "nginx"
+    for sub in ("logs", "tmp"):
+        (prefix / sub).mkdir(parents=True)
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""
+worker_processes 1;
+error_log {prefix}/logs/error.log info;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log {prefix}/logs/access.log;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+{server}
+}}
+""")
+    proc = subprocess.Popen([NGINX, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"https://127.0.0.1:{port}/reactor/"
+    trusted = ssl.create_default_context(cafile=str(certificate[0]))
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(base + "healthz", timeout=5, context=trusted) as r:
+                    assert r.status == 200
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    out = proc.stdout.read() if proc.stdout and proc.poll() is not None else ""
+                    log = (prefix / "logs" / "error.log").read_text(errors="replace")
+                    raise AssertionError(f"nginx did not serve {base}: {out}\n{log}") from None
+                time.sleep(0.2)
+
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                         args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_context(ignore_https_errors=True).new_page()
+                page.goto(base)
+                assert page.evaluate("window.isSecureContext") is True
+                page.wait_for_function("window.reactor.schemaLoaded", timeout=20000)
+                page.locator("#send-btn").click()
+                page.wait_for_function("window.reactor.sendState === 'connected'",
+                                       timeout=20000)
+                page.wait_for_function(
+                    "(() => { const r = window.reactor; return r.state === 'connected' && "
+                    "r.framesDecoded > 5 && r.width === 1280 && r.height === 720; })()",
+                    timeout=30000)
+                # Location came back through proxy_redirect: under /reactor/, over https.
+                assert page.evaluate("window.reactor.whepLocation").startswith(base + "whep/")
+                assert page.evaluate("window.reactor.whipLocation").startswith(base + "whip/")
+                # The event stream arrived through the proxy: the session's start is logged.
+                page.wait_for_function(
+                    "[...document.querySelectorAll('#log li')].some((li) => "
+                    "/session .* started/.test(li.textContent))", timeout=10000)
+                assert d.status()["session"]["sender"], d.status()["session"]
+                page.locator("#send-btn").click()  # Stop camera: DELETE through the proxy
+                wait = time.monotonic() + 10
+                while d.status()["session"] and d.status()["session"].get("sender"):
+                    assert time.monotonic() < wait, "the WHIP DELETE did not reach the daemon"
+                    time.sleep(0.2)
+            finally:
+                browser.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        if proc.stdout:
+            proc.stdout.close()
