@@ -233,7 +233,9 @@ class CudaRing:
     def _ensure_pool(self, torch: Any) -> None:
         if self._pool is not None:
             return
-        from torch.multiprocessing.reductions import reduce_tensor
+        from torch.multiprocessing import reductions
+
+        reduce_tensor: Any = reductions.reduce_tensor  # unannotated in torch
 
         device = torch.device(
             "cuda",

@@ -23,6 +23,7 @@ from reactor.ipc import (
     RingTimeout,
     ShmRing,
 )
+from reactor.ipc.layout import Policy
 
 _names = itertools.count()
 CTX = multiprocess.get_context("spawn")
@@ -172,7 +173,7 @@ def test_block_ring_without_readers_never_waits(name: str) -> None:
 
 @pytest.mark.parametrize("policy", ["latest", "block"])
 def test_no_torn_frames_across_processes_at_full_speed(
-    name: str, procs: list[Any], policy: str
+    name: str, procs: list[Any], policy: Policy
 ) -> None:
     with ShmRing.create(name, slots=3, shape=kit.SHAPE, policy=policy) as ring:
         reader = ring.reader()
