@@ -161,6 +161,11 @@ def measure_fps(page: FirefoxPage, direction: str,
     return (last["frames"] - first["frames"]) / (last["t"] - first["t"]), last
 
 
+def _load(fps_out: float) -> str:
+    return (f"daemon fps_out {fps_out:.1f}, load average {os.getloadavg()[0]:.1f} "
+            f"on {os.cpu_count()} CPUs")
+
+
 def assert_on_this_machine(entry: dict[str, Any]) -> None:
     pair = entry.get("pair")
     assert pair, f"no selected candidate pair: {entry}"
@@ -176,10 +181,13 @@ def test_firefox_watches_the_daemon_page_at_720p_25fps(start_daemon: Any, firefo
              and s["frames"] > 10 and s, 45, "Firefox decoding the stream")
     time.sleep(2)  # past the first keyframe's catch-up
     fps, last = measure_fps(page, "in")
+    fps_out = d.status()["pipeline"]["fps_out"]  # what the daemon sends, mid-stream
     print(f"{page.version} WHEP: {fps:.1f} fps {last['width']}x{last['height']}, "
-          f"pair {last.get('pair')}")
+          f"pair {last.get('pair')}; {_load(fps_out)}")
     assert (last["width"], last["height"]) == (1280, 720), last
-    assert fps >= MIN_FPS, f"{fps:.1f} fps decoded: {last}"
+    # The daemon encodes VP8 on the CPU: on a busy machine it falls behind for every
+    # viewer, so a failure names what the daemon itself sent.
+    assert fps >= MIN_FPS, f"{fps:.1f} fps decoded: {last}; {_load(fps_out)}"
     assert_on_this_machine(last)
 
 
@@ -203,5 +211,5 @@ def test_firefox_sends_its_camera_at_720p_25fps(start_daemon: Any, firefox: Any)
           f"daemon decoded {got:.1f} fps, pair {last.get('pair')}")
     assert (last["width"], last["height"]) == (1280, 720), last
     assert fps >= MIN_FPS, f"Firefox sent {fps:.1f} fps: {last}"
-    assert got >= MIN_FPS, f"the daemon decoded {got:.1f} fps from Firefox"
+    assert got >= MIN_FPS, f"the daemon decoded {got:.1f} fps from Firefox; {_load(0)}"
     assert_on_this_machine(last)
