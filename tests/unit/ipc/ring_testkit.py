@@ -78,3 +78,15 @@ def cuda_produce(ring: Any, count: int) -> None:
         assert ring.write(frame, timeout=10) == seq
     torch.cuda.synchronize()
     ring.close()
+
+
+def die_holding_claims(handle: Any, conn: Any) -> None:
+    """Claim the producer, register a reader row and write aux blob 1, then exit: a
+    process that dies without giving anything back."""
+    from reactor.ipc.segment import Segment
+
+    seg = Segment.open(handle)
+    seg.claim_producer()
+    index, token, _ = seg.register(block=False)
+    seg.aux_write(1 + index, f"child {index} {token}".encode())
+    conn.send((index, token))
