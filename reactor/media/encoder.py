@@ -14,6 +14,12 @@ watch. Settings favour latency and browser compatibility:
   frames), and error-resilient mode so a lost packet damages one frame, not the rest of
   the GOP.
 
+Colour (see :mod:`reactor.media.convert` for what receivers do, measured): frames are
+converted with the BT.601 matrix, limited range. H.264 says so in its VUI
+(``matrix_coefficients`` 6, ``colour_primaries`` and ``transfer_characteristics`` 1,
+``video_full_range_flag`` 0), set on the codec context, which libx264 and NVENC both write
+into every SPS. VP8 has no such field; BT.601 limited range is what VP8 decoders assume.
+
 Packets carry ``pts`` in the 90 kHz RTP clock with ``time_base`` set, which is what
 aiortc's ``Encoder.pack()`` converts from; ``packet.is_keyframe`` says which are keyframes.
 """
@@ -31,12 +37,14 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 
 from reactor.errors import ReactorError
-from reactor.media.convert import VIDEO_TIME_BASE, RgbArray, rgb_to_frame
+from reactor.media.convert import BT601, VIDEO_TIME_BASE, RgbArray, YuvColour, rgb_to_frame
 
 logger = logging.getLogger(__name__)
 
 Codec = Literal["h264", "vp8"]
 CODECS: tuple[Codec, ...] = ("h264", "vp8")
+#: The colour each codec's frames are made in (and, for H.264, signalled as).
+COLOUR: dict[Codec, YuvColour] = {"h264": BT601, "vp8": BT601}
 
 
 class EncoderError(ReactorError):
@@ -101,6 +109,12 @@ def _open_context(
     ctx.time_base = VIDEO_TIME_BASE
     ctx.gop_size = gop
     ctx.max_b_frames = 0
+    colour = COLOUR["vp8" if name == "libvpx" else "h264"]
+    # The colour description. libvpx's VP8 ignores these (VP8 cannot carry them).
+    ctx.colorspace = colour.colorspace
+    ctx.color_primaries = colour.primaries
+    ctx.color_trc = colour.trc
+    ctx.color_range = colour.range
     if name == "libvpx":
         ctx.qmin, ctx.qmax = 2, 56
         ctx.options = _vp8_options(bitrate_bps)
@@ -135,6 +149,8 @@ class Encoder:
         if width <= 0 or height <= 0 or width % 2 or height % 2:
             raise EncoderError(f"frame size must be positive and even, found {width}x{height}")
         self.codec: Codec = codec
+        #: The matrix and range frames are converted with (see :data:`COLOUR`).
+        self.colour: YuvColour = COLOUR[codec]
         self.width = width
         self.height = height
         self.fps = fps
@@ -174,10 +190,14 @@ class Encoder:
                 f"{self.codec} encoder expects {self.width}x{self.height} frames, "
                 f"found {rgb.shape[1]}x{rgb.shape[0]}"
             )
-        return self.encode_frame(rgb_to_frame(rgb, pts))
+        return self.encode_frame(rgb_to_frame(rgb, pts, colour=self.colour))
 
     def encode_frame(self, frame: av.VideoFrame) -> list[av.Packet]:
-        """Encode a yuv420p frame of the encoder's size whose pts is in the 90 kHz clock."""
+        """Encode a yuv420p frame of the encoder's size whose pts is in the 90 kHz clock.
+
+        The frame must be in :attr:`colour` (made by ``rgb_to_frame(..., colour=...)``):
+        its samples are sent as they are, and a receiver reads them with that colour.
+        """
         if self._ctx is None:
             raise EncoderError(f"{self.name} encoder is closed")
         if self._keyframe_requested.is_set():

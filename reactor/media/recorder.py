@@ -12,12 +12,17 @@ import numpy as np
 from reactor.config import Config
 from reactor.errors import ReactorError
 from reactor.media.convert import rgb_to_frame
+from reactor.media.encoder import COLOUR
 
 log = logging.getLogger(__name__)
 
 
 class Recorder:
-    """H.264 in MP4, one frame per ``write``, timestamps at the configured fps."""
+    """H.264 in MP4, one frame per ``write``, timestamps at the configured fps.
+
+    Colour as the live H.264 stream has it (:data:`reactor.media.encoder.COLOUR`), with
+    the same colour description in the SPS (and so in the MP4's ``colr`` box).
+    """
 
     def __init__(self, path: str | Path, width: int, height: int, fps: int,
                  bitrate_kbps: int = 4000) -> None:
@@ -32,6 +37,12 @@ class Recorder:
         stream.pix_fmt = "yuv420p"
         stream.bit_rate = bitrate_kbps * 1000
         stream.options = {"preset": "veryfast", "tune": "zerolatency"}
+        self._colour = COLOUR["h264"]
+        ctx = stream.codec_context
+        ctx.colorspace = self._colour.colorspace
+        ctx.color_primaries = self._colour.primaries
+        ctx.color_trc = self._colour.trc
+        ctx.color_range = self._colour.range
         # Frames are stamped in 1/fps. Not ``stream.time_base``: the muxer replaces that with
         # its own (1/15360 for MP4) when it writes the header, and frame numbers read in
         # that base collapse onto the same timestamps (the muxer then rejects frame 257).
@@ -51,7 +62,7 @@ class Recorder:
     def write(self, rgb: np.ndarray) -> None:
         # rgb_to_frame wraps the array and converts once (libswscale): 1.4 ms at 720p,
         # against 4.9 ms for from_ndarray, which copies row by row first.
-        frame = rgb_to_frame(rgb, self.frames, self._time_base)
+        frame = rgb_to_frame(rgb, self.frames, self._time_base, self._colour)
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
