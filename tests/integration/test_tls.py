@@ -9,6 +9,7 @@ relaying to 127.0.0.1 only), so nothing waits on an unanswered STUN request.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -349,3 +350,50 @@ http {{
             proc.wait(timeout=5)
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_firefox_over_https_uses_the_link_ice_servers_and_sends_its_camera(
+    start_daemon: Any, certificate: tuple[Path, Path], turn: TurnServer,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same page in Firefox ESR: a secure context, both peer connections made with the
+    servers of the OPTIONS Link headers, its camera through the model at 1280x720."""
+    from test_firefox import DRIVER_DIR, FIREFOX, FirefoxPage
+
+    if not FIREFOX.exists():
+        pytest.skip(f"{FIREFOX} is missing (apt-get install firefox-esr)")
+    if shutil.which("node") is None or not (DRIVER_DIR / "node_modules").is_dir():
+        pytest.skip(f"the Firefox driver is not installed: run `npm ci` in {DRIVER_DIR}")
+    ice = ice_servers_for(turn)
+    d = start_daemon(tls_config(certificate, ice))
+    monkeypatch.setenv("REACTOR_FIREFOX_ACCEPT_INSECURE_CERTS", "1")  # the test's own CA
+    page = FirefoxPage(d.url, tmp_path / "firefox.log")
+    try:
+        assert page.evaluate("window.isSecureContext") is True
+        want = expected_servers(ice)
+        configured = """JSON.stringify(window.__reactorPcs.map((pc) =>
+            pc.getConfiguration().iceServers.map((s) => ({urls: [].concat(s.urls)[0],
+              username: s.username, credential: s.credential}))))"""
+        deadline = time.monotonic() + 20
+        while page.evaluate("window.reactor.whepLocation") is None:
+            assert time.monotonic() < deadline, page.log_tail()
+            time.sleep(0.2)
+        assert page.evaluate("JSON.stringify(window.reactor.iceServers)") == json.dumps(
+            want, separators=(",", ":"))
+        page.click("#send-btn")
+        deadline = time.monotonic() + 40
+        state: dict[str, Any] = {}
+        while not (state.get("send") == "connected" and state.get("w") == 1280
+                   and state.get("h") == 720 and state.get("f", 0) > 30):
+            assert time.monotonic() < deadline, f"{state}\n{page.log_tail()}"
+            time.sleep(0.5)
+            state = json.loads(page.evaluate(
+                "JSON.stringify({send: window.reactor.sendState, w: window.reactor.width, "
+                "h: window.reactor.height, f: window.reactor.framesDecoded})"))
+        pcs = json.loads(page.evaluate(configured))
+        assert len(pcs) == 2
+        for servers in pcs:
+            assert [{k: v for k, v in s.items() if v} for s in servers] == want
+        assert d.status()["pipeline"]["fps_in"] > 0
+    finally:
+        page.close()
