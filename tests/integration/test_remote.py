@@ -98,6 +98,12 @@ AIORTC_CLIENT = textwrap.dedent('''
             Solid.sent += 1
             return f
 
+    def codec_of(sdp):
+        mline = next(l for l in sdp.splitlines() if l.startswith("m=video"))
+        pt = mline.split()[3]
+        return next(l.split()[1].split("/")[0] for l in sdp.splitlines()
+                    if l.startswith(f"a=rtpmap:{pt} "))
+
     def pair_of(pc):
         conn = pc.getTransceivers()[0].receiver.transport.transport._connection
         p = conn._nominated.get(1)
@@ -114,10 +120,9 @@ AIORTC_CLIENT = textwrap.dedent('''
                 sdp = viewer.pc.remoteDescription.sdp
                 out["answer_candidates"] = [l.split()[7] for l in sdp.splitlines()
                                             if l.startswith("a=candidate:")]
-                mline = next(l for l in sdp.splitlines() if l.startswith("m=video"))
-                pt = mline.split()[3]
-                out["codec"] = next(l.split()[1].split("/")[0] for l in sdp.splitlines()
-                                    if l.startswith(f"a=rtpmap:{pt} "))
+                out["codec"] = codec_of(sdp)
+                if pub is not None:
+                    out["sent_codec"] = codec_of(pub.pc.remoteDescription.sdp)
                 frame = await asyncio.wait_for(viewer.recv(), 30)
                 if mode == "send":  # until our own frames come back through the model
                     t0 = time.monotonic()
@@ -277,23 +282,23 @@ def chromium() -> Iterator[Any]:
             b.close()
 
 
-# Every RTCPeerConnection the page makes, for stats.
+# Every RTCPeerConnection the page makes, for stats (the name the Firefox driver uses too).
 TRACK_PCS_JS = """
 (() => {
   const Orig = window.RTCPeerConnection;
-  window.__pcs = [];
+  window.__reactorPcs = [];
   window.RTCPeerConnection = function (...args) {
-    const pc = new Orig(...args); window.__pcs.push(pc); return pc;
+    const pc = new Orig(...args); window.__reactorPcs.push(pc); return pc;
   };
   window.RTCPeerConnection.prototype = Orig.prototype;
 })();
 """
 
 # Per open peer connection: the selected pair's candidate types and addresses, and the
-# inbound/outbound video's size and frame rate.
+# inbound/outbound video's size, frame rate and codec (Chromium and Firefox alike).
 STATS_JS = """async () => {
   const out = [];
-  for (const pc of window.__pcs || []) {
+  for (const pc of window.__reactorPcs || []) {
     if (pc.connectionState === 'closed') continue;
     const st = await pc.getStats(); const m = new Map(); st.forEach((s) => m.set(s.id, s));
     const r = {state: pc.connectionState};
@@ -306,7 +311,8 @@ STATS_JS = """async () => {
       if ((s.type === 'inbound-rtp' || s.type === 'outbound-rtp') && s.kind === 'video') {
         r[s.type] = {width: s.frameWidth, height: s.frameHeight, fps: s.framesPerSecond,
                      frames: s.framesDecoded ?? s.framesEncoded,
-                     limit: s.qualityLimitationReason};
+                     limit: s.qualityLimitationReason,
+                     codec: s.codecId && m.get(s.codecId) ? m.get(s.codecId).mimeType : null};
       }
     });
     out.push(r);
@@ -347,9 +353,11 @@ def test_chromium_watches_a_remote_daemon_at_720p25(watch_daemon: RemoteDaemon,
     samples = page_fps(page)
     assert statistics.median(samples) >= MIN_FPS, f"fps {samples}; {load_note()}"
     stats = page.evaluate(STATS_JS)
-    pair = next(s["pair"] for s in stats if "inbound-rtp" in s)
+    entry = next(s for s in stats if "inbound-rtp" in s)
+    print(f"fps {samples}; {entry}")
     # The daemon's one address; Chromium's end is the laptop's side of the link.
-    assert pair["remote"][1] == d.ns.inner_ip, stats
+    assert entry["pair"]["remote"][1] == d.ns.inner_ip, stats
+    assert entry["inbound-rtp"]["codec"] == "video/H264", stats  # egress.codec's default
 
 
 # --- Firefox ESR (WebDriver BiDi, firefox/driver.mjs) ------------------------------------
@@ -390,8 +398,10 @@ def wait_firefox(page: FirefoxPage, direction: str, timeout_s: float, what: str)
                 and (last["width"], last["height"]) == (1280, 720)):
             return
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last: {last})\n"
-                         f"{page.log_tail()}")
+    state = page.evaluate("JSON.stringify({state: window.reactor.state, send: "
+                          "window.reactor.sendState, error: window.reactor.lastError})")
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what} (last: {last}; "
+                         f"page: {state})\n{page.log_tail()}")
 
 
 @pytest.mark.browser
@@ -401,7 +411,7 @@ def test_firefox_watches_a_remote_daemon_at_720p25(watch_daemon: RemoteDaemon,
     page = firefox(f"{d.url}#token={d.token}")
     wait_firefox(page, "in", 45, "Firefox decoding 1280x720")
     fps, last = measure_fps(page, "in")
-    print(f"{page.version}: {fps:.1f} fps, {last}")
+    print(f"{page.version}: {fps:.1f} fps, {last}; {page.evaluate(STATS_JS)}")
     assert fps >= MIN_FPS, f"{fps:.1f} fps decoded: {last}; {load_note()}"
     assert last["pair"]["remote"] == d.ns.inner_ip, last
 
@@ -459,6 +469,17 @@ def test_chromium_over_https_plays_and_sends_its_camera_through_the_model(
     assert page.evaluate("window.isSecureContext") is True
     page.wait_for_function("window.reactor.schemaLoaded && window.reactor.whepLocation")
     page.locator("#send-btn").click()
+    try:
+        chromium_sends(page)
+    finally:
+        # Stop the camera as a user does (the page DELETEs its WHIP resource), so the
+        # next test on this daemon is not refused with 409 while this one times out.
+        if page.evaluate("!!window.reactor.whipLocation"):
+            page.locator("#send-btn").click()
+            page.wait_for_function("!window.reactor.whipLocation", timeout=10000)
+
+
+def chromium_sends(page: Any) -> None:
     page.wait_for_function("window.reactor.sendState === 'connected'", timeout=20000)
     wait_page_playing(page)
     page.wait_for_function("document.getElementById('preview').videoWidth > 0")
@@ -479,7 +500,8 @@ def test_chromium_over_https_plays_and_sends_its_camera_through_the_model(
     deadline = time.monotonic() + SEND_RAMP_S
     while time.monotonic() < deadline:
         sent = next(x["outbound-rtp"] for x in page.evaluate(STATS_JS) if "outbound-rtp" in x)
-        history.append(f"{sent['width']}x{sent['height']}@{sent['fps']} ({sent['limit']})")
+        history.append(f"{sent['codec']} {sent['width']}x{sent['height']}@{sent['fps']} "
+                       f"({sent['limit']})")
         if (sent["width"], sent["height"]) == (1280, 720):
             break
         time.sleep(1.0)
@@ -510,7 +532,8 @@ def test_firefox_over_https_sends_its_camera_through_the_model(
     # Its own camera comes back through the model to the same page.
     wait_firefox(page, "in", 30, "Firefox decoding the model's output")
     fps_in, got = measure_fps(page, "in")
-    print(f"{page.version}: sent {fps_out:.1f} fps {sent}; got back {fps_in:.1f} fps {got}")
+    print(f"{page.version}: sent {fps_out:.1f} fps {sent}; got back {fps_in:.1f} fps {got}; "
+          f"{page.evaluate(STATS_JS)}")
     assert page.evaluate("window.reactor.sendState") == "connected"
     assert fps_out >= MIN_FPS, f"sent {fps_out:.1f} fps: {sent}; {load_note()}"
     assert fps_in >= MIN_FPS, f"decoded {fps_in:.1f} fps: {got}; {load_note()}"
