@@ -48,8 +48,15 @@ BRIGHTNESS = {"model": {"module": "reactor.examples.filters:Brightness"},
               "video": {"width": 1280, "height": 720, "fps": 30}}
 
 
-def load_note() -> str:
-    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+def load_note(d: RemoteDaemon | None = None) -> str:
+    """What else was going on: this machine's load and what the daemon itself sent."""
+    note = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    if d is not None:
+        try:
+            note += f", daemon fps_out {d.status()['pipeline']['fps_out']:.1f}"
+        except Exception as exc:  # a failure report must not fail on its footnote
+            note += f", daemon status unavailable ({exc})"
+    return note
 
 
 # --- daemons in the namespace -------------------------------------------------------------
@@ -171,7 +178,7 @@ def test_aiortc_watches_a_remote_daemon_at_720p25(watch_daemon: RemoteDaemon) ->
     res = aiortc_client(d.url, d.token, "watch", "h264")
     assert res["codec"] == "H264", res
     assert (res["width"], res["height"]) == (1280, 720), res
-    assert res["fps"] >= MIN_FPS, f"{res}; {load_note()}"
+    assert res["fps"] >= MIN_FPS, f"{res}; {load_note(d)}"
     assert res["pair"]["remote"] == ["host", d.ns.inner_ip], res
 
 
@@ -180,7 +187,7 @@ def test_aiortc_watches_vp8_from_a_remote_daemon(watch_daemon: RemoteDaemon) -> 
     res = aiortc_client(d.url, d.token, "watch", "vp8", seconds=4.0)
     assert res["codec"] == "VP8", res
     assert (res["width"], res["height"]) == (1280, 720), res
-    assert res["fps"] >= MIN_FPS, f"{res}; {load_note()}"
+    assert res["fps"] >= MIN_FPS, f"{res}; {load_note(d)}"
 
 
 def test_aiortc_sends_to_a_remote_daemon_and_sees_it_come_back(
@@ -189,7 +196,7 @@ def test_aiortc_sends_to_a_remote_daemon_and_sees_it_come_back(
     res = aiortc_client(d.url, d.token, "send", "h264")
     assert (res["width"], res["height"]) == (1280, 720), res
     assert max(abs(a - b) for a, b in zip(res["centre_rgb"], (200, 40, 120), strict=True)) < 30, res
-    assert res["fps"] >= MIN_FPS, f"{res}; {load_note()}"
+    assert res["fps"] >= MIN_FPS, f"{res}; {load_note(d)}"
     assert res["frames_sent"] >= 30 * 5, res
 
 
@@ -240,7 +247,7 @@ def test_gstreamer_stock_watches_a_remote_daemon_at_720p25(
     res = result()
     assert res["dtls_state"] == "connected", res
     assert (res["width"], res["height"]) == (1280, 720), res
-    assert res["fps"] >= MIN_FPS, f"{res}; {load_note()}"
+    assert res["fps"] >= MIN_FPS, f"{res}; {load_note(d)}"
 
 
 def test_gstreamer_stock_sends_to_a_remote_daemon(
@@ -254,11 +261,11 @@ def test_gstreamer_stock_sends_to_a_remote_daemon(
     res = result()
     assert res["dtls_state"] == "connected" and res["packets_sent"] > 0, res
     # Frames handed to the payloader once connected, over the 10 s it streamed.
-    assert res["frames_sent"] / 10.0 >= MIN_FPS, f"sender: {res}; {load_note()}"
+    assert res["frames_sent"] / 10.0 >= MIN_FPS, f"sender: {res}; {load_note(d)}"
     assert (seen["width"], seen["height"]) == (1280, 720), seen
     r, g, b = seen["centre_rgb"]
     assert g > 200 and max(r, b) < 40, f"not the sender's green: {seen}"
-    assert seen["fps"] >= MIN_FPS, f"viewer: {seen}; {load_note()}"
+    assert seen["fps"] >= MIN_FPS, f"viewer: {seen}; {load_note(d)}"
 
 
 # --- Chromium -----------------------------------------------------------------------------
@@ -351,7 +358,7 @@ def test_chromium_watches_a_remote_daemon_at_720p25(watch_daemon: RemoteDaemon,
     page = open_remote_page(chromium, d.url, d.token)
     wait_page_playing(page)
     samples = page_fps(page)
-    assert statistics.median(samples) >= MIN_FPS, f"fps {samples}; {load_note()}"
+    assert statistics.median(samples) >= MIN_FPS, f"fps {samples}; {load_note(d)}"
     stats = page.evaluate(STATS_JS)
     entry = next(s for s in stats if "inbound-rtp" in s)
     print(f"fps {samples}; {entry}")
@@ -412,7 +419,7 @@ def test_firefox_watches_a_remote_daemon_at_720p25(watch_daemon: RemoteDaemon,
     wait_firefox(page, "in", 45, "Firefox decoding 1280x720")
     fps, last = measure_fps(page, "in")
     print(f"{page.version}: {fps:.1f} fps, {last}; {page.evaluate(STATS_JS)}")
-    assert fps >= MIN_FPS, f"{fps:.1f} fps decoded: {last}; {load_note()}"
+    assert fps >= MIN_FPS, f"{fps:.1f} fps decoded: {last}; {load_note(d)}"
     assert last["pair"]["remote"] == d.ns.inner_ip, last
 
 
@@ -458,7 +465,7 @@ MEAN_JS = """(id) => { const v = document.getElementById(id);
   for (let i = 0; i < d.length; i += 4) s += d[i] + d[i + 1] + d[i + 2];
   return s / (d.length / 4) / 3; }"""
 
-SEND_RAMP_S = 30  # browsers start below 720p and step up as their bandwidth estimate grows
+SEND_RAMP_S = 45  # browsers start below 720p and step up as their bandwidth estimate grows
 
 
 @pytest.mark.browser
@@ -535,6 +542,6 @@ def test_firefox_over_https_sends_its_camera_through_the_model(
     print(f"{page.version}: sent {fps_out:.1f} fps {sent}; got back {fps_in:.1f} fps {got}; "
           f"{page.evaluate(STATS_JS)}")
     assert page.evaluate("window.reactor.sendState") == "connected"
-    assert fps_out >= MIN_FPS, f"sent {fps_out:.1f} fps: {sent}; {load_note()}"
-    assert fps_in >= MIN_FPS, f"decoded {fps_in:.1f} fps: {got}; {load_note()}"
+    assert fps_out >= MIN_FPS, f"sent {fps_out:.1f} fps: {sent}; {load_note(d)}"
+    assert fps_in >= MIN_FPS, f"decoded {fps_in:.1f} fps: {got}; {load_note(d)}"
     assert sent["pair"]["remote"] == d.ns.inner_ip, sent
