@@ -23,6 +23,7 @@ import pytest
 from daemon_helpers import Daemon
 
 from reactor.client import Client
+from reactor.media.ice import loopback_host_addresses
 
 TURNSERVER = Path("/usr/bin/turnserver")
 USER, PASSWORD = "reactor", "turn-secret-1"
@@ -136,3 +137,35 @@ def test_relay_policy_viewer_gets_video_over_a_turn_relay(start_daemon: Any, cot
     # The relay was really used: coturn allocated and relayed for the daemon's user.
     assert "ALLOCATE" in log and USER in log, log[-3000:]
     assert ("TCP" if transport == "tcp" else "UDP") in log, log[-3000:]
+
+
+def _hosts(sdp: str) -> list[str]:
+    return [line.split()[4] for line in sdp.splitlines()
+            if line.startswith("a=candidate:") and " typ host" in line]
+
+
+async def _publish_answer(url: str) -> str:
+    from aiortc.mediastreams import VideoStreamTrack
+
+    async with Client(url) as client:
+        publisher = await client.publish(VideoStreamTrack())
+        try:
+            return str(publisher.pc.remoteDescription.sdp)
+        finally:
+            await publisher.close()
+
+
+def test_announced_address_is_written_into_whip_and_whep_answers(start_daemon: Any) -> None:
+    # A loopback daemon announcing 127.0.0.1: every host candidate of both answers names
+    # it (the interface addresses are gone), and the viewer still connects through the
+    # candidate whose socket is bound there.
+    d: Daemon = start_daemon({"server": {"announced_addresses": ["127.0.0.1"]}})
+    res = asyncio.run(_watch(d.url, 10))
+    whep_hosts = _hosts(res["answer"])
+    whip_hosts = _hosts(asyncio.run(_publish_answer(d.url)))
+    print(f"WHEP host candidates {whep_hosts}, WHIP {whip_hosts}")
+    assert res["sizes"][-1] == (1280, 720)
+    # One per IPv4 address the daemon gathers on (loopback and this machine's interfaces).
+    ipv4 = [a for a in loopback_host_addresses(True, True) if ":" not in a]
+    assert whep_hosts == ["127.0.0.1"] * len(ipv4), res["answer"]
+    assert whip_hosts == ["127.0.0.1"] * len(ipv4), whip_hosts
