@@ -4,8 +4,8 @@ import av
 import numpy as np
 import pytest
 
-from reactor.media.convert import VIDEO_TIME_BASE
-from reactor.media.encoder import Encoder, EncoderError
+from reactor.media.convert import BT601, VIDEO_TIME_BASE, frame_to_rgb
+from reactor.media.encoder import COLOUR, Encoder, EncoderError
 
 W, H = 320, 240
 
@@ -78,3 +78,54 @@ def test_bad_arguments() -> None:
     enc.close()
     with pytest.raises(EncoderError, match="closed"):
         enc.encode(_frames(1)[0], 0)
+
+
+SATURATED = [(10, 220, 40), (220, 20, 60), (20, 40, 230), (250, 200, 20),
+             (0, 0, 0), (64, 64, 64), (128, 128, 128), (192, 192, 192), (255, 255, 255)]
+
+
+@pytest.mark.parametrize(("codec", "size"), [("h264", (1280, 720)), ("h264", (640, 360)),
+                                             ("vp8", (1280, 720)), ("vp8", (640, 360))])
+def test_saturated_colours_round_trip_within_4_levels(codec: str, size: tuple[int, int]) -> None:
+    # Decoded as a browser does: H.264 by the description in its stream, VP8 (which has
+    # none) as BT.601 limited range.
+    width, height = size
+    enc = Encoder(codec, width, height)  # type: ignore[arg-type]
+    decoder = av.CodecContext.create("h264" if codec == "h264" else "libvpx", "r")
+    assume = None if codec == "h264" else BT601
+    pts = 0
+    for rgb in SATURATED:
+        img = np.empty((height, width, 3), np.uint8)
+        img[:] = rgb
+        frames = []
+        for _ in range(5):  # the last of a few, as a viewer sees a still colour settle
+            for packet in enc.encode(img, pts):
+                frames += decoder.decode(packet)
+            pts += 3000
+        frame = frames[-1]
+        if codec == "h264":
+            assert (frame.colorspace, frame.color_range) == (6, 1)  # SMPTE 170M, limited
+            assert (frame.color_primaries, frame.color_trc) == (1, 1)  # BT.709 (sRGB's)
+        back = frame_to_rgb(frame, width, height, unsignalled=assume)
+        centre = back[height // 2, width // 2].astype(int)
+        assert np.abs(centre - np.array(rgb)).max() <= 4, (codec, rgb, centre)
+
+
+def test_h264_colour_description_is_in_every_keyframe() -> None:
+    # A viewer that joins late starts at a forced keyframe with a fresh decoder.
+    enc = Encoder("h264", 1280, 720)
+    img = np.empty((720, 1280, 3), np.uint8)
+    img[:] = (20, 40, 230)
+    enc.encode(img, 0)
+    enc.encode(img, 3000)
+    enc.force_keyframe()
+    late = av.CodecContext.create("h264", "r")
+    frames = late.decode(enc.encode(img, 6000)[0])
+    assert frames and (frames[0].colorspace, frames[0].color_range) == (6, 1)
+    centre = frame_to_rgb(frames[0], 1280, 720)[360, 640].astype(int)
+    assert np.abs(centre - np.array((20, 40, 230))).max() <= 4, centre
+
+
+def test_encoders_say_which_colour_they_send() -> None:
+    assert Encoder("h264", W, H).colour is BT601 and COLOUR["h264"] is BT601
+    assert Encoder("vp8", W, H).colour is BT601

@@ -23,3 +23,22 @@ def test_long_recording_keeps_every_frame_and_its_timestamp(tmp_path: Path) -> N
         pts = [f.time for f in c.decode(stream)]
     assert len(pts) == 300
     assert abs(pts[-1] - 299 / 30) < 0.01
+
+
+def test_recording_describes_its_colour_and_keeps_it(tmp_path: Path) -> None:
+    from reactor.media.convert import frame_to_rgb
+
+    path = tmp_path / "colour.mp4"
+    rec = Recorder(path, 1280, 720, 30)
+    for _ in range(5):
+        rec.write(np.full((720, 1280, 3), (20, 40, 230), np.uint8))
+    rec.close()
+    with av.open(str(path)) as c:
+        ctx = c.streams.video[0].codec_context
+        # As the live H.264 stream: BT.601 matrix, BT.709 (sRGB) primaries and transfer,
+        # limited range, read back from the file's own stream header.
+        assert (ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range) == \
+            (6, 1, 1, 1)
+        frame = next(c.decode(video=0))
+    centre = frame_to_rgb(frame, 1280, 720)[360, 640].astype(int)
+    assert np.abs(centre - np.array((20, 40, 230))).max() <= 4, centre
