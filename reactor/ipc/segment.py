@@ -96,6 +96,17 @@ class Segment:
     """
 
     def __init__(self, handle: RingHandle, fd: int, mm: mmap.mmap, *, owner: bool) -> None:
+        """Map ``mm`` (``fd``'s whole file). The owner (:meth:`create`) writes a new header;
+        anyone else (:meth:`open`) checks the one there."""
+        if not owner:
+            magic, version = np.frombuffer(mm[:16], dtype="<i8").tolist()  # a copy: no export
+            if magic != lay.MAGIC or version != lay.VERSION:
+                mm.close()
+                os.close(fd)
+                raise RingError(
+                    f"ring {handle.name!r} at {_path(handle.name)} is not a reactor ring "
+                    f"(version {lay.VERSION})"
+                )
         self._handle = handle
         self._fd = fd
         self._mm = mm
@@ -136,6 +147,13 @@ class Segment:
         self.write_futex = addr + G_WFUTEX * 8
         self.release_futex = addr + G_RFUTEX * 8
         self._finalizer = weakref.finalize(self, _release_mapping, fd, owner, handle.name)
+        if owner:  # a new segment (create): write its header
+            lay.write_header(self._g, handle, data)
+            self._c[:, C_PIN] = -1
+            sync.populate(base.ctypes.data, handle.total_bytes)
+            self._g[lay.G_MAGIC] = lay.MAGIC  # last: an attacher that sees it sees a whole header
+            return
+        sync.populate(base.ctypes.data, handle.total_bytes)
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -196,12 +214,7 @@ class Segment:
         handle = RingHandle(
             name, slots, shape, dt.str, policy, max_consumers, stride, total, aux_bytes
         )
-        seg = cls(handle, fd, mm, owner=True)
-        lay.write_header(seg._g, handle, data_off)
-        seg._c[:, C_PIN] = -1
-        sync.populate(seg._base.ctypes.data, total)
-        seg._g[lay.G_MAGIC] = lay.MAGIC  # last: an attacher that sees the magic sees a whole header
-        return seg
+        return cls(handle, fd, mm, owner=True)
 
     @classmethod
     def open(cls, handle: RingHandle) -> Segment:
@@ -224,13 +237,7 @@ class Segment:
         except BaseException:
             os.close(fd)
             raise
-        seg = cls(handle, fd, mm, owner=False)
-        g = seg._g
-        if g[lay.G_MAGIC] != lay.MAGIC or g[lay.G_VERSION] != lay.VERSION:
-            seg.close()
-            raise RingError(f"ring {handle.name!r} at {path} is not a reactor ring (version 1)")
-        sync.populate(seg._base.ctypes.data, size)
-        return seg
+        return cls(handle, fd, mm, owner=False)
 
     @staticmethod
     def read_handle(name: str) -> RingHandle:

@@ -118,3 +118,22 @@ def test_read_handle_gives_the_creators_handle(seg: Segment) -> None:
     finally:
         opened.close()
     assert opened.closed and os.path.exists(f"/dev/shm/{seg.name}")  # openers never unlink
+
+
+def test_open_refuses_a_file_that_is_no_ring_or_has_another_size(name: str) -> None:
+    seg = Segment.create(name, slots=2, shape=(8,))
+    handle = seg.handle
+    seg.close()  # unlinks
+    fds = len(os.listdir("/proc/self/fd"))
+    with open(f"/dev/shm/{name}", "wb") as f:
+        f.truncate(handle.total_bytes)  # the right size, but all zeros: no magic
+    try:
+        with pytest.raises(RingError, match=f"ring '{name}' at /dev/shm/{name} is not a reactor"):
+            Segment.open(handle)
+        os.truncate(f"/dev/shm/{name}", handle.total_bytes + 4096)
+        with pytest.raises(RingError, match=r"recreated with another size; re-read its handle"):
+            Segment.open(handle)
+        assert len(os.listdir("/proc/self/fd")) == fds  # neither left its descriptor open
+        assert os.path.exists(f"/dev/shm/{name}")  # and neither removed a file it does not own
+    finally:
+        ShmRing.unlink_name(name)
