@@ -100,6 +100,16 @@ _MATRIX_OF_COLORSPACE: dict[int, Colorspace] = {
 }
 
 
+def assumed_colour(codec: str) -> YuvColour | None:
+    """What a ``codec`` stream (``"VP8"``, ``"H264"``, any case) is when it does not say.
+
+    VP8 is BT.601 by definition (RFC 6386 section 9.2: colour space 0, the only one, is
+    BT.601's YCbCr) and every VP8 receiver reads it so, whatever its size. For other
+    codecs, ``None``: :func:`source_colour` guesses by height.
+    """
+    return BT601 if codec.upper() == "VP8" else None
+
+
 def source_colour(
     frame: av.VideoFrame, unsignalled: YuvColour | None = None
 ) -> tuple[Colorspace, ColorRange]:

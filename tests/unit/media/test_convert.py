@@ -13,6 +13,7 @@ from reactor.media.convert import (
     VIDEO_TIME_BASE,
     FrameFormatError,
     YuvColour,
+    assumed_colour,
     frame_to_rgb,
     rgb_to_frame,
     source_colour,
@@ -178,3 +179,11 @@ def test_full_range_input_is_read_as_full_range() -> None:
     jpeg = frame_to_rgb(_untagged((10, 220, 40), BT601, 640, 360).reformat(format="yuvj420p"),
                         64, 36)[18, 32]
     assert np.abs(jpeg.astype(int) - np.array((10, 220, 40))).max() <= 4, jpeg
+
+
+def test_vp8_is_bt601_at_any_size_other_codecs_are_guessed() -> None:
+    assert assumed_colour("VP8") is BT601 and assumed_colour("vp8") is BT601
+    assert assumed_colour("H264") is None
+    hd_vp8 = _untagged((20, 40, 230), BT601, 1280, 720)  # as libvpx decodes it: no tags
+    back = frame_to_rgb(hd_vp8, 64, 36, unsignalled=assumed_colour("VP8"))[18, 32]
+    assert np.abs(back.astype(int) - np.array((20, 40, 230))).max() <= 4, back
