@@ -154,7 +154,8 @@ def test_start_session_exception_is_reported_without_a_crash_loop(start_daemon) 
         assert inference.restarts == 0 and inference.state == "running"
         # The model stayed loaded: the next session works.
         c.start_session()
-        time.sleep(1.0)
+        wait_for(lambda: d.snapshot().session.frames_emitted > 0, 10,
+                 "the next session to emit frames")
         snap = c.status()
         assert snap.session.state == "live" and snap.session.frames_emitted > 0
     log = (d.run_dir / "logs" / "inference.log").read_text()

@@ -264,8 +264,11 @@ def test_inference_restart_keeps_egress_and_its_viewers(start_daemon) -> None:
         async with Client(d.url) as client, await client.watch() as viewer:
             await asyncio.wait_for(viewer.recv(), 15)
             egress = (await asyncio.to_thread(worker_pids, d))["egress"]
-            os.kill((await asyncio.to_thread(worker_pids, d))["inference"], signal.SIGKILL)
-            await asyncio.sleep(3.0)
+            inference = (await asyncio.to_thread(worker_pids, d))["inference"]
+            os.kill(inference, signal.SIGKILL)
+            await asyncio.to_thread(
+                wait_for, lambda: d.worker("inference").pid not in (0, inference)
+                and d.worker("inference").state == "running", 15, "inference to restart")
             assert (await asyncio.to_thread(worker_pids, d))["egress"] == egress
             for _ in range(30):  # the same viewer sees the restarted model's frames
                 await asyncio.wait_for(viewer.recv(), 10)
