@@ -55,6 +55,9 @@ from pathlib import Path, PurePosixPath
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "reactor"
 PROTO_PACKAGE = f"{PACKAGE}.proto"
+# Names this project's distribution was built under before (its artifacts in the output
+# directory are cleared too, so `make upload` never sends a wheel under a former name).
+FORMER_NAMES = ("reactor",)
 # Names that start with "_" but are part of every package's public shape.
 KEEP_NAMES = frozenset({"__init__.py", "__main__.py", "__pycache__"})
 KEEP_MODULES = frozenset({"__init__", "__main__"})
@@ -428,11 +431,13 @@ def check_build_tools(no_isolation: bool) -> list[str]:
 
 
 def clear_old_artifacts(plan: Plan, out: Path) -> None:
-    """Remove this project's earlier wheels and sdists so `make upload` sends only this build."""
-    stem = re.sub(r"[-_.]+", "_", plan.name).lower()
-    for old in sorted([*out.glob(f"{stem}-*.whl"), *out.glob(f"{stem}-*.tar.gz")]):
-        old.unlink()
-        print(f"removed old artifact {old}")
+    """Remove this project's earlier wheels and sdists (under its name or a former one) so
+    `make upload` sends only this build."""
+    stems = {re.sub(r"[-_.]+", "_", name).lower() for name in (plan.name, *FORMER_NAMES)}
+    for stem in sorted(stems):
+        for old in sorted([*out.glob(f"{stem}-*.whl"), *out.glob(f"{stem}-*.tar.gz")]):
+            old.unlink()
+            print(f"removed old artifact {old}")
 
 
 def build(plan: Plan, staged: Path, out: Path, extra: list[str], verbose: bool) -> list[Path]:

@@ -7,6 +7,7 @@ text, independently of the tool's ``ast`` scan.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,9 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 import pytest
+
+import reactor
+from reactor.control.rundir import RunDir, pid_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -125,6 +129,8 @@ def write(root: Path, rel: str, text: str = "") -> None:
 def real_release(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """The real repo published into a temporary dist/ (skips while it has a private import)."""
     out = tmp_path_factory.mktemp("dist")
+    # A wheel built under the distribution's former name must not survive into `make upload`.
+    (out / "reactor-0.0.9-py3-none-any.whl").write_text("stale")
     r = run_publish("--out", out)
     if r.returncode == 1 and "imports private module" in r.stderr:
         offenders = [ln.strip() for ln in r.stderr.splitlines() if "imports private module" in ln]
@@ -140,6 +146,9 @@ def test_real_wheel_ships_no_private_files_and_exactly_the_imported_protos(
     out, stdout = real_release
     wheels, sdists = list(out.glob("reactor_live-*.whl")), list(out.glob("reactor_live-*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in out.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == sorted([wheels[0].name, sdists[0].name])
+    assert f"removed old artifact {out / 'reactor-0.0.9-py3-none-any.whl'}" in stdout
+    assert stdout.startswith(f"publish: reactor-live {reactor.__version__} ")
     expected = expected_generated(REPO)
     assert expected, "the public source imports no generated protobuf module?"
     for artifact in (wheels[0], sdists[0]):
@@ -187,6 +196,171 @@ def test_real_wheel_installs_into_a_fresh_venv_and_the_cli_runs(
     r = subprocess.run([str(venv / "bin" / "reactor"), "--help"], capture_output=True, text=True,
                        timeout=60, env=env, cwd=tmp_path)
     assert r.returncode == 0 and "usage: reactor" in r.stdout, r.stderr
+
+
+# -- every Python the package declares -----------------------------------------------------------
+
+# The versions pyproject.toml's classifiers declare; checked against them below, so a new one
+# cannot be declared without being tested.
+PYTHONS = ("3.11", "3.12", "3.13")
+DISTRIBUTION = "reactor-live"
+
+
+def declared_pythons() -> set[str]:
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    prefix = "Programming Language :: Python :: "
+    return {c.removeprefix(prefix) for c in project["classifiers"]
+            if re.fullmatch(r"3\.\d+", c.removeprefix(prefix))}
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of ``version`` on this machine: ``pythonX.Y`` on PATH, else pyenv's."""
+    candidates = [shutil.which(f"python{version}"), sys.executable]
+    candidates += sorted(str(p) for p in (Path.home() / ".pyenv" / "versions").glob(
+        f"{version}.*/bin/python{version}"))
+    for candidate in filter(None, candidates):
+        r = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode == 0 and r.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def clean_env(venv: Path) -> dict[str, str]:
+    """The environment of a user who just made ``venv``: nothing points at the checkout."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONSAFEPATH")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(venv)
+    return env
+
+
+# Run inside the fresh install: what must be there, from the wheel alone.
+PACKAGE_DATA_CHECK = """
+import importlib.metadata, importlib.resources, json, sys
+import reactor, reactor.proto.control_pb2, reactor.proto.telemetry_pb2, reactor.proto.worker_pb2
+from reactor.config import load_config
+files = importlib.resources.files("reactor")
+data = ["web/index.html", "web/app.js", "web/style.css", "py.typed",
+        "proto/control.proto", "proto/telemetry.proto", "proto/worker.proto"]
+missing = [name for name in data if not files.joinpath(name).is_file()]
+config = load_config(None)
+print(json.dumps({"file": reactor.__file__, "version": reactor.__version__,
+                  "metadata": importlib.metadata.version(reactor.__distribution__),
+                  "python": "%d.%d" % sys.version_info[:2], "missing": missing,
+                  "model": config.model_class().__name__}))
+"""
+
+WATCH = """
+import asyncio, json, sys
+from reactor.client import Client
+
+async def main():
+    async with Client(sys.argv[1]) as client, await client.watch() as viewer:
+        sizes = []
+        for _ in range(5):
+            frame = await asyncio.wait_for(viewer.recv(), 30)
+            sizes.append([frame.width, frame.height])
+        print(json.dumps(sizes))
+
+asyncio.run(main())
+"""
+
+
+def test_the_declared_pythons_are_the_tested_ones() -> None:
+    assert declared_pythons() == set(PYTHONS)
+    import tomllib
+
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == f">={PYTHONS[0]}"
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("version", PYTHONS)
+def test_wheel_and_sdist_install_and_serve_on_every_declared_python(
+    version: str, real_release: tuple[Path, str], tmp_path: Path,
+) -> None:
+    """On Python ``version``: a fresh venv per artifact (wheel, sdist), installed by pip
+    alone; from that install `reactor daemon start` (no config: the packaged default model)
+    serves, a WHEP viewer gets 1280x720 frames, and `reactor daemon stop` leaves no process,
+    shared-memory segment or socket behind."""
+    python = find_python(version)
+    if python is None:
+        pytest.skip(f"no Python {version} interpreter on this machine (looked for "
+                    f"python{version} on PATH and in ~/.pyenv/versions/{version}.*)")
+    out, _ = real_release
+    stem = DISTRIBUTION.replace("-", "_")
+    artifacts = {"wheel": next(out.glob(f"{stem}-*.whl")),
+                 "sdist": next(out.glob(f"{stem}-*.tar.gz"))}
+    # One wheelhouse for both installs: pip resolves the wheel's declared dependencies
+    # (and the sdist's build backend) from the index once, then each venv installs from it
+    # alone (--no-index), so a dependency the metadata forgets still fails the install.
+    wheelhouse = tmp_path / "wheelhouse"
+    builder = tmp_path / "venv-builder"
+    subprocess.run([python, "-m", "venv", str(builder)], check=True, timeout=120)
+    started = time.monotonic()
+    r = subprocess.run([str(builder / "bin" / "python"), "-m", "pip", "wheel", "--quiet",
+                        "--wheel-dir", str(wheelhouse), str(artifacts["wheel"]),
+                        "setuptools>=77", "wheel"], capture_output=True, text=True,
+                       timeout=600, env=clean_env(builder), cwd=tmp_path)
+    assert r.returncode == 0, f"pip wheel on {version} failed:\n{r.stderr}"
+    timings = [f"wheelhouse {time.monotonic() - started:.0f}s"]
+    shutil.rmtree(builder)
+    for kind, artifact in artifacts.items():
+        venv = tmp_path / f"venv-{kind}"
+        subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=120)
+        env = clean_env(venv)
+        started = time.monotonic()
+        r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                            "--no-index", "--find-links", str(wheelhouse), str(artifact)],
+                           capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        assert r.returncode == 0, f"{kind} on {version}: pip install failed:\n{r.stderr}"
+        timings.append(f"{kind} {time.monotonic() - started:.0f}s")
+
+        def run(*args: str, timeout: float = 60, env: dict[str, str] = env,
+                venv: Path = venv, kind: str = kind) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([str(venv / "bin" / args[0]), *args[1:]], capture_output=True,
+                                  text=True, timeout=timeout, env=env, cwd=tmp_path)
+
+        version_line = run("reactor", "--version")
+        assert version_line.stdout.strip() == f"{DISTRIBUTION} {reactor.__version__}"
+        check = run("python", "-c", PACKAGE_DATA_CHECK)
+        assert check.returncode == 0, f"{kind} on {version}:\n{check.stderr}"
+        found = json.loads(check.stdout)
+        assert Path(found["file"]).is_relative_to(venv), found
+        assert found["python"] == version and found["missing"] == [], found
+        assert found["metadata"] == found["version"], found
+        assert found["model"] == "TestPattern", found
+
+        run_dir = Path(f"/tmp/reactor-test-{os.getpid()}-py{version}-{kind}")
+        pid = 0
+        try:
+            start = run("reactor", "daemon", "start", "--port", "0", "--run-dir", str(run_dir),
+                        timeout=180)
+            assert start.returncode == 0, f"{kind} on {version}:\n{start.stdout}{start.stderr}"
+            pid = RunDir(run_dir).read_pid() or 0
+            status = json.loads(run("reactor", "daemon", "status", "--json",
+                                    "--run-dir", str(run_dir)).stdout)
+            assert status["state"] == "running" and status["model"] == "TestPattern", status
+            assert (status["distribution"], status["version"]) == (
+                DISTRIBUTION, found["version"])
+            watched = run("python", "-c", WATCH, status["url"], timeout=120)
+            assert watched.returncode == 0, f"{kind} on {version}: WHEP:\n{watched.stderr}"
+            assert json.loads(watched.stdout) == [[1280, 720]] * 5
+            stop = run("reactor", "daemon", "stop", "--run-dir", str(run_dir), timeout=60)
+            assert stop.returncode == 0, stop.stderr
+            assert not pid_alive(pid), f"the daemon (pid {pid}) outlived `reactor daemon stop`"
+            assert not list(Path("/dev/shm").glob(f"reactor-{pid}-*"))
+            assert not (run_dir / "control.sock").exists()
+        finally:
+            if pid and pid_alive(pid):
+                os.kill(pid, 9)
+            for seg in Path("/dev/shm").glob(f"reactor-{pid}-*") if pid else ():
+                seg.unlink(missing_ok=True)
+            shutil.rmtree(run_dir, ignore_errors=True)
+    print(f"Python {version}: pip install {', '.join(timings)}")
 
 
 # -- scratch copies ------------------------------------------------------------------------------
