@@ -15,6 +15,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import types
 import urllib.error
@@ -311,6 +312,20 @@ http {{
                     raise AssertionError(f"nginx did not serve {base}: {out}\n{log}") from None
                 time.sleep(0.2)
 
+        # The event stream, read through the proxy while the browser below starts a session.
+        events = urllib.request.urlopen(base + "api/events", timeout=60, context=trusted)
+        assert events.headers["Content-Type"].startswith("text/event-stream")
+        assert events.readline() == b": connected\n"
+        lines: list[bytes] = []
+
+        def read_events() -> None:
+            try:
+                lines.extend(iter(events.readline, b""))
+            except (OSError, ValueError, AttributeError):
+                pass  # closed at the end of the test (http.client has no clean way out)
+
+        threading.Thread(target=read_events, daemon=True).start()
+
         with sync_api.sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                          args=CHROMIUM_ARGS)
@@ -329,10 +344,12 @@ http {{
                 # Location came back through proxy_redirect: under /reactor/, over https.
                 assert page.evaluate("window.reactor.whepLocation").startswith(base + "whep/")
                 assert page.evaluate("window.reactor.whipLocation").startswith(base + "whip/")
-                # The event stream arrived through the proxy: the session's start is logged.
-                page.wait_for_function(
-                    "[...document.querySelectorAll('#log li')].some((li) => "
-                    "/session .* started/.test(li.textContent))", timeout=10000)
+                # The session's start came through the proxy's event stream as it happened.
+                wait = time.monotonic() + 10
+                while not any(b'"type": "started"' in line or b'"type":"started"' in line
+                              for line in lines):
+                    assert time.monotonic() < wait, f"no started event through nginx: {lines}"
+                    time.sleep(0.2)
                 assert d.status()["session"]["sender"], d.status()["session"]
                 page.locator("#send-btn").click()  # Stop camera: DELETE through the proxy
                 wait = time.monotonic() + 10
@@ -342,6 +359,8 @@ http {{
             finally:
                 browser.close()
     finally:
+        if "events" in locals():
+            events.close()
         proc.terminate()
         try:
             proc.wait(timeout=10)
