@@ -211,6 +211,12 @@ class Supervisor:
         w.last_beat = now
         if body == "heartbeat":
             w.beat(msg.heartbeat, now)
+            # Heartbeats repeat the client counts, so a count is never stale for long.
+            role = self.plan.role(name)
+            if role is Role.FRONT:
+                self.sessions.on_clients(sender=msg.heartbeat.sender)
+            elif role is Role.BACK:
+                self.sessions.on_clients(viewers=msg.heartbeat.viewers)
         elif body == "ready":
             self._on_ready(name, msg.ready)
         elif body == "clients":
@@ -233,12 +239,12 @@ class Supervisor:
     def _on_ready(self, name: str, ready: wpb.Ready) -> None:
         w = self.pool.mark_ready(name, ready)
         role = self.plan.role(name)
-        if role is Role.FRONT and ready.HasField("ingress"):
-            if self.config.server.port == 0 and ready.ingress.port:
-                # Port 0 picked a free port: a restarted ingress listens on the same one,
-                # so clients reconnect to the URL they know.
-                server = self.config.server.model_copy(update={"port": ready.ingress.port})
-                self.config = self.config.model_copy(update={"server": server})
+        if self.config.server.port == 0 and ready.ingress.port:
+            # Port 0 picked a free port: a restarted ingress listens on the same one, so
+            # clients reconnect to the URL they know.
+            server = self.config.server.model_copy(update={"port": ready.ingress.port})
+            self.config = self.config.model_copy(update={"server": server})
+        if role is Role.FRONT:
             # A restarted front door has no memory: give it the recent session and worker
             # events, so clients that reconnect (SSE Last-Event-ID) learn what happened.
             for ev in self.sessions.recent:
