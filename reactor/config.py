@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
+import re
 import ssl
 import sys
 from pathlib import Path
@@ -128,6 +129,9 @@ class IceServer(_Section):
         return [self.urls] if isinstance(self.urls, str) else list(self.urls)
 
 
+_ICE_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.%]*")
+
+
 def _check_ice_url(url: str) -> None:
     scheme, sep, rest = url.partition(":")
     if not sep or scheme not in ICE_SCHEMES:
@@ -143,6 +147,11 @@ def _check_ice_url(url: str) -> None:
         raise ValueError(f"{url!r}: the port is not a number from 1 to 65535") from None
     if port == 0:
         raise ValueError(f"{url!r}: the port is not a number from 1 to 65535")
+    host = urlsplit(f"//{hostport}").hostname or ""
+    if not _ICE_HOST.fullmatch(host):
+        # The URL also travels to clients in a Link header, between <>: no room for spaces,
+        # quotes, commas or other characters that no host name or IP address has.
+        raise ValueError(f"{url!r}: the host is not a host name or an IP address")
     if query:
         if scheme == "stun":
             raise ValueError(f"{url!r}: a STUN URL takes no query")

@@ -207,3 +207,23 @@ def test_config_check_and_a_refused_start_with_tls(tmp_path: Path) -> None:
     assert r.returncode == 1
     assert "server.tls_key" in r.stderr and str(tmp_path / "server.crt") in r.stderr
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("url", ["stun:a b.example", "stun:a>b", 'turn:a"b:3478', "stun:a,b",
+                                 "turn:t;x.example", "stun:bücher.example"])
+def test_an_ice_url_whose_host_is_no_host_is_refused(url: str) -> None:
+    # It would also break the Link header the URL is sent to clients in.
+    with pytest.raises(ConfigError) as err:
+        parse_config({"server": {"ice_servers": [
+            {"urls": ["stun:ok.example:3478", url], "username": "u", "credential": "c"}]}},
+            "x.yaml")
+    assert (f"server.ice_servers.0.urls: {url!r}: the host is not a host name or an IP "
+            "address") in str(err.value)
+
+
+def test_ice_urls_with_names_and_addresses_are_accepted() -> None:
+    cfg = parse_config({"server": {"ice_servers": [
+        {"urls": ["stun:stun.l.google.com:19302", "stun:[2001:db8::1]:3478",
+                  "turn:198.18.0.1:3478?transport=tcp", "turns:turn.example.net"],
+         "username": "u", "credential": "c"}]}})
+    assert len(cfg.server.ice_servers[0].url_list) == 4
