@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from reactor.daemon.pool import WorkerState
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 
@@ -87,7 +88,7 @@ class Router:
         transport: Transport,
         table: Mapping[str, str],
         *,
-        state_of: Callable[[str], str],
+        state_of: Callable[[str], WorkerState],
         clock: Callable[[], float],
         timeout_s: float = FORWARD_TIMEOUT_S,
         admission: Mapping[str, Admission] | None = None,
@@ -129,9 +130,9 @@ class Router:
                 f"(the workers here answer: {served})", 404))
             return
         state = self._state_of(worker)
-        if state != "running":
+        if state is not WorkerState.RUNNING:
             self._transport.reply(route, error_reply(
-                req.id, f"the {worker} worker is {state}; try again shortly", 503))
+                req.id, f"the {worker} worker is {state.value}; try again shortly", 503))
             return
         admit = self._admission.get(kind)
         refused = admit(req, self.pending) if admit is not None else None

@@ -75,7 +75,7 @@ class Supervisor:
                                load_timeout_s=config.model.load_timeout_s, clock=time.monotonic)
         self.sessions = SessionManager(self, orphan_timeout_s=config.session.orphan_timeout_s)
         self.router = Router(
-            self, self.plan.route_table(), state_of=lambda name: self.pool[name].state.value,
+            self, self.plan.route_table(), state_of=lambda name: self.pool[name].state,
             clock=time.monotonic,
             admission={"whep": viewer_limit(lambda: self.config.server.max_viewers,
                                             lambda: self.sessions.viewers)},

@@ -7,6 +7,7 @@ from conftest import FakeClock, Wire
 
 from reactor.daemon.headless import headless_plan
 from reactor.daemon.plan import Plan
+from reactor.daemon.pool import WorkerState
 from reactor.daemon.router import FORWARD_TIMEOUT_S, Router, viewer_limit
 from reactor.proto import control_pb2 as cpb
 
@@ -26,7 +27,7 @@ def make_router(wire: Wire, clock: FakeClock, plan: Plan | None = None,
                 states: dict[str, str] | None = None, **kw: object) -> Router:
     states = states or {}
     return Router(wire, (plan or Plan()).route_table(),
-                  state_of=lambda name: states.get(name, "running"), clock=clock,
+                  state_of=lambda name: WorkerState(states.get(name, "running")), clock=clock,
                   **kw)  # type: ignore[arg-type]
 
 
