@@ -8,6 +8,10 @@ Everything here is a library: no worker, socket or config lives in this package.
 - :mod:`~reactor.media.encoder` encodes RGB frames once (H.264 or VP8).
 - :mod:`~reactor.media.tracks` fans pre-encoded packets out to many viewers.
 - :mod:`~reactor.media.sdp` validates WHIP/WHEP offers before aiortc sees them.
+- :mod:`~reactor.media.ice` patches aioice: the loopback policy, and Firefox's
+  end-of-candidates.
+- :mod:`~reactor.media.peer` makes the daemon's peer connections from the ``server``
+  section (ICE servers, transport policy) and installs the patches.
 - :mod:`~reactor.media.whip_client` is an asyncio WHIP/WHEP client.
 """
 
