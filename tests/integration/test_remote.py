@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netns import Netns, RemoteDaemon, make_certificate, turn_server
+from netns import IP, Netns, NetnsUnavailable, RemoteDaemon, make_certificate, netns, turn_server
 from test_firefox import DRIVER_DIR, FIREFOX, FirefoxPage, measure_fps
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -57,6 +57,45 @@ def load_note(d: RemoteDaemon | None = None) -> str:
         except Exception as exc:  # a failure report must not fail on its footnote
             note += f", daemon status unavailable ({exc})"
     return note
+
+
+# --- the harness itself ------------------------------------------------------------------
+
+
+def _exists(*args: str) -> bool:
+    return subprocess.run([IP, *args], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_namespace_links_and_processes_go_even_when_the_block_raises(
+        exc: type[BaseException]) -> None:
+    try:
+        with pytest.raises(exc), netns() as ns:
+            sleeper = ns.popen("sleep", "600")
+            # A detached grandchild, as the daemon is: only the namespace knows about it.
+            orphan = ns.run("sh", "-c", "sleep 600 >/dev/null 2>&1 & echo $!", timeout=10)
+            orphan_pid = int(orphan.stdout.strip())
+            assert set(ns.pids()) >= {orphan_pid}
+            raise exc("boom")
+    except NetnsUnavailable as why:
+        pytest.skip(str(why))
+    assert sleeper.poll() is not None
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{orphan_pid}") and time.monotonic() < deadline:
+        time.sleep(0.05)  # a child of the killed shell: reaped by init, not us
+    assert not os.path.exists(f"/proc/{orphan_pid}"), "a process left inside survived"
+    assert not _exists("netns", "pids", ns.name), f"namespace {ns.name} is still there"
+    assert not _exists("link", "show", ns.outer_if), f"link {ns.outer_if} is still there"
+
+
+def test_inside_reaches_only_the_link(remote_ns: Netns) -> None:
+    routes = remote_ns.run(IP, "-4", "route", "show", "table", "all").stdout
+    assert "default" not in routes, routes
+    listed = [r for r in routes.splitlines() if r.strip() and not r.startswith("local ")
+              and not r.startswith("broadcast ")]
+    net = f"{remote_ns.outer_ip.rsplit('.', 1)[0]}."
+    assert listed and all(r.startswith(net) for r in listed), routes
+    assert remote_ns.run(IP, "-4", "route", "get", "192.0.2.2").returncode != 0
 
 
 # --- daemons in the namespace -------------------------------------------------------------
