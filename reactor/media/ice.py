@@ -91,7 +91,11 @@ def loopback_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     """The host candidate addresses of a loopback daemon: loopback first, then this
     machine's interface addresses (what aioice would gather)."""
     first = (["127.0.0.1"] if use_ipv4 else []) + (["::1"] if use_ipv6 and not use_ipv4 else [])
-    return first + [a for a in _ORIGINAL_ADDRESSES(use_ipv4, use_ipv6) if a not in first]
+    # Only addresses counted as our own (read once per process), so every candidate offered
+    # is one whose checks we answer.
+    own = own_addresses()
+    return first + [a for a in _ORIGINAL_ADDRESSES(use_ipv4, use_ipv6)
+                    if a not in first and a in own]
 
 
 @functools.wraps(_ORIGINAL_REQUEST)
