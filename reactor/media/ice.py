@@ -5,7 +5,8 @@ Loopback policy (:func:`restrict_ice_to_loopback`)
 A daemon bound to 127.0.0.1 serves clients on this machine only, and its media must stay
 on this machine. Stock clients do not pair with a loopback-only answer: aioice itself,
 libnice (GStreamer's ``webrtcbin``) and browsers leave loopback out of their own
-gathering, and libnice never checks a loopback candidate from another address. So the
+gathering, and libnice does not pair its interface addresses with a lone 127.0.0.1
+candidate (its ICE stayed in ``checking``). So the
 daemon offers 127.0.0.1 *and this machine's own interface addresses* as host candidates,
 and talks to this machine only:
 
