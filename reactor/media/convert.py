@@ -21,9 +21,10 @@ colours, read back from the page:
   yellows still come out wrong by up to 11 levels ((20, 40, 230) shows as (18, 39, 219)):
   Chromium's software YUV->RGB (libyuv) rounds BT.709's blue coefficient 2.112 to 2.0.
   Described as BT.601 every colour tried is within 2 levels.
-- VP8 cannot describe its colour; Chromium decodes it as BT.601 limited range, within 2
-  levels. Firefox's WebRTC receive path renders every decoded I420 frame as BT.601
-  (``MediaPipeline.cpp``: "This isn't the best default").
+- VP8 cannot describe its colour (and is BT.601 by its spec); Chromium and Firefox ESR
+  153 decode it as BT.601 limited range, within 2 levels. (That Firefox has no H.264
+  without Cisco's OpenH264 plugin, so its H.264 was not measured; its WebRTC receive
+  path has long rendered decoded frames as BT.601 whatever they say.)
 - Chromium sends its camera as BT.601 limited range and a canvas as BT.709 full range; in
   H.264 it says which, in VP8 it cannot.
 
