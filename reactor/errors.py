@@ -33,6 +33,17 @@ class CommandError(ReactorError):
         self.status = status
 
 
+class HttpError(ReactorError):
+    """An HTTP request was refused: ``status`` is what the client gets, with ``message``
+    (and ``field``, the offending argument, when there is one) as its JSON body."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field or None
+
+
 class FrameError(ReactorError):
     """A frame handed to ``Session.emit()`` has the wrong shape, type or range."""
 

@@ -281,7 +281,7 @@ def cli_reference() -> str:
 
 def openapi_json() -> str:
     from reactor.examples.pattern import TestPattern
-    from reactor.workers.openapi import openapi_document
+    from reactor.workers.http import openapi_document
 
     doc = openapi_document(TestPattern.schema(1280, 720, 30))
     return json.dumps(doc, indent=2) + "\n"

@@ -13,6 +13,40 @@ Everything here is a library: no worker, socket or config lives in this package.
 - :mod:`~reactor.media.peer` makes the daemon's peer connections from the ``server``
   section (ICE servers, transport policy) and installs the patches.
 - :mod:`~reactor.media.whip_client` is an asyncio WHIP/WHEP client.
+
+Importing any of these changes nothing outside it. The aiortc/aioice patches are
+installed only by :func:`install`: the ingress and egress workers call it at start
+(:func:`reactor.media.peer.install_patches`), and a program that uses
+:mod:`reactor.client` may call it to get the same behaviour (opt-in).
 """
 
 from __future__ import annotations
+
+__all__ = ["install"]
+
+
+def install(*, loopback: bool = False) -> None:
+    """Install reactor's aiortc/aioice patches in this process; idempotent.
+
+    They apply to peer connections created after the call, process-wide:
+
+    - DTLS accepts ECDHE-RSA cipher suites too (:mod:`reactor.media.dtls`): GStreamer and
+      other peers with an RSA certificate can then connect;
+    - received video frames are complete on their RTP marker bit, one frame interval
+      sooner (:mod:`reactor.media.jitter`);
+    - a keyframe request from a viewer of a pre-encoded track reaches its encoder
+      (:mod:`reactor.media.tracks`);
+    - an end-of-candidates that leaves no usable remote candidate is held back for a
+      while, which is what Firefox needs (:mod:`reactor.media.ice`);
+    - ``loopback=True``: ICE offers loopback and this machine's interface addresses and
+      talks to this machine only (:mod:`reactor.media.ice`); ``False`` turns that off.
+    """
+    # Imported here, not above: the package's light modules (convert, encoder, recorder)
+    # must not pull aiortc, aioice and OpenSSL into a process that needs none of them.
+    from reactor.media import dtls, ice, jitter, tracks
+
+    dtls.enable_rsa_cipher_suites()
+    jitter.enable_marker_bit_completion()
+    tracks.enable_keyframe_requests()
+    ice.enable_end_of_candidates_grace()
+    ice.restrict_ice_to_loopback(loopback)

@@ -16,7 +16,7 @@ comes from the ``server`` section:
   :func:`reactor.media.sdp.announce_host_candidates` (in :func:`reactor.media.sdp.answer_sdp_for`).
 - A daemon bound to loopback installs the loopback policy of :mod:`reactor.media.ice`.
 
-The patches, each explained in one place:
+The patches (all installed by :func:`reactor.media.install`), each explained in one place:
 
 1. :func:`reactor.media.dtls.enable_rsa_cipher_suites`: DTLS with peers that hold an RSA
    certificate (GStreamer).
@@ -24,6 +24,10 @@ The patches, each explained in one place:
    ``a=end-of-candidates`` with mDNS-only candidates left aiortc's answer empty).
 3. :func:`reactor.media.ice.restrict_ice_to_loopback`: the loopback policy, for a daemon
    bound to loopback.
+4. :func:`reactor.media.jitter.enable_marker_bit_completion`: received frames complete on
+   the marker bit (ingress).
+5. :func:`reactor.media.tracks.enable_keyframe_requests`: a viewer's PLI reaches the
+   encoder (egress).
 """
 
 from __future__ import annotations
@@ -36,12 +40,8 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import connection_kwargs
 
 from reactor.config import IceServer, ServerSection
-from reactor.media.dtls import enable_rsa_cipher_suites
-from reactor.media.ice import (
-    enable_end_of_candidates_grace,
-    is_loopback_host,
-    restrict_ice_to_loopback,
-)
+from reactor.media import install
+from reactor.media.ice import is_loopback_host
 
 __all__ = ["ice_connection_kwargs", "ice_server_list", "install_patches",
            "new_peer_connection", "rtc_configuration"]
@@ -78,8 +78,7 @@ def new_peer_connection(server: ServerSection) -> RTCPeerConnection:
 
 
 def install_patches(server: ServerSection) -> None:
-    """Install every patch the daemon's peer connections need (idempotent). The
-    loopback policy follows ``server.host``."""
-    enable_rsa_cipher_suites()
-    enable_end_of_candidates_grace()
-    restrict_ice_to_loopback(is_loopback_host(server.host))
+    """Install every patch the daemon's peer connections need (:func:`reactor.media.
+    install`; idempotent). The loopback policy follows ``server.host``. The ingress and
+    egress workers call it once, at start."""
+    install(loopback=is_loopback_host(server.host))

@@ -16,6 +16,7 @@ import time
 
 from reactor.errors import ReactorError
 from reactor.ipc import ProducerGoneError, RingClosedError, ShmRing
+from reactor.media.peer import install_patches
 from reactor.media.recorder import Recorder
 from reactor.media.tracks import Broadcaster
 from reactor.proto import control_pb2 as cpb
@@ -40,7 +41,8 @@ class EgressWorker:
             cfg.video.width, cfg.video.height, fps=cfg.video.fps,
             bitrate_kbps=cfg.egress.bitrate_kbps, hardware=cfg.device.startswith("cuda"),
         )
-        self.hub = ViewerHub(self, cfg)
+        self.hub = ViewerHub(self.broadcaster, cfg,
+                             on_count=lambda n: ctx.link.clients(viewers=n))
         self.recorder = Recorder.open(cfg) if cfg.egress.record else None
         self.frames_in = 0
         self.frames_out = 0
@@ -118,6 +120,7 @@ class EgressWorker:
 
 
 async def _amain(ctx: WorkerContext) -> None:
+    install_patches(ctx.config.server)
     loop = asyncio.get_running_loop()
     worker = EgressWorker(ctx, loop)
     link = ctx.attach(worker)

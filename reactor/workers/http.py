@@ -1,10 +1,17 @@
-"""The HTTP routes of the ingress worker (DESIGN.md, "HTTP").
+"""The HTTP API of the ingress worker: its handlers and its one route table.
+
+:class:`Api` holds the handlers; each is a method that takes an ``aiohttp`` request and
+returns a response, so a test can serve a real app around any :class:`Backend`.
+:data:`ROUTES` is the only list of routes: :func:`build_app` registers it with aiohttp
+and :func:`openapi_document` turns it into the OpenAPI document
+(:mod:`reactor.workers.openapi`), so the two cannot disagree.
 
 Every refusal is a JSON body ``{"error": "...", "field": ...}`` with a status that says
-what kind of problem it is; a handler's unexpected exception is a logged 500, never a dead
-process. The bearer token (``server.token``) guards everything but ``/`` and
-``/healthz``, compared in constant time; browsers' ``EventSource`` cannot set headers, so
-``/api/events`` also takes ``?token=``.
+what kind of problem it is (a handler or the backend raises
+:class:`~reactor.errors.HttpError`); a handler's unexpected exception is a logged 500,
+never a dead process. The bearer token (``server.token``) guards everything but the
+public routes (``/``, the web client's files, ``/healthz``), compared in constant time;
+browsers' ``EventSource`` cannot set headers, so ``/api/events`` also takes ``?token=``.
 
 Events carry an ``id:`` (the event's time stamp); a client that reconnects with
 ``Last-Event-ID`` (``EventSource`` does this by itself) or ``?since=`` first gets the
@@ -20,28 +27,50 @@ relative, so a reverse proxy may serve it under any scheme, host and port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import logging
+import types
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
+from reactor.config import ServerSection
+from reactor.control.status import snapshot_to_dict
+from reactor.errors import HttpError
 from reactor.media.links import format_ice_links
 from reactor.proto import control_pb2 as cpb
+from reactor.workers.openapi import (
+    ANY_JSON,
+    ERROR,
+    ICE_OPTIONS,
+    SDP_BODY,
+    SDP_CREATED,
+    Operation,
+    build_document,
+)
 
-if TYPE_CHECKING:
-    from reactor.workers.ingress import Ingress
+__all__ = ["ROUTES", "Api", "Backend", "EventFeed", "Route", "build_app", "error",
+           "openapi_document"]
 
 log = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 64 * 1024
 MAX_SDP_BYTES = 64 * 1024
 SSE_KEEPALIVE_S = 15.0
-PUBLIC = {"/", "/healthz", "/index.html", "/app.js", "/style.css"}
-ICE_PATHS = {"/whip", "/whep"}  # OPTIONS here answers with the ICE servers (token checked)
+#: How long :meth:`Backend.request` waits for the daemon by default.
+REQUEST_TIMEOUT_S = 10.0
+#: Recent events kept for clients that reconnect with ``Last-Event-ID``.
+BACKLOG_EVENTS = 64
+#: Events queued for one SSE client; a slow one loses its oldest, not our memory.
+SUBSCRIBER_QUEUE = 256
+#: Put in an SSE subscriber's queue when ingress stops: the stream ends.
+END_OF_STREAM = ("", "")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CORS_HEADERS = {
@@ -54,52 +83,109 @@ CORS_HEADERS = {
 
 
 def error(status: int, message: str, field: str | None = None) -> web.Response:
+    """The JSON refusal every error response has: ``{"error": ..., "field": ...}``."""
     body: dict[str, Any] = {"error": message}
     if field:
         body["field"] = field
     return web.json_response(body, status=status)
 
 
-def build_app(ingress: Ingress) -> web.Application:
-    from reactor.workers.ingress import RequestFailed
+class Backend(Protocol):
+    """What the handlers need from the ingress worker (:class:`reactor.workers.ingress.
+    Ingress`). Each method raises :class:`~reactor.errors.HttpError` to refuse."""
 
-    token = ingress.config.server.token
-    body_timeout = ingress.config.server.idle_timeout_s
-    ice_links = format_ice_links(ingress.config.server.ice_servers)
+    async def request(self, req: cpb.Request, timeout: float = REQUEST_TIMEOUT_S) -> cpb.Reply:
+        """Ask the supervisor; an error reply raises with its status."""
+        ...
 
-    async def read_body(request: web.Request, limit: int, what: str) -> bytes:
-        """The whole body, or ``limit + 1`` bytes of it (the caller says 413)."""
-        chunks: list[bytes] = []
-        size = 0
+    async def whip_offer(self, sdp: str) -> tuple[str, str]:
+        """Accept a WHIP offer: ``(resource id, answer SDP)``."""
+        ...
 
-        async def drain() -> None:
-            nonlocal size
-            # read(n) returns what has arrived so far, not n bytes: read until the end.
-            while size <= limit:
-                chunk = await request.content.read(limit + 1 - size)
-                if not chunk:
-                    return
-                chunks.append(chunk)
-                size += len(chunk)
+    async def whip_close(self, resource_id: str, why: str) -> bool:
+        """End a WHIP session; ``False`` when there is no such session."""
+        ...
 
-        try:
-            await asyncio.wait_for(drain(), body_timeout)
-            return b"".join(chunks)
-        except TimeoutError:
-            raise RequestFailed(408, f"the {what} did not arrive within {body_timeout:g} s "
-                                "(server.idle_timeout_s)") from None
+    async def whep_offer(self, sdp: str) -> tuple[str, str]:
+        """Accept a WHEP offer: ``(resource id, answer SDP)``."""
+        ...
+
+    async def whep_close(self, resource_id: str) -> None:
+        """End a WHEP session."""
+        ...
+
+
+class EventFeed:
+    """Session events and model messages fanned out to the ``/api/events`` streams, with
+    the recent ones kept for clients that reconnect. Used on the event loop only."""
+
+    def __init__(self, backlog: int = BACKLOG_EVENTS) -> None:
+        self._subscribers: set[asyncio.Queue[tuple[str, str]]] = set()
+        self._backlog: deque[tuple[str, str]] = deque(maxlen=backlog)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
+
+    def publish(self, event_id: str, text: str) -> None:
+        """Send ``text`` (JSON) with SSE id ``event_id`` (a time stamp) to every stream."""
+        item = (event_id, text)
+        self._backlog.append(item)
+        for q in list(self._subscribers):
+            if q.full():
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    q.get_nowait()  # a slow SSE client loses its oldest event, not memory
+            q.put_nowait(item)
+
+    def since(self, since: float) -> list[tuple[str, str]]:
+        """The kept events newer than ``since``, oldest first."""
+        return [item for item in list(self._backlog) if float(item[0]) > since]
+
+    def subscribe(self) -> asyncio.Queue[tuple[str, str]]:
+        q: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=SUBSCRIBER_QUEUE)
+        self._subscribers.add(q)
+        return q
+
+    def unsubscribe(self, q: asyncio.Queue[tuple[str, str]]) -> None:
+        self._subscribers.discard(q)
+
+    def end(self) -> None:
+        """Tell every stream to finish, so stopping does not wait on open streams."""
+        for q in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueEmpty):
+                while q.full():
+                    q.get_nowait()
+            q.put_nowait(END_OF_STREAM)
+
+
+class Api:
+    """The handlers, the token guard and the body readers of one app.
+
+    ``server`` gives the token, the body timeout and the ICE servers; ``backend`` does the
+    work; ``events`` feeds ``/api/events``.
+    """
+
+    def __init__(self, backend: Backend, events: EventFeed, server: ServerSection) -> None:
+        self.backend = backend
+        self.events = events
+        self.token = server.token
+        self.body_timeout = server.idle_timeout_s
+        self.ice_links = format_ice_links(server.ice_servers)
+
+    # --- middleware -------------------------------------------------------------------
 
     @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """CORS, the bearer token, and every error as a JSON body."""
         preflight = "Access-Control-Request-Method" in request.headers
         if request.method == "OPTIONS" and (preflight or request.path not in ICE_PATHS):
             # A CORS preflight carries no token, so it never gets the ICE servers' credentials.
             return web.Response(status=204, headers=CORS_HEADERS)
-        if token and request.path not in PUBLIC:
+        if self.token and request.path not in PUBLIC:
             given = request.headers.get("Authorization", "")
             if not given and request.path == "/api/events":
                 given = "Bearer " + request.query.get("token", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
                 resp: web.StreamResponse = error(
                     401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')")
                 resp.headers["WWW-Authenticate"] = "Bearer"
@@ -107,8 +193,8 @@ def build_app(ingress: Ingress) -> web.Application:
                 return resp
         try:
             resp = await handler(request)
-        except RequestFailed as exc:
-            resp = error(exc.status, exc.message, exc.field or None)
+        except HttpError as exc:
+            resp = error(exc.status, exc.message, exc.field)
         except web.HTTPException as exc:
             if exc.status >= 400 and exc.content_type != "application/json":
                 resp = error(exc.status, exc.reason)
@@ -127,54 +213,74 @@ def build_app(ingress: Ingress) -> web.Application:
                 resp.headers.setdefault("Retry-After", "1")
         return resp
 
-    async def read_json(request: web.Request) -> Any:
+    # --- bodies -----------------------------------------------------------------------
+
+    async def read_body(self, request: web.Request, limit: int, what: str) -> bytes:
+        """The whole body, or ``limit + 1`` bytes of it (the caller says 413); a 408 when
+        it does not arrive within ``server.idle_timeout_s``."""
+        chunks: list[bytes] = []
+        size = 0
+
+        async def drain() -> None:
+            nonlocal size
+            # read(n) returns what has arrived so far, not n bytes: read until the end.
+            while size <= limit:
+                chunk = await request.content.read(limit + 1 - size)
+                if not chunk:
+                    return
+                chunks.append(chunk)
+                size += len(chunk)
+
+        try:
+            await asyncio.wait_for(drain(), self.body_timeout)
+            return b"".join(chunks)
+        except TimeoutError:
+            raise HttpError(408, f"the {what} did not arrive within {self.body_timeout:g} s "
+                            "(server.idle_timeout_s)") from None
+
+    async def read_json(self, request: web.Request) -> Any:
         if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-            raise RequestFailed(413, f"request body over {MAX_JSON_BYTES} bytes")
-        raw = await read_body(request, MAX_JSON_BYTES, "request body")
+            raise HttpError(413, f"request body over {MAX_JSON_BYTES} bytes")
+        raw = await self.read_body(request, MAX_JSON_BYTES, "request body")
         if len(raw) > MAX_JSON_BYTES:
-            raise RequestFailed(413, f"request body over {MAX_JSON_BYTES} bytes")
+            raise HttpError(413, f"request body over {MAX_JSON_BYTES} bytes")
         if not raw.strip():
             return {}
         try:
             return json.loads(raw)
         except (ValueError, RecursionError) as exc:
-            raise RequestFailed(400, f"request body is not valid JSON: {exc}") from None
+            raise HttpError(400, f"request body is not valid JSON: {exc}") from None
 
-    async def read_sdp(request: web.Request) -> str:
+    async def read_sdp(self, request: web.Request) -> str:
         ctype = request.content_type
         if ctype != "application/sdp":
-            raise RequestFailed(415, f"Content-Type must be application/sdp, found {ctype!r}")
+            raise HttpError(415, f"Content-Type must be application/sdp, found {ctype!r}")
         if request.content_length is not None and request.content_length > MAX_SDP_BYTES:
-            raise RequestFailed(413, f"SDP offer over {MAX_SDP_BYTES} bytes")
-        raw = await read_body(request, MAX_SDP_BYTES, "SDP offer")
+            raise HttpError(413, f"SDP offer over {MAX_SDP_BYTES} bytes")
+        raw = await self.read_body(request, MAX_SDP_BYTES, "SDP offer")
         if len(raw) > MAX_SDP_BYTES:
-            raise RequestFailed(413, f"SDP offer over {MAX_SDP_BYTES} bytes")
+            raise HttpError(413, f"SDP offer over {MAX_SDP_BYTES} bytes")
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
-            raise RequestFailed(400, "SDP offer is not UTF-8 text") from None
+            raise HttpError(400, "SDP offer is not UTF-8 text") from None
 
-    def with_ice_links(resp: web.Response) -> web.Response:
-        for value in ice_links:
+    def with_ice_links(self, resp: web.Response) -> web.Response:
+        for value in self.ice_links:
             resp.headers.add("Link", value)
         return resp
 
-    def sdp_created(location: str, sdp: str) -> web.Response:
+    def sdp_created(self, location: str, sdp: str) -> web.Response:
         # Location is relative (RFC 9725 allows it), so it stays right behind a proxy that
         # serves us under another scheme, host or port.
-        return with_ice_links(web.Response(
+        return self.with_ice_links(web.Response(
             status=201, text=sdp, content_type="application/sdp",
             headers={"Location": location, "ETag": f'"{location}"'}))
 
-    async def ice_options(request: web.Request) -> web.Response:
-        # RFC 9725 §4.6: a client that must configure its peer connection before it makes
-        # the offer (a browser without setConfiguration, aiortc) asks for the ICE servers
-        # first with OPTIONS, sending its token like the POST it is about to make.
-        return with_ice_links(web.Response(status=204, headers={
-            "Allow": "OPTIONS, POST", "Accept-Post": "application/sdp"}))
+    # --- handlers ---------------------------------------------------------------------
 
-    async def index(request: web.Request) -> web.StreamResponse:
-        name = request.match_info.get("name") or "index.html"
+    async def index(self, request: web.Request) -> web.Response:
+        name = request.path.lstrip("/") or "index.html"
         try:
             data = resources.files("reactor.web").joinpath(name).read_bytes()
         except (FileNotFoundError, IsADirectoryError):
@@ -184,42 +290,34 @@ def build_app(ingress: Ingress) -> web.Application:
         return web.Response(body=data, content_type=ctype, charset="utf-8",
                             headers={"Cache-Control": "no-cache"})
 
-    async def schema(request: web.Request) -> web.Response:
-        reply = await ingress.request(cpb.Request(schema=cpb.SchemaRequest()))
-        return web.Response(text=reply.schema.schema_json, content_type="application/json")
-
-    async def status(request: web.Request) -> web.Response:
-        from reactor.control.status import snapshot_to_dict
-
-        reply = await ingress.request(cpb.Request(status=cpb.StatusRequest()))
-        return web.json_response(snapshot_to_dict(reply.status))
-
-    async def healthz(request: web.Request) -> web.Response:
+    async def healthz(self, request: web.Request) -> web.Response:
         try:
-            reply = await ingress.request(cpb.Request(status=cpb.StatusRequest()), timeout=3.0)
-        except RequestFailed as exc:
+            reply = await self.backend.request(cpb.Request(status=cpb.StatusRequest()),
+                                               timeout=3.0)
+        except HttpError as exc:
             return web.json_response({"ok": False, "error": exc.message}, status=503)
         down = [w.name for w in reply.status.workers if w.state != "running"]
         if down:
             return web.json_response({"ok": False, "down": down}, status=503)
         return web.json_response({"ok": True})
 
-    async def command(request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        args = await read_json(request)
-        if not isinstance(args, dict):
-            raise RequestFailed(422, f"{name}: arguments must be a JSON object, "
-                                f"found {type(args).__name__}")
-        try:
-            args_json = json.dumps(args)
-        except (ValueError, RecursionError) as exc:
-            raise RequestFailed(400, f"{name}: arguments cannot be used: {exc}") from None
-        req = cpb.Request(command=cpb.CommandRequest(name=name, args_json=args_json))
-        reply = await ingress.request(req)
-        result = json.loads(reply.command.result_json or "null")
-        return web.json_response({"ok": True, "command": name, "result": result})
+    async def schema(self, request: web.Request) -> web.Response:
+        reply = await self.backend.request(cpb.Request(schema=cpb.SchemaRequest()))
+        return web.Response(text=reply.schema.schema_json, content_type="application/json")
 
-    async def events(request: web.Request) -> web.StreamResponse:
+    async def status(self, request: web.Request) -> web.Response:
+        reply = await self.backend.request(cpb.Request(status=cpb.StatusRequest()))
+        return web.json_response(snapshot_to_dict(reply.status))
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        try:
+            reply = await self.backend.request(cpb.Request(schema=cpb.SchemaRequest()))
+            model_schema = json.loads(reply.schema.schema_json)
+        except HttpError:
+            model_schema = {"commands": []}
+        return web.json_response(openapi_document(model_schema))
+
+    async def events_stream(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no", **CORS_HEADERS,
@@ -230,17 +328,15 @@ def build_app(ingress: Ingress) -> web.Application:
             try:
                 since = float(since_text)
             except ValueError:
-                raise RequestFailed(400, f"Last-Event-ID or since must be an event id (a "
-                                    f"time stamp), found {since_text[:40]!r}") from None
+                raise HttpError(400, f"Last-Event-ID or since must be an event id (a "
+                                f"time stamp), found {since_text[:40]!r}") from None
         await resp.prepare(request)
-        q: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=256)
-        ingress.subscribers.add(q)
+        q = self.events.subscribe()
         try:
             await resp.write(b": connected\n\n")
             if since is not None:
-                for event_id, text in list(ingress.backlog):
-                    if float(event_id) > since:
-                        await resp.write(f"id: {event_id}\ndata: {text}\n\n".encode())
+                for event_id, text in self.events.since(since):
+                    await resp.write(f"id: {event_id}\ndata: {text}\n\n".encode())
             while True:
                 try:
                     event_id, text = await asyncio.wait_for(q.get(), SSE_KEEPALIVE_S)
@@ -253,56 +349,146 @@ def build_app(ingress: Ingress) -> web.Application:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            ingress.subscribers.discard(q)
+            self.events.unsubscribe(q)
         return resp
 
-    async def whip(request: web.Request) -> web.Response:
-        rid, answer = await ingress.whip_offer(await read_sdp(request))
-        return sdp_created(f"/whip/{rid}", answer)
+    async def command(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        args = await self.read_json(request)
+        if not isinstance(args, dict):
+            raise HttpError(422, f"{name}: arguments must be a JSON object, "
+                            f"found {type(args).__name__}")
+        try:
+            args_json = json.dumps(args)
+        except (ValueError, RecursionError) as exc:
+            raise HttpError(400, f"{name}: arguments cannot be used: {exc}") from None
+        req = cpb.Request(command=cpb.CommandRequest(name=name, args_json=args_json))
+        reply = await self.backend.request(req)
+        result = json.loads(reply.command.result_json or "null")
+        return web.json_response({"ok": True, "command": name, "result": result})
 
-    async def whip_delete(request: web.Request) -> web.Response:
-        if not await ingress.whip_close(request.match_info["id"], "the client left (DELETE)"):
-            raise RequestFailed(404, f"no WHIP session {request.match_info['id']!r}")
+    async def ice_options(self, request: web.Request) -> web.Response:
+        # RFC 9725 §4.6: a client that must configure its peer connection before it makes
+        # the offer (a browser without setConfiguration, aiortc) asks for the ICE servers
+        # first with OPTIONS, sending its token like the POST it is about to make.
+        return self.with_ice_links(web.Response(status=204, headers={
+            "Allow": "OPTIONS, POST", "Accept-Post": "application/sdp"}))
+
+    async def whip(self, request: web.Request) -> web.Response:
+        rid, answer = await self.backend.whip_offer(await self.read_sdp(request))
+        return self.sdp_created(f"/whip/{rid}", answer)
+
+    async def whip_delete(self, request: web.Request) -> web.Response:
+        rid = request.match_info["id"]
+        if not await self.backend.whip_close(rid, "the client left (DELETE)"):
+            raise HttpError(404, f"no WHIP session {rid!r}")
         return web.Response(status=200)
 
-    async def whep(request: web.Request) -> web.Response:
-        rid, answer = await ingress.whep_offer(await read_sdp(request))
-        return sdp_created(f"/whep/{rid}", answer)
+    async def whep(self, request: web.Request) -> web.Response:
+        rid, answer = await self.backend.whep_offer(await self.read_sdp(request))
+        return self.sdp_created(f"/whep/{rid}", answer)
 
-    async def whep_delete(request: web.Request) -> web.Response:
-        await ingress.whep_close(request.match_info["id"])
+    async def whep_delete(self, request: web.Request) -> web.Response:
+        await self.backend.whep_close(request.match_info["id"])
         return web.Response(status=200)
 
-    async def trickle(request: web.Request) -> web.Response:
+    async def trickle(self, request: web.Request) -> web.Response:
         # Our answers carry every candidate; trickled client candidates are not needed.
         return error(405, "trickle ICE is not supported: send a complete offer")
 
-    async def openapi(request: web.Request) -> web.Response:
-        from reactor.workers.openapi import openapi_document
 
-        try:
-            reply = await ingress.request(cpb.Request(schema=cpb.SchemaRequest()))
-            model_schema = json.loads(reply.schema.schema_json)
-        except RequestFailed:
-            model_schema = {"commands": []}
-        return web.json_response(openapi_document(model_schema))
+# --- the route table ------------------------------------------------------------------
 
-    app = web.Application(middlewares=[guard], client_max_size=MAX_JSON_BYTES + MAX_SDP_BYTES,
+ApiHandler = Callable[[Api, web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One route: registered with aiohttp by :func:`build_app`; documented when it has a
+    ``doc``. A ``public`` route needs no token."""
+
+    method: str
+    path: str
+    handler: ApiHandler
+    doc: Operation | None = None
+    public: bool = False
+
+
+def _ice_servers_op(what: str) -> Operation:
+    return Operation(f"{what}: the ICE servers (Link headers) before an offer; a CORS "
+                     "preflight gets none", {"204": ICE_OPTIONS, "401": ERROR})
+
+
+#: Every route, in the order the OpenAPI document lists them.
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/", Api.index, Operation(
+        "the web client", {"200": {"description": "HTML page", "content": {"text/html": {}}}}),
+        public=True),
+    Route("GET", "/index.html", Api.index, public=True),
+    Route("GET", "/app.js", Api.index, public=True),
+    Route("GET", "/style.css", Api.index, public=True),
+    Route("GET", "/healthz", Api.healthz, Operation(
+        "200 when every worker is up",
+        {"200": {"description": "healthy", **ANY_JSON},
+         "503": {"description": "a worker is down", **ANY_JSON}}), public=True),
+    Route("GET", "/api/schema", Api.schema, Operation(
+        "the model's name, video and commands",
+        {"200": {"description": "schema", **ANY_JSON}, "401": ERROR, "503": ERROR})),
+    Route("GET", "/api/status", Api.status, Operation(
+        "the daemon status object",
+        {"200": {"description": "status", **ANY_JSON}, "401": ERROR, "504": ERROR})),
+    Route("GET", "/api/openapi.json", Api.openapi, Operation(
+        "this document", {"200": {"description": "OpenAPI", **ANY_JSON}, "401": ERROR})),
+    Route("GET", "/api/events", Api.events_stream, Operation(
+        "server-sent session events and model messages",
+        {"200": {"description": "event stream", "content": {"text/event-stream": {}}},
+         "401": ERROR},
+        parameters=({"name": "token", "in": "query", "required": False,
+                     "schema": {"type": "string"}},))),
+    Route("POST", "/whip", Api.whip, Operation(
+        "WHIP: send video (RFC 9725)",
+        {"201": SDP_CREATED, "400": ERROR, "401": ERROR, "409": ERROR, "413": ERROR,
+         "415": ERROR}, request_body=SDP_BODY)),
+    Route("OPTIONS", "/whip", Api.ice_options, _ice_servers_op("WHIP")),
+    Route("DELETE", "/whip/{id}", Api.whip_delete, Operation(
+        "WHIP: stop sending", {"200": {"description": "ended"}, "401": ERROR, "404": ERROR})),
+    Route("PATCH", "/whip/{id}", Api.trickle),
+    Route("POST", "/whep", Api.whep, Operation(
+        "WHEP: watch",
+        {"201": SDP_CREATED, "400": ERROR, "401": ERROR, "413": ERROR, "415": ERROR,
+         "503": ERROR}, request_body=SDP_BODY)),
+    Route("OPTIONS", "/whep", Api.ice_options, _ice_servers_op("WHEP")),
+    Route("DELETE", "/whep/{id}", Api.whep_delete, Operation(
+        "WHEP: stop watching", {"200": {"description": "ended"}, "401": ERROR, "404": ERROR})),
+    Route("PATCH", "/whep/{id}", Api.trickle),
+    Route("POST", "/api/commands/{name}", Api.command, Operation(
+        "a model command",
+        {"200": {"description": "applied; the handler's result", **ANY_JSON},
+         "400": ERROR, "401": ERROR, "404": ERROR, "413": ERROR, "422": ERROR,
+         "503": ERROR, "504": ERROR}, per_command=True)),
+)
+
+#: Paths served without the token.
+PUBLIC = frozenset(r.path for r in ROUTES if r.public)
+#: Where OPTIONS (not a CORS preflight) answers with the ICE servers, token checked.
+ICE_PATHS = frozenset(r.path for r in ROUTES if r.method == "OPTIONS")
+
+
+def openapi_document(model_schema: dict[str, Any]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of :data:`ROUTES`, for a model whose ``/api/schema`` is
+    ``model_schema`` (its commands become operations)."""
+    return build_document(ROUTES, model_schema)
+
+
+def build_app(api: Api) -> web.Application:
+    """An aiohttp application serving :data:`ROUTES` with ``api``'s handlers."""
+    app = web.Application(middlewares=[api.guard],
+                          client_max_size=MAX_JSON_BYTES + MAX_SDP_BYTES,
                           handler_args={"max_field_size": 8190, "max_line_size": 8190})
-    app.router.add_get("/", index)
-    app.router.add_get("/{name:(index\\.html|app\\.js|style\\.css)}", index)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/api/schema", schema)
-    app.router.add_get("/api/status", status)
-    app.router.add_get("/api/openapi.json", openapi)
-    app.router.add_get("/api/events", events)
-    app.router.add_post("/api/commands/{name}", command)
-    app.router.add_post("/whip", whip)
-    app.router.add_route("OPTIONS", "/whip", ice_options)
-    app.router.add_delete("/whip/{id}", whip_delete)
-    app.router.add_patch("/whip/{id}", trickle)
-    app.router.add_post("/whep", whep)
-    app.router.add_route("OPTIONS", "/whep", ice_options)
-    app.router.add_delete("/whep/{id}", whep_delete)
-    app.router.add_patch("/whep/{id}", trickle)
+    for route in ROUTES:
+        handler = types.MethodType(route.handler, api)
+        if route.method == "GET":
+            app.router.add_get(route.path, handler)  # HEAD as well, as aiohttp does
+        else:
+            app.router.add_route(route.method, route.path, handler)
     return app

@@ -1,7 +1,8 @@
 """The ingress worker: the daemon's only public listener.
 
-An aiohttp server (routes in :mod:`reactor.workers.http`) that serves the web client, the
-API, and WHIP/WHEP signalling. WHIP video is decoded by aiortc, converted to the
+An aiohttp server (handlers and routes in :mod:`reactor.workers.http`, for which
+:class:`Ingress` is the :class:`~reactor.workers.http.Backend`) that serves the web client,
+the API, and WHIP/WHEP signalling. WHIP video is decoded by aiortc, converted to the
 pipeline's size and format, and written into the ``input`` ring (latest-frame
 semantics: a model that falls behind sees the newest frame). WHEP offers and commands go
 over the link to the supervisor, which relays them to egress and inference.
@@ -14,7 +15,6 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,32 +23,21 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from reactor.control.events import event_to_json
+from reactor.errors import HttpError
 from reactor.ipc import ShmRing
 from reactor.media.convert import YuvColour, assumed_colour, frame_to_rgb
-from reactor.media.jitter import enable_marker_bit_completion
 from reactor.media.peer import install_patches, new_peer_connection
 from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.workers.base import WorkerContext
+from reactor.workers.http import REQUEST_TIMEOUT_S, Api, EventFeed, build_app
 from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
 
 log = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT_S = 10.0
-BACKLOG_EVENTS = 64
-#: Put in an SSE subscriber's queue when ingress stops: the stream ends.
-END_OF_STREAM = ("", "")
 #: How long stopping waits for requests still being handled.
 SHUTDOWN_S = 2.0
-
-
-class RequestFailed(Exception):
-    def __init__(self, status: int, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
 
 
 @dataclass
@@ -64,15 +53,11 @@ class Sender:
 
 class Ingress:
     def __init__(self, ctx: WorkerContext) -> None:
-        install_patches(ctx.config.server)
-        enable_marker_bit_completion()
         self.ctx = ctx
         self.config = ctx.config
         self.input = ShmRing.attach(ctx.rings["input"])
         self.sender: Sender | None = None
-        self.subscribers: set[asyncio.Queue[tuple[str, str]]] = set()
-        # Recent events as (SSE id, JSON), for clients that reconnect with Last-Event-ID.
-        self.backlog: deque[tuple[str, str]] = deque(maxlen=BACKLOG_EVENTS)
+        self.events = EventFeed()
         self.frames_in = 0
         self.frames_out = 0
         self.lat_decode = LatencyWindow("decode")
@@ -96,27 +81,22 @@ class Ingress:
             loop.call_soon_threadsafe(self.publish_event, msg.event)
 
     async def request(self, req: cpb.Request, timeout: float = REQUEST_TIMEOUT_S) -> cpb.Reply:
-        """Ask the supervisor; raise :class:`RequestFailed` with the reply's status."""
+        """Ask the supervisor; raise :class:`~reactor.errors.HttpError` with the reply's
+        status."""
         fut = self.ctx.link.request(req)
         try:
             reply = await asyncio.wait_for(asyncio.wrap_future(fut), timeout)
         except TimeoutError:
             self.ctx.link.forget(req.id)
-            raise RequestFailed(504, f"the daemon did not answer within {timeout:g} s") from None
+            raise HttpError(504, f"the daemon did not answer within {timeout:g} s") from None
         if reply.HasField("error"):
             e = reply.error
-            raise RequestFailed(e.status or 500, e.message, e.field)
+            raise HttpError(e.status or 500, e.message, e.field or None)
         return reply
 
     def publish_event(self, ev: wpb.SessionEvent) -> None:
         text = event_to_json(ev)
-        item = (f"{ev.ts:.6f}", text)
-        self.backlog.append(item)
-        for q in list(self.subscribers):
-            if q.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    q.get_nowait()  # a slow SSE client loses its oldest event, not memory
-            q.put_nowait(item)
+        self.events.publish(f"{ev.ts:.6f}", text)
         if self.sender is not None:
             for ch in self.sender.channels:
                 if ch.readyState == "open":
@@ -131,7 +111,7 @@ class Ingress:
         try:
             await self.request(cpb.Request(session=cpb.SessionRequest(
                 action=cpb.SessionRequest.START)))
-        except RequestFailed as exc:
+        except HttpError as exc:
             log.warning("could not start a session: %s", exc.message)
 
     # --- WHIP -------------------------------------------------------------------------
@@ -139,16 +119,16 @@ class Ingress:
     async def whip_offer(self, sdp: str) -> tuple[str, str]:
         """Accept a WHIP offer; return ``(resource id, answer SDP)``."""
         if self.sender is not None:
-            raise RequestFailed(409, "another client is already sending video (WHIP); "
+            raise HttpError(409, "another client is already sending video (WHIP); "
                                 f"DELETE /whip/{self.sender.id} first, or wait for it to leave")
         try:
             info = validate_offer(sdp)
         except SdpError as exc:
-            raise RequestFailed(400, exc.reason) from None
+            raise HttpError(400, exc.reason) from None
         if not info.video_codecs:
-            raise RequestFailed(400, "the offer has no video section to send")
+            raise HttpError(400, "the offer has no video section to send")
         if info.video_direction not in ("sendonly", "sendrecv"):
-            raise RequestFailed(400, f"a WHIP offer must send video, but its video section is "
+            raise HttpError(400, f"a WHIP offer must send video, but its video section is "
                                 f"{info.video_direction} (to watch, POST the offer to /whep)")
         pc = new_peer_connection(self.config.server)
         sender = Sender(uuid.uuid4().hex[:16], pc)
@@ -176,10 +156,10 @@ class Ingress:
             sender.unsignalled = assumed_colour(validate_offer(answer).video_codecs[0])
         except Exception as exc:
             await pc.close()
-            raise RequestFailed(400, f"cannot answer the offer: {exc}") from None
+            raise HttpError(400, f"cannot answer the offer: {exc}") from None
         if self.sender is not None:  # another offer won the race while we negotiated
             await pc.close()
-            raise RequestFailed(409, "another client is already sending video (WHIP)")
+            raise HttpError(409, "another client is already sending video (WHIP)")
         self.sender = sender
         log.info("sender join %s (%s)", sender.id, ",".join(info.video_codecs))
         self.report_clients()
@@ -223,7 +203,7 @@ class Ingress:
         try:
             validate_offer(sdp)
         except SdpError as exc:
-            raise RequestFailed(400, exc.reason) from None
+            raise HttpError(400, exc.reason) from None
         rid = uuid.uuid4().hex[:16]
         await self.ensure_session()
         reply = await self.request(cpb.Request(whep=cpb.WhepRequest(resource_id=rid, sdp=sdp)))
@@ -233,28 +213,19 @@ class Ingress:
         await self.request(cpb.Request(whep=cpb.WhepRequest(resource_id=resource_id,
                                                             close=True)))
 
-    def end_streams(self) -> None:
-        """Tell every SSE handler to finish, so stopping does not wait on open streams."""
-        for q in list(self.subscribers):
-            with contextlib.suppress(asyncio.QueueEmpty):
-                while q.full():
-                    q.get_nowait()
-            q.put_nowait(END_OF_STREAM)
-
     async def close(self) -> None:
-        self.end_streams()
+        self.events.end()
         if self.sender is not None:
             await self.whip_close(self.sender.id, "ingress stopping")
         self.input.close()
 
 
 async def _amain(ctx: WorkerContext) -> None:
-    from reactor.workers.http import build_app
-
+    install_patches(ctx.config.server)
     ingress = Ingress(ctx)
     ingress.loop = asyncio.get_running_loop()
     link = ctx.attach(ingress)
-    app = build_app(ingress)
+    app = build_app(Api(ingress, ingress.events, ctx.config.server))
     # keepalive_timeout closes a connection that has not completed a request this long
     # after it opened or after its last response, whether it is idle or dribbling header
     # bytes (a slow-loris client): aiohttp counts it from the connection's start and does
@@ -267,10 +238,8 @@ async def _amain(ctx: WorkerContext) -> None:
     site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True,
                        shutdown_timeout=SHUTDOWN_S, ssl_context=ctx.config.ssl_context())
     await site.start()
-    port = cfg.port
-    server = getattr(site, "_server", None)
-    if server is not None and server.sockets:
-        port = server.sockets[0].getsockname()[1]
+    # With port 0 the system chose one: the first bound socket's address says which.
+    port = int(runner.addresses[0][1]) if runner.addresses else cfg.port
     link.ready(wpb.Ready(ingress=wpb.IngressReady(host=cfg.host, port=port)))
     log.info("ready: listening on %s://%s:%d/", cfg.scheme, cfg.host, port)
     try:

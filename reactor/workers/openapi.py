@@ -1,16 +1,30 @@
-"""The OpenAPI 3.1 document of the HTTP API, with the loaded model's commands."""
+"""How the HTTP route table becomes an OpenAPI 3.1 document.
+
+The routes themselves (method, path, handler, and the :class:`Operation` that documents
+each one) are one table in :mod:`reactor.workers.http`; the same table registers the
+aiohttp routes and, through :func:`build_document`, makes ``/api/openapi.json`` and the
+docs' HTTP reference. This module holds only what the table's entries share: the
+response shapes and the document's frame. It imports nothing of the workers.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from reactor import __version__
 
-_ERROR = {
+__all__ = ["ANY_JSON", "ERROR", "ICE_OPTIONS", "SDP_BODY", "SDP_CREATED", "DocumentedRoute",
+           "Operation", "build_document"]
+
+ERROR: dict[str, Any] = {
     "description": "a refusal, with a reason",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
-_SDP_BODY = {"required": True, "content": {"application/sdp": {"schema": {"type": "string"}}}}
+SDP_BODY: dict[str, Any] = {
+    "required": True, "content": {"application/sdp": {"schema": {"type": "string"}}}}
 _LINK = {
     "description": 'One value per URL of server.ice_servers (RFC 9725 §4.6): '
     '`<stun:host:port>; rel="ice-server"`, and for a server with credentials '
@@ -19,79 +33,94 @@ _LINK = {
     "RFC 8187). Absent when no server is configured.",
     "schema": {"type": "string"},
 }
-_SDP_CREATED = {
+SDP_CREATED: dict[str, Any] = {
     "description": "the answer; Location (relative) names the resource to DELETE",
     "headers": {"Location": {"schema": {"type": "string"}}, "Link": _LINK},
     "content": {"application/sdp": {"schema": {"type": "string"}}},
 }
-_ICE_OPTIONS = {
+ICE_OPTIONS: dict[str, Any] = {
     "description": "the ICE servers, for a client that needs them before it makes its offer",
     "headers": {"Link": _LINK},
 }
-_ANY_JSON = {"content": {"application/json": {"schema": {"type": "object"}}}}
+ANY_JSON: dict[str, Any] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+_PATH_PARAM = re.compile(r"\{(\w+)\}")
 
 
-def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"summary": summary, "responses": responses, **extra}
+@dataclass(frozen=True)
+class Operation:
+    """The OpenAPI description of one route.
+
+    Path parameters (``{id}``) are described from the path itself. ``per_command`` marks
+    the command route: the document has one operation per command of the loaded model,
+    its path's ``{name}`` replaced by the command's name and its request body the
+    command's JSON Schema.
+    """
+
+    summary: str
+    responses: Mapping[str, Any]
+    parameters: tuple[Mapping[str, Any], ...] = ()
+    request_body: Mapping[str, Any] | None = None
+    per_command: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def openapi_document(model_schema: dict[str, Any]) -> dict[str, Any]:
-    """The document for a model whose ``/api/schema`` is ``model_schema``."""
-    paths: dict[str, Any] = {
-        "/": {"get": _op("the web client", {"200": {"description": "HTML page",
-                                                    "content": {"text/html": {}}}},
-                         security=[])},
-        "/healthz": {"get": _op("200 when every worker is up",
-                                {"200": {"description": "healthy", **_ANY_JSON},
-                                 "503": {"description": "a worker is down", **_ANY_JSON}},
-                                security=[])},
-        "/api/schema": {"get": _op("the model's name, video and commands",
-                                   {"200": {"description": "schema", **_ANY_JSON},
-                                    "401": _ERROR, "503": _ERROR})},
-        "/api/status": {"get": _op("the daemon status object",
-                                   {"200": {"description": "status", **_ANY_JSON},
-                                    "401": _ERROR, "504": _ERROR})},
-        "/api/openapi.json": {"get": _op("this document",
-                                         {"200": {"description": "OpenAPI", **_ANY_JSON},
-                                          "401": _ERROR})},
-        "/api/events": {"get": _op("server-sent session events and model messages",
-                                   {"200": {"description": "event stream",
-                                            "content": {"text/event-stream": {}}},
-                                    "401": _ERROR},
-                                   parameters=[{"name": "token", "in": "query",
-                                                "required": False,
-                                                "schema": {"type": "string"}}])},
-        "/whip": {"post": _op("WHIP: send video (RFC 9725)",
-                              {"201": _SDP_CREATED, "400": _ERROR, "401": _ERROR,
-                               "409": _ERROR, "413": _ERROR, "415": _ERROR},
-                              requestBody=_SDP_BODY),
-                  "options": _op("WHIP: the ICE servers (Link headers) before an offer; a "
-                                 "CORS preflight gets none", {"204": _ICE_OPTIONS,
-                                                              "401": _ERROR})},
-        "/whip/{id}": {"delete": _op("WHIP: stop sending", {"200": {"description": "ended"},
-                                                            "401": _ERROR, "404": _ERROR},
-                                     parameters=[_id_param()])},
-        "/whep": {"post": _op("WHEP: watch", {"201": _SDP_CREATED, "400": _ERROR,
-                                               "401": _ERROR, "413": _ERROR, "415": _ERROR,
-                                               "503": _ERROR},
-                              requestBody=_SDP_BODY),
-                  "options": _op("WHEP: the ICE servers (Link headers) before an offer; a "
-                                 "CORS preflight gets none", {"204": _ICE_OPTIONS,
-                                                              "401": _ERROR})},
-        "/whep/{id}": {"delete": _op("WHEP: stop watching", {"200": {"description": "ended"},
-                                                             "401": _ERROR, "404": _ERROR},
-                                     parameters=[_id_param()])},
-    }
-    for cmd in model_schema.get("commands", []):
-        paths[f"/api/commands/{cmd['name']}"] = {"post": _op(
-            cmd.get("description") or cmd["name"],
-            {"200": {"description": "applied; the handler's result", **_ANY_JSON},
-             "400": _ERROR, "401": _ERROR, "404": _ERROR, "413": _ERROR, "422": _ERROR,
-             "503": _ERROR, "504": _ERROR},
-            operationId=f"command_{cmd['name']}",
-            requestBody={"required": False,
-                         "content": {"application/json": {"schema": cmd["parameters"]}}},
-        )}
+class DocumentedRoute(Protocol):
+    """What :func:`build_document` reads of a route table's entry."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def doc(self) -> Operation | None: ...
+    @property
+    def public(self) -> bool: ...
+
+
+def _operation(route: DocumentedRoute, op: Operation) -> dict[str, Any]:
+    out: dict[str, Any] = {"summary": op.summary, "responses": dict(op.responses)}
+    if route.public:
+        out["security"] = []
+    params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+              for name in _PATH_PARAM.findall(route.path)]
+    params += [dict(p) for p in op.parameters]
+    if params:
+        out["parameters"] = params
+    if op.request_body is not None:
+        out["requestBody"] = dict(op.request_body)
+    out.update(op.extra)
+    return out
+
+
+def _command_operations(route: DocumentedRoute, op: Operation,
+                        commands: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for cmd in commands:
+        path = _PATH_PARAM.sub(str(cmd["name"]), route.path, count=1)
+        paths[path] = {route.method.lower(): {
+            "summary": cmd.get("description") or cmd["name"],
+            "responses": dict(op.responses),
+            "operationId": f"command_{cmd['name']}",
+            "requestBody": {"required": False,
+                            "content": {"application/json": {"schema": cmd["parameters"]}}},
+        }}
+    return paths
+
+
+def build_document(routes: Iterable[DocumentedRoute],
+                   model_schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The document of the documented ``routes`` (those with a ``doc``), for a model whose
+    ``/api/schema`` is ``model_schema``."""
+    paths: dict[str, Any] = {}
+    for route in routes:
+        op = route.doc
+        if op is None:
+            continue
+        if op.per_command:
+            paths.update(_command_operations(route, op, model_schema.get("commands", [])))
+        else:
+            paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, op)
     return {
         "openapi": "3.1.0",
         "info": {"title": f"reactor: {model_schema.get('model', 'model')}",
@@ -104,7 +133,3 @@ def openapi_document(model_schema: dict[str, Any]) -> dict[str, Any]:
         },
         "security": [{"bearer": []}, {}],
     }
-
-
-def _id_param() -> dict[str, Any]:
-    return {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}

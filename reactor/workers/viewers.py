@@ -1,26 +1,31 @@
 """WHEP viewers in the egress worker: one aiortc peer connection per viewer, all fed
-the same encoded packets by the broadcaster, plus a data channel for session events."""
+the same encoded packets by the broadcaster, plus a data channel for session events.
+
+:class:`ViewerHub` needs only the :class:`~reactor.media.tracks.Broadcaster` its viewers
+watch and a callback that it calls with the number of viewers whenever that changes (the
+egress worker reports it to the supervisor); the patches its peer connections need are
+installed by the worker (:func:`reactor.media.peer.install_patches`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from reactor.config import Config
 from reactor.control.events import event_to_json
-from reactor.media.peer import install_patches, new_peer_connection
+from reactor.media.encoder import Codec
+from reactor.media.peer import new_peer_connection
 from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
-from reactor.media.tracks import EncodedVideoTrack, add_encoded_track, enable_keyframe_requests
+from reactor.media.tracks import Broadcaster, EncodedVideoTrack, add_encoded_track
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
-
-if TYPE_CHECKING:
-    from reactor.workers.egress import EgressWorker
 
 log = logging.getLogger(__name__)
 
@@ -30,24 +35,27 @@ class Viewer:
     id: str
     pc: RTCPeerConnection
     track: EncodedVideoTrack
-    codec: str
+    codec: Codec
     channels: list[Any] = field(default_factory=list)
     joined: float = field(default_factory=time.monotonic)
 
 
 class ViewerHub:
-    def __init__(self, worker: EgressWorker, config: Config) -> None:
-        install_patches(config.server)
-        enable_keyframe_requests()
-        self.worker = worker
+    """The WHEP viewers of one broadcaster: ``handle`` answers a WHEP request (offer or
+    close); ``on_count(n)`` is called with the number of viewers after each change."""
+
+    def __init__(self, broadcaster: Broadcaster, config: Config,
+                 on_count: Callable[[int], None]) -> None:
+        self.broadcaster = broadcaster
         self.config = config
+        self.on_count = on_count
         self.viewers: dict[str, Viewer] = {}
 
     @property
     def count(self) -> int:
         return len(self.viewers)
 
-    def _choose_codec(self, offered: tuple[str, ...]) -> str:
+    def _choose_codec(self, offered: tuple[str, ...]) -> Codec:
         preferred = self.config.egress.codec
         if preferred == "vp8" and "VP8" in offered:
             return "vp8"
@@ -79,7 +87,7 @@ class ViewerHub:
                 "(recvonly); to send video, POST to /whip", status=400))
         codec = self._choose_codec(info.video_codecs)
         pc = new_peer_connection(self.config.server)
-        track = self.worker.broadcaster.add_viewer(codec)  # type: ignore[arg-type]
+        track = self.broadcaster.add_viewer(codec)
         try:
             # Before the offer is applied, so exactly the encoder's codec is negotiated.
             add_encoded_track(pc, track)
@@ -97,7 +105,7 @@ class ViewerHub:
 
             sdp = await answer_sdp_for(pc, self.config.server.announced_addresses)
         except Exception as exc:
-            self.worker.broadcaster.remove_viewer(track)
+            self.broadcaster.remove_viewer(track)
             await pc.close()
             log.warning("WHEP offer failed: %s", exc)
             return cpb.Reply(error=cpb.Error(message=f"cannot answer the offer: {exc}",
@@ -111,14 +119,14 @@ class ViewerHub:
         viewer = self.viewers.pop(resource_id, None)
         if viewer is None:
             return False
-        self.worker.broadcaster.remove_viewer(viewer.track)
+        self.broadcaster.remove_viewer(viewer.track)
         await viewer.pc.close()
         log.info("viewer leave %s: %s; %d watching", resource_id, why, self.count)
         self._report()
         return True
 
     def _report(self) -> None:
-        self.worker.ctx.link.clients(viewers=self.count)
+        self.on_count(self.count)
 
     def on_session_event(self, ev: wpb.SessionEvent) -> None:
         text = event_to_json(ev)

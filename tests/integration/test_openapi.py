@@ -83,7 +83,7 @@ def test_served_document_is_the_generated_one(start_daemon: Callable[..., Any]) 
     import json
     import urllib.request
 
-    from reactor.workers.openapi import openapi_document
+    from reactor.workers.http import openapi_document
 
     daemon = start_daemon()
     base = daemon.url.rstrip("/")
