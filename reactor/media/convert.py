@@ -30,9 +30,9 @@ colours, read back from the page:
 
 So what goes out is :data:`BT601` for both codecs, and H.264 carries the description
 (matrix_coefficients 6, colour_primaries 1, transfer_characteristics 1, limited range;
-see :mod:`reactor.media.encoder`). Input is read as its stream describes it; undescribed,
-as BT.601 below 720 lines and BT.709 from there up, the convention players follow (a
-caller that knows better, such as a VP8 receiver, says what to assume).
+see :mod:`reactor.media.encoder`). Input is read as its stream describes it. Undescribed
+WebRTC input is BT.601 (:data:`WEBRTC_UNDESCRIBED`); an undescribed file or camera is
+read as players read it, BT.601 below 720 lines and BT.709 from there up.
 """
 
 from __future__ import annotations
@@ -85,8 +85,14 @@ BT709 = YuvColour("bt709", Colorspace.ITU709, ColorRange.MPEG, colorspace=1, pri
 #: and transfer stay BT.709's, which are sRGB's: the pipeline's RGB is sRGB.
 BT601 = YuvColour("bt601", Colorspace.ITU601, ColorRange.MPEG, colorspace=6, primaries=1, trc=1)
 
-#: Lines from which an unsignalled stream is taken as HD (BT.709).
+#: Lines from which an undescribed file or camera is taken as HD (BT.709).
 HD_LINES = 720
+
+#: What a WebRTC sender's video is when its stream does not describe it: BT.601, limited
+#: range, at any size. VP8 is BT.601 by definition (RFC 6386 section 9.2) and cannot say
+#: otherwise; aiortc (``reactor.client``) converts with BT.601 and writes no H.264 colour
+#: description, at 1280x720 as below. (Chromium describes its H.264.)
+WEBRTC_UNDESCRIBED = BT601
 
 # The decoded frame's signalled AVColorSpace -> swscale's matrix. Anything else
 # (unspecified, reserved, YCgCo, ...) falls back to the guess by height.
@@ -99,16 +105,6 @@ _MATRIX_OF_COLORSPACE: dict[int, Colorspace] = {
     9: Colorspace.BT2020,  # BT2020_NCL
     10: Colorspace.BT2020,  # BT2020_CL: swscale has only the NCL matrix
 }
-
-
-def assumed_colour(codec: str) -> YuvColour | None:
-    """What a ``codec`` stream (``"VP8"``, ``"H264"``, any case) is when it does not say.
-
-    VP8 is BT.601 by definition (RFC 6386 section 9.2: colour space 0, the only one, is
-    BT.601's YCbCr) and every VP8 receiver reads it so, whatever its size. For other
-    codecs, ``None``: :func:`source_colour` guesses by height.
-    """
-    return BT601 if codec.upper() == "VP8" else None
 
 
 def source_colour(

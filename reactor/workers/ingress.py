@@ -25,7 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from reactor.control.events import event_to_json
 from reactor.errors import HttpError
 from reactor.ipc import ShmRing
-from reactor.media.convert import YuvColour, assumed_colour, frame_to_rgb
+from reactor.media.convert import WEBRTC_UNDESCRIBED, frame_to_rgb
 from reactor.media.peer import install_patches, new_peer_connection
 from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
 from reactor.proto import control_pb2 as cpb
@@ -48,7 +48,6 @@ class Sender:
     pc: RTCPeerConnection
     channels: list[Any] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
-    unsignalled: YuvColour | None = None  # its video's colour when the stream does not say
 
 
 class Ingress:
@@ -152,8 +151,6 @@ class Ingress:
             for t in pc.getTransceivers():
                 t.direction = "recvonly"
             answer = await answer_sdp_for(pc, self.config.server.announced_addresses)
-            # The sender sends the answer's first codec; VP8 cannot describe its colour.
-            sender.unsignalled = assumed_colour(validate_offer(answer).video_codecs[0])
         except Exception as exc:
             await pc.close()
             raise HttpError(400, f"cannot answer the offer: {exc}") from None
@@ -191,7 +188,7 @@ class Ingress:
             # swscale releases the GIL: convert off the loop so signalling stays responsive.
             rgb = await loop.run_in_executor(
                 None, frame_to_rgb, frame, v.width, v.height,  # type: ignore[arg-type]
-                sender.unsignalled,
+                WEBRTC_UNDESCRIBED,
             )
             self.input.write(rgb, frame_id=self.frames_in, capture_ts=arrived)
             self.frames_out += 1
