@@ -18,7 +18,6 @@ from typing import Any
 from reactor.config import Config
 from reactor.daemon.plan import Plan
 from reactor.errors import CommandError, ReactorError
-from reactor.proto import worker_pb2 as wpb
 
 
 def headless_plan(input_path: str, output_path: str | None,
@@ -34,23 +33,6 @@ def headless_plan(input_path: str, output_path: str | None,
         headless=True,
         routes={"command": Role.MODEL},
     )
-
-
-def run_complete(source: wpb.WorkerStats, model: wpb.WorkerStats, sink: wpb.WorkerStats,
-                 *, input_dropped: int, output_used: int) -> bool:
-    """A file run is done when the source has finished and every frame it wrote was
-    processed by the model (or dropped, and counted), and the sink has written every
-    frame the model emitted (none left in the output ring).
-
-    A generative model reads no input: it is done once it emitted as many frames as the
-    source wrote."""
-    if not source.finished:
-        return False
-    written = source.frames_out
-    consumed = model.frames_in + input_dropped >= written
-    generative = model.frames_in == 0 and model.frames_out >= written
-    drained = sink.frames_in >= model.frames_out
-    return (consumed or generative) and drained and output_used == 0
 
 
 def load_commands(path: str | Path, config: Config) -> list[dict[str, Any]]:

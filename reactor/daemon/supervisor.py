@@ -32,7 +32,7 @@ import zmq
 from reactor.config import Config
 from reactor.control.rundir import RunDir, tail_lines
 from reactor.control.sockets import make_socket
-from reactor.daemon.headless import run_complete
+from reactor.daemon.completion import run_complete
 from reactor.daemon.plan import Plan, Role
 from reactor.daemon.pool import Outcome, Process, Verdict, WorkerPool, WorkerState
 from reactor.daemon.rings import create_rings, remove_rings
@@ -115,7 +115,7 @@ class Supervisor:
         self._stop_requested = True
 
     def _spawn(self, name: str) -> Process:
-        from reactor.workers.base import run_worker
+        from reactor.workers.entry import run_worker
 
         handles = {k: r.handle for k, r in self.rings.items()}
         proc = self._mp.Process(

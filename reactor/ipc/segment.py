@@ -15,8 +15,10 @@ methods. The hot paths read and write single words of :attr:`Segment.words` at t
 indices the segment publishes (``slot_words``, ``pin_words``, ...): each access is one
 aligned 8-byte load or store, and a method call per word would cost more than the word.
 The byte layout is in :mod:`reactor.ipc.layout`; the handshakes that order these words are
-in :mod:`reactor.ipc.ring`. The module runs a little past 500 lines because it is all that
-the three ring classes share; split further, they would reach into each other again.
+in :mod:`reactor.ipc.ring`.
+
+Long module: a little past 500 lines, because it is all that the three ring classes share;
+split further, they would reach into each other again.
 """
 
 from __future__ import annotations

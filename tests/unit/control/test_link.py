@@ -16,7 +16,7 @@ from reactor.control.link import WorkerLink
 from reactor.errors import ReactorError
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
-from reactor.workers.base import REGISTRY, resolve
+from reactor.workers.entry import REGISTRY, resolve
 
 
 class Supervisor:

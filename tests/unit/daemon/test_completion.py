@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reactor.daemon.headless import run_complete
+from reactor.daemon.completion import run_complete
 from reactor.proto.worker_pb2 import WorkerStats
 
 
