@@ -2,6 +2,7 @@
 
 ```python
 import asyncio
+import reactor.media
 from reactor.client import Client
 
 async def main():
@@ -12,12 +13,18 @@ async def main():
             print(frame.width, frame.height)
         await client.command("set_speed", speed=8)
 
+reactor.media.install(loopback=True)   # optional: the daemon's own aiortc behaviour
 asyncio.run(main())
 ```
 
-Built on aiortc and aiohttp. When the daemon is on this machine (a loopback URL), ICE
-keeps to this machine, as the daemon does: loopback and this machine's own interface
-addresses only (``reactor.media.ice``). Watching and sending use the STUN and
+Built on aiortc and aiohttp. Neither importing this module nor making a `Client`
+changes aiortc or aioice for the rest of the process. `reactor.media.install()` is
+opt-in: call it once, before watching or sending, to get what the daemon's workers use:
+frames decoded as soon as their last packet arrives (one frame interval sooner), DTLS
+with RSA-certificate peers, and, with ``loopback=True`` for a daemon on this machine, ICE
+kept to this machine as the daemon keeps it (loopback and this machine's own interface
+addresses only, ``reactor.media.ice``). It applies process-wide, to every aiortc peer
+connection made after it. Watching and sending use the STUN and
 TURN servers the daemon names (``server.ice_servers``, read from the ``Link`` headers of
 an ``OPTIONS`` request before the offer). For an ``https://`` daemon whose certificate
 the system does not trust, pass ``ssl=ssl.create_default_context(cafile="cert.pem")``.
@@ -30,7 +37,6 @@ from collections.abc import AsyncIterator
 from ssl import SSLContext
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import av
@@ -38,8 +44,6 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 
 from reactor.errors import CommandError, DaemonError
 from reactor.media.encoder import Codec
-from reactor.media.ice import is_loopback_host, restrict_ice_to_loopback
-from reactor.media.jitter import enable_marker_bit_completion
 from reactor.media.whip_client import WhipError, delete_resource, whep_watch, whip_publish
 
 __all__ = ["Client", "Publisher", "Viewer", "WhipError"]
@@ -119,6 +123,10 @@ class Client:
 
     Errors from the daemon raise `DaemonError`, or `CommandError` for a refused command.
     Use it as an async context manager, or call `close()`.
+
+    Making a `Client` installs nothing process-wide; for the daemon's own aiortc/aioice
+    behaviour (marker-bit frame completion; ICE kept to this machine for a loopback
+    daemon) call `reactor.media.install()` once first (see the module docstring).
     """
 
     def __init__(self, url: str = "http://127.0.0.1:8081", token: str | None = None,
@@ -127,10 +135,6 @@ class Client:
         self.token = token
         self.ssl = ssl
         self._http: aiohttp.ClientSession | None = None
-        enable_marker_bit_completion()  # a frame is decoded when it is complete
-        host = urlsplit(self.url).hostname or ""
-        if is_loopback_host(host):
-            restrict_ice_to_loopback()
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}

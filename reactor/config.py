@@ -4,15 +4,21 @@ Every section is a pydantic model with ``extra="forbid"``, so a misspelt key is 
 that names it, and every field has a default and a description (the configuration
 reference in the docs is generated from them). :func:`load_config` is the only place a
 config file is read; the resulting :class:`Config` flows down to every process.
+
+Long module: it is the whole configuration schema (one section class per concern, with
+their cross-field validators) that the docs' configuration reference is generated from, and
+:func:`import_model`, the only place a model is imported; a reader finds every key here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import ipaddress
 import re
 import ssl
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
@@ -447,13 +453,13 @@ class Config(_Section):
         """Import the configured model class (see :func:`import_model`).
 
         The config file's folder is searched first, so a model next to its config (as
-        ``reactor init`` makes them) imports without installing anything.
+        ``reactor init`` makes them) imports without installing anything; ``sys.path``
+        is left as it was.
         """
+        search_path: list[str] = []
         if self.source and not self.source.startswith("<"):
-            folder = str(Path(self.source).resolve().parent)
-            if folder not in sys.path:
-                sys.path.insert(0, folder)
-        return import_model(self.model.module)
+            search_path.append(str(Path(self.source).resolve().parent))
+        return import_model(self.model.module, search_path=search_path)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -524,11 +530,32 @@ def load_config(path: str | Path | None = None) -> Config:
     return parse_config(data, str(p))
 
 
-def import_model(spec: str) -> type[VideoModel]:
+@contextlib.contextmanager
+def _searched_first(folders: Sequence[str]) -> Iterator[None]:
+    """``folders`` at the front of ``sys.path`` for the duration, then taken out again
+    (only the entries added here: a folder already on the path stays where it was).
+
+    A scoped insertion rather than a finder of our own, so the model module's own
+    imports of its neighbours (``import helpers`` next to it) work while it is imported,
+    exactly as they would for a script in that folder.
+    """
+    added = [f for f in folders if f not in sys.path]
+    sys.path[:0] = added
+    try:
+        yield
+    finally:
+        for folder in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(folder)
+
+
+def import_model(spec: str, search_path: Sequence[str] = ()) -> type[VideoModel]:
     """Import ``"package.module:ClassName"`` and check that it is a ``VideoModel``.
 
-    The error says whether the module or the attribute is missing, so a typo is easy to
-    find; an exception raised while importing the module is reported with its cause.
+    ``search_path`` folders are searched before ``sys.path`` while the module is imported
+    (``sys.path`` is the same afterwards). The error says whether the module or the
+    attribute is missing, so a typo is easy to find; an exception raised while importing
+    the module is reported with its cause.
     """
     from reactor.model import VideoModel
 
@@ -536,7 +563,8 @@ def import_model(spec: str) -> type[VideoModel]:
     if not mod_name or not attr:
         raise ModelLoadError(f'model.module: expected "package.module:ClassName", found {spec!r}')
     try:
-        module = importlib.import_module(mod_name)
+        with _searched_first(search_path):
+            module = importlib.import_module(mod_name)
     except ModuleNotFoundError as exc:
         if exc.name and (mod_name == exc.name or mod_name.startswith(exc.name + ".")):
             raise ModelLoadError(

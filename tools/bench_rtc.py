@@ -96,8 +96,10 @@ class MarkerTrack:
 
 async def _measure(url: str, width: int, height: int, seconds: float,
                    warmup: float) -> dict[str, Any]:
+    import reactor.media
     from reactor.client import Client
 
+    reactor.media.install(loopback=True)  # the client side as the daemon's: marker-bit frames
     track = MarkerTrack(width, height)
     latencies: list[float] = []
     unreadable = 0

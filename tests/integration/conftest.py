@@ -13,7 +13,15 @@ import yaml
 from daemon_helpers import HERE, Daemon, run_cli, shm_segments
 from netns import Netns, NetnsUnavailable, netns
 
+import reactor.media
 from reactor.control.rundir import RunDir
+
+
+@pytest.fixture(autouse=True)
+def client_media_patches() -> None:
+    """The tests' in-process clients (``reactor.client``, aiortc) talk to loopback daemons
+    with the daemon's own aiortc/aioice behaviour, opted into as the client docs say."""
+    reactor.media.install(loopback=True)
 
 
 @pytest.fixture

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from reactor.config import Config, load_config, parse_config
+from reactor.config import Config, import_model, load_config, parse_config
 from reactor.errors import ConfigError, ModelLoadError
 
 
@@ -106,6 +107,32 @@ def test_model_next_to_config_imports(tmp_path: Path) -> None:
     )
     cfg = load_config(write(tmp_path, "model:\n  module: nextdoor_model:M\n"))
     assert cfg.model_class().__name__ == "M"
+
+
+def test_model_import_leaves_sys_path_as_it_was(tmp_path: Path) -> None:
+    # The model imports a neighbour of its own while it is imported, as a script would.
+    (tmp_path / "pathcheck_helpers.py").write_text("GAIN = 3\n")
+    (tmp_path / "pathcheck_model.py").write_text(
+        "from pathcheck_helpers import GAIN\nfrom reactor import VideoModel\n"
+        "class M(VideoModel):\n    gain = GAIN\n"
+    )
+    cfg = load_config(write(tmp_path, "model:\n  module: pathcheck_model:M\n"))
+    before = list(sys.path)
+    model = cfg.model_class()
+    assert model.__name__ == "M" and model.gain == 3  # type: ignore[attr-defined]
+    assert sys.path == before
+    assert str(tmp_path) not in sys.path
+
+
+def test_import_model_search_path_is_searched_first_and_only_then(tmp_path: Path) -> None:
+    (tmp_path / "searched_model.py").write_text(
+        "from reactor import VideoModel\nclass M(VideoModel):\n    pass\n"
+    )
+    with pytest.raises(ModelLoadError, match="module 'searched_model' not found"):
+        import_model("searched_model:M")
+    before = list(sys.path)
+    assert import_model("searched_model:M", search_path=[str(tmp_path)]).__name__ == "M"
+    assert sys.path == before
 
 
 def test_config_is_one_typed_object() -> None:
