@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon_helpers import HERE, Daemon, run_cli, shm_segments
-from netns import Netns, NetnsUnavailable, netns
 
 import reactor.media
-from reactor.control.rundir import RunDir
+from tests.support.daemon import Daemon, models_env
+from tests.support.netns import Netns, NetnsUnavailable, netns
 
 
 @pytest.fixture(autouse=True)
@@ -37,25 +36,17 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         path = tmp_path / f"reactor-{n}.yaml"
         path.write_text(yaml.safe_dump(cfg))
         run_dir = Path(f"/tmp/reactor-test-{os.getpid()}-{tmp_path.name[-20:]}-{n}")
-        env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        d = Daemon(run_dir, path, env)
+        d = Daemon(run_dir, path, models_env())
         started.append(d)
-        r = run_cli("daemon", "start", "-c", str(path), "--run-dir", str(run_dir), env=env,
-                    timeout=120)
-        d.extra["start"] = r
+        r = d.start()
         if expect_ok:
             assert r.returncode == 0, f"daemon failed to start:\n{r.stdout}\n{r.stderr}"
-            d.pid = RunDir(run_dir).read_pid() or 0
-            d.url = d.status()["url"]
-        else:
-            d.pid = RunDir(run_dir).read_pid() or 0
         return d
 
     yield start
     for d in started:
         d.stop()
-        for seg in shm_segments(f"reactor-{d.pid}-") if d.pid else ():
-            Path("/dev/shm", seg).unlink(missing_ok=True)
+        d.remove_leftovers()
         shutil.rmtree(d.run_dir, ignore_errors=True)
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from daemon_helpers import Daemon, descendants, run_cli, shm_segments, wait_for
 
 from reactor.control.rundir import RunDir, pid_alive
 from reactor.ipc import RingHandle, ShmRing
+from tests.support.daemon import Daemon, descendants, run_cli, shm_segments, wait_for
 
 SMALL = {"video": {"width": 320, "height": 240, "fps": 30}}
 WORKERS = ("ingress", "inference", "egress")

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_helpers import Daemon, wait_for
 
 from reactor.media.ice import own_addresses
+from tests.support.daemon import Daemon, wait_for
 
 FIREFOX = Path(os.environ.get("REACTOR_FIREFOX", "/usr/bin/firefox-esr"))
 DRIVER_DIR = Path(__file__).with_name("firefox")

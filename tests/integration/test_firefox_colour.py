@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_helpers import Daemon, run_cli, wait_for
 from test_firefox import DRIVER_DIR, FIREFOX, FirefoxPage
+
+from tests.support.daemon import Daemon, run_cli, wait_for
 
 pytestmark = [pytest.mark.timeout(180)]
 

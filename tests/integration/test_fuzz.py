@@ -24,7 +24,6 @@ import pytest
 import yaml
 import zmq
 from aiortc import RTCConfiguration, RTCPeerConnection
-from daemon_helpers import Daemon, shm_segments, wait_for
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_media import MarkerTrack
@@ -34,6 +33,7 @@ from reactor.control.rundir import RunDir, pid_alive, tail_lines
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
+from tests.support.daemon import Daemon, shm_segments, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 

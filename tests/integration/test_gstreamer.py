@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from daemon_helpers import Daemon
 
 from reactor.client import Client
+from tests.support.daemon import Daemon
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_helpers import Daemon
 
 from reactor.client import Client
 from reactor.media.ice import loopback_host_addresses
+from tests.support.daemon import Daemon
 
 TURNSERVER = Path("/usr/bin/turnserver")
 USER, PASSWORD = "reactor", "turn-secret-1"

@@ -12,9 +12,9 @@ import av
 import numpy as np
 import pytest
 from aiortc import VideoStreamTrack
-from daemon_helpers import Daemon, wait_for
 
 from reactor.client import Client, WhipError
+from tests.support.daemon import Daemon, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from daemon_helpers import HERE, Daemon, run_cli, shm_segments, wait_for
 
 from reactor.control.rundir import RunDir, pid_alive
+from tests.support.daemon import Daemon, models_env, run_cli, shm_segments, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -263,7 +263,7 @@ def test_live_view_waits_for_a_daemon_then_shows_it(tmp_path: Path, tmux) -> Non
     run_dir = Path(f"/tmp/reactor-test-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     config = tmp_path / "reactor.yaml"
     config.write_text(yaml.safe_dump({"server": {"port": 0}, **SMALL}))
-    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = models_env()
     d = Daemon(run_dir, config, env)
 
     tmux.start(monitor_command(run_dir), 100, 30)

@@ -21,11 +21,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from daemon_helpers import Daemon, descendants, shm_segments, wait_for
 from test_media import MarkerTrack
 
 from reactor.client import Client, WhipError
 from reactor.control.rundir import pid_alive
+from tests.support.daemon import Daemon, descendants, shm_segments, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -26,8 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from netns import IP, Netns, NetnsUnavailable, RemoteDaemon, make_certificate, netns, turn_server
 from test_firefox import DRIVER_DIR, FIREFOX, FirefoxPage, measure_fps
+
+from tests.support.netns import (
+    IP,
+    Netns,
+    NetnsUnavailable,
+    RemoteDaemon,
+    make_certificate,
+    netns,
+    turn_server,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

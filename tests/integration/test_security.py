@@ -11,11 +11,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from daemon_helpers import Daemon
 from test_reliability import SMALL, post_json, request
 
 import reactor
 from reactor.errors import CommandError
+from tests.support.daemon import Daemon
 
 TOKEN = "sekret-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -172,15 +172,15 @@ def test_no_path_reaches_the_filesystem(start_daemon_shared, path: str) -> None:
 def start_daemon_shared(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One daemon for the many path checks (each a single request)."""
     import yaml
-    from daemon_helpers import HERE, run_cli
 
     from reactor.control.rundir import RunDir
+    from tests.support.daemon import models_env, run_cli
 
     tmp = tmp_path_factory.mktemp("paths")
     cfg = tmp / "reactor.yaml"
     cfg.write_text(yaml.safe_dump({**SMALL, "server": {"port": 0}}))
     run_dir = Path(f"/tmp/reactor-test-{os.getpid()}-paths")
-    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    env = models_env()
     d = Daemon(run_dir, cfg, env)
     try:
         r = run_cli("daemon", "start", "-c", str(cfg), "--run-dir", str(run_dir), env=env,

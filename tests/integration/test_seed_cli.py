@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 import yaml
-from daemon_helpers import Daemon, run_cli, shm_segments, wait_for
 
 import reactor
 from reactor.client import Client
 from reactor.control.rundir import RunDir, pid_alive
+from tests.support.daemon import Daemon, run_cli, shm_segments, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 

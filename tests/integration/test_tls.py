@@ -29,13 +29,13 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import VideoStreamTrack
-from netns import TURNSERVER, TurnServer, make_certificate, turn_server
 
 from reactor.client import Client
 from reactor.config import IceServer
 from reactor.errors import DaemonError
 from reactor.media.links import format_ice_links, parse_ice_servers
 from reactor.media.whip_client import WhipError
+from tests.support.netns import TURNSERVER, TurnServer, make_certificate, turn_server
 
 pytestmark = [pytest.mark.timeout(180)]
 

@@ -1,7 +1,8 @@
-"""Helpers for tests against real daemons: start, query, wait, and check for leaks."""
+"""Real daemons for tests and benches: start, query, wait, stop, and check for leaks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,13 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from reactor.control.client import ControlClient
-from reactor.control.rundir import pid_alive
+from reactor.control.rundir import RunDir, pid_alive
 
-HERE = Path(__file__).parent
+ROOT = Path(__file__).resolve().parents[2]
+#: The folder of the test models (``models.py``): on a test daemon's PYTHONPATH.
+MODELS_DIR = ROOT / "tests" / "integration"
 
 
 def run_cli(*args: str, timeout: float = 60, check: bool = False,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``reactor ARGS...`` in a child Python, its output captured."""
     r = subprocess.run([sys.executable, "-m", "reactor.cli", *args], capture_output=True,
                        text=True, timeout=timeout, env=env)
     if check and r.returncode != 0:
@@ -29,17 +33,36 @@ def run_cli(*args: str, timeout: float = 60, check: bool = False,
     return r
 
 
+def models_env() -> dict[str, str]:
+    """This process's environment with the test models importable (``models:Counter``)."""
+    return {**os.environ,
+            "PYTHONPATH": f"{MODELS_DIR}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
 def shm_segments(tag: str = "reactor-") -> set[str]:
     return {p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(tag)}
 
 
 def descendants(pid: int) -> list[int]:
+    """The direct children of ``pid``."""
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
                          text=True).stdout.split()
     return [int(p) for p in out]
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo.extend(descendants(p))
+    return pids
+
+
 def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    """Call ``pred`` until it returns something true (returned) or ``timeout`` s pass
+    (AssertionError naming ``what`` and the last value or exception)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -56,9 +79,11 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float
 
 @dataclass
 class Daemon:
+    """A daemon started with ``reactor daemon start`` (detached) on ``run_dir``."""
+
     run_dir: Path
     config_path: Path
-    env: dict[str, str]
+    env: dict[str, str] | None = None
     pid: int = 0
     url: str = ""
     stopped: bool = False
@@ -78,16 +103,39 @@ class Daemon:
     def worker(self, name: str) -> Any:
         return next(w for w in self.snapshot().workers if w.name == name)
 
+    def worker_pids(self) -> dict[str, int]:
+        return {w["name"]: w["pid"] for w in self.status()["workers"]}
+
+    def pids(self) -> list[int]:
+        """The supervisor and every process under it."""
+        return tree(self.pid)
+
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, "--run-dir", str(self.run_dir), timeout=timeout, env=self.env)
 
+    def start(self, *, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """``reactor daemon start``; on success ``pid`` and ``url`` are filled. The pid is
+        read even on failure, so that :meth:`stop` can clean up a half-started daemon."""
+        r = run_cli("daemon", "start", "-c", str(self.config_path), "--run-dir",
+                    str(self.run_dir), env=self.env, timeout=timeout)
+        self.extra["start"] = r
+        self.pid = RunDir(self.run_dir).read_pid() or 0
+        if r.returncode == 0:
+            self.url = self.status()["url"]
+        return r
+
     def stop(self) -> None:
+        """``reactor daemon stop``, then SIGKILL if the supervisor is still there."""
         if self.stopped:
             return
         self.stopped = True
         if self.pid and pid_alive(self.pid):
             run_cli("daemon", "stop", "--run-dir", str(self.run_dir), env=self.env, timeout=60)
         if self.pid and pid_alive(self.pid):
-            os.kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
 
-
+    def remove_leftovers(self) -> None:
+        """Unlink the shared memory a killed daemon left behind."""
+        for seg in shm_segments(f"reactor-{self.pid}-") if self.pid else ():
+            Path("/dev/shm", seg).unlink(missing_ok=True)

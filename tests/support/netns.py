@@ -46,6 +46,8 @@ from typing import Any
 
 import yaml
 
+from tests.support.daemon import models_env
+
 IP = shutil.which("ip") or "/usr/sbin/ip"
 TURNSERVER = Path("/usr/bin/turnserver")
 BENCH_NET = ipaddress.IPv4Network("198.18.0.0/15")
@@ -233,9 +235,6 @@ def netns() -> Iterator[Netns]:
 
 # --- the daemon inside --------------------------------------------------------------------
 
-HERE = Path(__file__).parent
-
-
 class RemoteDaemon:
     """``reactor daemon start`` run inside ``ns``, bound to its address, with a token.
 
@@ -254,8 +253,7 @@ class RemoteDaemon:
         self.config_path.write_text(yaml.safe_dump(cfg))
         # Short: ipc:// socket paths inside it have a length limit.
         self.run_dir = Path(f"/tmp/{ns.name}-d{next(_counter)}")
-        self.env = {**os.environ,
-                    "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+        self.env = models_env()
         self.url = ""
         self.pid = 0
 

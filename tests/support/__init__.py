@@ -1,0 +1,21 @@
+"""Helpers shared by the tests and the benchmarks: one place, imported as ``tests.support``.
+
+Nothing here is a test, and no test module imports another test module: what two of them
+share lives here (and a ``conftest.py`` holds only fixtures). ``tools/bench*.py`` import the
+same helpers, so a daemon is started, a synthetic camera drawn and an input video made the
+same way in both.
+
+``tests.support`` is imported by its full name, from the repository root: pytest puts the
+root on ``sys.path`` (``pythonpath = ["."]`` in ``pyproject.toml``) and the tools insert it
+themselves when run as ``python tools/bench.py``. ``tests`` has no ``__init__.py``, so it is a
+namespace package and pytest keeps importing test modules by their own names.
+
+* :mod:`tests.support.daemon`: run ``reactor`` commands, start/stop a real detached daemon,
+  wait for a condition, list shared memory and child processes.
+* :mod:`tests.support.tracks`: synthetic aiortc cameras (a coloured square; numbered frames).
+* :mod:`tests.support.video`: generated input files for ``reactor run`` and the benches.
+* :mod:`tests.support.http`: plain HTTP requests to a daemon, and its workers' pids.
+* :mod:`tests.support.netns`: network namespaces, a daemon inside one, coturn.
+* :mod:`tests.support.fakes`: a fake clock, process spawner and link for the supervisor's
+  parts (unit tests).
+"""
