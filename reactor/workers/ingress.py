@@ -27,6 +27,7 @@ from reactor.errors import HttpError
 from reactor.ipc import ShmRing
 from reactor.media.convert import WEBRTC_UNDESCRIBED, frame_to_rgb
 from reactor.media.peer import install_patches, new_peer_connection
+from reactor.media.rate import with_start_bitrate
 from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
@@ -150,7 +151,8 @@ class Ingress:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             for t in pc.getTransceivers():
                 t.direction = "recvonly"
-            answer = await answer_sdp_for(pc, self.config.server.announced_addresses)
+            answer = with_start_bitrate(
+                await answer_sdp_for(pc, self.config.server.announced_addresses))
         except Exception as exc:
             await pc.close()
             raise HttpError(400, f"cannot answer the offer: {exc}") from None
