@@ -116,6 +116,9 @@ def _open_context(
     ctx.color_trc = colour.trc
     ctx.color_range = colour.range
     if name == "libvpx":
+        # One thread: libvpx's VP8 row threads wait for each other by spinning (see the
+        # module docstring); on a busy machine that made a 4 ms frame take hundreds of ms.
+        ctx.thread_count = 1
         ctx.qmin, ctx.qmax = 2, 56
         ctx.options = _vp8_options(bitrate_bps)
     else:
