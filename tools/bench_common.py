@@ -8,11 +8,8 @@ directory; :class:`ProcSampler` only reads ``/proc``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,6 +23,11 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as ``python tools/bench.py``: the shared test helpers
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.daemon import Daemon, tree  # noqa: E402
+
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -69,26 +71,6 @@ def machine() -> dict[str, Any]:
 
 
 # -- /proc ------------------------------------------------------------------------------
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (from /proc/PID/task/*/children)."""
-    out: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
-                out.extend(int(p) for p in f.read().split())
-    return out
-
-
-def tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants."""
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        todo.extend(children(p))
-    return pids
-
 
 def proc_sample(pid: int) -> tuple[float, int, int] | None:
     """(CPU seconds, RSS bytes, open fds) of ``pid``; None when it is gone."""
@@ -204,69 +186,19 @@ def write_config(path: Path, model: str, width: int, height: int, fps: int = 30,
     return path
 
 
-@dataclass
-class Daemon:
-    run_dir: Path
-    pid: int
-    url: str
-
-    def status(self) -> dict[str, Any]:
-        r = subprocess.run(reactor_cmd("daemon", "status", "--json", "--run-dir",
-                                       str(self.run_dir)), capture_output=True, text=True,
-                           timeout=30, cwd=ROOT)
-        return json.loads(r.stdout)  # type: ignore[no-any-return]
-
-    def worker_pids(self) -> dict[str, int]:
-        return {w["name"]: w["pid"] for w in self.status()["workers"]}
-
-    def pids(self) -> list[int]:
-        return tree(self.pid)
-
-
 @contextlib.contextmanager
 def daemon(model: str, width: int = 1280, height: int = 720, fps: int = 30,
            **extra: Any) -> Iterator[Daemon]:
     """A detached daemon on a free loopback port, always stopped afterwards."""
     tmp = Path(tempfile.mkdtemp(prefix="reactor-bench-"))
-    run_dir = tmp / "run"
-    cfg = write_config(tmp / "reactor.yaml", model, width, height, fps, **extra)
-    pid = 0
+    d = Daemon(tmp / "run", write_config(tmp / "reactor.yaml", model, width, height, fps,
+                                         **extra))
     try:
-        r = subprocess.run(reactor_cmd("daemon", "start", "-c", str(cfg), "--run-dir",
-                                       str(run_dir)), capture_output=True, text=True,
-                           timeout=120, cwd=ROOT)
-        with contextlib.suppress(OSError, ValueError):
-            pid = int((run_dir / "daemon.pid").read_text().split()[0])
+        r = d.start()
         if r.returncode != 0:
             raise RuntimeError(f"reactor daemon start failed:\n{r.stdout}\n{r.stderr}")
-        d = Daemon(run_dir, pid, "")
-        d.url = d.status()["url"].rstrip("/")
+        d.url = d.url.rstrip("/")
         yield d
     finally:
-        subprocess.run(reactor_cmd("daemon", "stop", "--run-dir", str(run_dir)),
-                       capture_output=True, timeout=60, cwd=ROOT)
-        if pid and proc_sample(pid) is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        d.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def make_video(path: Path, width: int, height: int, frames: int, fps: int = 30) -> Path:
-    """A generated H.264 input: a blocky noise texture scrolling sideways (real motion)."""
-    import av
-
-    rng = np.random.default_rng(7)
-    tile = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3), np.uint8)
-    base = tile.repeat(8, 0).repeat(8, 1)[:height, :width]
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.options = {"preset": "ultrafast", "crf": "23"}
-        for i in range(frames):
-            f = av.VideoFrame.from_ndarray(np.roll(base, 4 * i, axis=1), format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
-    return path

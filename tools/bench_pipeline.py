@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_common import ROOT, ProcSampler, make_video, ratio, reactor_cmd, write_config
+from bench_common import ROOT, ProcSampler, ratio, reactor_cmd, write_config
+
+from tests.support.video import make_noise_video
 
 FULL = {"720p": (1280, 720, 600), "1080p": (1920, 1080, 300)}
 QUICK = {"720p": (320, 180, 40), "1080p": (480, 270, 40)}
@@ -187,7 +189,7 @@ def run(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="reactor-bench-pipeline-") as tmp_name:
         tmp = Path(tmp_name)
         for size, (w, h, n) in (QUICK if quick else FULL).items():
-            src = make_video(tmp / f"in-{size}.mp4", w, h, n)
+            src = make_noise_video(tmp / f"in-{size}.mp4", w, h, n)
             cfg = write_config(tmp / f"identity-{size}.yaml",
                                "reactor.examples.filters:Identity", w, h)
             res: dict[str, Any] = {"width": w, "height": h, "frames": n}

@@ -37,61 +37,7 @@ from bench_common import (
     slope_per_hour,
 )
 
-BLOCK_W, BLOCK_H, BITS = 64, 48, 16
-
-# -- the marker -------------------------------------------------------------------------
-
-
-def draw_marker(y: np.ndarray, number: int) -> None:
-    """Write ``number`` (16 bits) and its complement into the luma plane ``y``."""
-    for row, value in enumerate((number, ~number & 0xFFFF)):
-        for bit in range(BITS):
-            on = (value >> (BITS - 1 - bit)) & 1
-            y[row * BLOCK_H:(row + 1) * BLOCK_H, bit * BLOCK_W:(bit + 1) * BLOCK_W] = (
-                235 if on else 16)
-
-
-def read_marker(y: np.ndarray) -> int | None:
-    """The number drawn by :func:`draw_marker`, or None when the rows disagree."""
-    values = []
-    for row in range(2):
-        cy = row * BLOCK_H + BLOCK_H // 2
-        centres = y[cy - 8:cy + 8, BLOCK_W // 2:BITS * BLOCK_W:BLOCK_W]
-        bits = centres.mean(axis=0) > 128
-        values.append(int("".join("1" if b else "0" for b in bits), 2))
-    return values[0] if values[0] == (~values[1] & 0xFFFF) else None
-
-
-class MarkerTrack:
-    """A 30 fps yuv420p video track whose frames carry their number (see draw_marker)."""
-
-    def __new__(cls, width: int, height: int, fps: int = 30) -> Any:
-        import av
-        from aiortc import VideoStreamTrack
-
-        class _Track(VideoStreamTrack):
-            def __init__(self) -> None:
-                super().__init__()
-                rng = np.random.default_rng(11)
-                tile = rng.integers(40, 216, (height // 16 + 1, width // 16 + 1), np.uint8)
-                self.base = tile.repeat(16, 0).repeat(16, 1)[:height, :width]
-                self.chroma = np.full((height // 2, width), 128, np.uint8)
-                self.sent: dict[int, float] = {}
-                self.n = 0
-
-            async def recv(self) -> av.VideoFrame:
-                pts, time_base = await self.next_timestamp()
-                number = self.n & 0xFFFF
-                self.n += 1
-                y = np.roll(self.base, 4 * self.n, axis=1)
-                draw_marker(y, number)
-                frame = av.VideoFrame.from_ndarray(np.vstack([y, self.chroma]),
-                                                   format="yuv420p")
-                frame.pts, frame.time_base = pts, time_base
-                self.sent[number] = time.perf_counter()
-                return frame
-
-        return _Track()
+from tests.support.tracks import NumberedTrack, read_marker
 
 
 async def _measure(url: str, width: int, height: int, seconds: float,
@@ -100,7 +46,7 @@ async def _measure(url: str, width: int, height: int, seconds: float,
     from reactor.client import Client
 
     reactor.media.install(loopback=True)  # the client side as the daemon's: marker-bit frames
-    track = MarkerTrack(width, height)
+    track = NumberedTrack(width, height)
     latencies: list[float] = []
     unreadable = 0
     async with Client(url) as client:

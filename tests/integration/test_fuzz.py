@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import socket
 import string
 import threading
@@ -20,20 +21,21 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import av
 import pytest
 import yaml
 import zmq
 from aiortc import RTCConfiguration, RTCPeerConnection
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_media import MarkerTrack
-from test_reliability import SMALL, post_json, request, worker_pids
 
 from reactor.control.rundir import RunDir, pid_alive, tail_lines
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
 from tests.support.daemon import Daemon, shm_segments, wait_for
+from tests.support.http import SMALL, post_json, request
+from tests.support.tracks import SquareTrack
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -46,7 +48,7 @@ async def _offer(kind: str) -> str:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     try:
         if kind == "whip":
-            pc.addTransceiver(MarkerTrack(320, 240, (0, 0, 0)), direction="sendonly")
+            pc.addTransceiver(SquareTrack(320, 240, (0, 0, 0)), direction="sendonly")
         else:
             pc.addTransceiver("video", direction="recvonly")
         await pc.setLocalDescription(await pc.createOffer())
@@ -78,7 +80,7 @@ def assert_unchanged(d: Daemon, pids: dict[str, int]) -> None:
 
 def test_hostile_sdp_is_refused_with_reasons(start_daemon) -> None:
     d = start_daemon(SMALL)
-    pids = worker_pids(d)
+    pids = d.worker_pids()
     whep, whip = offer("whep"), offer("whip")
     cases: list[tuple[str, bytes | str, str, int, str]] = [
         ("/whep", "v=0\r\n" + "a=x-pad:" + "A" * 70_000 + "\r\n", "application/sdp", 413,
@@ -120,7 +122,7 @@ def test_hostile_sdp_is_refused_with_reasons(start_daemon) -> None:
 
 def test_bad_command_bodies_are_clear_errors(start_daemon) -> None:
     d = start_daemon(SMALL)
-    pids = worker_pids(d)
+    pids = d.worker_pids()
     cases: list[tuple[str, Any, int, str | None]] = [
         ("no_such_command", {}, 404, None),
         ("set_speed", {"speed": "fast"}, 422, "speed"),
@@ -163,7 +165,7 @@ def test_bad_command_bodies_are_clear_errors(start_daemon) -> None:
 
 def test_slow_loris_connections_time_out_and_others_are_served(start_daemon) -> None:
     d = start_daemon({**SMALL, "server": {"idle_timeout_s": 2.0}})
-    pids = worker_pids(d)
+    pids = d.worker_pids()
     u = urlsplit(d.url)
     addr = (u.hostname or "127.0.0.1", u.port or 0)
     slow = []
@@ -224,7 +226,7 @@ def test_slow_loris_connections_time_out_and_others_are_served(start_daemon) -> 
 @pytest.mark.slow
 def test_a_flood_of_whep_offers_is_bounded_by_max_viewers(start_daemon) -> None:
     d = start_daemon({**SMALL, "server": {"max_viewers": 8}})
-    pids = worker_pids(d)
+    pids = d.worker_pids()
     sdp = offer("whep")
     url = d.url.rstrip("/")
 
@@ -298,7 +300,7 @@ _requests = st.one_of(
 
 def test_garbage_and_fuzzed_requests_on_the_zeromq_sockets(start_daemon) -> None:
     d = start_daemon(SMALL)
-    pids = worker_pids(d)
+    pids = d.worker_pids()
     rd = RunDir(d.run_dir)
     ctx = zmq.Context()
     try:
@@ -409,7 +411,7 @@ _json = st.recursive(
 
 def test_http_api_fuzz(start_daemon) -> None:
     d = start_daemon(SMALL)
-    pids = worker_pids(d)
+    pids = d.worker_pids()
     seen: dict[int, int] = {}
 
     def check(status: int, body: Any, what: str) -> None:
@@ -443,13 +445,14 @@ def test_http_api_fuzz(start_daemon) -> None:
 
 
 def test_run_with_a_damaged_input_video_ends_cleanly(tmp_path: Path) -> None:
-    from test_headless import make_video, reactor_run
+    from tests.support.daemon import run_cli
+    from tests.support.video import make_ramp_video
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"model": {"module": "reactor.examples.filters:Brightness"},
                                    **SMALL}))
     src = tmp_path / "in.mp4"
-    make_video(src, 60)
+    make_ramp_video(src, 60)
     data = bytearray(src.read_bytes())
     rng = random.Random(7)
     for _ in range(200):  # flip bytes in the middle: damaged frames, intact container head
@@ -458,12 +461,19 @@ def test_run_with_a_damaged_input_video_ends_cleanly(tmp_path: Path) -> None:
     damaged = tmp_path / "damaged.mp4"
     damaged.write_bytes(bytes(data))
     before = shm_segments()
-    r = reactor_run("-c", str(cfg), "--input", str(damaged), "--output",
-                    str(tmp_path / "out.mp4"), "--lossless")
-    assert r.returncode in (0, 1), r.stderr
-    if r.returncode:
-        assert "cannot read input video" in r.stderr or "input" in r.stderr, r.stderr
+    r = run_cli("run", "-c", str(cfg), "--input", str(damaged), "--output",
+                str(tmp_path / "out.mp4"), "--lossless", timeout=120)
+    # The decoder skips what it cannot read; every frame it did read is processed and
+    # written, and the run says so (the damage is deterministic: seeded flips).
+    assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
+    m = re.search(r"(\d+) input frames: (\d+) processed, 0 dropped; (\d+) frames written",
+                  r.stdout)
+    assert m, r.stdout
+    read, processed, written = map(int, m.groups())
+    assert 0 < read < 60 and processed == read and written == read, r.stdout
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert sum(1 for _ in c.decode(video=0)) == written
     # Other daemons may come and go meanwhile: a leak is a new segment of a dead process.
     leaked = {seg for seg in shm_segments() - before if not pid_alive(int(seg.split("-")[1]))}
     assert leaked == set()

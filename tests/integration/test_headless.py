@@ -13,24 +13,9 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.support.video import make_ramp_video
+
 W, H = 320, 240
-
-
-def make_video(path: Path, frames: int) -> None:
-    """A generated input: grey frames whose left part brightens by 3 columns a frame."""
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=30)
-        s.width, s.height, s.pix_fmt = W, H, "yuv420p"
-        s.options = {"qp": "0"}  # near-lossless, so pixel checks are exact enough
-        for i in range(frames):
-            a = np.full((H, W, 3), 100, np.uint8)
-            a[:, : i * 3] = 200
-            f = av.VideoFrame.from_ndarray(a, format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode(None):
-            c.mux(p)
 
 
 def read_video(path: Path) -> list[np.ndarray]:
@@ -57,7 +42,7 @@ def test_lossless_run_keeps_every_frame_and_applies_timed_commands(
     tmp_path: Path, brightness_config: Path
 ) -> None:
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
-    make_video(src, 90)
+    make_ramp_video(src, 90)
     commands = tmp_path / "commands.jsonl"
     commands.write_text(
         json.dumps({"at_frame": 30, "command": "set_gain", "args": {"gain": 2}}) + "\n"
@@ -78,7 +63,7 @@ def test_lossless_run_keeps_every_frame_and_applies_timed_commands(
 
 def test_realtime_run_accounts_for_every_frame(tmp_path: Path, brightness_config: Path) -> None:
     src = tmp_path / "in.mp4"
-    make_video(src, 45)
+    make_ramp_video(src, 45)
     r = reactor_run("-c", str(brightness_config), "--input", str(src))
     assert r.returncode == 0, r.stdout + r.stderr
     line = next(x for x in r.stdout.splitlines() if "input frames" in x)
@@ -97,7 +82,7 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path, brightness_config: Path) ->
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"at_frame": 3, "command": "set_gain", "args": {"gain": 9}}\n')
     src = tmp_path / "in.mp4"
-    make_video(src, 5)
+    make_ramp_video(src, 5)
     r = reactor_run("-c", str(brightness_config), "--input", str(src), "--commands", str(bad))
     assert r.returncode == 1
     assert f"{bad}:1" in r.stderr and "gain" in r.stderr and "less than or equal to 4" in r.stderr
@@ -105,7 +90,7 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path, brightness_config: Path) ->
 
 def test_truncated_input_ends_early_but_cleanly(tmp_path: Path, brightness_config: Path) -> None:
     src = tmp_path / "in.mp4"
-    make_video(src, 60)
+    make_ramp_video(src, 60)
     data = src.read_bytes()
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(data[: len(data) * 2 // 3])

@@ -11,29 +11,12 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from aiortc import VideoStreamTrack
 
 from reactor.client import Client, WhipError
 from tests.support.daemon import Daemon, wait_for
+from tests.support.tracks import SquareTrack
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class MarkerTrack(VideoStreamTrack):
-    """A synthetic camera: grey frames with a bright square whose colour we choose."""
-
-    def __init__(self, width: int, height: int, color: tuple[int, int, int]) -> None:
-        super().__init__()
-        self.frame = np.full((height, width, 3), 60, np.uint8)
-        self.frame[height // 4 : height // 2, width // 4 : width // 2] = color
-        self.n = 0
-
-    async def recv(self) -> av.VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        f = av.VideoFrame.from_ndarray(self.frame, format="rgb24")
-        f.pts, f.time_base = pts, time_base
-        self.n += 1
-        return f
 
 
 async def fps_of(viewer: Any, seconds: float) -> tuple[float, tuple[int, int]]:
@@ -72,7 +55,7 @@ def test_whip_through_a_filter_to_whep_keeps_the_picture(start_daemon) -> None:
 
     async def run() -> None:
         async with Client(d.url) as client:
-            track = MarkerTrack(640, 360, (20, 220, 40))
+            track = SquareTrack(640, 360, (20, 220, 40))
             async with await client.publish(track), await client.watch() as viewer:
                 await asyncio.wait_for(viewer.recv(), 15)
                 for _ in range(10):
@@ -143,12 +126,12 @@ def test_second_whip_is_refused_with_409(start_daemon) -> None:
 
     async def run() -> None:
         async with Client(d.url) as client:
-            async with await client.publish(MarkerTrack(320, 240, (255, 255, 255))):
+            async with await client.publish(SquareTrack(320, 240, (255, 255, 255))):
                 with pytest.raises(WhipError) as err:
-                    await client.publish(MarkerTrack(320, 240, (0, 0, 0)))
+                    await client.publish(SquareTrack(320, 240, (0, 0, 0)))
                 assert err.value.status == 409 and "already sending" in str(err.value)
             # Once the first sender left, a new one is welcome.
-            pub = await client.publish(MarkerTrack(320, 240, (0, 0, 0)))
+            pub = await client.publish(SquareTrack(320, 240, (0, 0, 0)))
             await pub.close()
 
     asyncio.run(run())

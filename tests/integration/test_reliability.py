@@ -21,43 +21,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from test_media import MarkerTrack
 
 from reactor.client import Client, WhipError
 from reactor.control.rundir import pid_alive
 from tests.support.daemon import Daemon, descendants, shm_segments, wait_for
+from tests.support.http import SMALL, post_json
+from tests.support.tracks import SquareTrack
 
 pytestmark = pytest.mark.timeout(300)
 
-SMALL = {"video": {"width": 320, "height": 240, "fps": 30}}
 WORKERS = ("ingress", "inference", "egress")
 
 
 # --- helpers --------------------------------------------------------------------------
-
-
-def request(d: Daemon, method: str, path: str, body: bytes | str | None = None,
-            headers: dict[str, str] | None = None, timeout: float = 15.0
-            ) -> tuple[int, Any]:
-    """One HTTP request to the daemon; ``(status, parsed JSON or raw bytes)``."""
-    u = urlsplit(d.url)
-    conn = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port, timeout=timeout)
-    try:
-        data = body.encode() if isinstance(body, str) else body
-        conn.request(method, path, body=data, headers=headers or {})
-        resp = conn.getresponse()
-        raw = resp.read()
-    finally:
-        conn.close()
-    try:
-        return resp.status, json.loads(raw)
-    except ValueError:
-        return resp.status, raw
-
-
-def post_json(d: Daemon, path: str, obj: Any, **kw: Any) -> tuple[int, Any]:
-    return request(d, "POST", path, json.dumps(obj),
-                   {"Content-Type": "application/json", **kw.pop("headers", {})}, **kw)
 
 
 class EventWatcher:
@@ -136,10 +112,6 @@ def zombies(pid: int) -> list[int]:
     return [int(line.split()[0]) for line in out if line.strip() and "Z" in line.split()[1]]
 
 
-def worker_pids(d: Daemon) -> dict[str, int]:
-    return {w.name: w.pid for w in d.snapshot().workers}
-
-
 def monitor_once(d: Daemon) -> None:
     r = d.cli("monitor", "--once", timeout=30)
     assert r.returncode == 0, r.stderr
@@ -175,7 +147,7 @@ def test_twenty_worker_kills_with_clients_connected(start_daemon) -> None:
                 await asyncio.sleep(0.5)
 
     async def connect(client: Client) -> tuple[Any, Any]:
-        pub = await retry(lambda: client.publish(MarkerTrack(320, 240, (200, 30, 30))))
+        pub = await retry(lambda: client.publish(SquareTrack(320, 240, (200, 30, 30))))
         viewer = await retry(client.watch)
         await asyncio.wait_for(viewer.recv(), 15)  # frames flow end to end again
         return pub, viewer
@@ -196,7 +168,7 @@ def test_twenty_worker_kills_with_clients_connected(start_daemon) -> None:
             try:
                 for i in range(20):
                     name = WORKERS[i % 3]
-                    old = (await asyncio.to_thread(worker_pids, d))[name]
+                    old = (await asyncio.to_thread(d.worker_pids))[name]
                     seen = len(watcher.find(lambda e, n=name: e["type"] == "worker"
                                             and e["data"]["worker"] == n))
                     os.kill(old, signal.SIGKILL)
@@ -263,13 +235,13 @@ def test_inference_restart_keeps_egress_and_its_viewers(start_daemon) -> None:
     async def run() -> None:
         async with Client(d.url) as client, await client.watch() as viewer:
             await asyncio.wait_for(viewer.recv(), 15)
-            egress = (await asyncio.to_thread(worker_pids, d))["egress"]
-            inference = (await asyncio.to_thread(worker_pids, d))["inference"]
+            egress = (await asyncio.to_thread(d.worker_pids))["egress"]
+            inference = (await asyncio.to_thread(d.worker_pids))["inference"]
             os.kill(inference, signal.SIGKILL)
             await asyncio.to_thread(
                 wait_for, lambda: d.worker("inference").pid not in (0, inference)
                 and d.worker("inference").state == "running", 15, "inference to restart")
-            assert (await asyncio.to_thread(worker_pids, d))["egress"] == egress
+            assert (await asyncio.to_thread(d.worker_pids))["egress"] == egress
             for _ in range(30):  # the same viewer sees the restarted model's frames
                 await asyncio.wait_for(viewer.recv(), 10)
 

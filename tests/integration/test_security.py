@@ -11,11 +11,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from test_reliability import SMALL, post_json, request
 
 import reactor
 from reactor.errors import CommandError
 from tests.support.daemon import Daemon
+from tests.support.http import SMALL, post_json, request
 
 TOKEN = "sekret-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -44,10 +44,13 @@ def shm_segments(tag: str = "reactor-") -> set[str]:
 
 
 def descendants(pid: int) -> list[int]:
-    """The direct children of ``pid``."""
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                         text=True).stdout.split()
-    return [int(p) for p in out]
+    """The direct children of ``pid`` (from /proc/PID/task/*/children); [] once it is gone."""
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                out.extend(int(p) for p in f.read().split())
+    return out
 
 
 def tree(pid: int) -> list[int]:
@@ -94,7 +97,7 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         r = run_cli("daemon", "status", "--json", "--run-dir", str(self.run_dir), env=self.env)
-        return json.loads(r.stdout)  # type: ignore[no-any-return]
+        return json.loads(r.stdout)
 
     def snapshot(self) -> Any:
         with self.client() as c:
@@ -104,7 +107,8 @@ class Daemon:
         return next(w for w in self.snapshot().workers if w.name == name)
 
     def worker_pids(self) -> dict[str, int]:
-        return {w["name"]: w["pid"] for w in self.status()["workers"]}
+        """Each worker's pid, from a status snapshot over the control socket."""
+        return {w.name: w.pid for w in self.snapshot().workers}
 
     def pids(self) -> list[int]:
         """The supervisor and every process under it."""

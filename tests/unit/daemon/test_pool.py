@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FakeClock, Spawner
 
 from reactor.config import SupervisorSection
 from reactor.daemon.pool import BACKOFF_S, HUNG_S, Outcome, WorkerPool, WorkerState
 from reactor.proto import worker_pb2 as wpb
+from tests.support.fakes import FakeClock, Spawner
 
 NAMES = ("ingress", "inference", "egress")
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from conftest import FakeClock, Wire
 
 from reactor.daemon.headless import headless_plan
 from reactor.daemon.plan import Plan
 from reactor.daemon.pool import WorkerState
 from reactor.daemon.router import FORWARD_TIMEOUT_S, Router, viewer_limit
 from reactor.proto import control_pb2 as cpb
+from tests.support.fakes import FakeClock, Wire
 
 CLIENT = ("control", b"client-1")
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from conftest import FakeClock
-
 from reactor.daemon.plan import Role
 from reactor.daemon.router import Route
 from reactor.daemon.sessions import SessionManager
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
+from tests.support.fakes import FakeClock
 
 
 class Host:

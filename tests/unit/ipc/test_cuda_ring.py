@@ -8,8 +8,8 @@ from typing import Any
 
 import multiprocess
 import pytest
-import ring_testkit as kit
 
+import tests.support.ring as kit
 from reactor.ipc import CudaRing, RingClosedError, RingError, RingTimeout, ShmRing
 
 _names = itertools.count()

@@ -12,8 +12,8 @@ from typing import Any
 import multiprocess
 import numpy as np
 import pytest
-import ring_testkit as kit
 
+import tests.support.ring as kit
 from reactor.errors import ReactorError
 from reactor.ipc import (
     ProducerGoneError,

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import multiprocess
 import pytest
-import ring_testkit as kit
 
+import tests.support.ring as kit
 from reactor.ipc import ProducerGoneError, RingClosedError, RingError, Segment, ShmRing
 
 _names = itertools.count()

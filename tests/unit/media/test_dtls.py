@@ -6,9 +6,9 @@ import pytest
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 from aiortc.rtcdtlstransport import RTCCertificate, generate_certificate
 from cryptography.hazmat.primitives.asymmetric import rsa
-from media_testkit import QueueVideoTrack, connect, new_pc
 
 from reactor.media import dtls
+from tests.support.rtc import QueueVideoTrack, connect, new_pc
 
 
 @pytest.fixture(autouse=True)

@@ -5,10 +5,10 @@ import asyncio
 import pytest
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtp import RtpPacket
-from media_testkit import QueueVideoTrack, collect_tags, connect, new_pc, percentile
 
 from reactor.media import jitter
 from reactor.media.jitter import MarkerJitterBuffer
+from tests.support.rtc import QueueVideoTrack, collect_tags, connect, new_pc, percentile
 
 W, H = 320, 240
 

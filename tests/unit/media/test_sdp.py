@@ -4,7 +4,6 @@ import asyncio
 
 import pytest
 from aiortc import RTCSessionDescription
-from media_testkit import QueueVideoTrack, new_pc
 
 from reactor.media.sdp import (
     SdpError,
@@ -13,6 +12,7 @@ from reactor.media.sdp import (
     codec_preferences,
     validate_offer,
 )
+from tests.support.rtc import QueueVideoTrack, new_pc
 
 VIDEO = (
     "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"

@@ -4,11 +4,11 @@ import asyncio
 
 import av
 import pytest
-from media_testkit import collect_tags, connect, new_pc, tagged_rgb
 
 from reactor.media.encoder import Codec
 from reactor.media.sdp import codec_preferences
 from reactor.media.tracks import Broadcaster, EncodedVideoTrack
+from tests.support.rtc import collect_tags, connect, new_pc, tagged_rgb
 
 W, H = 320, 240
 

@@ -14,13 +14,13 @@ import pytest
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
-from media_testkit import QueueVideoTrack, collect_tags, new_pc, percentile
 
 from reactor.media import jitter
 from reactor.media.convert import frame_to_rgb
 from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
 from reactor.media.tracks import Broadcaster, add_encoded_track
 from reactor.media.whip_client import WhipError, delete_resource, whep_watch, whip_publish
+from tests.support.rtc import QueueVideoTrack, collect_tags, new_pc, percentile
 
 
 class MiniServer:
