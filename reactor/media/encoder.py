@@ -10,9 +10,26 @@ watch. Settings favour latency and browser compatibility:
   matches the ``profile-level-id=42e01f`` aiortc offers), SPS/PPS repeated in-band before
   every IDR so a viewer that joins mid-stream can start at the next keyframe, and Annex B
   output (no global header), which is what aiortc's H.264 packetizer splits on.
-- VP8: libvpx with ``deadline=realtime``, a high ``cpu-used``, no lag (no look-ahead
-  frames), and error-resilient mode so a lost packet damages one frame, not the rest of
-  the GOP.
+- VP8: libvpx with ``deadline=realtime``, no lag (no look-ahead frames), error-resilient
+  mode so a lost packet damages one frame, not the rest of the GOP, CBR at the configured
+  rate, and two settings that make its cost per frame small and steady:
+
+  - **One thread.** libvpx's VP8 encoder splits a frame into macroblock rows across its
+    threads, and a row waits for the row above by spinning (``vp8_atomic_spin_wait``:
+    pause, ``sched_yield``, check again), never sleeping. FFmpeg gives it as many threads
+    as there are cores. On a busy 2-core machine the spinning thread takes the core the
+    thread it waits for needs: 1280x720 frames that take 3-4 ms on one thread took 100 ms
+    to 2 s on two, and a WHEP viewer got about 6 fps while H.264 got 30 (measured; figures
+    in docs/performance.md). One thread encodes 720p in a few ms, well inside the 33 ms a
+    frame at 30 fps allows, and leaves the other cores to the model and to the event loop
+    that sends the packets. libwebrtc also gives 720p VP8 one thread on a 2-core machine.
+  - **A fixed speed**, ``cpu-used`` -6. In realtime mode a *positive* ``cpu-used`` N
+    means "choose the speed yourself so that a frame takes (16 - N)/16 of the frame
+    interval", judged by wall-clock encode time; on a shared machine that time is mostly
+    other processes' load, so the speed (and the picture quality) wandered from run to
+    run. A negative value fixes the speed at its magnitude (0..16, higher is faster and
+    blurrier). At 6, a moving 720p texture measured 43.9 dB Y-PSNR at 4 Mbps for about
+    7 ms of CPU a frame; 8 lost 1.6 dB and 16 lost 12 dB for under 1 ms saved.
 
 Colour (see :mod:`reactor.media.convert` for what receivers do, measured): frames are
 converted with the BT.601 matrix, limited range. H.264 says so in its VUI
@@ -29,7 +46,7 @@ from __future__ import annotations
 import fractions
 import logging
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 import av
 from av.codec.context import CodecContext
@@ -81,7 +98,9 @@ def _h264_options(kind: str, bitrate_bps: int, fps: int) -> dict[str, str]:
 def _vp8_options(bitrate_bps: int) -> dict[str, str]:
     return {
         "deadline": "realtime",
-        "cpu-used": "8",  # fastest VP8 realtime speed (range -16..16)
+        # Negative: a fixed speed of 6 (libwebrtc's desktop default); a positive value
+        # would make libvpx pick the speed itself from measured wall time (see above).
+        "cpu-used": "-6",
         "lag-in-frames": "0",
         "error-resilient": "default",
         "auto-alt-ref": "0",
@@ -118,6 +137,7 @@ def _open_context(
     if name == "libvpx":
         # One thread: libvpx's VP8 row threads wait for each other by spinning (see the
         # module docstring); on a busy machine that made a 4 ms frame take hundreds of ms.
+        # Set before open(): libvpx takes its thread count when the encoder is created.
         ctx.thread_count = 1
         ctx.qmin, ctx.qmax = 2, 56
         ctx.options = _vp8_options(bitrate_bps)
@@ -186,7 +206,7 @@ class Encoder:
         """Make the next encoded frame a keyframe (IDR for H.264). Thread-safe."""
         self._keyframe_requested.set()
 
-    def encode(self, rgb: RgbArray, pts: int) -> list[av.Packet]:
+    def encode(self, rgb: RgbArray, pts: int) -> list[av.Packet[Any]]:
         """Encode one RGB uint8 HxWx3 frame; ``pts`` is in the 90 kHz RTP clock."""
         if rgb.shape[:2] != (self.height, self.width):
             raise EncoderError(
@@ -195,7 +215,7 @@ class Encoder:
             )
         return self.encode_frame(rgb_to_frame(rgb, pts, colour=self.colour))
 
-    def encode_frame(self, frame: av.VideoFrame) -> list[av.Packet]:
+    def encode_frame(self, frame: av.VideoFrame) -> list[av.Packet[Any]]:
         """Encode a yuv420p frame of the encoder's size whose pts is in the 90 kHz clock.
 
         The frame must be in :attr:`colour` (made by ``rgb_to_frame(..., colour=...)``):

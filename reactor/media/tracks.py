@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import av
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver
@@ -88,11 +89,11 @@ class EncodedVideoTrack(MediaStreamTrack):
         self.dropped = 0
         self.keyframe_requests = 0
         self._on_keyframe_request = on_keyframe_request
-        self._queue: collections.deque[av.Packet] = collections.deque()
+        self._queue: collections.deque[av.Packet[Any]] = collections.deque()
         self._ready = asyncio.Event()
         self._needs_keyframe = True
 
-    def deliver(self, packet: av.Packet) -> None:
+    def deliver(self, packet: av.Packet[Any]) -> None:
         """Queue one packet for this viewer (event loop thread only)."""
         if self.readyState != "live":
             return
@@ -120,7 +121,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         if self._on_keyframe_request is not None:
             self._on_keyframe_request(self)
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         while not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -261,13 +262,13 @@ class Broadcaster:
         if track.readyState == "live":
             track.stop()
 
-    def push(self, rgb: RgbArray, pts: int) -> dict[Codec, list[av.Packet]]:
+    def push(self, rgb: RgbArray, pts: int) -> dict[Codec, list[av.Packet[Any]]]:
         """Encode one RGB frame once per active codec and deliver it to every viewer.
 
         ``pts`` is in the 90 kHz RTP clock. Returns the packets per codec (for recording).
         """
         self.frames_pushed += 1
-        out: dict[Codec, list[av.Packet]] = {}
+        out: dict[Codec, list[av.Packet[Any]]] = {}
         with self._lock:
             encoders = dict(self._encoders)
             now = time.monotonic()
@@ -287,7 +288,7 @@ class Broadcaster:
             self._dispatch(out)
         return out
 
-    def _dispatch(self, packets: dict[Codec, list[av.Packet]]) -> None:
+    def _dispatch(self, packets: dict[Codec, list[av.Packet[Any]]]) -> None:
         if self._loop is None or self._loop.is_closed():
             return
         if threading.get_ident() == self._loop_thread:
@@ -295,7 +296,7 @@ class Broadcaster:
         else:
             self._loop.call_soon_threadsafe(self._deliver, packets)
 
-    def _deliver(self, packets: dict[Codec, list[av.Packet]]) -> None:
+    def _deliver(self, packets: dict[Codec, list[av.Packet[Any]]]) -> None:
         with self._lock:
             targets = {codec: list(self._viewers[codec]) for codec in packets}
         for codec, tracks in targets.items():
