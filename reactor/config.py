@@ -343,17 +343,15 @@ _OPTION = {"host": "--host", "port": "--port", "level": "--log-level"}
 class Config(_Section):
     """A whole reactor configuration file."""
 
-    model: ModelSection = Field(default_factory=ModelSection)  # type: ignore[arg-type]
-    video: VideoSection = Field(default_factory=VideoSection)  # type: ignore[arg-type]
+    model: ModelSection = Field(default_factory=ModelSection)
+    video: VideoSection = Field(default_factory=VideoSection)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    rings: RingsSection = Field(default_factory=RingsSection)  # type: ignore[arg-type]
-    server: ServerSection = Field(default_factory=ServerSection)  # type: ignore[arg-type]
-    session: SessionSection = Field(default_factory=SessionSection)  # type: ignore[arg-type]
-    supervisor: SupervisorSection = Field(
-        default_factory=SupervisorSection  # type: ignore[arg-type]
-    )
-    egress: EgressSection = Field(default_factory=EgressSection)  # type: ignore[arg-type]
-    log: LogSection = Field(default_factory=LogSection)  # type: ignore[arg-type]
+    rings: RingsSection = Field(default_factory=RingsSection)
+    server: ServerSection = Field(default_factory=ServerSection)
+    session: SessionSection = Field(default_factory=SessionSection)
+    supervisor: SupervisorSection = Field(default_factory=SupervisorSection)
+    egress: EgressSection = Field(default_factory=EgressSection)
+    log: LogSection = Field(default_factory=LogSection)
     source: str | None = Field(
         None, description="The file this config was read from (set by the loader, not in YAML)."
     )

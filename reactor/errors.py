@@ -1,15 +1,66 @@
-"""The exceptions reactor raises.
+"""The exceptions reactor raises: every one is defined here, under one root.
 
-One root, :class:`ReactorError`, and a few precise subclasses. Every message names the
-thing to fix: the file, the key, the field, the command, what was expected and what was
-found.
+Every message names the thing to fix: the file, the key, the field, the command, what
+was expected and what was found. The whole tree::
+
+    ReactorError
+    ├── ConfigError           the configuration file or a value in it is wrong
+    ├── ModelLoadError        the model class could not be imported, built or loaded
+    ├── CommandError          a model command is unknown or its arguments are invalid
+    ├── FrameError            a frame has the wrong shape, type or range
+    │                         (alias: FrameFormatError)
+    ├── SessionStopped        raised inside a model when its session must stop
+    ├── WorkerDiedError       a worker process died or never became ready
+    ├── DaemonError           the daemon is not running, already running, or silent
+    ├── HttpError             an HTTP request was refused (status, message, field)
+    ├── SdpError              a WHIP/WHEP SDP offer was rejected (reason)
+    ├── LinkError             a Link header cannot be read (also a ValueError)
+    ├── WhipError             a WHIP/WHEP client request failed (status)
+    ├── EncoderError          an encoder could not be made or a frame not encoded
+    └── RingError             a shared-memory ring could not be made, opened or used
+        ├── RingTimeout       a blocking producer found no free slot (also a TimeoutError)
+        ├── RingSpaceError    /dev/shm has too little free space for the ring
+        └── RingClosedError   the ring was closed; no more frames will come
+            └── ProducerGoneError   the ring's producer process died
+
+The modules that raise them also export them under the names they always had
+(``reactor.ipc.errors.RingError``, ``reactor.media.sdp.SdpError``,
+``reactor.media.whip_client.WhipError``, ``reactor.client.WhipError``, ...): those
+are the same classes, so either import catches both.
+
+This module imports nothing from reactor, so that every other module can import it.
 """
 
 from __future__ import annotations
 
+__all__ = [
+    "CommandError",
+    "ConfigError",
+    "DaemonError",
+    "EncoderError",
+    "FrameError",
+    "FrameFormatError",
+    "HttpError",
+    "LinkError",
+    "ModelLoadError",
+    "ProducerGoneError",
+    "ReactorError",
+    "RingClosedError",
+    "RingError",
+    "RingSpaceError",
+    "RingTimeout",
+    "SdpError",
+    "SessionStopped",
+    "WhipError",
+    "WorkerDiedError",
+]
+
 
 class ReactorError(Exception):
     """Root of every error reactor raises."""
+
+
+# -- configuration, models, sessions ------------------------------------------------------
 
 
 class ConfigError(ReactorError):
@@ -33,6 +84,33 @@ class CommandError(ReactorError):
         self.status = status
 
 
+class FrameError(ReactorError):
+    """A frame has the wrong shape, type or range: one handed to ``Session.emit()``, or
+    an array handed to a media conversion that is not RGB uint8 HxWx3."""
+
+
+#: The name :mod:`reactor.media.convert` used for :class:`FrameError`; the same class.
+FrameFormatError = FrameError
+
+
+class SessionStopped(ReactorError):
+    """Raised inside a model when its session has been asked to stop."""
+
+
+# -- the daemon and its workers -----------------------------------------------------------
+
+
+class WorkerDiedError(ReactorError):
+    """A worker process died or never became ready."""
+
+
+class DaemonError(ReactorError):
+    """The daemon is not running, is already running, or did not answer."""
+
+
+# -- HTTP, WebRTC and media ---------------------------------------------------------------
+
+
 class HttpError(ReactorError):
     """An HTTP request was refused: ``status`` is what the client gets, with ``message``
     (and ``field``, the offending argument, when there is one) as its JSON body."""
@@ -44,17 +122,50 @@ class HttpError(ReactorError):
         self.field = field or None
 
 
-class FrameError(ReactorError):
-    """A frame handed to ``Session.emit()`` has the wrong shape, type or range."""
+class SdpError(ReactorError):
+    """An SDP offer was rejected; ``reason`` says why, for the client's 400 response."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"invalid SDP offer: {reason}")
+        self.reason = reason
 
 
-class SessionStopped(ReactorError):
-    """Raised inside a model when its session has been asked to stop."""
+class LinkError(ReactorError, ValueError):
+    """A ``Link`` header that cannot be read; the message says where it went wrong.
+
+    Also a :class:`ValueError`, as it was before it joined this tree."""
 
 
-class WorkerDiedError(ReactorError):
-    """A worker process died or never became ready."""
+class WhipError(ReactorError):
+    """A WHIP/WHEP request failed; ``status`` is the HTTP status (0 if none came back)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
-class DaemonError(ReactorError):
-    """The daemon is not running, is already running, or did not answer."""
+class EncoderError(ReactorError):
+    """An encoder could not be created, or a frame could not be encoded."""
+
+
+# -- shared-memory rings ------------------------------------------------------------------
+
+
+class RingError(ReactorError):
+    """A shared-memory ring could not be created, attached or used."""
+
+
+class RingTimeout(RingError, TimeoutError):
+    """A ``block`` producer found no free slot before its timeout."""
+
+
+class RingSpaceError(RingError):
+    """``/dev/shm`` has too little free space for the ring."""
+
+
+class RingClosedError(RingError):
+    """The ring was closed by its owner or its producer; no more frames will come."""
+
+
+class ProducerGoneError(RingClosedError):
+    """The ring's producer process died."""

@@ -464,7 +464,9 @@ def bench_control(args: argparse.Namespace) -> dict[str, Any]:
                 return
             raise AssertionError("set_color r=999 was accepted")
 
-        calls = {"zmq_echo": echo, "status": client.status, "command": rejected}
+        calls: dict[str, Callable[[], object]] = {
+            "zmq_echo": echo, "status": client.status, "command": rejected,
+        }
         samples: dict[str, list[int]] = {kind: [] for kind in calls}
         for i in range(n + max(10, n // 10)):
             for kind, call in calls.items():

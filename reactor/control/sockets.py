@@ -13,7 +13,7 @@ MAX_MSG_BYTES = 4 * 1024 * 1024
 
 
 def make_socket(
-    ctx: zmq.Context[Any],
+    ctx: zmq.Context[zmq.Socket[Any]],
     kind: int,
     *,
     bind: str | None = None,

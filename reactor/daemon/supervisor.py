@@ -122,7 +122,8 @@ class Supervisor:
             target=run_worker, name=f"reactor-{name}", daemon=False,
             args=(name, self.config, str(self.rd.path), handles, os.getpid(), self.plan.extra))
         proc.start()
-        return proc
+        started: Process = proc  # multiprocess has no types: typed here, where it is made
+        return started
 
     def _shutdown(self) -> None:
         self.state = DaemonState.STOPPING

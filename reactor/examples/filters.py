@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from reactor import Field, Session, VideoModel, command
 
@@ -18,8 +19,9 @@ class Brightness(VideoModel):
         self.mode: str = "rgb"
         self._lut = self._make_lut()
 
-    def _make_lut(self) -> np.ndarray:
-        lut = np.clip(np.arange(256, dtype=np.float32) * self.gain, 0, 255).astype(np.uint8)
+    def _make_lut(self) -> npt.NDArray[np.uint8]:
+        ramp = np.arange(256, dtype=np.float32) * self.gain
+        lut: npt.NDArray[np.uint8] = np.clip(ramp, 0, 255).astype(np.uint8)
         return 255 - lut if self.invert else lut
 
     @command

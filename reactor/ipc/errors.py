@@ -1,25 +1,14 @@
-"""The errors a ring raises; all are :class:`reactor.errors.ReactorError`."""
+"""The errors a ring raises, defined in :mod:`reactor.errors` (where the whole
+:class:`~reactor.errors.ReactorError` tree is) and exported here under their old path."""
 
 from __future__ import annotations
 
-from reactor.errors import ReactorError
+from reactor.errors import (
+    ProducerGoneError,
+    RingClosedError,
+    RingError,
+    RingSpaceError,
+    RingTimeout,
+)
 
-
-class RingError(ReactorError):
-    """A shared-memory ring could not be created, attached or used."""
-
-
-class RingTimeout(RingError, TimeoutError):
-    """A ``block`` producer found no free slot before its timeout."""
-
-
-class RingClosedError(RingError):
-    """The ring was closed by its owner or its producer; no more frames will come."""
-
-
-class ProducerGoneError(RingClosedError):
-    """The ring's producer process died."""
-
-
-class RingSpaceError(RingError):
-    """``/dev/shm`` has too little free space for the ring."""
+__all__ = ["ProducerGoneError", "RingClosedError", "RingError", "RingSpaceError", "RingTimeout"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+
+import numpy as np
 
 import reactor.ipc.layout as lay
 import reactor.ipc.sync as sync
@@ -57,7 +58,7 @@ class Frame:
     def __init__(
         self,
         reader: Reader,
-        array: Any,
+        array: np.ndarray,
         seq: int,
         slot: int,
         frame_id: int,

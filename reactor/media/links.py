@@ -21,14 +21,12 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote, unquote
 
+from reactor.errors import LinkError as LinkError  # defined there, exported here too
+
 ICE_SERVER_REL = "ice-server"
 
 # RFC 9110 token characters (attribute names, unquoted values).
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-
-class LinkError(ValueError):
-    """A ``Link`` header that cannot be read; the message says where it went wrong."""
 
 
 class IceServerLike(Protocol):

@@ -22,7 +22,7 @@ from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import H264Profile, parse_h264_profile_level_id
 
-from reactor.errors import ReactorError
+from reactor.errors import SdpError as SdpError  # defined there, exported here too
 from reactor.media.encoder import Codec
 
 #: Largest offer accepted. Browser offers with audio, video and data are ~5-12 KB.
@@ -32,14 +32,6 @@ _LINE = re.compile(r"^[a-z]=[^\x00-\x08\x0b-\x1f\x7f]*$")
 _RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([A-Za-z0-9_.-]+)/(\d+)")
 _FMTP = re.compile(r"^a=fmtp:(\d+) (.*)$")
 _H264_PROFILES = {H264Profile.PROFILE_BASELINE, H264Profile.PROFILE_CONSTRAINED_BASELINE}
-
-
-class SdpError(ReactorError):
-    """An SDP offer was rejected; ``reason`` says why, for the client's 400 response."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"invalid SDP offer: {reason}")
-        self.reason = reason
 
 
 @dataclass(frozen=True)

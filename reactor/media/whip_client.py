@@ -33,22 +33,15 @@ from aiortc import (
     RTCSessionDescription,
 )
 
-from reactor.errors import ReactorError
+from reactor.errors import LinkError
+from reactor.errors import WhipError as WhipError  # defined there, exported here too
 from reactor.media.encoder import Codec
-from reactor.media.links import LinkError, parse_ice_servers
+from reactor.media.links import parse_ice_servers
 from reactor.media.sdp import codec_preferences
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_S = 10.0
-
-
-class WhipError(ReactorError):
-    """A WHIP/WHEP request failed; ``status`` is the HTTP status (0 if none came back)."""
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _headers(token: str | None, content_type: str | None = None) -> dict[str, str]:

@@ -167,7 +167,7 @@ def test_reactor_client_over_https_sends_and_watches_with_the_links(
     ice = ice_servers_for(turn)
     d = start_daemon(tls_config(certificate, ice, token=TOKEN))
     trusted = ssl.create_default_context(cafile=str(certificate[0]))
-    links = format_ice_links([IceServer(**s) for s in ice])  # type: ignore[arg-type]
+    links = format_ice_links([IceServer(**s) for s in ice])
 
     async def main() -> None:
         # Without the test CA the certificate is refused, with a message that says so.
@@ -377,7 +377,7 @@ def test_firefox_over_https_uses_the_link_ice_servers_and_sends_its_camera(
 ) -> None:
     """The same page in Firefox ESR: a secure context, both peer connections made with the
     servers of the OPTIONS Link headers, its camera through the model at 1280x720."""
-    from test_firefox import DRIVER_DIR, FIREFOX, FirefoxPage
+    from tests.support.firefox import DRIVER_DIR, FIREFOX, FirefoxPage
 
     if not FIREFOX.exists():
         pytest.skip(f"{FIREFOX} is missing (apt-get install firefox-esr)")

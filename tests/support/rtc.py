@@ -83,7 +83,7 @@ async def collect_tags(
         while True:
             frame = await track.recv()
             assert isinstance(frame, av.VideoFrame)
-            tag = read_tag(frame.to_ndarray(format="rgb24"))
+            tag = read_tag(np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8))
             arrivals.setdefault(tag, time.perf_counter())
             if frames is not None:
                 frames.append(frame)

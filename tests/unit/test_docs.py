@@ -147,7 +147,7 @@ PUBLIC_MODULES = {
 
 
 def _public_names() -> list[tuple[str, Any]]:
-    out = []
+    out: list[tuple[str, Any]] = []
     for mod_name, names in PUBLIC_MODULES.items():
         mod = importlib.import_module(mod_name)
         out.append((mod_name, mod))

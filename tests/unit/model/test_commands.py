@@ -131,7 +131,7 @@ def test_unannotated_parameter_is_refused_at_class_creation() -> None:
 
         class Bad(VideoModel):
             @command
-            def oops(self, x=1):  # type: ignore[no-untyped-def]
+            def oops(self, x=1):
                 pass
 
 

@@ -19,7 +19,6 @@ import zmq
 from rich.console import Console
 
 from reactor.control.status import snapshot_to_dict
-from reactor.monitor import app
 from reactor.monitor.app import MonitorView, TelemetrySubscriber, run_monitor
 from reactor.monitor.render import plain_text
 from reactor.proto.telemetry_pb2 import Snapshot
@@ -163,7 +162,7 @@ def test_view_states(
     assert _view_text(view).startswith("reactor ● degraded  pid 4242")
 
     now = time.monotonic()
-    monkeypatch.setattr(app.time, "monotonic", lambda: now + 3)
+    monkeypatch.setattr(time, "monotonic", lambda: now + 3)  # what reactor.monitor.app reads
     assert f"daemon at {tmp_path} stopped; reconnecting…" in _view_text(view, width=200)
 
     (tmp_path / "daemon.pid").write_text(str(os.getpid()))
