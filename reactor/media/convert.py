@@ -46,16 +46,13 @@ import numpy.typing as npt
 from av.video.frame import VideoFrame
 from av.video.reformatter import ColorRange, Colorspace
 
-from reactor.errors import ReactorError
+from reactor.errors import FrameError
+from reactor.errors import FrameFormatError as FrameFormatError  # FrameError's old name here
 
 RgbArray = npt.NDArray[np.uint8]
 
 #: The RTP clock of every video codec (RFC 3551): packets' pts use this time base.
 VIDEO_TIME_BASE = fractions.Fraction(1, 90_000)
-
-
-class FrameFormatError(ReactorError):
-    """An array handed to a media conversion is not RGB uint8 HxWx3."""
 
 
 @dataclass(frozen=True)
@@ -161,16 +158,16 @@ def frame_to_rgb(
 
 
 def check_rgb(array: npt.NDArray[np.generic]) -> RgbArray:
-    """Return ``array`` if it is RGB uint8 HxWx3 with even sides, else raise FrameFormatError."""
+    """Return ``array`` if it is RGB uint8 HxWx3 with even sides, else raise FrameError."""
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
-        raise FrameFormatError(
+        raise FrameError(
             f"expected an RGB frame of dtype uint8 and shape (height, width, 3), "
             f"found dtype {array.dtype} and shape {array.shape}"
         )
     height, width = array.shape[:2]
     if height % 2 or width % 2 or not height or not width:
         # yuv420p subsamples chroma 2x2; encoders reject odd sizes.
-        raise FrameFormatError(f"frame width and height must be even, found {width}x{height}")
+        raise FrameError(f"frame width and height must be even, found {width}x{height}")
     return array  # type: ignore[return-value]
 
 

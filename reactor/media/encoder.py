@@ -53,7 +53,7 @@ from av.codec.context import CodecContext
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 
-from reactor.errors import ReactorError
+from reactor.errors import EncoderError as EncoderError  # defined there, exported here too
 from reactor.media.convert import BT601, VIDEO_TIME_BASE, RgbArray, YuvColour, rgb_to_frame
 
 logger = logging.getLogger(__name__)
@@ -62,10 +62,6 @@ Codec = Literal["h264", "vp8"]
 CODECS: tuple[Codec, ...] = ("h264", "vp8")
 #: The colour each codec's frames are made in (and, for H.264, signalled as).
 COLOUR: dict[Codec, YuvColour] = {"h264": BT601, "vp8": BT601}
-
-
-class EncoderError(ReactorError):
-    """An encoder could not be created, or a frame could not be encoded."""
 
 
 def _h264_options(kind: str, bitrate_bps: int, fps: int) -> dict[str, str]:
