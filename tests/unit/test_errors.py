@@ -7,6 +7,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +135,10 @@ def test_a_bad_array_for_a_conversion_raises_frame_error_under_either_name() -> 
     with pytest.raises(errors.FrameFormatError, match="even"):
         check_rgb(np.zeros((3, 4, 3), dtype=np.uint8))
 
+
+
+def test_the_model_api_page_draws_the_same_tree() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "api" / "model.md").read_text()
+    block = page.split("```text\nReactorError\n", 1)[1].split("```", 1)[0]
+    drawn = ["ReactorError", *block.rstrip("\n").split("\n")]
+    assert drawn == [line[4:] for line in _tree_lines()]
