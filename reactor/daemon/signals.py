@@ -10,9 +10,14 @@ from __future__ import annotations
 import contextlib
 import signal
 import socket
+from collections.abc import Callable
 from types import FrameType, TracebackType
+from typing import Any
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+#: What ``signal.getsignal`` returns and ``signal.signal`` takes back.
+Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 class StopSignals:
@@ -20,7 +25,7 @@ class StopSignals:
         self.received = False
         self._read: socket.socket | None = None
         self._write: socket.socket | None = None
-        self._old_handlers: dict[int, object] = {}
+        self._old_handlers: dict[signal.Signals, Handler] = {}
         self._old_wakeup = -1
 
     def fileno(self) -> int:
@@ -29,8 +34,10 @@ class StopSignals:
         return self._read.fileno()
 
     def drain(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            self._read.recv(4096)  # type: ignore[union-attr]
+        if self._read is None:
+            return
+        with contextlib.suppress(OSError):
+            self._read.recv(4096)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.received = True  # only a flag; the wake-up fd interrupts the poll
@@ -49,7 +56,7 @@ class StopSignals:
                  tb: TracebackType | None) -> None:
         signal.set_wakeup_fd(self._old_wakeup)
         for s, h in self._old_handlers.items():
-            signal.signal(s, h)  # type: ignore[arg-type]
+            signal.signal(s, h)
         for sock in (self._read, self._write):
             if sock is not None:
                 sock.close()

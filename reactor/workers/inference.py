@@ -241,9 +241,9 @@ class InferenceWorker:
             out.append(self.commands.popleft())
         return out
 
-    def event(self, kind: int, session_id: str, reason: str = "", json_body: str = "") -> None:
-        ev = wpb.SessionEvent(session_id=session_id, reason=reason, json=json_body)
-        ev.kind = kind  # type: ignore[assignment]
+    def event(self, kind: wpb.SessionEvent.Kind, session_id: str, reason: str = "",
+              json_body: str = "") -> None:
+        ev = wpb.SessionEvent(kind=kind, session_id=session_id, reason=reason, json=json_body)
         self.ctx.link.event(ev)
 
     def load(self) -> None:
