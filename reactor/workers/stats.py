@@ -71,13 +71,20 @@ def worker_stats(
     frames_in: int,
     frames_out: int,
     windows: tuple[LatencyWindow, ...],
-    **extra: object,
+    *,
+    viewers: int = 0,
+    encoders_active: int = 0,
+    sender: bool = False,
+    frames_emitted: int = 0,
+    finished: bool = False,
 ) -> wpb.WorkerStats:
     """A heartbeat's stats: counters, this process's CPU and RSS, and each stage's
-    latency that has samples; ``extra`` sets worker-specific fields."""
+    latency that has samples; the keyword arguments are the worker-specific fields (each
+    worker sets its own; the others stay at their proto3 defaults, which is unset)."""
     stats = wpb.WorkerStats(frames_in=frames_in, frames_out=frames_out,
                             cpu_percent=proc.cpu_percent(), rss_bytes=proc.rss_bytes(),
-                            **extra)  # type: ignore[arg-type]
+                            viewers=viewers, encoders_active=encoders_active, sender=sender,
+                            frames_emitted=frames_emitted, finished=finished)
     stats.latency.extend(st for st in (w.stat() for w in windows) if st is not None)
     return stats
 
