@@ -49,6 +49,7 @@ class Recorder:
         self._time_base = fractions.Fraction(1, fps)
         stream.time_base = self._time_base
         self._stream = stream
+        self._closed = False
         self.frames = 0
         log.info("recording to %s", self.path)
 
@@ -68,12 +69,12 @@ class Recorder:
         self.frames += 1
 
     def close(self) -> None:
-        if self._container is None:
+        if self._closed:
             return
+        self._closed = True
         try:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
         finally:
             self._container.close()
-            self._container = None  # type: ignore[assignment]
             log.info("recorded %d frames to %s", self.frames, self.path)
