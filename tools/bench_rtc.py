@@ -226,7 +226,7 @@ def counting_decoders() -> Any:
 
     registry: list[_CountingDecoder] = []
     original = receiver.get_decoder
-    receiver.get_decoder = lambda codec: _CountingDecoder(registry)  # type: ignore[assignment]
+    receiver.get_decoder = lambda codec: _CountingDecoder(registry)  # type: ignore[assignment,return-value]
     try:
         yield registry
     finally:

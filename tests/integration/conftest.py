@@ -13,6 +13,7 @@ import yaml
 
 import reactor.media
 from tests.support.daemon import Daemon, models_env
+from tests.support.firefox import FirefoxPage, firefox_pages
 from tests.support.netns import Netns, NetnsUnavailable, netns
 
 
@@ -60,3 +61,10 @@ def remote_ns() -> Iterator[Netns]:
             yield ns
     except NetnsUnavailable as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture
+def firefox(tmp_path: Path) -> Iterator[Callable[[str], FirefoxPage]]:
+    """``firefox(url)``: a stock headless Firefox ESR at ``url``, closed at the end; skips
+    where Firefox, node or the driver's packages are missing."""
+    yield from firefox_pages(tmp_path)

@@ -9,14 +9,10 @@ sets one colour at a time, the daemon's own page plays it, and the centre of the
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from test_firefox import DRIVER_DIR, FIREFOX, FirefoxPage
 
 from tests.support.daemon import Daemon, run_cli, wait_for
 
@@ -56,38 +52,17 @@ CODEC_JS = """async () => {
 }"""
 
 
-@pytest.fixture
-def firefox_page(tmp_path: Path) -> Iterator[Callable[[str], FirefoxPage]]:
-    """``firefox_page(url)``: a stock headless Firefox ESR at ``url``; closed at the end."""
-    if not FIREFOX.exists():
-        pytest.skip(f"{FIREFOX} is missing (apt-get install firefox-esr)")
-    if shutil.which("node") is None:
-        pytest.skip("node is missing (apt-get install nodejs npm)")
-    if not (DRIVER_DIR / "node_modules" / "puppeteer-core").is_dir():
-        pytest.skip(f"puppeteer-core is not installed: run `npm ci` in {DRIVER_DIR}")
-    pages: list[FirefoxPage] = []
-
-    def open_(url: str) -> FirefoxPage:
-        page = FirefoxPage(url, tmp_path / f"firefox-{len(pages)}.log")
-        pages.append(page)
-        return page
-
-    yield open_
-    for page in pages:
-        page.close()
-
-
 def within(got: list[float] | None, want: tuple[int, int, int]) -> bool:
     return got is not None and all(abs(a - b) <= TOLERANCE for a, b in zip(got, want, strict=True))
 
 
 @pytest.mark.parametrize("codec", ["h264", "vp8"])
 def test_firefox_shows_colours_within_8_levels(
-        codec: str, start_daemon: Any, firefox_page: Any) -> None:
+        codec: str, start_daemon: Any, firefox: Any) -> None:
     d: Daemon = start_daemon({"model": {"module": "reactor.examples.filters:SolidColor"},
                               "video": {"width": 1280, "height": 720, "fps": 30},
                               "egress": {"codec": codec}})
-    page = firefox_page(d.url)
+    page = firefox(d.url)
     offered = page.evaluate(
         "RTCRtpReceiver.getCapabilities('video').codecs.map((c) => c.mimeType.toLowerCase())")
     if f"video/{codec}" not in offered:

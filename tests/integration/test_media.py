@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from reactor.client import Client, WhipError
-from tests.support.daemon import Daemon, wait_for
+from tests.support.daemon import Daemon, wait_for, wait_for_async
 from tests.support.tracks import SquareTrack
 
 pytestmark = pytest.mark.timeout(180)
@@ -66,13 +66,21 @@ def test_whip_through_a_filter_to_whep_keeps_the_picture(start_daemon) -> None:
                 assert np.allclose(background, 60, atol=20), background
                 # A command changes the next frames: invert the picture.
                 await client.command("set_invert", invert=True)
-                await asyncio.sleep(0.5)
-                f = await asyncio.wait_for(viewer.recv(), 5)
-                square = centre(f, (slice(100, 170), slice(170, 310)))
-                assert np.allclose(square, (235, 35, 215), atol=30), square
+
+                async def inverted() -> bool:
+                    f = await asyncio.wait_for(viewer.recv(), 5)
+                    square = centre(f, (slice(100, 170), slice(170, 310)))
+                    return bool(np.allclose(square, (235, 35, 215), atol=30))
+
+                # Frames already in flight when the command landed may still come first.
+                await wait_for_async(inverted, 5, "the inverted square")
                 status = await client.status()
                 assert status["session"]["sender"] is True
-                assert status["pipeline"]["fps_in"] > 10
+
+                async def receiving() -> bool:  # the input rate is measured over a window
+                    return bool((await client.status())["pipeline"]["fps_in"] > 10)
+
+                await wait_for_async(receiving, 5, "an input rate above 10 fps")
 
     asyncio.run(run())
 
@@ -112,8 +120,11 @@ def test_eight_viewers_one_encoder(start_daemon) -> None:
                 assert status["pipeline"]["encoders_active"] == 1
                 # DELETE ends a viewer.
                 await viewers.pop().close()
-                await asyncio.sleep(0.5)
-                assert (await client.status())["session"]["viewers"] == 7
+
+                async def seven() -> bool:
+                    return bool((await client.status())["session"]["viewers"] == 7)
+
+                await wait_for_async(seven, 5, "7 viewers after one DELETE")
             finally:
                 await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
 
@@ -190,7 +201,7 @@ def test_egress_record_writes_the_stream_to_mp4(start_daemon, tmp_path) -> None:
     with d.client() as c:
         c.start_session()
         wait_for(lambda: d.snapshot().pipeline.fps_out > 20, 10, "frames flowing")
-        time.sleep(1.0)
+        wait_for(lambda: d.worker("egress").frames_in >= 45, 10, "45 frames encoded")
     d.stop()
     with av.open(str(rec)) as container:
         frames = [f for f in container.decode(video=0)]

@@ -79,12 +79,15 @@ def start_frames(d: Daemon) -> None:
 def test_once_and_json_show_the_workers_and_the_frame_rate(start_daemon) -> None:
     d = start_daemon(SMALL)
     start_frames(d)
-    time.sleep(2)  # let the rates settle: the monitor shows what a user would see
     pids = {w.name: w.pid for w in d.snapshot().workers}
 
-    r = d.cli("monitor", "--once")
-    assert r.returncode == 0, r.stderr
-    text = r.stdout
+    def once() -> str | None:
+        r = d.cli("monitor", "--once")
+        assert r.returncode == 0, r.stderr
+        return r.stdout if fps_out(r.stdout) > 0 else None
+
+    # What a user would see once the rates are up: the monitor's own frame rate above zero.
+    text: str = wait_for(once, 15, "monitor --once to show the output frame rate")
     assert text.startswith("reactor ● running"), text
     rows = worker_rows(text)
     assert list(rows) == list(WORKERS), text

@@ -89,7 +89,7 @@ class EventWatcher:
 
     def wait(self, pred: Any, timeout: float, what: str) -> dict[str, Any]:
         found = wait_for(lambda: self.find(pred), timeout, what)
-        return found[-1]  # type: ignore[no-any-return]
+        return found[-1]
 
     def close(self) -> None:
         self._stop.set()
@@ -188,10 +188,13 @@ def test_twenty_worker_kills_with_clients_connected(start_daemon) -> None:
                         await asyncio.to_thread(monitor_once, d)
                     # Clients heard it: a worker event naming the worker (replayed to a
                     # reconnecting SSE client when ingress itself died).
-                    events = await asyncio.to_thread(
-                        wait_for, lambda n=name, s=seen: len(watcher.find(
+                    def heard(n: str = name, s: int = seen) -> bool:
+                        return len(watcher.find(
                             lambda e: e["type"] == "worker" and e["data"]["worker"] == n
-                        )) >= s + 2, 10, f"worker events for {name} in {watcher.events}")
+                        )) >= s + 2
+
+                    events = await asyncio.to_thread(
+                        wait_for, heard, 10, f"worker events for {name} in {watcher.events}")
                     assert events
                     died = watcher.find(lambda e, n=name: e["type"] == "worker"
                                         and e["data"]["worker"] == n
@@ -206,7 +209,10 @@ def test_twenty_worker_kills_with_clients_connected(start_daemon) -> None:
                     pub, viewer = await connect(client)
             finally:
                 await drop(viewer, pub)
-            await asyncio.sleep(1.0)
+            # The last restart's sockets and children are let go: wait for it, then check.
+            await asyncio.to_thread(
+                wait_for, lambda: fd_count(d.pid) <= base_fds + 2
+                and len(descendants(d.pid)) == base_children, 10, "fds and children back")
             assert fd_count(d.pid) <= base_fds + 2, (base_fds, fd_count(d.pid))
             assert len(descendants(d.pid)) == base_children
 
@@ -253,8 +259,11 @@ def test_crash_loop_gives_up_and_a_restart_request_recovers(start_daemon) -> Non
     for _ in range(3):
         old = d.worker("inference").pid
         os.kill(old, signal.SIGKILL)
-        wait_for(lambda old=old: d.worker("inference").pid not in (0, old)
-                 or d.worker("inference").state == "failed", 10, "inference back or failed")
+        def back_or_failed(old: int = old) -> bool:
+            w = d.worker("inference")
+            return bool(w.pid not in (0, old) or w.state == "failed")
+
+        wait_for(back_or_failed, 10, "inference back or failed")
         if d.worker("inference").state != "failed":
             wait_for(lambda: d.worker("inference").state == "running", 10, "inference up")
     snap = d.snapshot()

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_firefox import DRIVER_DIR, FIREFOX, FirefoxPage, measure_fps
 
+from tests.support.daemon import wait_for
+from tests.support.firefox import FirefoxPage, measure_fps
 from tests.support.netns import (
     IP,
     Netns,
@@ -304,7 +305,8 @@ def test_gstreamer_stock_sends_to_a_remote_daemon(
     # gst_client.py sends solid green (0xff00ff00) at 1280x720, 30 fps.
     proc, result = gst_client("whip", d.url, d.token, "h264", seconds=10.0)
     gst_procs.append(proc)
-    time.sleep(2.0)  # let it connect before a viewer joins
+    wait_for(lambda: (d.status().get("session") or {}).get("sender"), 20,
+             "the GStreamer sender to be connected before a viewer joins")
     seen = aiortc_client(d.url, d.token, "watch", "h264", seconds=4.0)
     res = result()
     assert res["dtls_state"] == "connected" and res["packets_sent"] > 0, res
@@ -416,27 +418,6 @@ def test_chromium_watches_a_remote_daemon_at_720p25(watch_daemon: RemoteDaemon,
 
 
 # --- Firefox ESR (WebDriver BiDi, firefox/driver.mjs) ------------------------------------
-
-
-@pytest.fixture
-def firefox(tmp_path: Path) -> Iterator[Callable[[str], FirefoxPage]]:
-    """``firefox(url)``: a stock headless Firefox ESR (test_firefox.py's driver)."""
-    if not FIREFOX.exists():
-        pytest.skip(f"{FIREFOX} is missing (apt-get install firefox-esr)")
-    if shutil.which("node") is None:
-        pytest.skip("node is missing (apt-get install nodejs npm)")
-    if not (DRIVER_DIR / "node_modules" / "puppeteer-core").is_dir():
-        pytest.skip(f"puppeteer-core is not installed: run `npm ci` in {DRIVER_DIR}")
-    pages: list[FirefoxPage] = []
-
-    def open_(url: str) -> FirefoxPage:
-        page = FirefoxPage(url, tmp_path / f"firefox-{len(pages)}.log")
-        pages.append(page)
-        return page
-
-    yield open_
-    for page in pages:
-        page.close()
 
 
 def firefox_entry(page: FirefoxPage, direction: str) -> dict[str, Any] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -9,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,23 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str, interval: float
             if last:
                 return last
         time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+async def wait_for_async(pred: Callable[[], Awaitable[Any]], timeout: float, what: str,
+                         interval: float = 0.1) -> Any:
+    """:func:`wait_for` for a coroutine condition, inside an event loop."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await pred()
+        except Exception as exc:  # transient while processes restart
+            last = exc
+        else:
+            if last:
+                return last
+        await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
 
 

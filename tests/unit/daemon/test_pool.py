@@ -29,6 +29,10 @@ def crash(pool: WorkerPool, name: str, code: int = 1) -> None:
     proc.exit(code)  # type: ignore[attr-defined]
 
 
+def state_of(pool: WorkerPool, name: str) -> WorkerState:
+    return pool[name].state
+
+
 def test_backoff_grows_with_each_crash_and_the_restart_waits_for_it(
         clock: FakeClock, spawner: Spawner) -> None:
     pool = make_pool(clock, spawner)
@@ -44,7 +48,8 @@ def test_backoff_grows_with_each_crash_and_the_restart_waits_for_it(
         clock.advance(0.02)
         pool.tick()
         assert len(spawner.of("inference")) == attempt + 1
-        assert pool["inference"].state == WorkerState.STARTING
+        # Read again after the tick (mypy would keep the RESTARTING it narrowed above).
+        assert state_of(pool, "inference") == WorkerState.STARTING
         assert pool["inference"].restarts == attempt
         pool.mark_ready("inference", wpb.Ready())
     assert [len(spawner.of(n)) for n in ("ingress", "egress")] == [1, 1]  # others untouched

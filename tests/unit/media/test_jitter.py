@@ -72,6 +72,13 @@ def test_enable_is_idempotent_and_reversible() -> None:
     assert receiver_module.JitterBuffer is JitterBuffer
 
 
+async def _arrived(arrivals: dict[int, float], tag: int, within: float) -> None:
+    """Return once ``tag`` arrived, or after ``within`` seconds (the caller judges)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while tag not in arrivals and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+
+
 async def _loopback(frames: int, lone_tag: int) -> tuple[list[float], bool]:
     """Send ``frames`` at 30 fps, then one more frame alone. Return latencies, lone seen."""
     sender, receiver = new_pc(), new_pc()
@@ -92,7 +99,8 @@ async def _loopback(frames: int, lone_tag: int) -> tuple[list[float], bool]:
         for tag in range(start, start + frames):
             track.put(tag, W, H)
             await asyncio.sleep(1 / 30)
-        await asyncio.sleep(0.3)
+        # The last measured frame (the stock buffer holds the very last until another comes).
+        await _arrived(arrivals, start + frames - 2, 2.0)
         latencies = [
             (arrivals[t] - track.sent_at[t]) * 1000
             for t in range(start, start + frames - 1)
@@ -100,7 +108,9 @@ async def _loopback(frames: int, lone_tag: int) -> tuple[list[float], bool]:
         ]
         # One frame, then silence: does it arrive without a following frame?
         track.put(lone_tag, W, H)
-        await asyncio.sleep(0.5)
+        # Half a second at 30 fps is 15 frame intervals: a buffer that completes frames on
+        # the marker bit has long delivered it by then.
+        await _arrived(arrivals, lone_tag, 0.5)
         return latencies, lone_tag in arrivals
     finally:
         await sender.close()

@@ -59,6 +59,7 @@ async def _wait_for(predicate: object, timeout: float = 5.0) -> None:
         if predicate():
             return
         await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
 
 
 async def _fan_out(codec: Codec) -> None:
@@ -120,9 +121,8 @@ async def _two_codecs_and_pli() -> None:
         server_sender = h264.server.getTransceivers()[0].sender
         receiver = h264.client.getTransceivers()[0].receiver
         await receiver._send_rtcp_pli(server_sender._ssrc)
-        await asyncio.sleep(0.2)
+        await _wait_for(lambda: h264.track.keyframe_requests >= 1)
         await _push(bc, range(31, 41))
-        assert h264.track.keyframe_requests >= 1
         assert encoder.keyframes > before
         # The last VP8 viewer leaving stops the VP8 encoder.
         await vp8.close()

@@ -136,7 +136,10 @@ async def _relay(width: int, height: int, frames: int) -> tuple[list[float], int
         for tag in range(first, first + frames):
             source.put(tag, width, height)
             await asyncio.sleep(1 / 30)
-        await asyncio.sleep(0.5)
+        last = first + frames - 1
+        deadline = time.monotonic() + 2
+        while last not in arrivals and time.monotonic() < deadline:  # in flight; may be lost
+            await asyncio.sleep(0.01)
         measured = [t for t in range(first, first + frames) if t in arrivals]
         latencies = [(arrivals[t] - source.sent_at[t]) * 1000 for t in measured]
         assert server.broadcaster.frames_encoded == server.broadcaster.frames_pushed

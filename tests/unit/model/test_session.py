@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from reactor import CommandError, Field, FrameError, Session, VideoModel, command
+from reactor.model.session import PendingCommand
 from reactor.testing import ModelRunner
 
 
@@ -60,7 +61,52 @@ def test_invalid_command_never_reaches_the_handler() -> None:
     assert runner.model.log == []  # type: ignore[attr-defined]
 
 
+class ScriptedIO:
+    """A session's IO in memory: hands over the commands queued for each output frame,
+    stops after ``frames`` outputs."""
+
+    def __init__(self, frames: int, commands: dict[int, list[PendingCommand]]) -> None:
+        self.frames = frames
+        self.commands = commands
+        self.outputs: list[np.ndarray] = []
+
+    def read_input(self, timeout: float) -> np.ndarray | None:
+        return None
+
+    def write_output(self, frames: np.ndarray) -> None:
+        self.outputs.extend(frames)
+
+    def poll_commands(self) -> list[PendingCommand]:
+        return self.commands.pop(len(self.outputs), [])
+
+    def stopping(self) -> bool:
+        return len(self.outputs) >= self.frames
+
+    def send(self, message: Any) -> None:
+        pass
+
+
 def test_handler_error_is_reported_not_fatal_to_the_session() -> None:
+    outcomes: list[tuple[str, Any, BaseException | None]] = []
+
+    def done(name: str) -> Any:
+        return lambda result, error: outcomes.append((name, result, error))
+
+    model = Recorder()
+    model.load({})
+    io = ScriptedIO(5, {2: [PendingCommand("explode", {}, done("explode")),
+                            PendingCommand("set_value", {"value": 7}, done("set_value"))]})
+    model.start_session(Session(model, io, id="s", width=4, height=2, fps=30))
+    # The session went on to its last frame, the next command in the same batch ran, and
+    # the failure went back to whoever sent the command, as a 500 naming the handler.
+    assert [int(f[0, 0, 0]) for f in io.outputs] == [0, 0, 7, 7, 7]
+    (name, _, error), (next_name, result, next_error) = outcomes
+    assert name == "explode" and isinstance(error, CommandError) and error.status == 500
+    assert str(error) == "explode raised RuntimeError: handler failed"
+    assert (next_name, result, next_error) == ("set_value", 7, None)
+
+
+def test_model_runner_raises_a_handler_error_for_the_test_to_see() -> None:
     runner = ModelRunner(Recorder, width=4, height=2)
     with pytest.raises(CommandError, match="explode raised RuntimeError: handler failed"):
         runner.run(frames=3, commands={1: ("explode", {})})
