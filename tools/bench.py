@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -490,6 +491,68 @@ def bench_control(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+# -- encode -------------------------------------------------------------------------------
+
+def _moving_720p(n: int) -> list[np.ndarray]:
+    """16-pixel blocks of random colour panning 3 pixels a frame: motion an encoder must
+    search for, at about the cost of natural video (the test pattern is far cheaper)."""
+    small = np.random.default_rng(2).integers(0, 255, (45, 80 + 3 * n // 16 + 1, 3),
+                                              dtype=np.uint8)
+    base = np.kron(small, np.ones((16, 16, 1), np.uint8))
+    return [np.ascontiguousarray(base[:, 3 * i: 3 * i + 1280]) for i in range(n)]
+
+
+def _encode_times(codec: str, frames: list[np.ndarray], busy: bool) -> dict[str, Any]:
+    from reactor.media.encoder import Encoder
+
+    enc = Encoder(codec, 1280, 720)  # type: ignore[arg-type]
+    enc.encode(frames[0], 0)  # the first keyframe and allocations, outside the clock
+    spinner = (subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               if busy else None)
+    times: list[int] = []
+    try:
+        start = time.perf_counter()
+        for i, rgb in enumerate(frames[1:], 1):
+            t0 = time.perf_counter_ns()
+            enc.encode(rgb, i * 3000)
+            times.append(time.perf_counter_ns() - t0)
+        elapsed = time.perf_counter() - start
+    finally:
+        if spinner is not None:
+            spinner.kill()
+            spinner.wait()
+    p50, p99 = percentiles_us(times, 50, 99)
+    return {"p50_ms": round((p50 or 0) / 1000, 2), "p99_ms": round((p99 or 0) / 1000, 2),
+            "fps": round(len(times) / elapsed, 1)}
+
+
+def _render_encode(result: dict[str, Any]) -> str:
+    lines = []
+    for key, r in result["runs"].items():
+        lines.append(f"  {key:<34} p50 {r['p50_ms']:>6} ms  p99 {r['p99_ms']:>6} ms  "
+                     f"{r['fps']:>6} fps")
+    for g in result["goals"]:
+        lines.append(f"goal {g['target']}: {bench_pipeline._met(g['met'])} ({g['figure']})")
+    return "\n".join(lines)
+
+
+@section("encode", "720p encode per frame (libx264, VP8) on moving video, alone and beside "
+         "a busy core", _render_encode)
+def bench_encode(args: argparse.Namespace) -> dict[str, Any]:
+    frames = _moving_720p(61 if args.quick else 301)
+    runs = {f"{codec} {'busy core' if busy else 'alone'}": _encode_times(codec, frames, busy)
+            for codec in ("h264", "vp8") for busy in (False, True)}
+    x264 = runs["h264 alone"]["p99_ms"]
+    vp8 = runs["vp8 busy core"]["fps"]
+    goals = [
+        {"target": "libx264 720p p99 <= 8 ms", "figure": f"{x264} ms",
+         "met": None if args.quick else x264 <= 8},
+        {"target": "VP8 720p >= 30 fps beside a busy core", "figure": f"{vp8} fps",
+         "met": None if args.quick else vp8 >= 30},
+    ]
+    return {"runs": runs, "goals": goals}
+
+
 # -- gpu ----------------------------------------------------------------------------------
 
 def _render_gpu(result: dict[str, Any]) -> str:
@@ -508,7 +571,7 @@ def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- all --------------------------------------------------------------------------------
 
-ALL = ("ring", "pipeline", "e2e", "viewers", "control", "gpu")
+ALL = ("ring", "pipeline", "e2e", "viewers", "encode", "control", "gpu")
 
 
 def run_all(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 
 import av
 import numpy as np
@@ -156,21 +153,3 @@ def test_vp8_encodes_on_the_calling_thread_only() -> None:
     for i, rgb in enumerate(_moving_720p(3)):
         enc.encode(rgb, i * 3000)
     assert _threads() == before
-
-
-def test_vp8_720p_keeps_30_fps_beside_a_busy_core() -> None:
-    frames = _moving_720p(60)
-    enc = Encoder("vp8", 1280, 720)
-    enc.encode(frames[0], 0)  # the first keyframe and allocations, outside the clock
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        start = time.perf_counter()
-        for i, rgb in enumerate(frames[1:], 1):
-            enc.encode(rgb, i * 3000)
-        elapsed = time.perf_counter() - start
-    finally:
-        busy.kill()
-        busy.wait()
-    # 59 frames in under 59/30 s: encoding keeps up with 30 fps with time to spare for
-    # the event loop that sends them (measured 0.7-1.5 s here; 6-11 s with two threads).
-    assert elapsed < 59 / 30, f"59 frames of 1280x720 VP8 took {elapsed:.2f} s"
