@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.chromium import TRACK_PCS_JS, chromium_args, launch_chromium
 from tests.support.daemon import wait_for
 from tests.support.firefox import FirefoxPage, measure_fps
 from tests.support.netns import (
@@ -44,13 +45,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 HERE = Path(__file__).parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 GST_CLIENT = HERE / "gst_client.py"
-CHROMIUM = Path("/usr/bin/chromium")
-# The same as the browser tests': no WebRTC switches. The fake camera runs at 30 fps (its
-# default is 20), so a 25 fps floor measures the network path, not the fake device.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--use-fake-ui-for-media-stream",
-                 "--use-fake-device-for-media-stream=fps=30"]
+# The fake camera at 30 fps (its default is 20), so that a 25 fps floor measures the
+# network path, not the fake device.
+CHROMIUM_ARGS = chromium_args(fake_camera_fps=30)
 MIN_FPS = 25
 IDENTITY = {"model": {"module": "reactor.examples.filters:Identity"},
             "video": {"width": 1280, "height": 720, "fps": 30}}
@@ -325,31 +322,9 @@ def test_gstreamer_stock_sends_to_a_remote_daemon(
 def chromium() -> Iterator[Any]:
     """Debian's Chromium via Playwright; function scope, as Playwright's sync API holds an
     event loop in this thread while it is open."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        pytest.skip(f"the playwright package is missing: {exc}")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launch_chromium(CHROMIUM_ARGS) as b:
+        yield b
 
-
-# Every RTCPeerConnection the page makes, for stats (the name the Firefox driver uses too).
-TRACK_PCS_JS = """
-(() => {
-  const Orig = window.RTCPeerConnection;
-  window.__reactorPcs = [];
-  window.RTCPeerConnection = function (...args) {
-    const pc = new Orig(...args); window.__reactorPcs.push(pc); return pc;
-  };
-  window.RTCPeerConnection.prototype = Orig.prototype;
-})();
-"""
 
 # Per open peer connection: the selected pair's candidate types and addresses, and the
 # inbound/outbound video's size, frame rate and codec (Chromium and Firefox alike).

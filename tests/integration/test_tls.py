@@ -35,16 +35,11 @@ from reactor.config import IceServer
 from reactor.errors import DaemonError
 from reactor.media.links import format_ice_links, parse_ice_servers
 from reactor.media.whip_client import WhipError
+from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.support.netns import TURNSERVER, TurnServer, make_certificate, turn_server
 
 pytestmark = [pytest.mark.timeout(180)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-# As tests/integration/browser/conftest.py: no WebRTC switches, a fake camera.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--use-fake-ui-for-media-stream",
-                 "--use-fake-device-for-media-stream"]
 BRIGHTNESS = {"model": {"module": "reactor.examples.filters:Brightness"},
               "video": {"width": 1280, "height": 720, "fps": 30}}
 # A STUN entry whose credentials need the quoting a Link header has. (Non-ASCII ones, sent

@@ -26,21 +26,9 @@ from typing import Any
 
 import pytest
 import yaml
-from browser_helpers import TRACK_PCS_JS
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    # Nothing else: the daemon must work with a stock browser's WebRTC (no loopback or
-    # mDNS switches), as a user's browser has it.
-]
+from tests.support.chromium import TRACK_PCS_JS, launch_chromium
+
 VIEWPORT = {"width": 1280, "height": 800}
 DAEMON_START_TIMEOUT_S = 90
 
@@ -107,18 +95,8 @@ def reactor_daemon(tmp_path: Path) -> Iterator[Callable[..., RunningDaemon]]:
 # browser is open, which would break asyncio.run() in the other integration tests.
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        pytest.skip(f"the playwright package is missing: {exc}")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launch_chromium() as b:
+        yield b
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)

@@ -19,7 +19,8 @@ import time
 from typing import Any
 
 import pytest
-from browser_helpers import sample_rgb, wait_playing, wait_until
+
+from tests.support.chromium import sample_rgb, wait_playing, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 

@@ -14,7 +14,8 @@ import urllib.request
 from typing import Any
 
 import pytest
-from browser_helpers import sample_rgb, selected_pairs, wait_playing, wait_until
+
+from tests.support.chromium import sample_rgb, selected_pairs, wait_playing, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 

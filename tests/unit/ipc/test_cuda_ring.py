@@ -1,25 +1,13 @@
 from __future__ import annotations
 
-import itertools
-import os
 import pickle
-from collections.abc import Iterator
 from typing import Any
 
 import multiprocess
 import pytest
 
 import tests.support.ring as kit
-from reactor.ipc import CudaRing, RingClosedError, RingError, RingTimeout, ShmRing
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    ring_name = f"reactor-test-cuda-{os.getpid()}-{next(_names)}"
-    yield ring_name
-    assert not ShmRing.unlink_name(ring_name), "the test left its segment behind"
+from reactor.ipc import CudaRing, RingClosedError, RingError, RingTimeout
 
 
 def _has_cuda() -> bool:

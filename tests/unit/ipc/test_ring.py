@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import itertools
 import os
 import pickle
 import signal
@@ -25,15 +24,7 @@ from reactor.ipc import (
 )
 from reactor.ipc.layout import Policy
 
-_names = itertools.count()
 CTX = multiprocess.get_context("spawn")
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    ring_name = f"reactor-test-{os.getpid()}-{next(_names)}"
-    yield ring_name
-    assert not ShmRing.unlink_name(ring_name), "the test left its segment behind"
 
 
 @pytest.fixture

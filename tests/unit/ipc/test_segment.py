@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
 
@@ -11,15 +10,6 @@ import pytest
 
 import tests.support.ring as kit
 from reactor.ipc import ProducerGoneError, RingClosedError, RingError, Segment, ShmRing
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def name() -> Iterator[str]:
-    seg_name = f"reactor-test-seg-{os.getpid()}-{next(_names)}"
-    yield seg_name
-    assert not ShmRing.unlink_name(seg_name), "the test left its segment behind"
 
 
 @pytest.fixture

@@ -1,10 +1,57 @@
-"""Helpers for the browser tests: wait for playback, sample decoded pixels, ICE pairs."""
+"""Debian's Chromium driven by Playwright's Python package (never Playwright's own browser
+downloads): launch it stock, wait for playback, sample decoded pixels, read ICE pairs."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def chromium_args(fake_camera_fps: int | None = None) -> list[str]:
+    """A stock browser's switches: no WebRTC, loopback or mDNS ones, as a user's browser
+    has it; only the fake camera and the skipped permission prompt. ``fake_camera_fps``
+    sets the fake camera's rate (its default is 20)."""
+    fake = "--use-fake-device-for-media-stream"
+    return [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--use-fake-ui-for-media-stream",
+        f"{fake}=fps={fake_camera_fps}" if fake_camera_fps else fake,
+    ]
+
+
+CHROMIUM_ARGS = chromium_args()
+
+
+@contextlib.contextmanager
+def launch_chromium(args: list[str] | None = None) -> Iterator[Any]:
+    """A headless Chromium (a Playwright ``Browser``), closed on exit; skips the test where
+    Chromium or the playwright package is missing. Playwright's sync API keeps an event
+    loop running in this thread while it is open."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.skip(f"the playwright package is missing: {exc}")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=CHROMIUM_ARGS if args is None else args)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def wait_playing(page: Any, *, width: int | None = None, height: int | None = None,
