@@ -12,10 +12,18 @@ namespace package and pytest keeps importing test modules by their own names.
 
 * :mod:`tests.support.daemon`: run ``reactor`` commands, start/stop a real detached daemon,
   wait for a condition, list shared memory and child processes.
+* :mod:`tests.support.http`: plain HTTP requests to a daemon.
 * :mod:`tests.support.tracks`: synthetic aiortc cameras (a coloured square; numbered frames).
 * :mod:`tests.support.video`: generated input files for ``reactor run`` and the benches.
-* :mod:`tests.support.http`: plain HTTP requests to a daemon, and its workers' pids.
-* :mod:`tests.support.netns`: network namespaces, a daemon inside one, coturn.
+* :mod:`tests.support.rtc`: loopback peer connections and tagged frames (media unit tests).
+* :mod:`tests.support.ring`: child-process bodies for the ring tests (spawned by name).
 * :mod:`tests.support.fakes`: a fake clock, process spawner and link for the supervisor's
   parts (unit tests).
+* :mod:`tests.support.chromium`, :mod:`tests.support.firefox`: stock browsers, launched
+  and read.
+* :mod:`tests.support.netns`: network namespaces, a daemon inside one, coturn.
+
+Test models that a daemon loads by name (``models:Counter``) stay in
+``tests/integration/models.py``: :func:`tests.support.daemon.models_env` puts that folder on
+the daemon's ``PYTHONPATH``.
 """
