@@ -190,7 +190,8 @@ def test_real_wheel_installs_into_a_fresh_venv_and_the_cli_runs(
     assert "usage: reactor" in run("-m", "reactor.cli", "--help")
     config = tmp_path / "pattern.yaml"
     shutil.copy2(REPO / "configs" / "pattern.yaml", config)
-    assert "ok" in run("-m", "reactor.cli", "config", "check", str(config))
+    assert f"{config}: ok — model TestPattern" in run("-m", "reactor.cli", "config", "check",
+                                                    str(config))
     assert '"commands"' in run("-m", "reactor.cli", "schema")
     # The console script the wheel declares works too.
     r = subprocess.run([str(venv / "bin" / "reactor"), "--help"], capture_output=True, text=True,

@@ -130,9 +130,10 @@ def test_bad_command_value_shows_the_validation_error(reactor_daemon: Any, open_
     err = page.locator(".error[data-command='set_speed']")
     err.wait_for(state="visible", timeout=5000)
     text = err.inner_text()
-    assert "speed" in text and "64" in text, text
+    assert "speed" in text and "less than or equal to 64" in text, text
     assert box.get_attribute("aria-invalid") == "true"
-    assert "speed" in page.evaluate("window.reactor.lastError")
+    last = page.evaluate("window.reactor.lastError")
+    assert "speed" in last and "less than or equal to 64" in last, last
 
 
 def test_closing_the_tab_ends_the_session_after_the_orphan_timeout(
