@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,14 +90,31 @@ def test_bad_inputs_are_clear_errors(tmp_path: Path, brightness_config: Path) ->
 
 
 def test_truncated_input_ends_early_but_cleanly(tmp_path: Path, brightness_config: Path) -> None:
+    # MPEG-TS: readable up to the cut (an MP4 keeps its index at the end: see below).
+    src = tmp_path / "in.ts"
+    make_ramp_video(src, 60)
+    data = src.read_bytes()
+    truncated = tmp_path / "truncated.ts"
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    out = tmp_path / "out.mp4"
+    r = reactor_run("-c", str(brightness_config), "--input", str(truncated), "--lossless",
+                    "--output", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = re.search(r"(\d+) input frames: (\d+) processed, 0 dropped; (\d+) frames written",
+                  r.stdout)
+    assert m, r.stdout
+    read, processed, written = map(int, m.groups())
+    assert 0 < read < 60 and processed == read and written == read, r.stdout
+    assert len(read_video(out)) == written
+
+
+def test_truncated_mp4_is_a_clear_error(tmp_path: Path, brightness_config: Path) -> None:
     src = tmp_path / "in.mp4"
     make_ramp_video(src, 60)
     data = src.read_bytes()
     truncated = tmp_path / "truncated.mp4"
-    truncated.write_bytes(data[: len(data) * 2 // 3])
+    truncated.write_bytes(data[: len(data) * 2 // 3])  # its index (moov) is at the end
     r = reactor_run("-c", str(brightness_config), "--input", str(truncated), "--lossless")
-    # Either the container is unreadable (a clear error) or the readable part is processed.
-    if r.returncode == 0:
-        assert "input frames" in r.stdout
-    else:
-        assert "cannot read input video" in r.stderr
+    assert r.returncode == 1
+    assert f"cannot read input video {truncated}" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr.split("--- last lines of")[0]
