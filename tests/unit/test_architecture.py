@@ -16,6 +16,9 @@ Three rules, each failing with the file, line and names that break it:
   name), and ``from m import _name``, are refused. Dunder names are public, and so are the
   underscored names the standard library documents (``PUBLIC_UNDERSCORED``). Third-party
   internals we patch or read on purpose are listed in ``ALLOWED_PRIVATE`` with the reason.
+* **Only the config imports a module by name** (``importlib.import_module``,
+  ``__import__``): the model named in the YAML, in ``reactor/config.py``; nothing a request
+  carries can name a module to import.
 * **Modules stay under ``MAX_LINES`` lines**, unless the module docstring has a line that
   starts with ``Long module:`` and says why it is long.
 """
@@ -279,6 +282,27 @@ def test_allow_list_entries_are_still_used() -> None:
     assert set(ALLOWED_PRIVATE) == used, f"unused allow-list entries: {set(ALLOWED_PRIVATE) - used}"
 
 
+DYNAMIC_IMPORTERS = {"reactor.config"}
+
+
+def _dynamic_imports(tree: ast.AST) -> Iterator[int]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            f = node.func
+            name = (f.attr if isinstance(f, ast.Attribute)
+                    else f.id if isinstance(f, ast.Name) else "")
+            if name in ("import_module", "__import__"):
+                yield node.lineno
+
+
+def test_only_the_config_imports_modules_by_name() -> None:
+    found = sorted(
+        f"{mod.rel}:{line}" for mod in MODULES.values() for line in _dynamic_imports(mod.tree)
+    )
+    where = {mod.name for mod in MODULES.values() if any(_dynamic_imports(mod.tree))}
+    assert where == DYNAMIC_IMPORTERS, f"modules imported by name outside the config: {found}"
+
+
 def test_modules_are_short_or_say_why() -> None:
     long = []
     for mod in MODULES.values():
@@ -297,7 +321,8 @@ def test_the_checks_see_what_they_must() -> None:
     """The scanner itself: a relative import, a function-level import and a
     ``from package import submodule`` are edges, a ``TYPE_CHECKING`` import is not;
     ``other._x`` is found, ``self._x``, module-own ``_x`` and ``os._exit`` are not; a
-    three-module cycle is reported once, in import order."""
+    three-module cycle is reported once, in import order; ``import_module`` and
+    ``__import__`` calls are found."""
     src = (
         "from . import b\n"
         "def f():\n"
@@ -327,6 +352,8 @@ def test_the_checks_see_what_they_must() -> None:
         ]
         found = list(_private_access(mod))
         assert found == ["reactor/pkg/a.py:11: other._theirs"]
+        dynamic = ast.parse("importlib.import_module(x)\n__import__('y')\nimport z\n")
+        assert list(_dynamic_imports(dynamic)) == [1, 2]
         graph = {"a": {"b": 1}, "b": {"c": 2}, "c": {"a": 3}, "d": {"a": 4}}
         assert _cycles(graph) == [["a", "b", "c", "a"]]
     finally:
