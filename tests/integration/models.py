@@ -45,8 +45,8 @@ class Stalls(VideoModel):
             time.sleep(0.05)
 
 
-class Counter(VideoModel):
-    """Emits frames whose first pixel counts; set_value jumps the count."""
+class Settable(VideoModel):
+    """A ``value`` that starts at 0 and the ``set_value`` command that sets it."""
 
     def load(self, config: dict[str, Any]) -> None:
         self.value = 0
@@ -55,6 +55,10 @@ class Counter(VideoModel):
     def set_value(self, value: int = Field(0, ge=0, le=255)) -> int:
         self.value = value
         return value
+
+
+class Counter(Settable):
+    """Emits frames whose first pixel counts; set_value jumps the count."""
 
     def start_session(self, session: Session) -> None:
         frame = np.zeros((session.height, session.width, 3), np.uint8)
@@ -64,20 +68,12 @@ class Counter(VideoModel):
             self.value += 1
 
 
-class FailingCommand(VideoModel):
+class FailingCommand(Settable):
     """A generative model whose ``explode`` command raises; ``set_value`` works."""
-
-    def load(self, config: dict[str, Any]) -> None:
-        self.value = 0
 
     @command
     def explode(self, why: str = "kaboom") -> None:
         raise ValueError(f"handler exploded: {why}")
-
-    @command
-    def set_value(self, value: int = Field(0, ge=0, le=255)) -> int:
-        self.value = value
-        return value
 
     def start_session(self, session: Session) -> None:
         frame = np.zeros((session.height, session.width, 3), np.uint8)
