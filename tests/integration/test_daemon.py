@@ -192,21 +192,23 @@ def test_garbage_on_the_control_socket_is_dropped(start_daemon) -> None:
             (zmq.REQ, [[os.urandom(200)]]),
         ):
             s = ctx.socket(kind)
-            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.LINGER, 2000)  # delivered before close
             s.connect(RunDir(d.run_dir).endpoint("control"))
             for p in payloads:
                 s.send_multipart(p)
             s.close()
         # Garbage on the workers' socket too, under a worker's name and under none.
         s = ctx.socket(zmq.DEALER)
-        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.LINGER, 2000)  # delivered before close
         s.setsockopt(zmq.IDENTITY, b"inference-imposter")
         s.connect(RunDir(d.run_dir).endpoint("workers"))
         s.send(os.urandom(100))
         s.close()
     finally:
-        ctx.destroy(0)
-    time.sleep(0.3)
+        ctx.destroy(2000)
+    log = d.run_dir / "logs" / "supervisor.log"
+    wait_for(lambda: "dropped a malformed message" in log.read_text(), 10,
+             "the supervisor to log the garbage it dropped")
     assert d.status()["state"] == "running"
     assert pid_alive(d.pid)
 
