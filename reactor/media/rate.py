@@ -31,14 +31,15 @@ from aiortc import rate
 #: The estimate a receiver starts from: what Chromium itself allows a 720p camera.
 START_BITRATE_BPS = 2_500_000
 
-_PATCHED = "__reactor_fast_start__"
+#: The attribute of the patched ``__init__`` that keeps aiortc's own.
+ORIGINAL_INIT = "__reactor_fast_start__"
 
 
 def enable_fast_start(start_bps: int = START_BITRATE_BPS) -> None:
     """Seed every :class:`~aiortc.rate.RemoteBitrateEstimator` made from now on with
     ``start_bps`` (idempotent; a second call changes the start rate)."""
     cls = rate.RemoteBitrateEstimator
-    original = getattr(cls.__init__, _PATCHED, cls.__init__)
+    original = getattr(cls.__init__, ORIGINAL_INIT, cls.__init__)
 
     @functools.wraps(original)
     def __init__(self: Any) -> None:
@@ -47,7 +48,7 @@ def enable_fast_start(start_bps: int = START_BITRATE_BPS) -> None:
         # first packet instead of after 3 s of measuring the browser's start rate.
         self.rate_control.set_estimate(start_bps, 0)
 
-    setattr(__init__, _PATCHED, original)
+    setattr(__init__, ORIGINAL_INIT, original)
     cls.__init__ = __init__  # type: ignore[method-assign]
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 import yaml
 
+from reactor.control.rundir import pid_alive
 from tests.support.daemon import models_env
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
@@ -65,16 +66,6 @@ def _ip(*args: str, check: bool = True, timeout: float = 15) -> subprocess.Compl
     if check and r.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)} failed ({r.returncode}): {r.stderr.strip()}")
     return r
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _netns_names() -> list[str]:
@@ -104,10 +95,10 @@ def _kill_all(pids: Sequence[int], grace_s: float = 5.0) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+    while time.monotonic() < deadline and any(pid_alive(p) for p in pids):
         time.sleep(0.05)
     for pid in pids:
-        if _pid_alive(pid):
+        if pid_alive(pid):
             print(f"netns: pid {pid} ignored SIGTERM for {grace_s} s; killing it")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
@@ -136,7 +127,7 @@ def remove_stale() -> list[str]:
     removed = []
     for name in _netns_names():
         m = NAME_RE.match(name)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             _delete(name, f"rx{m.group(1)}o{m.group(2)}")
             removed.append(name)
     return removed
@@ -288,7 +279,7 @@ class RemoteDaemon:
     def stop(self) -> None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.cli("daemon", "stop", timeout=60)
-        if self.pid and _pid_alive(self.pid):
+        if self.pid and pid_alive(self.pid):
             _kill_all([self.pid])
         for seg in Path("/dev/shm").glob(f"reactor-{self.pid}-*") if self.pid else ():
             seg.unlink(missing_ok=True)

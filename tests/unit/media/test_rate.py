@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from aiortc import rate
 
-from reactor.media.rate import START_BITRATE_BPS, enable_fast_start, with_start_bitrate
+from reactor.media.rate import (
+    ORIGINAL_INIT,
+    START_BITRATE_BPS,
+    enable_fast_start,
+    with_start_bitrate,
+)
 
 
 def _abs_send_time(seconds: float) -> int:
@@ -16,11 +19,11 @@ def _abs_send_time(seconds: float) -> int:
 
 
 @pytest.fixture
-def fast_start() -> Iterator[None]:
-    original = rate.RemoteBitrateEstimator.__init__
+def fast_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Undone after the test whether or not another test had installed it already.
+    monkeypatch.setattr(rate.RemoteBitrateEstimator, "__init__",
+                        rate.RemoteBitrateEstimator.__init__)
     enable_fast_start()
-    yield
-    rate.RemoteBitrateEstimator.__init__ = original  # type: ignore[method-assign]
 
 
 def _feed(
@@ -44,8 +47,12 @@ def _feed(
     return rembs
 
 
-def test_stock_estimator_is_silent_for_its_first_seconds() -> None:
+def test_stock_estimator_is_silent_for_its_first_seconds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """What the patch is for: aiortc alone sends no REMB for 3 s, then the start rate."""
+    cls = rate.RemoteBitrateEstimator
+    # Another test in this process may have installed reactor's patches: undo them here.
+    monkeypatch.setattr(cls, "__init__", getattr(cls.__init__, ORIGINAL_INIT, cls.__init__))
     rembs = _feed(rate.RemoteBitrateEstimator(), 2.5)
     assert rembs == []
 
