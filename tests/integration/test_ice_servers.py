@@ -11,11 +11,7 @@ and over TCP.
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,76 +20,16 @@ import pytest
 from reactor.client import Client
 from reactor.media.ice import loopback_host_addresses
 from tests.support.daemon import Daemon
-
-TURNSERVER = Path("/usr/bin/turnserver")
-USER, PASSWORD = "reactor", "turn-secret-1"
-
-
-@dataclass
-class Turn:
-    port: int
-    log_path: Path
-
-    def url(self, transport: str) -> str:
-        return f"turn:127.0.0.1:{self.port}?transport={transport}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-def _free_port() -> int:
-    # Free for both UDP and TCP, as coturn listens on both.
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-
-
-def _answers_tcp(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
-            return True
-    except OSError:
-        return False
+from tests.support.turn import TURNSERVER, TurnServer, turn_server
 
 
 @pytest.fixture
-def coturn(tmp_path: Path) -> Iterator[Turn]:
+def coturn(tmp_path: Path) -> Iterator[TurnServer]:
     """coturn on 127.0.0.1 (long-term credentials); stopped at the end, even on failure."""
     if not TURNSERVER.exists():
         pytest.skip(f"{TURNSERVER} is missing (apt-get install coturn)")
-    port = _free_port()
-    log_path = tmp_path / "turnserver.log"
-    proc = subprocess.Popen(
-        [str(TURNSERVER), "-n", "--no-cli", "--no-tls", "--no-dtls",
-         "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1",
-         "--listening-port", str(port), "--min-port", "41000", "--max-port", "41999",
-         "--lt-cred-mech", "--user", f"{USER}:{PASSWORD}", "--realm", "reactor",
-         "--fingerprint", "--allow-loopback-peers", "--no-multicast-peers",
-         "--denied-peer-ip=0.0.0.0-255.255.255.255", "--allowed-peer-ip=127.0.0.1",
-         "--log-file", str(log_path), "--simple-log", "--no-stdout-log", "--verbose",
-         "--pidfile", str(tmp_path / "turnserver.pid")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 15
-        while not _answers_tcp(port):
-            assert proc.poll() is None, f"turnserver exited ({proc.returncode})"
-            assert time.monotonic() < deadline, "turnserver did not listen within 15 s"
-            time.sleep(0.1)
-        yield Turn(port, log_path)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+    with turn_server("127.0.0.1", tmp_path / "turn") as server:
+        yield server
 
 
 async def _watch(url: str, frames: int) -> dict[str, Any]:
@@ -118,12 +54,10 @@ async def _watch(url: str, frames: int) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("transport", ["udp", "tcp"])
-def test_relay_policy_viewer_gets_video_over_a_turn_relay(start_daemon: Any, coturn: Turn,
-                                                          transport: str) -> None:
+def test_relay_policy_viewer_gets_video_over_a_turn_relay(
+        start_daemon: Any, coturn: TurnServer, transport: str) -> None:
     d: Daemon = start_daemon({"server": {
-        "ice_servers": [{"urls": coturn.url(transport), "username": USER,
-                         "credential": PASSWORD}],
-        "ice_transport_policy": "relay"}})
+        "ice_servers": [coturn.ice_server(transport)], "ice_transport_policy": "relay"}})
     res = asyncio.run(_watch(d.url, 30))
     candidates = [line for line in res["answer"].splitlines()
                   if line.startswith("a=candidate:")]
@@ -135,7 +69,7 @@ def test_relay_policy_viewer_gets_video_over_a_turn_relay(start_daemon: Any, cot
     assert res["pair"]["remote_addr"][0] == "127.0.0.1", res["pair"]
     log = coturn.log()
     # The relay was really used: coturn allocated and relayed for the daemon's user.
-    assert "ALLOCATE" in log and USER in log, log[-3000:]
+    assert "ALLOCATE" in log and coturn.username in log, log[-3000:]
     assert ("TCP" if transport == "tcp" else "UDP") in log, log[-3000:]
 
 

@@ -2,7 +2,7 @@
 WHIP and WHEP over TLS, and hands its ICE servers to clients as ``Link`` headers.
 
 The certificate is made by the test (``netns.make_certificate``, subjectAltName
-IP:127.0.0.1); the ICE servers are a real coturn on 127.0.0.1 (``netns.turn_server``,
+IP:127.0.0.1); the ICE servers are a real coturn on 127.0.0.1 (``tests.support.turn``,
 relaying to 127.0.0.1 only), so nothing waits on an unanswered STUN request.
 """
 
@@ -17,7 +17,6 @@ import ssl
 import subprocess
 import threading
 import time
-import types
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -36,7 +35,8 @@ from reactor.errors import DaemonError
 from reactor.media.links import format_ice_links, parse_ice_servers
 from reactor.media.whip_client import WhipError
 from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS
-from tests.support.netns import TURNSERVER, TurnServer, make_certificate, turn_server
+from tests.support.netns import make_certificate
+from tests.support.turn import TURNSERVER, TurnServer, turn_server
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -58,8 +58,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def turn(tmp_path: Path) -> Iterator[TurnServer]:
     if not TURNSERVER.exists():
         pytest.skip(f"{TURNSERVER} is missing (apt-get install coturn)")
-    with turn_server(types.SimpleNamespace(outer_ip="127.0.0.1"),  # type: ignore[arg-type]
-                     tmp_path / "turn") as server:
+    with turn_server("127.0.0.1", tmp_path / "turn") as server:
         yield server
 
 

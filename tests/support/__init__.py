@@ -21,7 +21,8 @@ namespace package and pytest keeps importing test modules by their own names.
   parts (unit tests).
 * :mod:`tests.support.chromium`, :mod:`tests.support.firefox`: stock browsers, launched
   and read.
-* :mod:`tests.support.netns`: network namespaces, a daemon inside one, coturn.
+* :mod:`tests.support.netns`: network namespaces, a daemon inside one, a certificate.
+* :mod:`tests.support.turn`: a real TURN server (coturn) on one address.
 
 Test models that a daemon loads by name (``models:Counter``) stay in
 ``tests/integration/models.py``: :func:`tests.support.daemon.models_env` puts that folder on

@@ -33,8 +33,6 @@ import os
 import re
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import time
@@ -50,7 +48,6 @@ from reactor.control.rundir import pid_alive
 from tests.support.daemon import models_env
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
-TURNSERVER = Path("/usr/bin/turnserver")
 BENCH_NET = ipaddress.IPv4Network("198.18.0.0/15")
 NAME_RE = re.compile(r"^reactor-(\d+)-(\d+)$")
 LOCK_PATH = Path("/tmp/reactor-netns.lock")
@@ -295,111 +292,6 @@ class RemoteDaemon:
     def __exit__(self, et: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
-
-
-# --- a TURN server outside ----------------------------------------------------------------
-
-
-def _stun_binding_ok(host: str, port: int, timeout_s: float = 0.3) -> bool:
-    """True when a STUN Binding request to host:port gets a success response."""
-    txid = os.urandom(12)
-    req = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + txid
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(timeout_s)
-        try:
-            s.sendto(req, (host, port))
-            data, _ = s.recvfrom(2048)
-        except OSError:
-            return False
-    return len(data) >= 20 and data[:2] == b"\x01\x01" and data[8:20] == txid
-
-
-def _free_port(host: str) -> int:
-    # Free for both UDP and TCP on host (turnserver listens on both).
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind((host, 0))
-            port: int = u.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind((host, port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError(f"no free port on {host}")
-
-
-@dataclass
-class TurnServer:
-    """Debian's coturn on the outer end of the link, long-term credentials."""
-
-    host: str
-    port: int
-    username: str
-    credential: str
-    log_path: Path
-    proc: subprocess.Popen[Any]
-
-    @property
-    def url(self) -> str:
-        return f"turn:{self.host}:{self.port}"
-
-    def ice_server(self) -> dict[str, str]:
-        """The entry for ``server.ice_servers``."""
-        return {"urls": self.url, "username": self.username, "credential": self.credential}
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-
-@contextlib.contextmanager
-def turn_server(ns: Netns, workdir: Path, username: str = "reactor",
-                credential: str = "turn-secret") -> Iterator[TurnServer]:
-    """coturn listening on ``ns.outer_ip``, relaying from that address only and only to it.
-
-    ``--denied-peer-ip`` covers every address and ``--allowed-peer-ip`` lets the outer
-    address back in, so the server never relays to this machine's other interfaces even
-    when a client offers candidates on them."""
-    if not TURNSERVER.exists():
-        raise NetnsUnavailable(f"{TURNSERVER} is missing (apt-get install coturn)")
-    workdir.mkdir(parents=True, exist_ok=True)
-    port = _free_port(ns.outer_ip)
-    log_path = workdir / "turnserver.log"
-    args = [str(TURNSERVER), "-n", "--no-cli", "--no-tls", "--no-dtls",
-            "--listening-ip", ns.outer_ip, "--relay-ip", ns.outer_ip,
-            "--listening-port", str(port), "--min-port", "40000", "--max-port", "40999",
-            "--lt-cred-mech", "--user", f"{username}:{credential}", "--realm", "reactor.test",
-            "--fingerprint", "--no-multicast-peers",
-            "--denied-peer-ip=0.0.0.0-255.255.255.255",
-            f"--allowed-peer-ip={ns.outer_ip}",
-            "--log-file", str(log_path), "--simple-log", "--no-stdout-log",
-            "--pidfile", str(workdir / "turnserver.pid"), "--verbose"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    server = TurnServer(ns.outer_ip, port, username, credential, log_path, proc)
-    try:
-        deadline = time.monotonic() + 15
-        while not _stun_binding_ok(ns.outer_ip, port):
-            if proc.poll() is not None:
-                raise AssertionError(f"turnserver exited ({proc.returncode}):\n"
-                                     f"{proc.stderr.read() if proc.stderr else ''}\n"
-                                     f"{server.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"turnserver did not answer STUN on {ns.outer_ip}:{port}"
-                                     f" in 15 s:\n{server.log()[-3000:]}")
-            time.sleep(0.1)
-        yield server
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                print("turnserver ignored SIGTERM for 5 s; killing it")
-                proc.kill()
-                proc.wait(timeout=5)
-        if proc.stderr:
-            proc.stderr.close()
 
 
 # --- a certificate for the inner address --------------------------------------------------
