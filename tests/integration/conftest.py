@@ -15,6 +15,7 @@ import reactor.media
 from tests.support.daemon import Daemon, models_env
 from tests.support.firefox import FirefoxPage, firefox_pages
 from tests.support.netns import Netns, NetnsUnavailable, netns
+from tests.support.turn import TURNSERVER, TurnServer, turn_server
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +69,12 @@ def firefox(tmp_path: Path) -> Iterator[Callable[[str], FirefoxPage]]:
     """``firefox(url)``: a stock headless Firefox ESR at ``url``, closed at the end; skips
     where Firefox, node or the driver's packages are missing."""
     yield from firefox_pages(tmp_path)
+
+
+@pytest.fixture
+def coturn(tmp_path: Path) -> Iterator[TurnServer]:
+    """coturn on 127.0.0.1 (long-term credentials); stopped at the end, even on failure."""
+    if not TURNSERVER.exists():
+        pytest.skip(f"{TURNSERVER} is missing (apt-get install coturn)")
+    with turn_server("127.0.0.1", tmp_path / "turn") as server:
+        yield server

@@ -11,8 +11,6 @@ and over TCP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,16 +18,7 @@ import pytest
 from reactor.client import Client
 from reactor.media.ice import loopback_host_addresses
 from tests.support.daemon import Daemon
-from tests.support.turn import TURNSERVER, TurnServer, turn_server
-
-
-@pytest.fixture
-def coturn(tmp_path: Path) -> Iterator[TurnServer]:
-    """coturn on 127.0.0.1 (long-term credentials); stopped at the end, even on failure."""
-    if not TURNSERVER.exists():
-        pytest.skip(f"{TURNSERVER} is missing (apt-get install coturn)")
-    with turn_server("127.0.0.1", tmp_path / "turn") as server:
-        yield server
+from tests.support.turn import TurnServer
 
 
 async def _watch(url: str, frames: int) -> dict[str, Any]:

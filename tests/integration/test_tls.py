@@ -19,7 +19,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from reactor.media.links import format_ice_links, parse_ice_servers
 from reactor.media.whip_client import WhipError
 from tests.support.chromium import CHROMIUM, CHROMIUM_ARGS
 from tests.support.netns import make_certificate
-from tests.support.turn import TURNSERVER, TurnServer, turn_server
+from tests.support.turn import TurnServer
 
 pytestmark = [pytest.mark.timeout(180)]
 
@@ -52,14 +51,6 @@ TOKEN = "tls-test-token"
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return make_certificate("127.0.0.1", tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def turn(tmp_path: Path) -> Iterator[TurnServer]:
-    if not TURNSERVER.exists():
-        pytest.skip(f"{TURNSERVER} is missing (apt-get install coturn)")
-    with turn_server("127.0.0.1", tmp_path / "turn") as server:
-        yield server
 
 
 def ice_servers_for(turn: TurnServer) -> list[dict[str, str]]:
@@ -91,12 +82,12 @@ def test_plain_http_to_the_tls_port_gets_no_page(start_daemon: Any,
 
 
 def test_chromium_over_https_is_a_secure_context_plays_720p_and_sends_the_camera(
-    start_daemon: Any, certificate: tuple[Path, Path], turn: TurnServer
+    start_daemon: Any, certificate: tuple[Path, Path], coturn: TurnServer
 ) -> None:
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    ice = ice_servers_for(turn)
+    ice = ice_servers_for(coturn)
     d = start_daemon(tls_config(certificate, ice))
     assert d.url.startswith("https://127.0.0.1:"), d.url
     with sync_api.sync_playwright() as pw:
@@ -156,9 +147,9 @@ def test_chromium_over_https_is_a_secure_context_plays_720p_and_sends_the_camera
 
 
 def test_reactor_client_over_https_sends_and_watches_with_the_links(
-    start_daemon: Any, certificate: tuple[Path, Path], turn: TurnServer
+    start_daemon: Any, certificate: tuple[Path, Path], coturn: TurnServer
 ) -> None:
-    ice = ice_servers_for(turn)
+    ice = ice_servers_for(coturn)
     d = start_daemon(tls_config(certificate, ice, token=TOKEN))
     trusted = ssl.create_default_context(cafile=str(certificate[0]))
     links = format_ice_links([IceServer(**s) for s in ice])
@@ -366,7 +357,7 @@ http {{
 
 
 def test_firefox_over_https_uses_the_link_ice_servers_and_sends_its_camera(
-    start_daemon: Any, certificate: tuple[Path, Path], turn: TurnServer,
+    start_daemon: Any, certificate: tuple[Path, Path], coturn: TurnServer,
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The same page in Firefox ESR: a secure context, both peer connections made with the
@@ -377,7 +368,7 @@ def test_firefox_over_https_uses_the_link_ice_servers_and_sends_its_camera(
         pytest.skip(f"{FIREFOX} is missing (apt-get install firefox-esr)")
     if shutil.which("node") is None or not (DRIVER_DIR / "node_modules").is_dir():
         pytest.skip(f"the Firefox driver is not installed: run `npm ci` in {DRIVER_DIR}")
-    ice = ice_servers_for(turn)
+    ice = ice_servers_for(coturn)
     d = start_daemon(tls_config(certificate, ice))
     monkeypatch.setenv("REACTOR_FIREFOX_ACCEPT_INSECURE_CERTS", "1")  # the test's own CA
     page = FirefoxPage(d.url, tmp_path / "firefox.log")
