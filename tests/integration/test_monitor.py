@@ -188,20 +188,23 @@ def tmux(tmp_path: Path) -> Iterator[Tmux]:
 def monitor_command(run_dir: Path) -> str:
     """The monitor, then what the terminal looks like after it: its exit status, its modes.
 
-    The shell waits for a line before it exits, so the test can read the restored terminal
-    (``alternate_on``, ``cursor_flag``) while the pane is still alive.
+    ``modes shown`` marks the end of that report. The shell waits for a line before it exits,
+    so the test can read the restored terminal (``alternate_on``, ``cursor_flag``) while the
+    pane is still alive.
     """
     monitor = shlex.join([sys.executable, "-m", "reactor.cli", "monitor",
                           "--run-dir", str(run_dir)])
     script = (f"{monitor}; echo \"monitor exited with $?\"; "
-              "stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)'; read line")
+              "stty -a | tr ' ;' '\\n\\n' | grep -xE -- '-?(icanon|echo)'; "
+              "echo 'modes shown'; read line")
     return shlex.join(["sh", "-c", script])
 
 
 def quit_and_check_terminal(tmux: Tmux) -> None:
     """Press q: the monitor exits 0 and leaves the terminal as it found it."""
     tmux("send-keys", "-t", "main", "q")
-    screen = tmux.wait_screen(lambda s: "monitor exited with" in s, 10, "the monitor to exit")
+    # Wait for the line after stty's: the screen may catch the exit status alone.
+    screen = tmux.wait_screen(lambda s: "modes shown" in s, 10, "the monitor to exit")
     assert "monitor exited with 0" in screen, screen
     lines = screen.split()
     assert "icanon" in lines and "echo" in lines, screen  # cbreak mode was undone
