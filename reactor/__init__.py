@@ -26,6 +26,7 @@ The errors reactor raises are exported here too; all derive from `ReactorError`.
 from __future__ import annotations
 
 from reactor.errors import (
+    AudioError,
     CommandError,
     ConfigError,
     FrameError,
@@ -34,6 +35,7 @@ from reactor.errors import (
     SessionStopped,
 )
 from reactor.model import Field, Session, VideoModel, command
+from reactor.model.audio import AudioChunk
 
 __version__ = "0.1.0"
 #: The name reactor is installed by (`pip install reactor-live`); the import package and the
@@ -41,6 +43,8 @@ __version__ = "0.1.0"
 __distribution__ = "reactor-live"
 
 __all__ = [
+    "AudioChunk",
+    "AudioError",
     "CommandError",
     "ConfigError",
     "Field",

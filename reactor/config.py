@@ -85,6 +85,22 @@ class VideoSection(_Section):
     fps: int = Field(30, ge=1, le=240, description="Target frames per second.")
 
 
+class AudioSection(_Section):
+    """Sound: whether the model speaks and listens, and the format it works in.
+
+    WebRTC carries Opus at 48 kHz; reactor resamples to and from ``sample_rate``.
+    """
+
+    output: bool = Field(
+        False, description="The model emits audio; WHEP answers carry an audio track."
+    )
+    input: bool = Field(False, description="The model reads the audio WHIP clients send.")
+    sample_rate: Literal[16000, 24000, 44100, 48000] = Field(
+        48000, description="Sample rate in Hz the model works in: 16000, 24000, 44100 or 48000."
+    )
+    channels: Literal[1, 2] = Field(1, description="Audio channels the model works in: 1 or 2.")
+
+
 class RingsSection(_Section):
     """Shared-memory frame rings between the workers."""
 
@@ -345,6 +361,7 @@ class Config(_Section):
 
     model: ModelSection = Field(default_factory=ModelSection)
     video: VideoSection = Field(default_factory=VideoSection)
+    audio: AudioSection = Field(default_factory=AudioSection)
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     rings: RingsSection = Field(default_factory=RingsSection)
     server: ServerSection = Field(default_factory=ServerSection)

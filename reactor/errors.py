@@ -9,6 +9,8 @@ was expected and what was found. The whole tree::
     ├── CommandError          a model command is unknown or its arguments are invalid
     ├── FrameError            a frame has the wrong shape, type or range
     │                         (alias: FrameFormatError)
+    ├── AudioError            audio has the wrong type, shape, channels or values, or
+    │                         the config does not enable it (audio.output, audio.input)
     ├── SessionStopped        raised inside a model when its session must stop
     ├── WorkerDiedError       a worker process died or never became ready
     ├── DaemonError           the daemon is not running, already running, or silent
@@ -34,6 +36,7 @@ This module imports nothing from reactor, so that every other module can import 
 from __future__ import annotations
 
 __all__ = [
+    "AudioError",
     "CommandError",
     "ConfigError",
     "DaemonError",
@@ -91,6 +94,12 @@ class FrameError(ReactorError):
 
 #: The name :mod:`reactor.media.convert` used for :class:`FrameError`; the same class.
 FrameFormatError = FrameError
+
+
+class AudioError(ReactorError):
+    """Audio handed to ``Session.emit()`` / ``emit_audio()`` has the wrong dtype, shape,
+    channel count or non-finite samples, or the config does not enable audio
+    (``audio.output``, ``audio.input``)."""
 
 
 class SessionStopped(ReactorError):

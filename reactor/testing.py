@@ -30,7 +30,13 @@ CommandPlan = Mapping[int, tuple[str, Mapping[str, Any]] | list[tuple[str, Mappi
 
 
 class _MemoryIO:
-    """A SessionIO over lists: inputs are consumed in order (none skipped)."""
+    """A SessionIO over lists: inputs are consumed in order (none skipped).
+
+    Its clock is the frames': frame ``n`` is presented at ``n / fps`` seconds.
+    """
+
+    start_ns = 0
+    realtime = False
 
     def __init__(
         self, runner: ModelRunner, inputs: Iterable[np.ndarray] | None, frames: int | None
@@ -39,8 +45,25 @@ class _MemoryIO:
         self._inputs = iter(inputs) if inputs is not None else None
         self._limit = frames
         self._exhausted = False
+        self._read = 0
         self.outputs: list[np.ndarray] = []
+        self.audio: list[tuple[int, np.ndarray]] = []
         self._queued: deque[PendingCommand] = deque()
+
+    def _time_of(self, frame: int) -> int:
+        return frame * 1_000_000_000 // self._runner.fps
+
+    def input_pts(self) -> int | None:
+        return self._time_of(self._read - 1) if self._read else None
+
+    def clock_ns(self) -> int:
+        return self._time_of(len(self.outputs))
+
+    def write_audio(self, pcm: np.ndarray, pts_ns: int) -> None:
+        self.audio.append((pts_ns, pcm.copy()))
+
+    def read_audio(self, timeout: float) -> tuple[np.ndarray, int] | None:
+        return None
 
     def read_input(self, timeout: float) -> np.ndarray | None:
         if self._inputs is None:
@@ -53,17 +76,20 @@ class _MemoryIO:
         except StopIteration:
             self._exhausted = True
             return None
+        self._read += 1
         arr = np.asarray(frame)
         shape = (self._runner.height, self._runner.width, 3)
         if arr.shape != shape or arr.dtype != np.uint8:
             raise ValueError(f"input frames must be uint8 {shape}; found {arr.shape} {arr.dtype}")
         return arr
 
-    def write_output(self, frames: np.ndarray) -> None:
+    def write_output(self, frames: np.ndarray) -> int:
+        first = self.clock_ns()
         for f in frames:
             if self.stopping():
                 raise SessionStopped("frame limit reached")
             self.outputs.append(f.copy())
+        return first
 
     def poll_commands(self) -> list[PendingCommand]:
         plan = self._runner._plan

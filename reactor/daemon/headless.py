@@ -29,7 +29,7 @@ def headless_plan(input_path: str, output_path: str | None,
         workers=("source", "inference", "sink"),
         input_policy="block" if lossless else "latest",
         extra={"input": input_path, "output": output_path, "commands": commands,
-               "lossless": lossless},
+               "lossless": lossless, "headless": True},
         headless=True,
         routes={"command": Role.MODEL},
     )

@@ -1,7 +1,12 @@
-"""The pipeline's two rings, created and removed by the supervisor alone.
+"""The pipeline's rings, created and removed by the supervisor alone.
 
 ``input`` (front -> model) uses the plan's policy (``latest``, or ``block`` for a lossless
 file run); ``output`` (model -> back) always blocks, which paces the model to playback.
+With ``audio.input`` on, ``audio_in`` carries the clients' sound to the model in 20 ms
+chunks (``latest``: a model that falls behind hears the newest); with ``audio.output`` on,
+``audio_out`` carries the model's sound to the back (``block``, never lossy), each slot up
+to 100 ms of it with its length and presentation time (`reactor.ipc.Frame.length`,
+``pts``). Both hold float32 ``(samples, audio.channels)`` at ``audio.sample_rate``.
 The segments are named after the supervisor's pid, so a crashed daemon's leftovers are
 found and replaced by the next one with the same pid.
 """
@@ -18,6 +23,16 @@ from reactor.ipc import ShmRing
 
 log = logging.getLogger(__name__)
 
+#: Samples per ``audio_in`` slot and most samples per ``audio_out`` slot, in seconds.
+AUDIO_IN_S, AUDIO_OUT_S = 0.02, 0.1
+#: Slots: 640 ms of the clients' sound; 3.2 s of the model's.
+AUDIO_IN_SLOTS, AUDIO_OUT_SLOTS = 32, 32
+
+
+def audio_shape(config: Config, seconds: float) -> tuple[int, int]:
+    """The shape of an audio slot holding ``seconds`` of sound in the config's format."""
+    return (round(config.audio.sample_rate * seconds), config.audio.channels)
+
 
 def create_rings(config: Config, input_policy: Policy) -> dict[str, ShmRing]:
     shape, tag = config.frame_shape(), f"reactor-{os.getpid()}"
@@ -25,12 +40,21 @@ def create_rings(config: Config, input_policy: Policy) -> dict[str, ShmRing]:
         "input": (config.rings.input_slots, input_policy),
         "output": (config.rings.output_slots, "block"),
     }
+    shapes: dict[str, tuple[tuple[int, ...], str]] = {
+        "input": (shape, "uint8"), "output": (shape, "uint8")}
+    if config.audio.input:
+        specs["audio_in"] = (AUDIO_IN_SLOTS, "latest")
+        shapes["audio_in"] = (audio_shape(config, AUDIO_IN_S), "float32")
+    if config.audio.output:
+        specs["audio_out"] = (AUDIO_OUT_SLOTS, "block")
+        shapes["audio_out"] = (audio_shape(config, AUDIO_OUT_S), "float32")
     rings: dict[str, ShmRing] = {}
     try:
         for ring_name, (slots, policy) in specs.items():
             name = f"{tag}-{ring_name}"
             ShmRing.unlink_name(name)  # a crashed daemon with our pid may have left it
-            rings[ring_name] = ShmRing.create(name, slots=slots, shape=shape, dtype="uint8",
+            ring_shape, dtype = shapes[ring_name]
+            rings[ring_name] = ShmRing.create(name, slots=slots, shape=ring_shape, dtype=dtype,
                                               policy=policy)
     except BaseException:
         remove_rings(rings)

@@ -70,6 +70,7 @@ class CudaFrame:
         "enqueue_ts",
         "frame_id",
         "meta",
+        "pts",
         "seq",
         "session_id",
         "slot",
@@ -81,7 +82,7 @@ class CudaFrame:
         self.array = tensor
         self.seq, self.slot, self.frame_id = meta.seq, meta.slot, meta.frame_id
         self.capture_ts, self.enqueue_ts = meta.capture_ts, meta.enqueue_ts
-        self.session_id = meta.session_id
+        self.session_id, self.pts = meta.session_id, meta.pts
 
     @property
     def tensor(self) -> Any:

@@ -28,6 +28,8 @@ from reactor.ipc.layout import (
     S_CAPTURE,
     S_ENQUEUE,
     S_FRAME,
+    S_LENGTH,
+    S_PTS,
     S_SESSION,
     S_STATE,
 )
@@ -41,7 +43,10 @@ class Frame:
 
     ``array`` is a read-only, zero-copy view of the slot, valid until :meth:`release` or
     the reader's next ``read()``; copy it to keep it longer. Timestamps are
-    CLOCK_MONOTONIC nanoseconds (``time.perf_counter_ns()``), comparable across processes.
+    CLOCK_MONOTONIC nanoseconds (``time.perf_counter_ns()``), comparable across processes;
+    ``pts`` is the presentation time the producer gave (its enqueue time if it gave none),
+    and ``length`` how much of the slot holds data in a ring of variable-length items
+    (0: all of it).
     """
 
     __slots__ = (
@@ -50,6 +55,8 @@ class Frame:
         "capture_ts",
         "enqueue_ts",
         "frame_id",
+        "length",
+        "pts",
         "seq",
         "session_id",
         "slot",
@@ -65,8 +72,12 @@ class Frame:
         capture_ts: int,
         enqueue_ts: int,
         session_id: int,
+        pts: int = 0,
+        length: int = 0,
     ) -> None:
         self._reader = reader
+        self.pts = pts
+        self.length = length
         self.array = array
         self.seq = seq
         self.slot = slot
@@ -250,6 +261,8 @@ class Reader:
             meta[S_CAPTURE],
             meta[S_ENQUEUE],
             meta[S_SESSION],
+            meta[S_PTS],
+            meta[S_LENGTH],
         )
         self._frame = frame
         return frame

@@ -77,6 +77,8 @@ from reactor.ipc.layout import (
     S_CAPTURE,
     S_ENQUEUE,
     S_FRAME,
+    S_LENGTH,
+    S_PTS,
     S_SESSION,
     S_STATE,
     Policy,
@@ -102,7 +104,7 @@ __all__ = [
 class WriteSlot:
     """A reserved slot: render into ``array``; set metadata fields before the block ends."""
 
-    __slots__ = ("array", "capture_ts", "frame_id", "seq", "session_id", "slot")
+    __slots__ = ("array", "capture_ts", "frame_id", "length", "pts", "seq", "session_id", "slot")
 
     def __init__(
         self,
@@ -119,6 +121,8 @@ class WriteSlot:
         self.frame_id = frame_id
         self.capture_ts = capture_ts
         self.session_id = session_id
+        self.pts: int | None = None
+        self.length = 0
 
 
 class ShmRing:
@@ -275,12 +279,17 @@ class ShmRing:
         capture_ts: int | None = None,
         session_id: int = 0,
         timeout: float | None = None,
+        pts: int | None = None,
+        length: int = 0,
     ) -> int:
         """Copy ``frame`` into the next slot and publish it; return its sequence number.
 
-        ``capture_ts`` and the recorded enqueue time are CLOCK_MONOTONIC nanoseconds
-        (``time.perf_counter_ns()`` on Linux). A ``block`` ring waits up to ``timeout``
-        seconds (``None``: forever) for a free slot and raises :class:`RingTimeout`.
+        ``capture_ts``, ``pts`` and the recorded enqueue time are CLOCK_MONOTONIC
+        nanoseconds (``time.perf_counter_ns()`` on Linux). ``pts`` is the frame's
+        presentation time (default: when it is published); ``length`` is how much of the
+        slot holds data, for rings of variable-length items (audio samples; 0: all of it).
+        A ``block`` ring waits up to ``timeout`` seconds (``None``: forever) for a free
+        slot and raises :class:`RingTimeout`.
         """
         start = time.perf_counter_ns()
         arr = np.asarray(frame)
@@ -296,7 +305,8 @@ class ShmRing:
         except BaseException:
             self._abort(slot)
             raise
-        self._publish(slot, seq, frame_id, start if capture_ts is None else capture_ts, session_id)
+        self._publish(slot, seq, frame_id, start if capture_ts is None else capture_ts, session_id,
+                      pts, length)
         return seq
 
     @contextlib.contextmanager
@@ -328,7 +338,7 @@ class ShmRing:
             raise
         finally:
             self._reserved = False
-        self._publish(slot, seq, ws.frame_id, ws.capture_ts, ws.session_id)
+        self._publish(slot, seq, ws.frame_id, ws.capture_ts, ws.session_id, ws.pts, ws.length)
 
     def _claim(self) -> None:
         """Become the ring's producer (one per ring; a restarted producer takes over)."""
@@ -420,14 +430,18 @@ class ShmRing:
             seg.reap(force=True)
 
     def _publish(
-        self, slot: int, seq: int, frame_id: int | None, capture_ts: int, session_id: int
+        self, slot: int, seq: int, frame_id: int | None, capture_ts: int, session_id: int,
+        pts: int | None = None, length: int = 0,
     ) -> None:
         m = self._m
         row = self._so + slot * ROW
+        now = time.perf_counter_ns()
         m[row + S_FRAME] = seq if frame_id is None else frame_id
         m[row + S_CAPTURE] = capture_ts
-        m[row + S_ENQUEUE] = time.perf_counter_ns()
+        m[row + S_ENQUEUE] = now
         m[row + S_SESSION] = session_id
+        m[row + S_PTS] = now if pts is None else pts
+        m[row + S_LENGTH] = length
         sync.fence()  # order a memcpy's non-temporal stores before the publishing stores
         m[row + S_STATE] = 2 * seq
         m[G_LATEST] = seq << 16 | slot

@@ -52,7 +52,12 @@ def _error_reply(exc: BaseException) -> cpb.Reply:
 
 
 class RingIO:
-    """A ``SessionIO`` over the input and output rings, for one session."""
+    """A ``SessionIO`` over the frame and audio rings, for one session.
+
+    The session clock is the wall clock (CLOCK_MONOTONIC ns), except in a file run
+    (``reactor run``), where frame ``n`` is presented at ``start_ns + n / fps`` whatever
+    the model's speed, so the file's picture and sound line up however long it took.
+    """
 
     def __init__(self, worker: InferenceWorker, session_id: str, session_no: int) -> None:
         self.w = worker
@@ -60,9 +65,13 @@ class RingIO:
         self.session_no = session_no
         self.stop = threading.Event()
         self.used_inputs = False
+        self.start_ns = time.perf_counter_ns()
+        self.realtime = not worker.headless
         self._t0 = time.monotonic()
         self._n = 0
+        self._frames = 0
         self._capture_ts: int | None = None
+        self._input_pts: int | None = None
         self._input_at = 0
         self.stop_reason = ""
         # While the model's own code runs this holds when it got control back; None while
@@ -88,32 +97,90 @@ class RingIO:
         self.w.frames_in += 1
         self.w.lat_input.add((now_ns - frame.enqueue_ts) / 1e6)
         self._capture_ts = frame.capture_ts
+        self._input_pts = frame.pts
         self._input_at = now_ns
         return frame.array
 
-    def write_output(self, frames: np.ndarray) -> None:
+    def input_pts(self) -> int | None:
+        return self._input_pts
+
+    def clock_ns(self) -> int:
+        if self.realtime:
+            return time.perf_counter_ns()
+        return self.start_ns + self._frames * 1_000_000_000 // self.w.fps
+
+    def write_output(self, frames: np.ndarray) -> int:
         w = self.w
-        for f in frames:
-            if not self.used_inputs:
+        first = 0
+        for i, f in enumerate(frames):
+            if not self.used_inputs and self.realtime:
                 self._pace()
             self.in_model_since = None
             now_ns = time.perf_counter_ns()
             if self._input_at:
                 w.lat_model.add((now_ns - self._input_at) / 1e6)
+            pts = None if self.realtime else self.clock_ns()
             while True:
                 if self.stopping():
                     raise SessionStopped(f"session {self.session_id} has ended")
                 try:
                     w.output.write(f, frame_id=w.frames_out, capture_ts=self._capture_ts,
-                                   session_id=self.session_no, timeout=0.25)
+                                   session_id=self.session_no, timeout=0.25, pts=pts)
                     break
                 except RingTimeout:
                     continue  # egress is behind (or restarting): wait, but keep checking stop
+            if i == 0:
+                # Live, a frame is presented when it is published (microseconds ago).
+                first = time.perf_counter_ns() if pts is None else pts
+            self._frames += 1
             w.frames_out += 1
             w.frames_emitted += 1
             if not self.used_inputs:
                 w.schedule(w.frames_emitted)
             self.in_model_since = time.monotonic()
+        return first
+
+    def write_audio(self, pcm: np.ndarray, pts_ns: int) -> None:
+        ring = self.w.audio_out
+        if ring is None:
+            raise ReactorError("the daemon has no audio output ring (audio.output is off)")
+        step = ring.shape[0]
+        rate = self.w.config.audio.sample_rate
+        for at in range(0, len(pcm), step):
+            part = pcm[at:at + step]
+            slot = np.zeros(ring.shape, np.float32) if len(part) < step else part
+            if len(part) < step:
+                slot[:len(part)] = part
+            pts = pts_ns + at * 1_000_000_000 // rate
+            while True:
+                if self.stopping():
+                    raise SessionStopped(f"session {self.session_id} has ended")
+                try:
+                    ring.write(slot, session_id=self.session_no, timeout=0.25, pts=pts,
+                               length=len(part))
+                    break
+                except RingTimeout:
+                    continue  # egress is behind (or restarting)
+            self.w.audio_chunks_out += 1
+
+    def read_audio(self, timeout: float) -> tuple[np.ndarray, int] | None:
+        reader = self.w.audio_in_reader
+        if reader is None:
+            raise ReactorError("the daemon has no audio input ring (audio.input is off)")
+        self.in_model_since = None
+        try:
+            chunk = reader.read(timeout)
+        except ProducerGoneError:
+            time.sleep(timeout)
+            chunk = None
+        self.in_model_since = time.monotonic()
+        if chunk is None:
+            return None
+        self.w.audio_chunks_in += 1
+        samples = np.array(chunk.array[:chunk.length or None])
+        pts = chunk.pts
+        chunk.release()
+        return samples, pts
 
     def _pace(self) -> None:
         """Hold a generative model to ``video.fps`` so the output ring stays near empty
@@ -141,6 +208,8 @@ class InferenceWorker:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         cfg = ctx.config
+        self.config = cfg
+        self.headless = bool(ctx.extra.get("headless"))
         self.fps = cfg.video.fps
         self.model_cls: type[VideoModel] = cfg.model_class()
         self.model: VideoModel | None = None
@@ -157,6 +226,12 @@ class InferenceWorker:
         self.input = ShmRing.attach(ctx.rings["input"])
         self.output = ShmRing.attach(ctx.rings["output"])
         self.input_reader = self.input.reader()
+        rings = ctx.rings
+        self.audio_out = ShmRing.attach(rings["audio_out"]) if "audio_out" in rings else None
+        self.audio_in = ShmRing.attach(rings["audio_in"]) if "audio_in" in rings else None
+        self.audio_in_reader = self.audio_in.reader() if self.audio_in is not None else None
+        self.audio_chunks_in = 0
+        self.audio_chunks_out = 0
         # Timed commands of `reactor run --commands`: (frame, name, args), by frame.
         self.timed: deque[tuple[int, str, dict[str, Any]]] = deque(sorted(
             ((int(c["at_frame"]), c["command"], c.get("args") or {})
@@ -273,7 +348,7 @@ class InferenceWorker:
         cfg = self.ctx.config
         io = RingIO(self, session_id, number)
         session = Session(self.model, io, id=session_id, width=cfg.video.width,
-                          height=cfg.video.height, fps=cfg.video.fps)
+                          height=cfg.video.height, fps=cfg.video.fps, audio=cfg.audio)
         self.current = io
         if self.input.policy == "latest":
             self.input_reader.read(0)  # skip whatever the previous session left in the ring
