@@ -116,6 +116,8 @@ class Session:
         width: Width in pixels of the frames to emit (the config's `video.width`).
         height: Height in pixels of the frames to emit (`video.height`).
         fps: The stream's frame rate (`video.fps`); generative models are paced to it.
+        audio_output: Whether the stream carries the model's sound (`audio.output`).
+        audio_input: Whether the model may read the clients' sound (`audio.input`).
         sample_rate: The rate of the audio the model emits and reads (`audio.sample_rate`).
         channels: Audio channels the model emits and reads (`audio.channels`).
         frames_emitted: Frames emitted so far in this session.
@@ -146,8 +148,8 @@ class Session:
         self.height = height
         self.fps = fps
         # Without an audio section (a bare Session), the config's defaults: no audio.
-        self._audio_output = audio.output if audio is not None else False
-        self._audio_input = audio.input if audio is not None else False
+        self.audio_output = audio.output if audio is not None else False
+        self.audio_input = audio.input if audio is not None else False
         self.sample_rate: int = audio.sample_rate if audio is not None else 48000
         self.channels: int = audio.channels if audio is not None else 1
         self._timeline = AudioTimeline(self.sample_rate)
@@ -226,7 +228,7 @@ class Session:
         frames). The iterator ends when the session ends. Raises `AudioError` when the
         config's `audio.input` is off.
         """
-        if not self._audio_input:
+        if not self.audio_input:
             raise AudioError("session.audio_inputs() needs `audio.input: true` in the config: "
                              "without it the daemon does not take the clients' audio")
         while True:
@@ -246,7 +248,7 @@ class Session:
         return None if pts is None else (pts - self._io.start_ns) / 1e9
 
     def _checked_audio(self, audio: Any, what: str) -> np.ndarray | None:
-        if not self._audio_output:
+        if not self.audio_output:
             raise AudioError(f"{what} needs `audio.output: true` in the config: without it "
                              "the stream has no audio track")
         try:
