@@ -14,6 +14,7 @@ from typing import Any
 
 from reactor import __distribution__, __version__
 from reactor.proto.telemetry_pb2 import (
+    AudioStat,
     CommandLog,
     LogLine,
     PipelineStat,
@@ -71,6 +72,18 @@ def _pipeline(p: PipelineStat) -> dict[str, Any]:
         "latency_ms": {s.stage: {"p50": s.p50_ms, "p99": s.p99_ms} for s in p.latency},
         "rings": [_ring(r) for r in p.rings],
         "encoders_active": p.encoders_active,
+        "audio": _audio(p.audio),
+    }
+
+
+def _audio(a: AudioStat) -> dict[str, Any]:
+    return {
+        "input": a.input,
+        "output": a.output,
+        "rate_in_hz": a.rate_in_hz,
+        "rate_out_hz": a.rate_out_hz,
+        "dropped": a.dropped,
+        "av_offset_ms": a.av_offset_ms if a.av_offset_known else None,
     }
 
 

@@ -77,7 +77,9 @@ class WorkerProcess:
     restart_at: float | None = None
     last_error: str = ""
     # (time, frames_in, frames_out) samples for rates over about a second.
-    rate_samples: deque[tuple[float, int, int]] = field(default_factory=lambda: deque(maxlen=8))
+    # (time, frames in, frames out, audio samples in, audio samples out) per heartbeat.
+    rate_samples: deque[tuple[float, int, int, int, int]] = field(
+        default_factory=lambda: deque(maxlen=8))
     # (time, CPU seconds, last percent) for a CPU figure over CPU_WINDOW_S.
     _cpu: tuple[float, float, float] | None = None
 
@@ -111,15 +113,20 @@ class WorkerProcess:
     def beat(self, stats: wpb.WorkerStats, now: float) -> None:
         self.last_beat = now
         self.stats = stats
-        self.rate_samples.append((now, stats.frames_in, stats.frames_out))
+        self.rate_samples.append((now, stats.frames_in, stats.frames_out,
+                                  stats.audio_samples_in, stats.audio_samples_out))
 
-    def rates(self) -> tuple[float, float]:
-        """Frames in and out per second over the last few heartbeats."""
+    def rates(self, audio: bool = False) -> tuple[float, float]:
+        """Frames (or, with ``audio``, audio samples) in and out per second over the last
+        few heartbeats."""
         if len(self.rate_samples) < 2:
             return 0.0, 0.0
-        (t0, i0, o0), (t1, i1, o1) = self.rate_samples[0], self.rate_samples[-1]
-        dt = t1 - t0
-        return ((i1 - i0) / dt, (o1 - o0) / dt) if dt > 0 else (0.0, 0.0)
+        first, last = self.rate_samples[0], self.rate_samples[-1]
+        dt = last[0] - first[0]
+        at = 3 if audio else 1
+        if dt <= 0:
+            return 0.0, 0.0
+        return (last[at] - first[at]) / dt, (last[at + 1] - first[at + 1]) / dt
 
     def cpu_percent(self, now: float) -> float:
         """CPU % over the last second or so: /proc counts in 10 ms ticks, so a shorter

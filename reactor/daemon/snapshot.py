@@ -78,6 +78,12 @@ def build_snapshot(
     p.fps_model = model_w.rates()[1]
     p.fps_out = back.rates()[1]
     p.encoders_active = back.stats.encoders_active
+    a = p.audio
+    a.input, a.output = config.audio.input, config.audio.output
+    a.rate_in_hz = front.rates(audio=True)[1]
+    a.rate_out_hz = back.rates(audio=True)[1]
+    a.dropped = sum(w.stats.audio_dropped for w in workers)
+    a.av_offset_ms, a.av_offset_known = back.stats.av_offset_ms, back.stats.av_offset_known
     p.fps_history.extend(telemetry.fps_history)
     for w in workers:
         if w.state == WorkerState.RUNNING:

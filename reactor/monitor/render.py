@@ -227,7 +227,24 @@ def pipeline_panel(snap: Snapshot, *, spark_width: int = 20) -> RenderableType:
          "cyan"),
         f"  encoders {p.encoders_active}",
     )
-    return Group(fps, _latency(p.latency))
+    a = p.audio
+    if not (a.input or a.output):
+        return Group(fps, _latency(p.latency))
+    sound = _line(
+        ("audio", "bold"),
+        f"  in {a.rate_in_hz / 1000:.1f} kHz" if a.input else "",
+        f"  out {a.rate_out_hz / 1000:.1f} kHz" if a.output else "",
+        ("  dropped ", ""), (f"{a.dropped}", "yellow" if a.dropped else ""),
+        ("  a/v ", ""),
+        (f"{a.av_offset_ms:+.0f} ms", _offset_style(a.av_offset_ms))
+        if a.av_offset_known else ("-", "dim"),
+    )
+    return Group(fps, sound, _latency(p.latency))
+
+
+def _offset_style(ms: float) -> str:
+    """Green inside what viewers perceive as in sync (about 45 ms), red beyond twice that."""
+    return "green" if abs(ms) <= 45 else "yellow" if abs(ms) <= 90 else "bold red"
 
 
 def rings_panel(snap: Snapshot, *, bar_width: int = 16) -> RenderableType:

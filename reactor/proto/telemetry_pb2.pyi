@@ -104,8 +104,26 @@ class LogLine(_message.Message):
     message: str
     def __init__(self, ts: _Optional[float] = ..., process: _Optional[str] = ..., level: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
+class AudioStat(_message.Message):
+    __slots__ = ("input", "output", "rate_in_hz", "rate_out_hz", "dropped", "av_offset_ms", "av_offset_known")
+    INPUT_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FIELD_NUMBER: _ClassVar[int]
+    RATE_IN_HZ_FIELD_NUMBER: _ClassVar[int]
+    RATE_OUT_HZ_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    AV_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    AV_OFFSET_KNOWN_FIELD_NUMBER: _ClassVar[int]
+    input: bool
+    output: bool
+    rate_in_hz: float
+    rate_out_hz: float
+    dropped: int
+    av_offset_ms: float
+    av_offset_known: bool
+    def __init__(self, input: _Optional[bool] = ..., output: _Optional[bool] = ..., rate_in_hz: _Optional[float] = ..., rate_out_hz: _Optional[float] = ..., dropped: _Optional[int] = ..., av_offset_ms: _Optional[float] = ..., av_offset_known: _Optional[bool] = ...) -> None: ...
+
 class PipelineStat(_message.Message):
-    __slots__ = ("fps_in", "fps_model", "fps_out", "target_fps", "latency", "rings", "encoders_active", "fps_history")
+    __slots__ = ("fps_in", "fps_model", "fps_out", "target_fps", "latency", "rings", "encoders_active", "fps_history", "audio")
     FPS_IN_FIELD_NUMBER: _ClassVar[int]
     FPS_MODEL_FIELD_NUMBER: _ClassVar[int]
     FPS_OUT_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +132,7 @@ class PipelineStat(_message.Message):
     RINGS_FIELD_NUMBER: _ClassVar[int]
     ENCODERS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     FPS_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
     fps_in: float
     fps_model: float
     fps_out: float
@@ -122,7 +141,8 @@ class PipelineStat(_message.Message):
     rings: _containers.RepeatedCompositeFieldContainer[RingStat]
     encoders_active: int
     fps_history: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, fps_in: _Optional[float] = ..., fps_model: _Optional[float] = ..., fps_out: _Optional[float] = ..., target_fps: _Optional[float] = ..., latency: _Optional[_Iterable[_Union[LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[RingStat, _Mapping]]] = ..., encoders_active: _Optional[int] = ..., fps_history: _Optional[_Iterable[float]] = ...) -> None: ...
+    audio: AudioStat
+    def __init__(self, fps_in: _Optional[float] = ..., fps_model: _Optional[float] = ..., fps_out: _Optional[float] = ..., target_fps: _Optional[float] = ..., latency: _Optional[_Iterable[_Union[LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[RingStat, _Mapping]]] = ..., encoders_active: _Optional[int] = ..., fps_history: _Optional[_Iterable[float]] = ..., audio: _Optional[_Union[AudioStat, _Mapping]] = ...) -> None: ...
 
 class Snapshot(_message.Message):
     __slots__ = ("state", "pid", "uptime_s", "ts", "config_path", "model", "url", "run_dir", "workers", "pipeline", "session", "logs", "error")

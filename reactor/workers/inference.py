@@ -146,6 +146,7 @@ class RingIO:
             raise ReactorError("the daemon has no audio output ring (audio.output is off)")
         step = ring.shape[0]
         rate = self.w.config.audio.sample_rate
+        self.w.audio_samples_out += len(pcm)
         for at in range(0, len(pcm), step):
             part = pcm[at:at + step]
             slot = np.zeros(ring.shape, np.float32) if len(part) < step else part
@@ -161,7 +162,6 @@ class RingIO:
                     break
                 except RingTimeout:
                     continue  # egress is behind (or restarting)
-            self.w.audio_chunks_out += 1
 
     def read_audio(self, timeout: float) -> tuple[np.ndarray, int] | None:
         reader = self.w.audio_in_reader
@@ -176,7 +176,7 @@ class RingIO:
         self.in_model_since = time.monotonic()
         if chunk is None:
             return None
-        self.w.audio_chunks_in += 1
+        self.w.audio_samples_in += chunk.length or len(chunk.array)
         samples = np.array(chunk.array[:chunk.length or None])
         pts = chunk.pts
         chunk.release()
@@ -230,8 +230,10 @@ class InferenceWorker:
         self.audio_out = ShmRing.attach(rings["audio_out"]) if "audio_out" in rings else None
         self.audio_in = ShmRing.attach(rings["audio_in"]) if "audio_in" in rings else None
         self.audio_in_reader = self.audio_in.reader() if self.audio_in is not None else None
-        self.audio_chunks_in = 0
-        self.audio_chunks_out = 0
+        self.audio_samples_in = 0
+        self.audio_samples_out = 0
+        self.audio_dropped = 0  # chunks the model's sessions refused (wrong format)
+        self.session: Session | None = None
         # Timed commands of `reactor run --commands`: (frame, name, args), by frame.
         self.timed: deque[tuple[int, str, dict[str, Any]]] = deque(sorted(
             ((int(c["at_frame"]), c["command"], c.get("args") or {})
@@ -240,9 +242,13 @@ class InferenceWorker:
     # --- link thread ------------------------------------------------------------------
 
     def stats(self) -> wpb.WorkerStats:
+        session = self.session
+        dropped = self.audio_dropped + (session.audio_dropped if session is not None else 0)
         return worker_stats(self.proc, self.frames_in, self.frames_out,
                             (self.lat_input, self.lat_model),
-                            frames_emitted=self.frames_emitted)
+                            frames_emitted=self.frames_emitted,
+                            audio_samples_in=self.audio_samples_in,
+                            audio_samples_out=self.audio_samples_out, audio_dropped=dropped)
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         body = msg.WhichOneof("body")
@@ -349,7 +355,7 @@ class InferenceWorker:
         io = RingIO(self, session_id, number)
         session = Session(self.model, io, id=session_id, width=cfg.video.width,
                           height=cfg.video.height, fps=cfg.video.fps, audio=cfg.audio)
-        self.current = io
+        self.current, self.session = io, session
         if self.input.policy == "latest":
             self.input_reader.read(0)  # skip whatever the previous session left in the ring
         self.schedule(0)
@@ -372,7 +378,8 @@ class InferenceWorker:
                 log.exception("session %s: end_session raised", session_id)
                 if kind != wpb.SessionEvent.ERROR:
                     kind, reason = wpb.SessionEvent.ERROR, f"end_session raised {exc!r}"
-            self.current = None
+            self.current, self.session = None, None
+            self.audio_dropped += session.audio_dropped
         if io.stop_reason:
             reason, kind = io.stop_reason, wpb.SessionEvent.ERROR
         log.info("session end %s: %s", session_id, reason)

@@ -77,6 +77,10 @@ def worker_stats(
     sender: bool = False,
     frames_emitted: int = 0,
     finished: bool = False,
+    audio_samples_in: int = 0,
+    audio_samples_out: int = 0,
+    audio_dropped: int = 0,
+    av_offset_ms: float | None = None,
 ) -> wpb.WorkerStats:
     """A heartbeat's stats: counters, this process's CPU and RSS, and each stage's
     latency that has samples; the keyword arguments are the worker-specific fields (each
@@ -84,7 +88,11 @@ def worker_stats(
     stats = wpb.WorkerStats(frames_in=frames_in, frames_out=frames_out,
                             cpu_percent=proc.cpu_percent(), rss_bytes=proc.rss_bytes(),
                             viewers=viewers, encoders_active=encoders_active, sender=sender,
-                            frames_emitted=frames_emitted, finished=finished)
+                            frames_emitted=frames_emitted, finished=finished,
+                            audio_samples_in=audio_samples_in,
+                            audio_samples_out=audio_samples_out, audio_dropped=audio_dropped,
+                            av_offset_ms=av_offset_ms or 0.0,
+                            av_offset_known=av_offset_ms is not None)
     stats.latency.extend(st for st in (w.stat() for w in windows) if st is not None)
     return stats
 

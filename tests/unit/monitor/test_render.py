@@ -77,6 +77,16 @@ def test_pipeline_panel(make_snapshot: MakeSnapshot) -> None:
     """)
 
 
+def test_pipeline_panel_shows_audio_rates_drops_and_offset_when_sound_is_on(
+        make_snapshot: MakeSnapshot) -> None:
+    snap = make_snapshot()
+    a = snap.pipeline.audio
+    a.input, a.output, a.rate_in_hz, a.rate_out_hz, a.dropped = True, True, 16000.0, 48000.0, 2
+    a.av_offset_ms, a.av_offset_known = -12.4, True
+    assert text_of(render.pipeline_panel(snap)).splitlines()[1] == (
+        "audio  in 16.0 kHz  out 48.0 kHz  dropped 2  a/v -12 ms")
+
+
 def test_pipeline_panel_before_any_frame() -> None:
     assert text_of(render.pipeline_panel(Snapshot())) == block("""
     fps  in 0.0  model 0.0  out 0.0  encoders 0

@@ -59,7 +59,20 @@ def test_pipeline(make_snapshot: MakeSnapshot) -> None:
             {"name": "output", "slots": 8, "used": 8, "dropped": 0, "policy": "block"},
         ],
         "encoders_active": 1,
+        "audio": {"input": False, "output": False, "rate_in_hz": 0.0, "rate_out_hz": 0.0,
+                  "dropped": 0, "av_offset_ms": None},
     }
+
+
+def test_pipeline_audio_reports_rates_drops_and_a_known_offset(
+        make_snapshot: MakeSnapshot) -> None:
+    snap = make_snapshot()
+    a = snap.pipeline.audio
+    a.input, a.output, a.rate_in_hz, a.rate_out_hz, a.dropped = True, True, 16000.0, 48000.0, 3
+    a.av_offset_ms, a.av_offset_known = -4.5, True
+    assert snapshot_to_dict(snap)["pipeline"]["audio"] == {
+        "input": True, "output": True, "rate_in_hz": 16000.0, "rate_out_hz": 48000.0,
+        "dropped": 3, "av_offset_ms": -4.5}
 
 
 def test_session(make_snapshot: MakeSnapshot) -> None:
