@@ -219,7 +219,7 @@ class Session:
             self._wait_for_clock()
         self.apply_commands()
 
-    def audio_inputs(self) -> Iterator[AudioChunk]:
+    def audio_inputs(self, block: bool = True) -> Iterator[AudioChunk]:
         """Yield the clients' audio, 20 ms at a time: float32 ``(samples, channels)`` at
         `sample_rate`, each an `AudioChunk` whose ``time`` is its presentation time on the
         session clock (compare it with `input_time`).
@@ -227,6 +227,11 @@ class Session:
         When the model falls behind, it gets the newest chunk (as `inputs()` does for
         frames). The iterator ends when the session ends. Raises `AudioError` when the
         config's `audio.input` is off.
+
+        With ``block=False`` it waits for nothing: it yields the audio that has already
+        arrived and ends, so a model that works frame by frame can read the sound of each
+        frame on the same thread (``for chunk in session.audio_inputs(block=False)``
+        inside its ``for frame in session.inputs()`` loop).
         """
         if not self.audio_input:
             raise AudioError("session.audio_inputs() needs `audio.input: true` in the config: "
@@ -234,11 +239,13 @@ class Session:
         while True:
             if self._io.stopping():
                 return
-            got = self._io.read_audio(self._POLL_S)
+            got = self._io.read_audio(self._POLL_S if block else 0.0)
             self.apply_commands()
             if got is not None:
                 samples, pts = got
                 yield AudioChunk(samples, (pts - self._io.start_ns) / 1e9)
+            elif not block:
+                return
 
     @property
     def input_time(self) -> float | None:

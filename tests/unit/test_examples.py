@@ -7,7 +7,8 @@ import pytest
 
 from reactor import CommandError
 from reactor.examples.filters import Brightness, Identity, SolidColor
-from reactor.examples.pattern import TestPattern
+from reactor.examples.meter import GREEN, RED, YELLOW, LevelMeter, meter_layout
+from reactor.examples.pattern import TestPattern, flash_box
 from reactor.testing import ModelRunner
 
 
@@ -60,3 +61,108 @@ def test_torch_example_on_cpu() -> None:
     assert out[0].shape == (8, 8, 3)
     assert np.array_equal(out[1], frame)  # strength 0 is the identity
     assert not np.array_equal(out[0][2:6, 2:6], frame[2:6, 2:6])
+
+
+def _onsets(mono: np.ndarray, rate: int) -> list[int]:
+    """Sample indices where sound starts after at least 100 ms of silence."""
+    loud = np.flatnonzero(np.abs(mono) > 0.01)
+    return [int(i) for k, i in enumerate(loud) if k == 0 or i - loud[k - 1] > rate // 10]
+
+
+def _tone_at(mono: np.ndarray, rate: int, hz: float) -> float:
+    """The fraction of the signal's energy within 20 Hz of ``hz``."""
+    spectrum = np.abs(np.fft.rfft(mono)) ** 2
+    freqs = np.fft.rfftfreq(len(mono), 1 / rate)
+    return float(spectrum[np.abs(freqs - hz) < 20].sum() / spectrum.sum())
+
+
+@pytest.mark.parametrize(("rate", "fps", "channels"),
+                         [(48000, 30, 1), (44100, 24, 2), (16000, 25, 1)])
+def test_pattern_beeps_1khz_for_100ms_from_the_first_sample_of_each_flash_frame(
+    rate: int, fps: int, channels: int
+) -> None:
+    runner = ModelRunner(TestPattern, width=320, height=180, fps=fps,
+                         audio={"output": True, "sample_rate": rate, "channels": channels})
+    frames = runner.run(frames=3 * fps + 5)
+    box = flash_box(180, 320)
+    flashes = [n for n, f in enumerate(frames) if f[box].mean() > 250]
+    assert flashes == [0, fps, 2 * fps, 3 * fps]
+    assert all(f[box].max() == 0 for n, f in enumerate(frames) if n not in flashes)
+    # Every frame carries its own share of sound, none missing: the audio lasts as the frames.
+    assert len(runner.audio_chunks) == len(frames)
+    assert sum(len(pcm) for _, pcm in runner.audio_chunks) == (3 * fps + 5) * rate // fps
+    # ...and starts with its frame, within a sample, however many frames went before.
+    for n, (t, _) in enumerate(runner.audio_chunks):
+        assert t == pytest.approx(n / fps, abs=1 / rate)
+    mono = runner.audio[:, 0]
+    assert np.array_equal(runner.audio[:, -1], mono)  # the same beep on every channel
+    # Each beep starts within 2 ms of its flash frame's first sample (the fade-in)...
+    flash_samples = [n * rate // fps for n in flashes]
+    onsets = _onsets(mono, rate)
+    assert len(onsets) == len(flashes)
+    for start, onset in zip(flash_samples, onsets, strict=True):
+        assert 0 <= onset - start <= rate // 500
+        beep = mono[start:start + rate // 10]
+        # ...is 100 ms of a 1 kHz tone, loud through its middle and silent after.
+        assert _tone_at(beep, rate, 1000.0) > 0.95
+        assert np.abs(beep[rate // 100:-rate // 100]).max() > 0.4
+        assert np.abs(mono[start + rate // 10:start + rate // 10 + rate // 5]).max() == 0.0
+
+
+def test_pattern_without_audio_output_emits_no_sound() -> None:
+    runner = ModelRunner(TestPattern, width=320, height=180)
+    frames = runner.run(frames=31)
+    assert runner.audio_chunks == [] and not runner.audio.any()
+    box = flash_box(180, 320)
+    assert frames[0][box].min() == 255 and frames[30][box].min() == 255
+
+
+def _bar_length(frame: np.ndarray) -> int:
+    rows, _ = meter_layout(*frame.shape[:2])
+    row = frame[rows.start + 1]
+    lit = np.zeros(len(row), bool)
+    for colour in (GREEN, YELLOW, RED):
+        lit |= np.all(row == colour, axis=1)
+    return int(lit.sum())
+
+
+def _meter_after(amplitude: float) -> int:
+    h, w, rate = 180, 320, 16000
+    runner = ModelRunner(LevelMeter, width=w, height=h,
+                         audio={"input": True, "sample_rate": rate})
+    tone = amplitude * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)
+    camera = np.full((h, w, 3), 90, np.uint8)
+    frames = runner.run(inputs=[camera] * 20, audio_inputs=tone)
+    assert np.array_equal(frames[-1][:100], camera[:100])  # the camera shows through
+    return _bar_length(frames[-1])
+
+
+def test_meter_draws_a_longer_bar_for_a_louder_microphone() -> None:
+    _, cols = meter_layout(180, 320)
+    width = cols.stop - cols.start
+    quiet, loud = _meter_after(0.01), _meter_after(1.0)
+    # A sine's RMS is 3 dB under its peak: -43 dBFS and -3 dBFS on a -60..0 dB scale.
+    assert quiet == pytest.approx(width * 17 / 60, abs=3)
+    assert loud == pytest.approx(width * 57 / 60, abs=3)
+    assert _meter_after(0.0) == 0
+
+
+def test_meter_reads_the_sound_of_each_frame_without_waiting() -> None:
+    # A click in the sound at 0.5 s shows on the frame of 0.5 s, not before.
+    h, w, rate, fps = 180, 320, 16000, 30
+    sound = np.zeros(rate, np.float32)
+    sound[rate // 2:rate // 2 + rate // 50] = 0.9
+    runner = ModelRunner(LevelMeter, width=w, height=h, fps=fps,
+                         audio={"input": True, "sample_rate": rate})
+    frames = runner.run(inputs=[np.zeros((h, w, 3), np.uint8)] * fps, audio_inputs=sound)
+    lengths = [_bar_length(f) for f in frames]
+    first = next(n for n, length in enumerate(lengths) if length)
+    assert first == fps // 2
+    assert lengths[first + 1] < lengths[first]  # and falls back after it
+
+
+def test_meter_without_audio_input_passes_the_camera_through() -> None:
+    camera = np.full((180, 320, 3), 90, np.uint8)
+    frames = ModelRunner(LevelMeter, width=320, height=180).run(inputs=[camera] * 3)
+    assert len(frames) == 3 and _bar_length(frames[-1]) == 0
+    assert np.array_equal(frames[-1][:100], camera[:100])
