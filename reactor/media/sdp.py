@@ -50,10 +50,18 @@ class OfferInfo:
     trickle_less: bool
     """True when the offer already carries its candidates (nothing to trickle later)."""
     media_kinds: tuple[str, ...] = field(default=())
+    audio_direction: str = ""
+    """The first audio section's direction (as ``video_direction``); ``""`` without one."""
 
 
-def validate_offer(text: str | bytes, max_bytes: int = MAX_OFFER_BYTES) -> OfferInfo:
-    """Validate an SDP offer and describe it; raise :class:`SdpError` if it is unusable."""
+def validate_offer(text: str | bytes, max_bytes: int = MAX_OFFER_BYTES, *,
+                   require_video: bool = True) -> OfferInfo:
+    """Validate an SDP offer and describe it; raise :class:`SdpError` if it is unusable.
+
+    With ``require_video=False`` an offer with audio and no video section is accepted
+    (a WHIP client sending only sound); it is described with no video codecs and the
+    video direction ``""``.
+    """
     if isinstance(text, bytes):
         if len(text) > max_bytes:
             raise SdpError(f"offer is {len(text)} bytes, more than the limit of {max_bytes}")
@@ -80,6 +88,12 @@ def validate_offer(text: str | bytes, max_bytes: int = MAX_OFFER_BYTES) -> Offer
     sections = _media_sections(lines)
     kinds = tuple(kind for kind, _ in sections)
     video = [body for kind, body in sections if kind == "video"]
+    audio = [body for kind, body in sections if kind == "audio"]
+    candidates = sum(1 for line in lines if line.startswith("a=candidate:"))
+    if not video and audio and not require_video:
+        return OfferInfo(video_codecs=(), codec="vp8", video_direction="", has_audio=True,
+                         candidates=candidates, trickle_less=candidates > 0, media_kinds=kinds,
+                         audio_direction=_direction(audio[0]))
     if not video:
         raise SdpError(f"offer has no 'm=video' section (media: {', '.join(kinds) or 'none'})")
     body = video[0]
@@ -97,20 +111,24 @@ def validate_offer(text: str | bytes, max_bytes: int = MAX_OFFER_BYTES) -> Offer
         )
         raise SdpError(f"no supported video codec: need H264 or VP8, found {found}{hint}")
 
-    direction = "sendrecv"
-    for line in body:
-        if line[2:] in ("sendonly", "recvonly", "sendrecv", "inactive"):
-            direction = line[2:]
-    candidates = sum(1 for line in lines if line.startswith("a=candidate:"))
     return OfferInfo(
         video_codecs=offered,
         codec=codec,
-        video_direction=direction,
+        video_direction=_direction(body),
         has_audio="audio" in kinds,
         candidates=candidates,
         trickle_less=candidates > 0,
         media_kinds=kinds,
+        audio_direction=_direction(audio[0]) if audio else "",
     )
+
+
+def _direction(body: list[str]) -> str:
+    direction = "sendrecv"
+    for line in body:
+        if line[2:] in ("sendonly", "recvonly", "sendrecv", "inactive"):
+            direction = line[2:]
+    return direction
 
 
 def _media_sections(lines: list[str]) -> list[tuple[str, list[str]]]:

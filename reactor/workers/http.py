@@ -40,7 +40,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from reactor.config import ServerSection
+from reactor.config import AudioSection, ServerSection
 from reactor.control.status import snapshot_to_dict
 from reactor.errors import HttpError
 from reactor.media.links import format_ice_links
@@ -49,6 +49,7 @@ from reactor.workers.openapi import (
     ANY_JSON,
     ERROR,
     ICE_OPTIONS,
+    MODEL_SCHEMA,
     SDP_BODY,
     SDP_CREATED,
     Operation,
@@ -161,16 +162,19 @@ class EventFeed:
 class Api:
     """The handlers, the token guard and the body readers of one app.
 
-    ``server`` gives the token, the body timeout and the ICE servers; ``backend`` does the
-    work; ``events`` feeds ``/api/events``.
+    ``server`` gives the token, the body timeout and the ICE servers; ``audio`` whether
+    the model speaks and listens (added to ``/api/schema`` as its ``audio`` object);
+    ``backend`` does the work; ``events`` feeds ``/api/events``.
     """
 
-    def __init__(self, backend: Backend, events: EventFeed, server: ServerSection) -> None:
+    def __init__(self, backend: Backend, events: EventFeed, server: ServerSection,
+                 audio: AudioSection | None = None) -> None:
         self.backend = backend
         self.events = events
         self.token = server.token
         self.body_timeout = server.idle_timeout_s
         self.ice_links = format_ice_links(server.ice_servers)
+        self.audio = audio_schema(audio or AudioSection())
 
     # --- middleware -------------------------------------------------------------------
 
@@ -301,9 +305,15 @@ class Api:
             return web.json_response({"ok": False, "down": down}, status=503)
         return web.json_response({"ok": True})
 
-    async def schema(self, request: web.Request) -> web.Response:
+    async def model_schema(self) -> dict[str, Any]:
+        """The loaded model's schema, with the daemon's ``audio`` object."""
         reply = await self.backend.request(cpb.Request(schema=cpb.SchemaRequest()))
-        return web.Response(text=reply.schema.schema_json, content_type="application/json")
+        schema: dict[str, Any] = json.loads(reply.schema.schema_json)
+        schema["audio"] = self.audio
+        return schema
+
+    async def schema(self, request: web.Request) -> web.Response:
+        return web.json_response(await self.model_schema())
 
     async def status(self, request: web.Request) -> web.Response:
         reply = await self.backend.request(cpb.Request(status=cpb.StatusRequest()))
@@ -311,10 +321,9 @@ class Api:
 
     async def openapi(self, request: web.Request) -> web.Response:
         try:
-            reply = await self.backend.request(cpb.Request(schema=cpb.SchemaRequest()))
-            model_schema = json.loads(reply.schema.schema_json)
+            model_schema = await self.model_schema()
         except HttpError:
-            model_schema = {"commands": []}
+            model_schema = {"commands": [], "audio": self.audio}
         return web.json_response(openapi_document(model_schema))
 
     async def events_stream(self, request: web.Request) -> web.StreamResponse:
@@ -432,8 +441,8 @@ ROUTES: tuple[Route, ...] = (
         {"200": {"description": "healthy", **ANY_JSON},
          "503": {"description": "a worker is down", **ANY_JSON}}), public=True),
     Route("GET", "/api/schema", Api.schema, Operation(
-        "the model's name, video and commands",
-        {"200": {"description": "schema", **ANY_JSON}, "401": ERROR, "503": ERROR})),
+        "the model's name, video, audio and commands",
+        {"200": MODEL_SCHEMA, "401": ERROR, "503": ERROR})),
     Route("GET", "/api/status", Api.status, Operation(
         "the daemon status object",
         {"200": {"description": "status", **ANY_JSON}, "401": ERROR, "504": ERROR})),
@@ -446,7 +455,7 @@ ROUTES: tuple[Route, ...] = (
         parameters=({"name": "token", "in": "query", "required": False,
                      "schema": {"type": "string"}},))),
     Route("POST", "/whip", Api.whip, Operation(
-        "WHIP: send video (RFC 9725)",
+        "WHIP: send video, and sound when the model listens (RFC 9725)",
         {"201": SDP_CREATED, "400": ERROR, "401": ERROR, "409": ERROR, "413": ERROR,
          "415": ERROR}, request_body=SDP_BODY)),
     Route("OPTIONS", "/whip", Api.ice_options, _ice_servers_op("WHIP")),
@@ -454,7 +463,7 @@ ROUTES: tuple[Route, ...] = (
         "WHIP: stop sending", {"200": {"description": "ended"}, "401": ERROR, "404": ERROR})),
     Route("PATCH", "/whip/{id}", Api.trickle),
     Route("POST", "/whep", Api.whep, Operation(
-        "WHEP: watch",
+        "WHEP: watch, and hear when the model speaks",
         {"201": SDP_CREATED, "400": ERROR, "401": ERROR, "413": ERROR, "415": ERROR,
          "503": ERROR}, request_body=SDP_BODY)),
     Route("OPTIONS", "/whep", Api.ice_options, _ice_servers_op("WHEP")),
@@ -472,6 +481,14 @@ ROUTES: tuple[Route, ...] = (
 PUBLIC = frozenset(r.path for r in ROUTES if r.public)
 #: Where OPTIONS (not a CORS preflight) answers with the ICE servers, token checked.
 ICE_PATHS = frozenset(r.path for r in ROUTES if r.method == "OPTIONS")
+
+
+def audio_schema(audio: AudioSection) -> dict[str, Any]:
+    """The ``audio`` object of ``/api/schema``: whether the model speaks (``output``: WHEP
+    answers carry its sound) and listens (``input``: it hears what WHIP clients send), and
+    the rate and channels it works in (WebRTC carries Opus at 48 kHz either way)."""
+    return {"output": audio.output, "input": audio.input, "sample_rate": audio.sample_rate,
+            "channels": audio.channels}
 
 
 def openapi_document(model_schema: dict[str, Any]) -> dict[str, Any]:

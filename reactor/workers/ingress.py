@@ -4,8 +4,14 @@ An aiohttp server (handlers and routes in :mod:`reactor.workers.http`, for which
 :class:`Ingress` is the :class:`~reactor.workers.http.Backend`) that serves the web client,
 the API, and WHIP/WHEP signalling. WHIP video is decoded by aiortc, converted to the
 pipeline's size and format, and written into the ``input`` ring (latest-frame
-semantics: a model that falls behind sees the newest frame). WHEP offers and commands go
-over the link to the supervisor, which relays them to egress and inference.
+semantics: a model that falls behind sees the newest frame). With ``audio.input`` on, the
+WHIP client's sound is decoded too, converted to ``audio.sample_rate``/``audio.channels``
+and written into the ``audio_in`` ring in 20 ms chunks (:mod:`reactor.media.audio_in`);
+a client may then send sound, video, or both. Video frames and audio chunks carry their
+arrival time (CLOCK_MONOTONIC ns) as their presentation time, so a model can pair them.
+With ``audio.input`` off, an offered audio section is answered ``inactive`` (nothing is
+received or decoded). WHEP offers and commands go over the link to the supervisor, which
+relays them to egress and inference.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from reactor.control.events import event_to_json
 from reactor.errors import HttpError
 from reactor.ipc import ShmRing
+from reactor.media.audio_in import AudioChunker
 from reactor.media.convert import WEBRTC_UNDESCRIBED, frame_to_rgb
 from reactor.media.peer import install_patches, new_peer_connection
 from reactor.media.rate import with_start_bitrate
@@ -43,12 +50,13 @@ SHUTDOWN_S = 2.0
 
 @dataclass
 class Sender:
-    """The one WHIP client sending video."""
+    """The one WHIP client sending video, sound, or both."""
 
     id: str
     pc: RTCPeerConnection
     channels: list[Any] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    audio_task: asyncio.Task[None] | None = None
 
 
 class Ingress:
@@ -56,6 +64,10 @@ class Ingress:
         self.ctx = ctx
         self.config = ctx.config
         self.input = ShmRing.attach(ctx.rings["input"])
+        handle = ctx.rings.get("audio_in")
+        self.audio_in = ShmRing.attach(handle) if handle is not None else None
+        self.audio_samples_in = 0
+        """Samples (per channel, at ``audio.sample_rate``) written into ``audio_in``."""
         self.sender: Sender | None = None
         self.events = EventFeed()
         self.frames_in = 0
@@ -119,16 +131,23 @@ class Ingress:
     async def whip_offer(self, sdp: str) -> tuple[str, str]:
         """Accept a WHIP offer; return ``(resource id, answer SDP)``."""
         if self.sender is not None:
-            raise HttpError(409, "another client is already sending video (WHIP); "
+            raise HttpError(409, "another client is already sending (WHIP); "
                                 f"DELETE /whip/{self.sender.id} first, or wait for it to leave")
+        hearing = self.audio_in is not None
         try:
-            info = validate_offer(sdp)
+            info = validate_offer(sdp, require_video=not hearing)
         except SdpError as exc:
             raise HttpError(400, exc.reason) from None
+        sends_audio = info.audio_direction in ("sendonly", "sendrecv")
         if not info.video_codecs:
-            raise HttpError(400, "the offer has no video section to send")
-        if info.video_direction not in ("sendonly", "sendrecv"):
-            raise HttpError(400, f"a WHIP offer must send video, but its video section is "
+            if not sends_audio:  # only reached with audio.input on and an audio section
+                raise HttpError(400, f"a WHIP offer must send video or audio, but it has no "
+                                     f"video section and its audio section is "
+                                     f"{info.audio_direction}")
+        elif info.video_direction not in ("sendonly", "sendrecv") and not (
+                hearing and sends_audio):
+            what = "video or audio" if hearing else "video"
+            raise HttpError(400, f"a WHIP offer must send {what}, but its video section is "
                                 f"{info.video_direction} (to watch, POST the offer to /whep)")
         pc = new_peer_connection(self.config.server)
         sender = Sender(uuid.uuid4().hex[:16], pc)
@@ -137,6 +156,8 @@ class Ingress:
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "video" and sender.task is None:
                 sender.task = asyncio.ensure_future(self._receive(sender, track))
+            elif track.kind == "audio" and hearing and sender.audio_task is None:
+                sender.audio_task = asyncio.ensure_future(self._receive_audio(track))
 
         @pc.on("datachannel")
         def on_channel(channel: Any) -> None:
@@ -150,7 +171,8 @@ class Ingress:
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             for t in pc.getTransceivers():
-                t.direction = "recvonly"
+                # Sound nobody reads would pile up, decoded, in aiortc's track queue.
+                t.direction = "recvonly" if t.kind == "video" or hearing else "inactive"
             answer = with_start_bitrate(
                 await answer_sdp_for(pc, self.config.server.announced_addresses))
         except Exception as exc:
@@ -160,7 +182,8 @@ class Ingress:
             await pc.close()
             raise HttpError(409, "another client is already sending video (WHIP)")
         self.sender = sender
-        log.info("sender join %s (%s)", sender.id, ",".join(info.video_codecs))
+        media = [*info.video_codecs, *(["audio"] if hearing and sends_audio else [])]
+        log.info("sender join %s (%s)", sender.id, ",".join(media))
         self.report_clients()
         await self.ensure_session()
         return sender.id, answer
@@ -170,8 +193,9 @@ class Ingress:
         if sender is None or sender.id != resource_id:
             return False
         self.sender = None
-        if sender.task is not None:
-            sender.task.cancel()
+        for task in (sender.task, sender.audio_task):
+            if task is not None:
+                task.cancel()
         await sender.pc.close()
         log.info("sender leave %s: %s", resource_id, why)
         self.report_clients()
@@ -192,9 +216,29 @@ class Ingress:
                 None, frame_to_rgb, frame, v.width, v.height,  # type: ignore[arg-type]
                 WEBRTC_UNDESCRIBED,
             )
-            self.input.write(rgb, frame_id=self.frames_in, capture_ts=arrived)
+            self.input.write(rgb, frame_id=self.frames_in, capture_ts=arrived, pts=arrived)
             self.frames_out += 1
             self.lat_decode.add((time.perf_counter_ns() - arrived) / 1e6)
+
+    async def _receive_audio(self, track: MediaStreamTrack) -> None:
+        ring = self.audio_in
+        assert ring is not None
+        a = self.config.audio
+        chunker = AudioChunker(a.sample_rate, a.channels)
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            arrived = time.perf_counter_ns()
+            try:
+                chunks = chunker.push(frame, arrived)  # type: ignore[arg-type]
+            except ValueError as exc:  # a sample format the decoder should never give
+                log.error("sender audio dropped: %s", exc)
+                return
+            for pcm, pts in chunks:
+                ring.write(pcm, pts=pts)  # latest policy: never waits
+                self.audio_samples_in += len(pcm)
 
     # --- WHEP -------------------------------------------------------------------------
 
@@ -217,6 +261,8 @@ class Ingress:
         if self.sender is not None:
             await self.whip_close(self.sender.id, "ingress stopping")
         self.input.close()
+        if self.audio_in is not None:
+            self.audio_in.close()
 
 
 async def _amain(ctx: WorkerContext) -> None:
@@ -224,7 +270,7 @@ async def _amain(ctx: WorkerContext) -> None:
     ingress = Ingress(ctx)
     ingress.loop = asyncio.get_running_loop()
     link = ctx.attach(ingress)
-    app = build_app(Api(ingress, ingress.events, ctx.config.server))
+    app = build_app(Api(ingress, ingress.events, ctx.config.server, ctx.config.audio))
     # keepalive_timeout closes a connection that has not completed a request this long
     # after it opened or after its last response, whether it is idle or dribbling header
     # bytes (a slow-loris client): aiohttp counts it from the connection's start and does

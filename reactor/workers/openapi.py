@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from reactor import __version__
 
-__all__ = ["ANY_JSON", "ERROR", "ICE_OPTIONS", "SDP_BODY", "SDP_CREATED", "DocumentedRoute",
-           "Operation", "build_document"]
+__all__ = ["ANY_JSON", "ERROR", "ICE_OPTIONS", "MODEL_SCHEMA", "SDP_BODY", "SDP_CREATED",
+           "DocumentedRoute", "Operation", "build_document"]
 
 ERROR: dict[str, Any] = {
     "description": "a refusal, with a reason",
@@ -43,6 +43,36 @@ ICE_OPTIONS: dict[str, Any] = {
     "headers": {"Link": _LINK},
 }
 ANY_JSON: dict[str, Any] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+MODEL_SCHEMA: dict[str, Any] = {
+    "description": "the model's name, video format, audio and commands",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelSchema"}}},
+}
+_MODEL_SCHEMA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["model", "video", "audio", "commands"],
+    "properties": {
+        "model": {"type": "string"},
+        "video": {"type": "object", "required": ["width", "height", "fps"], "properties": {
+            "width": {"type": "integer"}, "height": {"type": "integer"},
+            "fps": {"type": "integer"}}},
+        "audio": {
+            "type": "object", "required": ["output", "input", "sample_rate", "channels"],
+            "properties": {
+                "output": {"type": "boolean", "description":
+                           "the model speaks: WHEP answers carry an Opus audio track"},
+                "input": {"type": "boolean", "description":
+                          "the model listens: the audio a WHIP client sends reaches it"},
+                "sample_rate": {"type": "integer", "enum": [16000, 24000, 44100, 48000],
+                                "description": "the rate the model works in (Opus on the "
+                                "wire is 48 kHz)"},
+                "channels": {"type": "integer", "enum": [1, 2]},
+            }},
+        "commands": {"type": "array", "items": {"type": "object", "required": [
+            "name", "parameters"], "properties": {
+                "name": {"type": "string"}, "description": {"type": "string"},
+                "parameters": {"type": "object", "description": "JSON Schema"}}}},
+    },
+}
 
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
 
@@ -108,6 +138,16 @@ def _command_operations(route: DocumentedRoute, op: Operation,
     return paths
 
 
+def _audio_text(audio: Mapping[str, Any]) -> str:
+    fmt = f"{audio.get('sample_rate')} Hz, {audio.get('channels')} channel(s)"
+    speaks = "speaks (WHEP answers carry its sound)" if audio.get("output") else \
+        "does not speak (no audio track)"
+    listens = "listens (send sound with WHIP)" if audio.get("input") else \
+        "does not listen (sound sent with WHIP is ignored)"
+    return f"The model {speaks} and {listens}; it works in {fmt}. " \
+        "The same is in GET /api/schema under `audio` (info.x-reactor-audio here)."
+
+
 def build_document(routes: Iterable[DocumentedRoute],
                    model_schema: Mapping[str, Any]) -> dict[str, Any]:
     """The document of the documented ``routes`` (those with a ``doc``), for a model whose
@@ -121,14 +161,20 @@ def build_document(routes: Iterable[DocumentedRoute],
             paths.update(_command_operations(route, op, model_schema.get("commands", [])))
         else:
             paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, op)
+    info: dict[str, Any] = {"title": f"reactor: {model_schema.get('model', 'model')}",
+                            "version": __version__}
+    audio = model_schema.get("audio")
+    if audio is not None:
+        info["description"] = _audio_text(audio)
+        info["x-reactor-audio"] = dict(audio)
     return {
         "openapi": "3.1.0",
-        "info": {"title": f"reactor: {model_schema.get('model', 'model')}",
-                 "version": __version__},
+        "info": info,
         "paths": paths,
         "components": {
             "schemas": {"Error": {"type": "object", "required": ["error"], "properties": {
-                "error": {"type": "string"}, "field": {"type": "string"}}}},
+                "error": {"type": "string"}, "field": {"type": "string"}}},
+                "ModelSchema": _MODEL_SCHEMA_SCHEMA},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}, {}],

@@ -209,3 +209,24 @@ def test_only_ipv6_announced_leaves_no_ipv4_host_candidate() -> None:
     out = announce_host_candidates(ANSWER, ["2001:db8::7"])
     assert [c for c in _candidates(out) if c[2] == "host"] == [("2001:db8::7", "40003", "host")]
     assert "c=IN IP6 2001:db8::7" in out.split("\r\n")
+
+
+AUDIO = ("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\na={direction}\r\n"
+         "a=rtpmap:111 opus/48000/2\r\n")
+
+
+def test_audio_only_offer_is_accepted_only_when_video_is_not_required() -> None:
+    offer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n" + AUDIO.format(
+        direction="sendonly")
+    with pytest.raises(SdpError, match="no 'm=video'"):
+        validate_offer(offer)
+    info = validate_offer(offer, require_video=False)
+    assert info.video_codecs == () and info.video_direction == ""
+    assert info.has_audio and info.audio_direction == "sendonly"
+    assert info.media_kinds == ("audio",)
+
+
+def test_audio_direction_is_described_next_to_video() -> None:
+    info = validate_offer(_offer("96", VP8) + AUDIO.format(direction="sendrecv"))
+    assert info.video_direction == "recvonly" and info.audio_direction == "sendrecv"
+    assert validate_offer(_offer("96", VP8)).audio_direction == ""

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from reactor.config import IceServer, ServerSection
+from reactor.config import AudioSection, IceServer, ServerSection
 from reactor.errors import HttpError, ReactorError
 from reactor.examples.pattern import TestPattern
 from reactor.proto import control_pb2 as cpb
@@ -27,6 +27,8 @@ from reactor.workers.http import (
 
 TOKEN = "unit-token-123"
 MODEL_SCHEMA = TestPattern.schema(320, 240, 30)
+#: What /api/schema answers for it with the default config: no sound either way.
+SILENT = {"output": False, "input": False, "sample_rate": 48000, "channels": 1}
 
 
 class Backend:
@@ -80,7 +82,8 @@ Check = Callable[[TestClient[Any, Any], Backend, EventFeed], Awaitable[None]]
 
 
 def serve(check: Check, *, token: str | None = None, idle_timeout_s: float = 10.0,
-          ice_servers: list[IceServer] | None = None) -> Backend:
+          ice_servers: list[IceServer] | None = None,
+          audio: AudioSection | None = None) -> Backend:
     """Run ``check`` against a real app on loopback; return the backend it talked to."""
     server = ServerSection.model_validate({"token": token, "idle_timeout_s": idle_timeout_s,
                                           "ice_servers": ice_servers or []})
@@ -88,7 +91,7 @@ def serve(check: Check, *, token: str | None = None, idle_timeout_s: float = 10.
     events = EventFeed()
 
     async def main() -> None:
-        app = build_app(Api(backend, events, server))
+        app = build_app(Api(backend, events, server, audio))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             await check(client, backend, events)
 
@@ -181,7 +184,7 @@ def test_token_guards_all_but_the_public_routes() -> None:
             assert resp.status == 200, path
         resp = await client.get("/api/schema", headers={"Authorization": f"Bearer {TOKEN}"})
         assert resp.status == 200
-        assert await resp.json() == MODEL_SCHEMA
+        assert await resp.json() == {**MODEL_SCHEMA, "audio": SILENT}
         # EventSource cannot send headers: the event stream also takes ?token=.
         resp = await client.get("/api/events", params={"token": TOKEN})
         assert resp.status == 200
@@ -339,7 +342,7 @@ def test_served_openapi_document_is_the_route_tables() -> None:
     async def check(client: TestClient[Any, Any], backend: Backend, events: EventFeed) -> None:
         resp = await client.get("/api/openapi.json")
         assert resp.status == 200
-        assert await resp.json() == openapi_document(MODEL_SCHEMA)
+        assert await resp.json() == openapi_document({**MODEL_SCHEMA, "audio": SILENT})
         # Without the model's schema (inference restarting), the document has no commands.
         backend.fail = HttpError(503, "inference is restarting")
         resp = await client.get("/api/openapi.json")
@@ -348,6 +351,38 @@ def test_served_openapi_document_is_the_route_tables() -> None:
         assert not [p for p in doc["paths"] if p.startswith("/api/commands/")]
 
     serve(check)
+
+
+def test_schema_and_openapi_say_whether_the_model_speaks_and_listens() -> None:
+    audio = AudioSection(output=True, input=True, sample_rate=16000, channels=2)
+    expected = {"output": True, "input": True, "sample_rate": 16000, "channels": 2}
+
+    async def check(client: TestClient[Any, Any], backend: Backend, events: EventFeed) -> None:
+        resp = await client.get("/api/schema")
+        assert resp.status == 200
+        schema = await resp.json()
+        assert schema["audio"] == expected
+        assert schema["commands"] == MODEL_SCHEMA["commands"]
+        doc = await (await client.get("/api/openapi.json")).json()
+        assert doc["info"]["x-reactor-audio"] == expected
+        assert "speaks" in doc["info"]["description"]
+        assert "does not" not in doc["info"]["description"]
+        described = doc["components"]["schemas"]["ModelSchema"]["properties"]["audio"]
+        assert set(described["required"]) == set(expected)
+        # Inference restarting: the document still says what the daemon does with sound.
+        backend.fail = HttpError(503, "inference is restarting")
+        doc = await (await client.get("/api/openapi.json")).json()
+        assert doc["info"]["x-reactor-audio"] == expected
+
+    serve(check, audio=audio)
+
+    async def silent(client: TestClient[Any, Any], backend: Backend, events: EventFeed) -> None:
+        assert (await (await client.get("/api/schema")).json())["audio"] == SILENT
+        doc = await (await client.get("/api/openapi.json")).json()
+        assert "does not speak" in doc["info"]["description"]
+        assert "does not listen" in doc["info"]["description"]
+
+    serve(silent)
 
 
 def test_every_documented_operation_is_a_registered_route_and_back() -> None:
