@@ -5,13 +5,13 @@
     python tools/bench.py all [--json] [--quick] [--output bench-results.json]
 
 Sections: ``ring``, ``pipeline``, ``e2e``, ``viewers``, ``control``, ``gpu`` (all of them
-run by ``all``, which also writes ``bench-results.json``) and ``soak`` (``--minutes N``;
-not part of ``all``). Each section registers itself with :func:`section`; it receives the
-parsed arguments and returns a JSON-able dict, which ``--json`` prints as one object and
-otherwise its ``render`` turns into text. ``--quick`` is a seconds-long smoke run of the
-same code (tiny sizes and counts; goals are not judged). Ratios compare figures taken in
-the same run, because the machine is noisy. The sections past ``ring`` live in
-``tools/bench_*.py``; every process and daemon they start, they stop.
+run by ``all``, which also writes ``bench-results.json``), ``soak`` and ``av`` (both with
+``--minutes N``; not part of ``all``). Each section registers itself with :func:`section`;
+it receives the parsed arguments and returns a JSON-able dict, which ``--json`` prints as
+one object and otherwise its ``render`` turns into text. ``--quick`` is a seconds-long
+smoke run of the same code (tiny sizes and counts; goals are not judged). Ratios compare
+figures taken in the same run, because the machine is noisy. The sections past ``ring``
+live in ``tools/bench_*.py``; every process and daemon they start, they stop.
 
 Child processes are started with the ``multiprocess`` package's spawn context, as the
 daemon starts its workers. Timestamps are ``time.perf_counter_ns()``, which on Linux is
@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # run as a script from a checkout
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the bench_* helpers
 
+import bench_av
 import bench_common
 import bench_pipeline
 import bench_rtc
@@ -366,6 +367,17 @@ def _soak_arguments(parser: argparse.ArgumentParser) -> None:
 section("soak", "RSS and fds per process while viewers join and leave; slopes per hour",
         bench_rtc.render_soak, _soak_arguments)(
     lambda args: bench_rtc.run_soak(args.quick, args.minutes))
+
+
+def _av_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, default=5.0,
+                        help="how long Chromium watches and the file lasts (default: "
+                             "%(default)s; --quick: 20 s)")
+
+
+section("av", "sound against picture: beep/flash offset and drift in Chromium and in a "
+        "headless MP4, egress CPU with audio on vs off", bench_av.render, _av_arguments)(
+    lambda args: bench_av.run(args.quick, args.minutes))
 
 
 # -- control ----------------------------------------------------------------------------
