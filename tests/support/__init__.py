@@ -23,6 +23,8 @@ namespace package and pytest keeps importing test modules by their own names.
   and read.
 * :mod:`tests.support.netns`: network namespaces, a daemon inside one, a certificate.
 * :mod:`tests.support.turn`: a real TURN server (coturn) on one address.
+* :mod:`tests.support.av`: sound against picture: beep onsets, flash frames, their offset
+  (in a recorded file, and in Chromium with WebAudio and ``requestVideoFrameCallback``).
 
 Test models that a daemon loads by name (``models:Counter``) stay in
 ``tests/integration/models.py``: :func:`tests.support.daemon.models_env` puts that folder on
