@@ -8,6 +8,8 @@ Everything here is a library: no worker, socket or config lives in this package.
 - :mod:`~reactor.media.convert` converts between ``av.VideoFrame`` and RGB numpy arrays.
 - :mod:`~reactor.media.encoder` encodes RGB frames once (H.264 or VP8).
 - :mod:`~reactor.media.tracks` fans pre-encoded packets out to many viewers.
+- :mod:`~reactor.media.audio` encodes the model's sound once (Opus) and fans it out.
+- :mod:`~reactor.media.clock` is the session clock of RTP timestamps and sender reports.
 - :mod:`~reactor.media.sdp` validates WHIP/WHEP offers before aiortc sees them.
 - :mod:`~reactor.media.ice` patches aioice: the loopback policy, and Firefox's
   end-of-candidates.
@@ -39,6 +41,8 @@ def install(*, loopback: bool = False) -> None:
       browser's camera reaches 720p in seconds, not half a minute (:mod:`reactor.media.rate`);
     - a keyframe request from a viewer of a pre-encoded track reaches its encoder
       (:mod:`reactor.media.tracks`);
+    - RTCP sender reports of egress's tracks map RTP time to NTP by the session clock, so
+      receivers line sound up with picture (:mod:`reactor.media.clock`);
     - an end-of-candidates that leaves no usable remote candidate is held back for a
       while, which is what Firefox needs (:mod:`reactor.media.ice`);
     - ``loopback=True``: ICE offers loopback and this machine's interface addresses and
@@ -46,11 +50,12 @@ def install(*, loopback: bool = False) -> None:
     """
     # Imported here, not above: the package's light modules (convert, encoder, recorder)
     # must not pull aiortc, aioice and OpenSSL into a process that needs none of them.
-    from reactor.media import dtls, ice, jitter, rate, tracks
+    from reactor.media import clock, dtls, ice, jitter, rate, tracks
 
     dtls.enable_rsa_cipher_suites()
     jitter.enable_marker_bit_completion()
     rate.enable_fast_start()
     tracks.enable_keyframe_requests()
+    clock.enable_session_clock_reports()
     ice.enable_end_of_candidates_grace()
     ice.restrict_ice_to_loopback(loopback)

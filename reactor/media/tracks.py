@@ -14,6 +14,11 @@ encodes an ``av.Frame`` itself; with packets the request is silently lost. We wr
 ``RTCRtpSender._send_keyframe`` (idempotently, see :func:`enable_keyframe_requests`) so
 that when the sender's track is an :class:`EncodedVideoTrack`, the request reaches the
 track, and through it the shared :class:`~reactor.media.encoder.Encoder`.
+
+Sender reports: a track's ``media_clock`` (:class:`~reactor.media.clock.MediaClock`, set
+by the :class:`Broadcaster` that made it) says which session-clock time its packets'
+``pts`` stand for, so the RTCP sender reports of its sender map RTP time to NTP by that
+clock (:mod:`reactor.media.clock`), as the audio track's do: a receiver lines them up.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from reactor.media.clock import MediaClock
 from reactor.media.convert import RgbArray
 from reactor.media.encoder import CODECS, Codec, Encoder
 from reactor.media.sdp import codec_preferences
@@ -69,7 +75,8 @@ class EncodedVideoTrack(MediaStreamTrack):
     most ``queue_size`` packets: when a viewer falls that far behind, its queue is cleared
     and it skips ahead to the next keyframe, asking for one, so it is never buffered
     without bound and never decodes a frame whose references it lacks. A new track also
-    waits for a keyframe. ``sent`` and ``dropped`` count packets.
+    waits for a keyframe. ``sent`` and ``dropped`` count packets. ``media_clock``, when
+    set, is the clock the packets' ``pts`` (90 kHz) are read on (for sender reports).
     """
 
     kind = "video"
@@ -80,10 +87,12 @@ class EncodedVideoTrack(MediaStreamTrack):
         *,
         queue_size: int = 4,
         on_keyframe_request: Callable[[EncodedVideoTrack], None] | None = None,
+        media_clock: MediaClock | None = None,
     ) -> None:
         super().__init__()
         enable_keyframe_requests()
         self.codec: Codec = codec
+        self.media_clock = media_clock
         self.queue_size = queue_size
         self.sent = 0
         self.dropped = 0
@@ -170,7 +179,8 @@ class Broadcaster:
     to keep the loop free while encoding): delivery is handed to the loop thread.
     PLI/FIR requests are coalesced to at most one forced keyframe per
     ``min_keyframe_interval_s``, so one lossy viewer cannot make everyone's stream all
-    keyframes; a join forces one at once.
+    keyframes; a join forces one at once. ``clock`` (90 kHz) is what pushed ``pts`` are
+    read on; its viewers' tracks carry it (``media_clock``) for their sender reports.
     """
 
     def __init__(
@@ -183,7 +193,9 @@ class Broadcaster:
         hardware: bool = False,
         queue_size: int = 4,
         min_keyframe_interval_s: float = 0.25,
+        clock: MediaClock | None = None,
     ) -> None:
+        self.clock = clock
         self.width = width
         self.height = height
         self.fps = fps
@@ -223,7 +235,8 @@ class Broadcaster:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         track = EncodedVideoTrack(
-            codec, queue_size=self.queue_size, on_keyframe_request=self._keyframe_requested
+            codec, queue_size=self.queue_size, on_keyframe_request=self._keyframe_requested,
+            media_clock=self.clock,
         )
         track.on("ended", lambda: self.remove_viewer(track))
         with self._lock:

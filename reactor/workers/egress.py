@@ -5,6 +5,14 @@ connections; the *reader thread* takes frames from the output ring and pushes th
 through the :class:`~reactor.media.tracks.Broadcaster`, which encodes each frame once per
 codec in use (PyAV releases the GIL while it encodes) and hands the same packets to every
 viewer on the loop; the link thread relays WHEP offers and session events to the loop.
+With ``audio.output`` on, the *audio thread* reads the ``audio_out`` ring and drives the
+:class:`~reactor.media.audio.AudioBroadcaster`: the model's sound on a 48 kHz timeline,
+one Opus packet per 20 ms window for every viewer, silence when the model sends none.
+
+One session clock (:class:`~reactor.media.clock.MediaClock`): a frame's RTP timestamp is
+its presentation time (``frame.pts``, CLOCK_MONOTONIC ns) since this process's epoch, at
+90 kHz; an audio sample's is its presentation time since the same epoch, at 48 kHz; the
+RTCP sender reports map both to NTP by that clock, so receivers play them in sync.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ import threading
 import time
 
 from reactor.errors import ReactorError
-from reactor.ipc import ProducerGoneError, RingClosedError, ShmRing
+from reactor.ipc import ProducerGoneError, Reader, RingClosedError, ShmRing
+from reactor.media.audio import AudioBroadcaster
+from reactor.media.clock import MediaClock
 from reactor.media.peer import install_patches
 from reactor.media.recorder import Recorder
 from reactor.media.tracks import Broadcaster
@@ -37,12 +47,25 @@ class EgressWorker:
         cfg = ctx.config
         self.output = ShmRing.attach(ctx.rings["output"])
         self.reader = self.output.reader()
+        #: RTP time 0 of every stream this process sends (see the module docstring).
+        self.clock = MediaClock(time.perf_counter_ns(), RTP_CLOCK)
         self.broadcaster = Broadcaster(
             cfg.video.width, cfg.video.height, fps=cfg.video.fps,
             bitrate_kbps=cfg.egress.bitrate_kbps, hardware=cfg.device.startswith("cuda"),
+            clock=self.clock,
         )
+        self.audio: AudioBroadcaster | None = None
+        self.audio_ring: ShmRing | None = None
+        self.audio_reader: Reader | None = None
+        if cfg.audio.output:
+            self.audio = AudioBroadcaster(self.clock, sample_rate=cfg.audio.sample_rate,
+                                          channels=cfg.audio.channels)
+            if "audio_out" in ctx.rings:
+                self.audio_ring = ShmRing.attach(ctx.rings["audio_out"])
+                self.audio_reader = self.audio_ring.reader()
         self.hub = ViewerHub(self.broadcaster, cfg,
-                             on_count=lambda n: ctx.link.clients(viewers=n))
+                             on_count=lambda n: ctx.link.clients(viewers=n), audio=self.audio)
+        self._last_pts = -1
         self.recorder = Recorder.open(cfg) if cfg.egress.record else None
         self.frames_in = 0
         self.frames_out = 0
@@ -52,10 +75,15 @@ class EgressWorker:
         self.failure = ""
 
     def stats(self) -> wpb.WorkerStats:
+        a = self.audio.stats() if self.audio is not None else None
         return worker_stats(self.proc, self.frames_in, self.frames_out,
                             (self.lat_ring, self.lat_encode),
                             viewers=self.hub.count,
-                            encoders_active=self.broadcaster.encoders_active)
+                            encoders_active=self.broadcaster.encoders_active,
+                            audio_samples_in=a.samples_in if a else 0,
+                            audio_samples_out=a.samples_out if a else 0,
+                            audio_dropped=a.chunks_dropped if a else 0,
+                            av_offset_ms=a.av_offset_ms if a else None)
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         """On the link thread: hand everything to the event loop."""
@@ -80,7 +108,6 @@ class EgressWorker:
 
     def read_loop(self) -> None:
         """The reader thread: one frame in, encoded once, out to every viewer."""
-        period = RTP_CLOCK / self.ctx.config.video.fps
         try:
             while not self.ctx.stop.is_set():
                 try:
@@ -95,12 +122,17 @@ class EgressWorker:
                 t0 = time.perf_counter_ns()
                 self.frames_in += 1
                 self.lat_ring.add((t0 - frame.enqueue_ts) / 1e6)
-                pts = int(self.frames_out * period)
+                # The frame's presentation time on the session clock, kept strictly
+                # increasing (encoders refuse a repeated pts).
+                pts = max(self.clock.rtp(frame.pts), self._last_pts + 1)
+                self._last_pts = pts
                 if self.broadcaster.encoders_active or self.recorder is not None:
                     self.broadcaster.push(frame.array, pts)
                     if self.recorder is not None:
                         self.recorder.write(frame.array)
                     self.lat_encode.add((time.perf_counter_ns() - t0) / 1e6)
+                if self.audio is not None:
+                    self.audio.note_video(frame.pts)
                 frame.release()
                 self.frames_out += 1
         except RingClosedError as exc:
@@ -112,9 +144,52 @@ class EgressWorker:
             log.exception("reader thread failed")
             self.loop.call_soon_threadsafe(self.ctx.stop.set)
 
+    def audio_loop(self) -> None:
+        """The audio thread: the model's sound in, one Opus packet per 20 ms window out to
+        every viewer, on time; silence when none comes (no session, inference restarting),
+        so the viewers' audio tracks stay up."""
+        audio, reader = self.audio, self.audio_reader
+        assert audio is not None
+        try:
+            while not self.ctx.stop.is_set():
+                audio.pump()
+                wait = (audio.next_due_ns() - time.perf_counter_ns()) / 1e9
+                wait = min(max(wait, 0.001), 0.02)
+                if reader is None:
+                    time.sleep(wait)
+                    continue
+                try:
+                    chunk = reader.read(wait)
+                except ProducerGoneError:
+                    # Inference died; its successor takes the ring over. Until then the
+                    # windows go out silent.
+                    time.sleep(wait)
+                    continue
+                if chunk is None:
+                    continue
+                try:
+                    audio.feed(chunk.array[:chunk.length or None], chunk.pts)
+                finally:
+                    chunk.release()
+        except RingClosedError as exc:
+            self.failure = f"audio ring closed: {exc}"
+            log.error("%s", self.failure)
+            self.loop.call_soon_threadsafe(self.ctx.stop.set)
+        except Exception as exc:
+            self.failure = f"audio thread failed: {type(exc).__name__}: {exc}"
+            log.exception("audio thread failed")
+            self.loop.call_soon_threadsafe(self.ctx.stop.set)
+
     def close(self) -> None:
         if self.recorder is not None:
             self.recorder.close()
+        if self.audio is not None:
+            log.info("audio: %s", self.audio.stats())
+            self.audio.close()
+        if self.audio_reader is not None:
+            self.audio_reader.close()
+        if self.audio_ring is not None:
+            self.audio_ring.close()
         self.reader.close()
         self.output.close()
 
@@ -126,6 +201,11 @@ async def _amain(ctx: WorkerContext) -> None:
     link = ctx.attach(worker)
     reader = threading.Thread(target=worker.read_loop, name="egress-reader", daemon=True)
     reader.start()
+    threads = [reader]
+    if worker.audio is not None:
+        threads.append(threading.Thread(target=worker.audio_loop, name="egress-audio",
+                                        daemon=True))
+        threads[-1].start()
     link.ready(wpb.Ready(egress=wpb.EgressReady(codec=ctx.config.egress.codec)))
     log.info("ready")
     try:
@@ -134,7 +214,8 @@ async def _amain(ctx: WorkerContext) -> None:
     finally:
         await worker.hub.close()
         worker.broadcaster.close()
-        reader.join(timeout=2.0)
+        for thread in threads:
+            thread.join(timeout=2.0)
         worker.close()
     if worker.failure:  # exit non-zero, with the reason, so the supervisor restarts us
         raise ReactorError(worker.failure)

@@ -5,6 +5,14 @@ the same encoded packets by the broadcaster, plus a data channel for session eve
 watch and a callback that it calls with the number of viewers whenever that changes (the
 egress worker reports it to the supervisor); the patches its peer connections need are
 installed by the worker (:func:`reactor.media.peer.install_patches`).
+
+Sound: with ``audio.output`` on, the hub also has the
+:class:`~reactor.media.audio.AudioBroadcaster`, and an offer whose (first) audio section
+receives Opus gets a send-only audio track fed the same Opus packets as every other
+viewer; its video and audio share one media stream id (aiortc gives every transceiver of
+a peer connection the same ``msid``), which is what puts them in one sync group in a
+browser. Without ``audio.output`` (or without Opus in the offer) an audio section is
+answered ``inactive``, as aiortc does for a section it has nothing to send on.
 """
 
 from __future__ import annotations
@@ -16,10 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import SessionDescription
 
 from reactor.config import Config
 from reactor.control.events import event_to_json
+from reactor.media.audio import AudioBroadcaster, EncodedAudioTrack
 from reactor.media.encoder import Codec
 from reactor.media.peer import new_peer_connection
 from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
@@ -36,17 +47,40 @@ class Viewer:
     pc: RTCPeerConnection
     track: EncodedVideoTrack
     codec: Codec
+    audio: EncodedAudioTrack | None = None
     channels: list[Any] = field(default_factory=list)
     joined: float = field(default_factory=time.monotonic)
 
 
+def offer_receives_opus(sdp: str) -> bool:
+    """Whether the offer's first audio section can receive Opus (``recvonly`` or
+    ``sendrecv`` with an ``opus/48000`` payload type). Call after ``validate_offer``."""
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except Exception:  # validated already; aiortc's own parse reports anything else
+        return False
+    audio = [m for m in parsed.media if m.kind == "audio"]
+    if not audio or audio[0].direction not in (None, "recvonly", "sendrecv"):
+        return False
+    return any(c.mimeType.lower() == "audio/opus" for c in audio[0].rtp.codecs)
+
+
+def opus_preferences() -> list[RTCRtpCodecCapability]:
+    """aiortc's Opus capability alone: the audio track sends Opus packets only."""
+    return [c for c in RTCRtpSender.getCapabilities("audio").codecs
+            if c.mimeType.lower() == "audio/opus"]
+
+
 class ViewerHub:
     """The WHEP viewers of one broadcaster: ``handle`` answers a WHEP request (offer or
-    close); ``on_count(n)`` is called with the number of viewers after each change."""
+    close); ``on_count(n)`` is called with the number of viewers after each change.
+    ``audio`` (with ``audio.output``) gives viewers whose offer takes Opus the sound."""
 
     def __init__(self, broadcaster: Broadcaster, config: Config,
-                 on_count: Callable[[int], None]) -> None:
+                 on_count: Callable[[int], None],
+                 audio: AudioBroadcaster | None = None) -> None:
         self.broadcaster = broadcaster
+        self.audio = audio
         self.config = config
         self.on_count = on_count
         self.viewers: dict[str, Viewer] = {}
@@ -88,11 +122,16 @@ class ViewerHub:
         codec = self._choose_codec(info.video_codecs)
         pc = new_peer_connection(self.config.server)
         track = self.broadcaster.add_viewer(codec)
+        audio: EncodedAudioTrack | None = None
         try:
             # Before the offer is applied, so exactly the encoder's codec is negotiated.
             add_encoded_track(pc, track)
+            if self.audio is not None and offer_receives_opus(req.sdp):
+                audio = self.audio.add_viewer()
+                pc.addTransceiver(audio, direction="sendonly").setCodecPreferences(
+                    opus_preferences())
             await pc.setRemoteDescription(RTCSessionDescription(sdp=req.sdp, type="offer"))
-            viewer = Viewer(req.resource_id, pc, track, codec)
+            viewer = Viewer(req.resource_id, pc, track, codec, audio)
 
             @pc.on("datachannel")
             def on_channel(channel: Any) -> None:
@@ -106,12 +145,15 @@ class ViewerHub:
             sdp = await answer_sdp_for(pc, self.config.server.announced_addresses)
         except Exception as exc:
             self.broadcaster.remove_viewer(track)
+            if audio is not None and self.audio is not None:
+                self.audio.remove_viewer(audio)
             await pc.close()
             log.warning("WHEP offer failed: %s", exc)
             return cpb.Reply(error=cpb.Error(message=f"cannot answer the offer: {exc}",
                                              status=400))
         self.viewers[viewer.id] = viewer
-        log.info("viewer join %s (%s); %d watching", viewer.id, codec, self.count)
+        log.info("viewer join %s (%s%s); %d watching", viewer.id, codec,
+                 " + opus" if audio is not None else "", self.count)
         self._report()
         return cpb.Reply(whep=cpb.WhepReply(resource_id=viewer.id, sdp=sdp, codec=codec))
 
@@ -120,6 +162,8 @@ class ViewerHub:
         if viewer is None:
             return False
         self.broadcaster.remove_viewer(viewer.track)
+        if viewer.audio is not None and self.audio is not None:
+            self.audio.remove_viewer(viewer.audio)
         await viewer.pc.close()
         log.info("viewer leave %s: %s; %d watching", resource_id, why, self.count)
         self._report()
