@@ -63,7 +63,10 @@ def test_invalid_command_never_reaches_the_handler() -> None:
 
 class ScriptedIO:
     """A session's IO in memory: hands over the commands queued for each output frame,
-    stops after ``frames`` outputs."""
+    stops after ``frames`` outputs. It has no sound."""
+
+    start_ns = 0
+    realtime = False
 
     def __init__(self, frames: int, commands: dict[int, list[PendingCommand]]) -> None:
         self.frames = frames
@@ -73,8 +76,22 @@ class ScriptedIO:
     def read_input(self, timeout: float) -> np.ndarray | None:
         return None
 
-    def write_output(self, frames: np.ndarray) -> None:
+    def input_pts(self) -> int | None:
+        return None
+
+    def clock_ns(self) -> int:
+        return len(self.outputs) * 1_000_000_000 // 30
+
+    def write_output(self, frames: np.ndarray) -> int:
+        first = self.clock_ns()
         self.outputs.extend(frames)
+        return first
+
+    def write_audio(self, pcm: np.ndarray, pts_ns: int) -> None:
+        raise AssertionError("this session has no sound")
+
+    def read_audio(self, timeout: float) -> tuple[np.ndarray, int] | None:
+        raise AssertionError("this session has no sound")
 
     def poll_commands(self) -> list[PendingCommand]:
         return self.commands.pop(len(self.outputs), [])
