@@ -164,13 +164,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _with_overrides(load_config(args.config), args)
     cfg.model_class()
-    if args.input or args.output:
+    if args.input or args.output or args.duration is not None:
         return run_headless(
             cfg,
             input_path=args.input,
             output_path=args.output,
             commands_path=args.commands,
             lossless=args.lossless,
+            duration_s=args.duration,
             run_dir=_run_dir(args) if args.run_dir else None,
         )
     return run_foreground(cfg, _run_dir(args))
@@ -247,10 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_dir(p)
     p.set_defaults(func=cmd_daemon_restart)
 
-    p = sub.add_parser("run", help="run in the foreground; with --input, process a file")
+    p = sub.add_parser("run", help="run in the foreground; with --input or --duration, "
+                       "process a file or render one")
     p.add_argument("-c", "--config", help="config YAML (default: the packaged test pattern)")
-    p.add_argument("--input", metavar="FILE", help="a video file to feed the model")
-    p.add_argument("--output", metavar="FILE", help="write the model's output here (MP4)")
+    p.add_argument("--input", metavar="FILE", help="a video file to feed the model (its sound "
+                   "too, with audio.input)")
+    p.add_argument("--output", metavar="FILE", help="write the model's output here (MP4; "
+                   "with its sound, with audio.output)")
+    p.add_argument("--duration", type=float, metavar="S",
+                   help="stop after S seconds of video (S * fps frames); without --input, "
+                   "render a generative model for S seconds of its own clock")
     p.add_argument("--commands", metavar="FILE.jsonl", help='timed commands: {"at_frame": N, '
                    '"command": NAME, "args": {...}} per line')
     p.add_argument("--lossless", action="store_true",

@@ -1,9 +1,13 @@
-"""``reactor run -c CONFIG --input IN [--output OUT] [--commands FILE.jsonl]``.
+"""``reactor run -c CONFIG --input IN [--output OUT] [--duration S] [--commands FILE.jsonl]``
+and ``reactor run -c CONFIG --output OUT --duration S`` (no input: a generative model).
 
 Runs the daemon's own pipeline — supervisor, rings, the same inference worker — with a
 file source in place of ingress and a file sink in place of egress, in the foreground,
 and exits when every input frame is accounted for: processed by the model, or dropped
-and counted (``--lossless`` makes the input ring blocking, so none is dropped).
+and counted (``--lossless`` makes the input ring blocking, so none is dropped). Without
+``--input`` the model renders ``S * fps`` frames on its own clock (not paced: as fast as
+it can) and the run ends when the sink has them. The sound goes along: the input's to
+the model with ``audio.input``, the model's into the MP4 with ``audio.output``.
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ from reactor.config import Config
 from reactor.daemon.plan import Plan
 from reactor.errors import CommandError, ReactorError
 
+#: The longest ``--duration`` (a day): a guard against a typo'd unit, not a limit of the run.
+MAX_DURATION_S = 86_400.0
 
-def headless_plan(input_path: str, output_path: str | None,
-                  commands: list[dict[str, Any]], lossless: bool) -> Plan:
+
+def headless_plan(input_path: str | None, output_path: str | None,
+                  commands: list[dict[str, Any]], lossless: bool,
+                  duration_s: float | None = None) -> Plan:
     """A file source and a file sink around the inference worker; only commands served."""
     from reactor.daemon.plan import Role
 
@@ -29,7 +37,7 @@ def headless_plan(input_path: str, output_path: str | None,
         workers=("source", "inference", "sink"),
         input_policy="block" if lossless else "latest",
         extra={"input": input_path, "output": output_path, "commands": commands,
-               "lossless": lossless, "headless": True},
+               "lossless": lossless, "headless": True, "duration": duration_s},
         headless=True,
         routes={"command": Role.MODEL},
     )
@@ -80,15 +88,23 @@ def run_headless(
     commands_path: str | None,
     lossless: bool,
     run_dir: Path | None = None,
+    duration_s: float | None = None,
 ) -> int:
     from reactor.daemon.launcher import run_supervisor
 
-    if not input_path:
-        raise ReactorError("reactor run --output needs --input: the run ends when the input does")
-    if not Path(input_path).is_file():
+    if duration_s is not None and not (0 < duration_s <= MAX_DURATION_S):
+        raise ReactorError(f"--duration {duration_s:g}: expected seconds, more than 0 and at "
+                           f"most {MAX_DURATION_S}")
+    if duration_s is not None and round(duration_s * config.video.fps) < 1:
+        raise ReactorError(f"--duration {duration_s:g}: shorter than one frame at "
+                           f"video.fps = {config.video.fps}")
+    if not input_path and duration_s is None:
+        raise ReactorError("reactor run --output needs --input: the run ends when the input does"
+                           " (or --duration S, to render a generative model for S seconds)")
+    if input_path and not Path(input_path).is_file():
         raise ReactorError(f"--input {input_path}: no such file")
     commands = load_commands(commands_path, config) if commands_path else []
-    plan = headless_plan(input_path, output_path, commands, lossless)
+    plan = headless_plan(input_path, output_path, commands, lossless, duration_s)
     keep_run_dir = run_dir is not None
     if run_dir is None:
         run_dir = Path(tempfile.mkdtemp(prefix="reactor-run-"))
@@ -105,12 +121,17 @@ def run_headless(
         print(f"reactor run: failed: {error}\nlogs: {run_dir / 'logs'}", file=sys.stderr)
         return 1
     by_name = {w.name: w for w in final.workers}
-    read = by_name["source"].frames_out
-    processed = by_name["inference"].frames_in
-    dropped = next((r.dropped for r in final.pipeline.rings if r.name == "input"), 0)
-    written = by_name["sink"].frames_in
-    print(f"reactor run: {read} input frames: {processed} processed, {dropped} dropped; "
-          f"{written} frames written" + (f" to {output_path}" if output_path else ""))
+    written = by_name["sink"].frames_out
+    where = f" to {output_path}" if output_path else ""
+    if input_path:
+        read = by_name["source"].frames_out
+        processed = by_name["inference"].frames_in
+        dropped = next((r.dropped for r in final.pipeline.rings if r.name == "input"), 0)
+        print(f"reactor run: {read} input frames: {processed} processed, {dropped} dropped; "
+              f"{written} frames written{where}")
+    else:
+        print(f"reactor run: {written} frames rendered ({written / config.video.fps:g} s at "
+              f"{config.video.fps} fps){where}")
     if not keep_run_dir:
         shutil.rmtree(run_dir, ignore_errors=True)
     return 0

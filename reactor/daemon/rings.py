@@ -3,7 +3,8 @@
 ``input`` (front -> model) uses the plan's policy (``latest``, or ``block`` for a lossless
 file run); ``output`` (model -> back) always blocks, which paces the model to playback.
 With ``audio.input`` on, ``audio_in`` carries the clients' sound to the model in 20 ms
-chunks (``latest``: a model that falls behind hears the newest); with ``audio.output`` on,
+chunks (``latest``: a model that falls behind hears the newest; in a lossless file run it
+follows ``input`` and blocks, so no sound is dropped either); with ``audio.output`` on,
 ``audio_out`` carries the model's sound to the back (``block``, never lossy), each slot up
 to 100 ms of it with its length and presentation time (`reactor.ipc.Frame.length`,
 ``pts``). Both hold float32 ``(samples, audio.channels)`` at ``audio.sample_rate``.
@@ -43,7 +44,7 @@ def create_rings(config: Config, input_policy: Policy) -> dict[str, ShmRing]:
     shapes: dict[str, tuple[tuple[int, ...], str]] = {
         "input": (shape, "uint8"), "output": (shape, "uint8")}
     if config.audio.input:
-        specs["audio_in"] = (AUDIO_IN_SLOTS, "latest")
+        specs["audio_in"] = (AUDIO_IN_SLOTS, input_policy)
         shapes["audio_in"] = (audio_shape(config, AUDIO_IN_S), "float32")
     if config.audio.output:
         specs["audio_out"] = (AUDIO_OUT_SLOTS, "block")

@@ -39,9 +39,12 @@ class Resampler:
         shorter or longer than ``len(pcm) * out_rate / in_rate``)."""
         if self._same_rate:
             return self._channels(np.asarray(pcm, np.float32))
+        # Channels first, by our own rule: swresample's matrix would mix stereo to mono at
+        # -3 dB a channel (0.707 for a full-scale pair) and copy mono to stereo at -3 dB.
+        mixed = self._channels(np.asarray(pcm, np.float32))
         frame = av.AudioFrame.from_ndarray(
-            np.ascontiguousarray(pcm, np.float32).reshape(1, -1), format="flt",
-            layout=_LAYOUTS[self.in_channels])
+            np.ascontiguousarray(mixed).reshape(1, -1), format="flt",
+            layout=_LAYOUTS[self.out_channels])
         frame.sample_rate = self.in_rate
         return self._collect(self._swr.resample(frame) if self._swr else [])
 

@@ -1,6 +1,14 @@
-"""The file sink of ``reactor run --output``: writes the output ring to an MP4 file.
+"""The file sink of ``reactor run --output``: writes the output rings to an MP4 file.
 
 It stands where egress stands in the daemon; without ``--output`` it only counts frames.
+With ``audio.output`` on it also reads the model's sound (the ``audio_out`` ring) and the
+file gets an audio track, placed by presentation time against the frames
+(:class:`~reactor.media.recorder.Recorder`).
+
+With ``--duration S`` the file holds the first ``S * fps`` frames and ``S`` seconds of
+sound. Without ``--input`` (a generative model rendering on its own clock) the sink also
+ends the session once the model has gone past that: the model is not paced in a file
+run, so nothing else would stop it.
 """
 
 from __future__ import annotations
@@ -8,8 +16,10 @@ from __future__ import annotations
 import logging
 import time
 
-from reactor.ipc import ShmRing
+from reactor.errors import ReactorError
+from reactor.ipc import Reader, ShmRing
 from reactor.media.recorder import Recorder
+from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.workers.base import WorkerContext
 from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
@@ -22,38 +32,99 @@ class FileSink:
         self.ctx = ctx
         self.output = ShmRing.attach(ctx.rings["output"])
         self.reader = self.output.reader()
+        self.audio: Reader | None = None
+        if "audio_out" in ctx.rings:
+            self.audio = ShmRing.attach(ctx.rings["audio_out"]).reader()
         path = ctx.extra.get("output")
-        self.recorder = Recorder.open(ctx.config, path) if path else None
+        duration = ctx.extra.get("duration")
+        self.duration_s: float | None = float(duration) if duration is not None else None
+        self.max_frames = (None if self.duration_s is None
+                           else round(self.duration_s * ctx.config.video.fps))
+        self.generative = not ctx.extra.get("input")  # no input: the model renders alone
+        self.recorder = (Recorder.open(ctx.config, path, duration_s=self.duration_s)
+                         if path else None)
         self.frames_in = 0
+        self.frames_kept = 0
+        self.started_at: float | None = None
+        self.stop_asked = False
         self.lat_ring = LatencyWindow("output_ring")
         self.lat_encode = LatencyWindow("encode")
         self.proc = ProcessStats()
 
     def stats(self) -> wpb.WorkerStats:
-        return worker_stats(self.proc, self.frames_in, self.frames_in,
+        return worker_stats(self.proc, self.frames_in, self.frames_kept,
                             (self.lat_ring, self.lat_encode))
 
     def on_message(self, msg: wpb.ToWorker) -> None:
-        if msg.WhichOneof("body") == "stop":
+        body = msg.WhichOneof("body")
+        if body == "stop":
             self.ctx.stop.set()
+        elif body == "event" and msg.event.kind == wpb.SessionEvent.STARTED:
+            self.started_at = time.monotonic()
 
     def run(self) -> None:
         try:
             while not self.ctx.stop.is_set():
-                frame = self.reader.read(0.1)
-                if frame is None:
-                    continue
-                t0 = time.perf_counter_ns()
-                self.lat_ring.add((t0 - frame.enqueue_ts) / 1e6)
-                if self.recorder is not None:
-                    self.recorder.write(frame.array)
-                    self.lat_encode.add((time.perf_counter_ns() - t0) / 1e6)
-                frame.release()
-                self.frames_in += 1
+                got = self._frame(0.02)
+                self._sound()
+                if not got:
+                    self._check_silent_model()
+            # The run is over: every frame is accounted for, but the sound the model
+            # emitted with the last ones may still be in the ring.
+            while self._frame(0):
+                pass
+            self._sound()
         finally:
             if self.recorder is not None:
                 self.recorder.close()
             self.reader.close()
+            if self.audio is not None:
+                self.audio.close()
+        log.info("sink: %d frames read, %d kept", self.frames_in, self.frames_kept)
+
+    def _frame(self, timeout: float) -> bool:
+        frame = self.reader.read(timeout)
+        if frame is None:
+            return False
+        t0 = time.perf_counter_ns()
+        self.lat_ring.add((t0 - frame.enqueue_ts) / 1e6)
+        full = self.max_frames is not None and self.frames_kept >= self.max_frames
+        if not full:
+            kept = True
+            if self.recorder is not None:
+                kept = self.recorder.write(frame.array, frame.pts)
+                self.lat_encode.add((time.perf_counter_ns() - t0) / 1e6)
+            self.frames_kept += kept
+        frame.release()
+        self.frames_in += 1
+        if full and self.generative and not self.stop_asked:
+            # A frame past the end: the model wrote the sound of every frame before it
+            # (emit() writes a frame's sound right after the frame), so none is cut short.
+            self.stop_asked = True
+            log.info("sink: %d frames (--duration %g s) rendered; ending the session",
+                     self.frames_kept, self.duration_s)
+            self.ctx.link.request(cpb.Request(session=cpb.SessionRequest(
+                action=cpb.SessionRequest.STOP, reason="--duration reached")))
+        return True
+
+    def _sound(self) -> None:
+        if self.audio is None:
+            return
+        while (chunk := self.audio.read(0)) is not None:
+            if self.recorder is not None:
+                self.recorder.write_audio(chunk.array[:chunk.length or None], chunk.pts)
+            chunk.release()
+
+    def _check_silent_model(self) -> None:
+        """Without ``--input`` a model that waits for input frames would wait for ever."""
+        if not self.generative or self.frames_in or self.started_at is None:
+            return
+        limit = self.ctx.config.session.stall_timeout_s
+        if time.monotonic() - self.started_at > limit:
+            raise ReactorError(
+                f"the model emitted no frame in {limit:g} s (session.stall_timeout_s); "
+                "reactor run without --input renders models that generate frames on their "
+                "own: a model that reads input frames needs --input")
 
 
 def main(ctx: WorkerContext) -> None:
