@@ -60,6 +60,9 @@ class LevelMeter(VideoModel):
 
     def load(self, config: dict[str, Any]) -> None:
         self.floor_db = float(config.get("floor_db", -60.0))
+        if not -120.0 <= self.floor_db <= -20.0:
+            raise ValueError(f"model.args.floor_db: expected -120 to -20 (dBFS); "
+                             f"found {self.floor_db:g}")
 
     @command
     def set_floor(self, floor_db: float = Field(-60.0, ge=-120.0, le=-20.0)) -> None:

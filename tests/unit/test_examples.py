@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -126,13 +128,13 @@ def _bar_length(frame: np.ndarray) -> int:
     return int(lit.sum())
 
 
-def _meter_after(amplitude: float) -> int:
+def _meter_after(amplitude: float, commands: dict[int, Any] | None = None) -> int:
     h, w, rate = 180, 320, 16000
     runner = ModelRunner(LevelMeter, width=w, height=h,
                          audio={"input": True, "sample_rate": rate})
     tone = amplitude * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)
     camera = np.full((h, w, 3), 90, np.uint8)
-    frames = runner.run(inputs=[camera] * 20, audio_inputs=tone)
+    frames = runner.run(inputs=[camera] * 20, audio_inputs=tone, commands=commands)
     assert np.array_equal(frames[-1][:100], camera[:100])  # the camera shows through
     return _bar_length(frames[-1])
 
@@ -145,6 +147,14 @@ def test_meter_draws_a_longer_bar_for_a_louder_microphone() -> None:
     assert quiet == pytest.approx(width * 17 / 60, abs=3)
     assert loud == pytest.approx(width * 57 / 60, abs=3)
     assert _meter_after(0.0) == 0
+    # On a -120..0 dB scale -43 dBFS reaches further.
+    wide = _meter_after(0.01, {0: ("set_floor", {"floor_db": -120.0})})
+    assert wide == pytest.approx(width * 77 / 120, abs=3)
+
+
+def test_meter_refuses_a_floor_out_of_range_naming_the_arg() -> None:
+    with pytest.raises(ValueError, match=r"model\.args\.floor_db.*found 0"):
+        ModelRunner(LevelMeter, width=32, height=32, args={"floor_db": 0})
 
 
 def test_meter_reads_the_sound_of_each_frame_without_waiting() -> None:
