@@ -4,13 +4,15 @@
 Run with Debian's ``/usr/bin/python3`` (it has ``gi``; reactor's venv does not)::
 
     /usr/bin/python3 tests/integration/gst_client.py --mode whep --url http://127.0.0.1:8081 \
-        --seconds 5 --codec h264
+        --seconds 5 --codec h264 [--audio --pcm sound.f32]
 
 It makes one non-trickle offer (every candidate in the SDP), POSTs it (RFC 9725), applies
 the answer, runs for ``--seconds``, DELETEs the resource and prints one JSON line: frames,
 fps, size and centre colour received (WHEP), packets sent (WHIP), and the ICE and DTLS
-states seen. Exit status 0 when media flowed, 1 otherwise (an HTTP error included: the JSON
-then carries ``http_status``).
+states seen. With ``--audio`` the WHEP offer also receives Opus: decoded, converted to mono
+float32 at 48 kHz and written to ``--pcm`` (raw samples; ``audio_samples`` counts them).
+Exit status 0 when media flowed, 1 otherwise (an HTTP error included: the JSON then
+carries ``http_status``).
 
 Handshake notes (GStreamer 1.22, libnice 0.1.21, against aiortc):
 
@@ -48,6 +50,9 @@ H264_RTP_CAPS = ("application/x-rtp,media=video,encoding-name=H264,payload=96,"
                  "clock-rate=90000,packetization-mode=(string)1,"
                  "profile-level-id=(string)42e01f")
 VP8_RTP_CAPS = "application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000"
+OPUS_RTP_CAPS = ("application/x-rtp,media=audio,encoding-name=OPUS,payload=111,"
+                 "clock-rate=48000,encoding-params=(string)2")
+AUDIO_RATE = 48000
 
 
 class HttpError(Exception):
@@ -81,6 +86,7 @@ class GstClient:
         self.resource: str | None = None
         self.answered_at: float | None = None
         self.frame_times: list[float] = []
+        self.pcm = bytearray()  # --audio: mono float32 at AUDIO_RATE
         self.ice_states: list[str] = []
         self.conn_states: list[str] = []
         self.lock = threading.Lock()
@@ -121,6 +127,10 @@ class GstClient:
             caps = Gst.Caps.from_string(H264_RTP_CAPS if a.codec == "h264" else VP8_RTP_CAPS)
             self.webrtc.emit("add-transceiver",
                              GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY, caps)
+            if a.audio:
+                self.webrtc.emit("add-transceiver",
+                                 GstWebRTC.WebRTCRTPTransceiverDirection.RECVONLY,
+                                 Gst.Caps.from_string(OPUS_RTP_CAPS))
             self.webrtc.connect("pad-added", self._on_pad_added)
         self.webrtc.connect("on-negotiation-needed", self._on_negotiation_needed)
         self.webrtc.connect("notify::ice-gathering-state", self._on_gathering)
@@ -144,22 +154,34 @@ class GstClient:
             return
         queue = Gst.ElementFactory.make("queue")
         dec = Gst.ElementFactory.make("decodebin")
-        tail = Gst.parse_bin_from_description(
-            "videoconvert ! video/x-raw,format=RGB ! "
-            "appsink name=sink emit-signals=true sync=false max-buffers=2 drop=true", True)
-        for element in (queue, dec, tail):
+        for element in (queue, dec):
             self.pipeline.add(element)
 
         def on_decoded_pad(_dec: Gst.Element, dpad: Gst.Pad) -> None:
             # decodebin exposes its output pad once it has seen the stream's caps.
             caps = dpad.get_current_caps() or dpad.query_caps(None)
-            if caps.get_structure(0).get_name().startswith("video/"):
-                dpad.link(tail.get_static_pad("sink"))
+            kind = caps.get_structure(0).get_name()
+            if kind.startswith("video/"):
+                tail = Gst.parse_bin_from_description(
+                    "videoconvert ! video/x-raw,format=RGB ! "
+                    "appsink name=sink emit-signals=true sync=false max-buffers=2 drop=true",
+                    True)
+                tail.get_by_name("sink").connect("new-sample", self._on_sample)
+            elif kind.startswith("audio/"):
+                tail = Gst.parse_bin_from_description(
+                    "audioconvert ! audioresample ! "
+                    f"audio/x-raw,format=F32LE,rate={AUDIO_RATE},channels=1,layout=interleaved"
+                    " ! appsink name=sink emit-signals=true sync=false", True)
+                tail.get_by_name("sink").connect("new-sample", self._on_audio_sample)
+            else:
+                return
+            self.pipeline.add(tail)
+            tail.sync_state_with_parent()
+            dpad.link(tail.get_static_pad("sink"))
 
         dec.connect("pad-added", on_decoded_pad)
-        tail.get_by_name("sink").connect("new-sample", self._on_sample)
         queue.link(dec)
-        for element in (tail, dec, queue):
+        for element in (dec, queue):
             element.sync_state_with_parent()
         if pad.link(queue.get_static_pad("sink")) != Gst.PadLinkReturn.OK:
             self._fail(f"cannot link webrtcbin's {pad.get_name()} to a decoder")
@@ -191,6 +213,17 @@ class GstClient:
         with self.lock:
             self.frame_times.append(now)
             self.result.update(width=w, height=h, centre_rgb=rgb)
+        return Gst.FlowReturn.OK
+
+    def _on_audio_sample(self, sink: Gst.Element) -> Gst.FlowReturn:
+        buf = sink.emit("pull-sample").get_buffer()
+        ok, info = buf.map(Gst.MapFlags.READ)
+        if ok:
+            try:
+                with self.lock:
+                    self.pcm.extend(info.data)
+            finally:
+                buf.unmap(info)
         return Gst.FlowReturn.OK
 
     # -- signalling -------------------------------------------------------------------------
@@ -324,6 +357,13 @@ class GstClient:
             times = list(self.frame_times)
         if self.args.mode == "whep":
             self.result["frames"] = len(times)
+        if self.args.audio:
+            with self.lock:
+                pcm = bytes(self.pcm)
+            self.result.update(audio_samples=len(pcm) // 4, audio_rate=AUDIO_RATE)
+            if self.args.pcm:
+                with open(self.args.pcm, "wb") as f:
+                    f.write(pcm)
         if len(times) > 1:
             self.result["fps"] = round((len(times) - 1) / (times[-1] - times[0]), 2)
         if times and self.answered_at is not None:
@@ -355,6 +395,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pattern", default="solid-color", help="videotestsrc pattern (WHIP)")
     p.add_argument("--color", default="0xff00ff00",
                    help="videotestsrc foreground-color, 0xAARRGGBB (WHIP)")
+    p.add_argument("--audio", action="store_true",
+                   help="WHEP: receive the audio track too (Opus)")
+    p.add_argument("--pcm", default=None,
+                   help="with --audio: write the decoded sound here (mono float32 48 kHz)")
     p.add_argument("--setup-timeout", type=float, default=20.0,
                    help="seconds allowed for signalling and ICE on top of --seconds")
     args = p.parse_args(argv)
