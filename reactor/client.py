@@ -1,9 +1,11 @@
-"""`reactor.client`: use a running daemon from Python — watch, send video, commands.
+"""`reactor.client`: use a running daemon from Python — watch and listen, send video and
+sound, commands.
 
 ```python
 import asyncio
+import numpy as np
 import reactor.media
-from reactor.client import Client
+from reactor.client import Client, PcmTrack
 
 async def main():
     async with Client("http://127.0.0.1:8081") as client:
@@ -12,6 +14,13 @@ async def main():
             frame = await viewer.recv()                  # an av.VideoFrame
             print(frame.width, frame.height)
         await client.command("set_speed", speed=8)
+        # A model that speaks (audio.output): the viewer hears it too.
+        async with await client.watch(audio=True) as viewer:
+            sound = await viewer.recv_audio()            # an av.AudioFrame, 48 kHz
+        # A model that listens (audio.input): send sound, with or without video.
+        tone = np.sin(2 * np.pi * 440 * np.arange(48000 * 5) / 48000) * 0.3
+        async with await client.publish(audio=PcmTrack(tone, 48000)):
+            await asyncio.sleep(5)
 
 reactor.media.install(loopback=True)   # optional: the daemon's own aiortc behaviour
 asyncio.run(main())
@@ -44,21 +53,34 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 
 from reactor.errors import CommandError, DaemonError
 from reactor.media.encoder import Codec
-from reactor.media.whip_client import WhipError, delete_resource, whep_watch, whip_publish
+from reactor.media.pcm_track import PcmTrack
+from reactor.media.whip_client import (
+    WhipError,
+    delete_resource,
+    received_audio,
+    whep_watch,
+    whip_publish,
+)
 
-__all__ = ["Client", "Publisher", "Viewer", "WhipError"]
+__all__ = ["Client", "PcmTrack", "Publisher", "Viewer", "WhipError"]
 
 
 class Viewer:
-    """A WHEP session (watching): `await recv()` returns decoded `av.VideoFrame`s.
+    """A WHEP session (watching): `await recv()` returns decoded `av.VideoFrame`s, and,
+    when the model speaks and `Client.watch()` asked for sound, `await recv_audio()`
+    returns its decoded `av.AudioFrame`s.
 
     Made by `Client.watch()`; use it as an async context manager, or call `close()`.
+    aiortc queues every decoded frame until it is read: read both tracks you asked for.
     """
 
     def __init__(self, pc: RTCPeerConnection, track: MediaStreamTrack, resource: str,
-                 token: str | None, ssl: SSLContext | bool = True) -> None:
+                 token: str | None, ssl: SSLContext | bool = True,
+                 audio_track: MediaStreamTrack | None = None) -> None:
         self.pc = pc
         self.track = track
+        self.audio_track = audio_track
+        """The received audio track; ``None`` when there is no sound."""
         self.resource = resource
         self._token = token
         self._ssl = ssl
@@ -68,6 +90,19 @@ class Viewer:
         `MediaStreamError` once the stream has ended."""
         frame = await self.track.recv()
         assert isinstance(frame, av.VideoFrame)
+        return frame
+
+    async def recv_audio(self) -> av.AudioFrame:
+        """The next 20 ms of the model's sound: an `av.AudioFrame` as aiortc's Opus decoder
+        gives it (s16, stereo, 48 kHz; ``frame.to_ndarray()`` is ``(1, 1920)``,
+        interleaved). Raises `DaemonError` when this viewer has no sound (the model does
+        not speak, or `watch(audio=False)`), aiortc's `MediaStreamError` once the stream
+        has ended."""
+        if self.audio_track is None:
+            raise DaemonError("this viewer has no audio track: the daemon's model does not "
+                              "speak (audio.output is off), or watch() was asked audio=False")
+        frame = await self.audio_track.recv()
+        assert isinstance(frame, av.AudioFrame)
         return frame
 
     async def close(self) -> None:
@@ -85,7 +120,8 @@ class Viewer:
 
 
 class Publisher:
-    """A WHIP session sending one video track to the model (`Client.publish()`).
+    """A WHIP session sending a video track, a sound track, or both, to the model
+    (`Client.publish()`).
 
     Use it as an async context manager, or call `close()` to stop sending.
     """
@@ -174,7 +210,8 @@ class Client:
             raise DaemonError(f"{method} {self.url}{path} failed: {exc}") from exc
 
     async def schema(self) -> dict[str, Any]:
-        """The model's name, video size and commands (``GET /api/schema``)."""
+        """The model's name, video size, audio (``{"output", "input", "sample_rate",
+        "channels"}``: whether it speaks and listens) and commands (``GET /api/schema``)."""
         result: dict[str, Any] = await self._json("GET", "/api/schema")
         return result
 
@@ -192,16 +229,31 @@ class Client:
         reply = await self._json("POST", f"/api/commands/{name}", args)
         return reply.get("result")
 
-    async def watch(self, codec: Codec | None = None) -> Viewer:
-        """Start watching the model's output (WHEP); `codec` asks for H.264 or VP8."""
-        pc, track, resource = await whep_watch(self.url + "/whep", self.token, codec=codec,
-                                               ssl=self.ssl)
-        return Viewer(pc, track, resource, self.token, self.ssl)
+    async def watch(self, codec: Codec | None = None, *, audio: bool | None = None) -> Viewer:
+        """Start watching the model's output (WHEP); `codec` asks for H.264 or VP8.
 
-    async def publish(self, track: MediaStreamTrack, codec: Codec | None = None) -> Publisher:
-        """Send a video track (WHIP); the model's ``session.inputs()`` receives it."""
+        `audio`: also receive the model's sound (`Viewer.recv_audio()`). ``None`` (the
+        default) asks for it when the daemon's schema says the model speaks
+        (``audio.output``); ``False`` never does.
+        """
+        if audio is None:
+            audio = bool((await self.schema()).get("audio", {}).get("output"))
+        pc, track, resource = await whep_watch(self.url + "/whep", self.token, codec=codec,
+                                               audio=audio, ssl=self.ssl)
+        return Viewer(pc, track, resource, self.token, self.ssl,
+                      audio_track=received_audio(pc) if audio else None)
+
+    async def publish(self, track: MediaStreamTrack | None = None, codec: Codec | None = None,
+                      *, audio: MediaStreamTrack | None = None) -> Publisher:
+        """Send a video track and/or a sound track (WHIP).
+
+        The model's ``session.inputs()`` receives the video; ``session.audio_inputs()``
+        the sound, when the daemon's config has ``audio.input: true`` (otherwise the daemon
+        ignores it). `audio` is any aiortc audio track: a `PcmTrack` playing numpy
+        samples, or a file's sound (``aiortc.contrib.media.MediaPlayer(path).audio``).
+        """
         pc, resource = await whip_publish(self.url + "/whip", track, self.token, codec=codec,
-                                          ssl=self.ssl)
+                                          audio=audio, ssl=self.ssl)
         return Publisher(pc, resource, self.token, self.ssl)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:

@@ -135,6 +135,7 @@ async def whep_watch(
     token: str | None = None,
     *,
     codec: Codec | None = None,
+    audio: bool = False,
     configuration: RTCConfiguration | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     ssl: SSLContext | bool = True,
@@ -142,14 +143,17 @@ async def whep_watch(
     """Start watching a WHEP endpoint: returns ``(pc, video_track, resource_url)``.
 
     ``codec`` restricts the offer to ``"h264"`` or ``"vp8"``; by default both are offered
-    (H.264 first). ``await track.recv()`` yields decoded ``av.VideoFrame``\\ s. Close with
-    :func:`delete_resource` and ``await pc.close()``.
+    (H.264 first). ``await track.recv()`` yields decoded ``av.VideoFrame``\\ s. With
+    ``audio`` the offer also asks for sound; :func:`received_audio` gives its track when
+    the answer carries one. Close with :func:`delete_resource` and ``await pc.close()``.
     """
     pc = RTCPeerConnection(await _configuration(configuration, url, token, ssl, timeout_s))
     try:
         transceiver = pc.addTransceiver("video", direction="recvonly")
         if codec is not None:
             transceiver.setCodecPreferences(codec_preferences(codec))
+        if audio:
+            pc.addTransceiver("audio", direction="recvonly")
         resource = await _exchange(pc, url, token, timeout_s, ssl)
         return pc, transceiver.receiver.track, resource
     except BaseException:
@@ -157,22 +161,42 @@ async def whep_watch(
         raise
 
 
+def received_audio(pc: RTCPeerConnection) -> MediaStreamTrack | None:
+    """The audio track a negotiated WHEP session receives, or ``None`` when the offer
+    asked for none or the answer carries none (the model does not speak)."""
+    for t in pc.getTransceivers():
+        if t.kind == "audio" and t.currentDirection in ("recvonly", "sendrecv"):
+            track: MediaStreamTrack = t.receiver.track
+            return track
+    return None
+
+
 async def whip_publish(
     url: str,
-    track: MediaStreamTrack,
+    track: MediaStreamTrack | None,
     token: str | None = None,
     *,
     codec: Codec | None = None,
+    audio: MediaStreamTrack | None = None,
     configuration: RTCConfiguration | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     ssl: SSLContext | bool = True,
 ) -> tuple[RTCPeerConnection, str]:
-    """Publish ``track`` to a WHIP endpoint: returns ``(pc, resource_url)``."""
+    """Publish the video ``track`` and/or the ``audio`` track to a WHIP endpoint: returns
+    ``(pc, resource_url)``."""
+    if track is None and audio is None:
+        raise ValueError("whip_publish needs a video track, an audio track, or both")
+    for given, kind in ((track, "video"), (audio, "audio")):
+        if given is not None and given.kind != kind:
+            raise ValueError(f"whip_publish: the {kind} track given is a {given.kind} track")
     pc = RTCPeerConnection(await _configuration(configuration, url, token, ssl, timeout_s))
     try:
-        transceiver: RTCRtpTransceiver = pc.addTransceiver(track, direction="sendonly")
-        if codec is not None:
-            transceiver.setCodecPreferences(codec_preferences(codec))
+        if track is not None:
+            transceiver: RTCRtpTransceiver = pc.addTransceiver(track, direction="sendonly")
+            if codec is not None:
+                transceiver.setCodecPreferences(codec_preferences(codec))
+        if audio is not None:
+            pc.addTransceiver(audio, direction="sendonly")
         resource = await _exchange(pc, url, token, timeout_s, ssl)
         return pc, resource
     except BaseException:

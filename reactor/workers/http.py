@@ -53,6 +53,7 @@ from reactor.workers.openapi import (
     SDP_BODY,
     SDP_CREATED,
     Operation,
+    audio_schema,
     build_document,
 )
 
@@ -162,9 +163,8 @@ class EventFeed:
 class Api:
     """The handlers, the token guard and the body readers of one app.
 
-    ``server`` gives the token, the body timeout and the ICE servers; ``audio`` whether
-    the model speaks and listens (added to ``/api/schema`` as its ``audio`` object);
-    ``backend`` does the work; ``events`` feeds ``/api/events``.
+    ``server`` gives the token, the body timeout and the ICE servers; ``audio`` the sound
+    in ``/api/schema``; ``backend`` does the work; ``events`` feeds ``/api/events``.
     """
 
     def __init__(self, backend: Backend, events: EventFeed, server: ServerSection,
@@ -305,12 +305,9 @@ class Api:
             return web.json_response({"ok": False, "down": down}, status=503)
         return web.json_response({"ok": True})
 
-    async def model_schema(self) -> dict[str, Any]:
-        """The loaded model's schema, with the daemon's ``audio`` object."""
+    async def model_schema(self) -> dict[str, Any]:  # the model's, with the audio object
         reply = await self.backend.request(cpb.Request(schema=cpb.SchemaRequest()))
-        schema: dict[str, Any] = json.loads(reply.schema.schema_json)
-        schema["audio"] = self.audio
-        return schema
+        return {**json.loads(reply.schema.schema_json), "audio": self.audio}
 
     async def schema(self, request: web.Request) -> web.Response:
         return web.json_response(await self.model_schema())
@@ -481,14 +478,6 @@ ROUTES: tuple[Route, ...] = (
 PUBLIC = frozenset(r.path for r in ROUTES if r.public)
 #: Where OPTIONS (not a CORS preflight) answers with the ICE servers, token checked.
 ICE_PATHS = frozenset(r.path for r in ROUTES if r.method == "OPTIONS")
-
-
-def audio_schema(audio: AudioSection) -> dict[str, Any]:
-    """The ``audio`` object of ``/api/schema``: whether the model speaks (``output``: WHEP
-    answers carry its sound) and listens (``input``: it hears what WHIP clients send), and
-    the rate and channels it works in (WebRTC carries Opus at 48 kHz either way)."""
-    return {"output": audio.output, "input": audio.input, "sample_rate": audio.sample_rate,
-            "channels": audio.channels}
 
 
 def openapi_document(model_schema: dict[str, Any]) -> dict[str, Any]:

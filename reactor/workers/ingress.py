@@ -67,7 +67,9 @@ class Ingress:
         handle = ctx.rings.get("audio_in")
         self.audio_in = ShmRing.attach(handle) if handle is not None else None
         self.audio_samples_in = 0
-        """Samples (per channel, at ``audio.sample_rate``) written into ``audio_in``."""
+        """Samples per channel decoded from the sender (at the wire's rate: 48 kHz Opus)."""
+        self.audio_samples_out = 0
+        """Samples per channel written into ``audio_in`` (at ``audio.sample_rate``)."""
         self.sender: Sender | None = None
         self.events = EventFeed()
         self.frames_in = 0
@@ -80,7 +82,9 @@ class Ingress:
 
     def stats(self) -> wpb.WorkerStats:
         return worker_stats(self.proc, self.frames_in, self.frames_out, (self.lat_decode,),
-                            sender=self.sender is not None)
+                            sender=self.sender is not None,
+                            audio_samples_in=self.audio_samples_in,
+                            audio_samples_out=self.audio_samples_out)
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         loop = self.loop
@@ -231,6 +235,7 @@ class Ingress:
             except MediaStreamError:
                 return
             arrived = time.perf_counter_ns()
+            self.audio_samples_in += getattr(frame, "samples", 0)
             try:
                 chunks = chunker.push(frame, arrived)  # type: ignore[arg-type]
             except ValueError as exc:  # a sample format the decoder should never give
@@ -238,7 +243,7 @@ class Ingress:
                 return
             for pcm, pts in chunks:
                 ring.write(pcm, pts=pts)  # latest policy: never waits
-                self.audio_samples_in += len(pcm)
+                self.audio_samples_out += len(pcm)
 
     # --- WHEP -------------------------------------------------------------------------
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from reactor import __version__
+from reactor.config import AudioSection
 
 __all__ = ["ANY_JSON", "ERROR", "ICE_OPTIONS", "MODEL_SCHEMA", "SDP_BODY", "SDP_CREATED",
-           "DocumentedRoute", "Operation", "build_document"]
+           "DocumentedRoute", "Operation", "audio_schema", "build_document"]
 
 ERROR: dict[str, Any] = {
     "description": "a refusal, with a reason",
@@ -136,6 +137,14 @@ def _command_operations(route: DocumentedRoute, op: Operation,
                             "content": {"application/json": {"schema": cmd["parameters"]}}},
         }}
     return paths
+
+
+def audio_schema(audio: AudioSection) -> dict[str, Any]:
+    """The ``audio`` object of ``/api/schema``: whether the model speaks (``output``: WHEP
+    answers carry its sound) and listens (``input``: it hears what WHIP clients send), and
+    the rate and channels it works in (WebRTC carries Opus at 48 kHz either way)."""
+    return {"output": audio.output, "input": audio.input, "sample_rate": audio.sample_rate,
+            "channels": audio.channels}
 
 
 def _audio_text(audio: Mapping[str, Any]) -> str:

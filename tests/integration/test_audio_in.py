@@ -1,0 +1,192 @@
+"""The clients' sound into the model: WHIP audio in, through an identity model, WHEP audio
+out, against a real daemon with real aiortc clients and real Opus both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+
+from reactor.client import Client, PcmTrack, Viewer, WhipError
+from tests.support.daemon import Daemon, wait_for_async
+from tests.support.tracks import SquareTrack
+
+pytestmark = pytest.mark.timeout(180)
+
+TONE_HZ, LEVEL = 1000.0, 0.4
+W, H = 320, 240
+SQUARE = (20, 220, 40)
+
+
+def echo_config(**audio: Any) -> dict[str, Any]:
+    return {"model": {"module": "audio_models:EchoAV"},
+            "video": {"width": W, "height": H, "fps": 30},
+            "audio": {"input": True, "output": True, "sample_rate": 16000, **audio}}
+
+
+def tone(rate: int = 48000, seconds: float = 1.0) -> np.ndarray:
+    """A whole number of 1 kHz periods, so the looped tone has no seam."""
+    t = np.arange(int(rate * seconds)) / rate
+    return (LEVEL * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)
+
+
+def mono(frame: av.AudioFrame) -> np.ndarray:
+    """aiortc's decoded Opus (s16 interleaved stereo, 48 kHz) as float mono."""
+    assert frame.format.name == "s16" and frame.sample_rate == 48000
+    pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).astype(np.float32)
+    return pcm.mean(axis=1) / 32768.0
+
+
+async def listen(viewer: Viewer, seconds: float) -> np.ndarray:
+    """``seconds`` of the viewer's sound, from now."""
+    parts: list[np.ndarray] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        parts.append(mono(await asyncio.wait_for(viewer.recv_audio(), 5)))
+    return np.concatenate(parts)
+
+
+async def drain_video(viewer: Viewer) -> None:
+    """Read (and drop) the viewer's frames, so aiortc's queue does not grow."""
+    while True:
+        await viewer.recv()
+
+
+def tone_share(pcm: np.ndarray, rate: int = 48000) -> tuple[float, float]:
+    """(the dominant frequency, the share of the energy within 50 Hz of TONE_HZ)."""
+    spectrum = np.abs(np.fft.rfft(pcm * np.hanning(len(pcm)))) ** 2
+    freqs = np.fft.rfftfreq(len(pcm), 1 / rate)
+    band = np.abs(freqs - TONE_HZ) <= 50
+    return float(freqs[np.argmax(spectrum)]), float(spectrum[band].sum() / spectrum.sum())
+
+
+async def hear_the_tone(viewer: Viewer) -> np.ndarray:
+    """Wait until the viewer hears the tone, then return 2 s of it."""
+
+    async def tone_arrived() -> bool:
+        return float(np.sqrt(np.mean(await listen(viewer, 0.2) ** 2))) > LEVEL / 4
+
+    await wait_for_async(tone_arrived, 20, "the tone on the WHEP audio track")
+    return await listen(viewer, 2.0)
+
+
+def assert_the_same_tone(pcm: np.ndarray) -> None:
+    peak, share = tone_share(pcm)
+    assert abs(peak - TONE_HZ) < 10, peak
+    assert share > 0.9, share
+    # Level kept through Opus, 48 -> 16 kHz and back: sine RMS is LEVEL / sqrt(2).
+    rms = float(np.sqrt(np.mean(pcm**2)))
+    assert abs(rms - LEVEL / np.sqrt(2)) < 0.25 * LEVEL, rms
+    # Continuous: no 20 ms stretch of silence inside the 2 s.
+    blocks = pcm[: len(pcm) // 960 * 960].reshape(-1, 960)
+    assert float(np.sqrt((blocks**2).mean(axis=1)).min()) > LEVEL / 4
+
+
+def test_whip_tone_through_an_identity_model_comes_back_on_whep(start_daemon) -> None:
+    d: Daemon = start_daemon(echo_config())
+
+    async def run() -> None:
+        async with Client(d.url) as client:
+            schema = await client.schema()
+            assert schema["audio"] == {"output": True, "input": True, "sample_rate": 16000,
+                                       "channels": 1}
+            async with (
+                await client.publish(SquareTrack(W, H, SQUARE),
+                                     audio=PcmTrack(tone(), 48000, loop=True)),
+                await client.watch() as viewer,  # the schema says it speaks: sound asked
+            ):
+                assert viewer.audio_track is not None
+                frames = asyncio.ensure_future(drain_video(viewer))
+                try:
+                    assert_the_same_tone(await hear_the_tone(viewer))
+                    assert (await client.status())["session"]["sender"] is True
+
+                    async def fed_at_16k() -> bool:  # measured over a window of heartbeats
+                        audio = (await client.status())["pipeline"]["audio"]
+                        return bool(15000 < audio["rate_in_hz"] < 17000)
+
+                    # The model's ring is fed 16 kHz: 16000 samples a second.
+                    await wait_for_async(fed_at_16k, 10, "audio into the model at 16 kHz")
+                finally:
+                    frames.cancel()
+                # The picture passes through as well.
+                f = await asyncio.wait_for(viewer.recv(), 5)
+                a = f.to_ndarray(format="rgb24")
+                square = a[H // 4 + 8: H // 2 - 8, W // 4 + 8: W // 2 - 8].reshape(-1, 3)
+                assert np.allclose(square.mean(axis=0), SQUARE, atol=30)
+
+    asyncio.run(run())
+
+
+def test_a_sender_with_audio_and_no_video_starts_the_session_and_is_heard(
+        start_daemon) -> None:
+    d: Daemon = start_daemon(echo_config(sample_rate=48000, channels=2))
+
+    async def run() -> None:
+        async with Client(d.url) as client:
+            async with (
+                await client.publish(audio=PcmTrack(tone(), 48000, loop=True)) as pub,
+                await client.watch(audio=True) as viewer,
+            ):
+                kinds = {t.kind: t.currentDirection for t in pub.pc.getTransceivers()}
+                assert kinds == {"audio": "sendonly"}
+                assert_the_same_tone(await hear_the_tone(viewer))
+                status = await client.status()
+                assert status["session"]["state"] == "live"
+                assert status["session"]["sender"] is True
+
+    asyncio.run(run())
+
+
+def test_a_sender_with_video_and_no_audio_works_with_audio_input_on(start_daemon) -> None:
+    d: Daemon = start_daemon(echo_config())
+
+    async def run() -> None:
+        async with Client(d.url) as client:
+            async with (
+                await client.publish(SquareTrack(W, H, SQUARE)),
+                await client.watch(audio=True) as viewer,
+            ):
+                await asyncio.wait_for(viewer.recv(), 15)
+                for _ in range(10):
+                    f = await asyncio.wait_for(viewer.recv(), 5)
+                a = f.to_ndarray(format="rgb24")
+                square = a[H // 4 + 8: H // 2 - 8, W // 4 + 8: W // 2 - 8].reshape(-1, 3)
+                assert np.allclose(square.mean(axis=0), SQUARE, atol=30)
+                assert (await client.status())["session"]["sender"] is True
+
+                async def receiving() -> bool:  # the input rate is measured over a window
+                    return bool((await client.status())["pipeline"]["fps_in"] > 10)
+
+                await wait_for_async(receiving, 5, "an input rate above 10 fps")
+                # The model heard nothing, so the viewer hears silence (the track is up).
+                quiet = await listen(viewer, 0.5)
+                assert float(np.abs(quiet).max()) < 0.01
+
+    asyncio.run(run())
+
+
+def test_sound_sent_to_a_model_that_does_not_listen_is_declined(start_daemon) -> None:
+    d: Daemon = start_daemon({"model": {"module": "audio_models:EchoAV"},
+                              "video": {"width": W, "height": H, "fps": 30}})
+
+    async def run() -> None:
+        async with Client(d.url) as client:
+            assert (await client.schema())["audio"]["input"] is False
+            async with await client.publish(SquareTrack(W, H, SQUARE),
+                                            audio=PcmTrack(tone(), 48000, loop=True)) as pub:
+                kinds = {t.kind: t.currentDirection for t in pub.pc.getTransceivers()}
+                # The daemon answers the audio section inactive: nothing is sent or decoded.
+                assert kinds == {"video": "sendonly", "audio": "inactive"}
+                async with await client.watch() as viewer:
+                    assert viewer.audio_track is None
+                    await asyncio.wait_for(viewer.recv(), 15)
+            # Sound alone, to a model that does not listen, is refused with the reason.
+            with pytest.raises(WhipError, match="no 'm=video' section"):
+                await client.publish(audio=PcmTrack(tone(), 48000))
+
+    asyncio.run(run())
