@@ -67,7 +67,7 @@ class RingIO:
         self.used_inputs = False
         self.start_ns = time.perf_counter_ns()
         self.realtime = not worker.headless
-        self._t0 = time.monotonic()
+        self._t0 = self.start_ns
         self._n = 0
         self._frames = 0
         self._capture_ts: int | None = None
@@ -113,13 +113,15 @@ class RingIO:
         w = self.w
         first = 0
         for i, f in enumerate(frames):
+            # A paced model's frame is presented when it is due, a filter's when it is
+            # published, a file run's at n / fps: pts None means "now" to the ring.
+            pts = None if self.realtime else self.clock_ns()
             if not self.used_inputs and self.realtime:
-                self._pace()
+                pts = self._pace()
             self.in_model_since = None
             now_ns = time.perf_counter_ns()
             if self._input_at:
                 w.lat_model.add((now_ns - self._input_at) / 1e6)
-            pts = None if self.realtime else self.clock_ns()
             while True:
                 if self.stopping():
                     raise SessionStopped(f"session {self.session_id} has ended")
@@ -182,17 +184,23 @@ class RingIO:
         chunk.release()
         return samples, pts
 
-    def _pace(self) -> None:
+    def _pace(self) -> int:
         """Hold a generative model to ``video.fps`` so the output ring stays near empty
-        (a full ring is latency: every queued frame delays a command's visible effect)."""
+        (a full ring is latency: every queued frame delays a command's visible effect).
+
+        Returns the frame's due time, its presentation time: on a steady schedule, so the
+        sound laid end to end beside the frames stays with them however the sleeps jitter.
+        """
         self._n += 1
-        due = self._t0 + self._n / self.w.fps
-        now = time.monotonic()
+        due = self._t0 + self._n * 1_000_000_000 // self.w.fps
+        now = time.perf_counter_ns()
         if due > now:
             self.in_model_since = None
-            time.sleep(due - now)
-        elif now - due > 2.0 / self.w.fps:
+            time.sleep((due - now) / 1e9)
+        elif now - due > 2_000_000_000 // self.w.fps:
             self._t0, self._n = now, 0  # fell behind: do not try to catch up in a burst
+            return now
+        return due
 
     def poll_commands(self) -> list[PendingCommand]:
         return self.w.drain_commands()
