@@ -239,7 +239,8 @@ async ({lowLatency, threshold, quietS, windowS, flashLevel}) => {
   const answer = await res.text();
   if (res.status !== 201) throw new Error(`POST /whep answered ${res.status}: ${answer}`);
   av.resource = new URL(res.headers.get('Location'), location.href).href;
-  av.answerHasAudio = /^m=audio [1-9]/m.test(answer);
+  const audioSection = answer.split(/\r?\n(?=m=)/).find((m) => m.startsWith('m=audio')) || '';
+  av.answerHasAudio = /^a=(sendonly|sendrecv)/m.test(audioSection);  // the daemon sends sound
   await pc.setRemoteDescription({type: 'answer', sdp: answer});
 
   const video = window.avVideo = document.createElement('video');
