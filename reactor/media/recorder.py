@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fractions
 import logging
+import threading
 from pathlib import Path
 
 import av
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 #: (the rounding of two clocks, not a gap or an overlap).
 SNAP_SAMPLES = 2
 
+#: Chunks of sound kept while no frame has come yet (the oldest go first).
+MAX_WAITING = 256
+
 _LAYOUTS = {1: "mono", 2: "stereo"}
 
 
@@ -41,6 +45,9 @@ class Recorder:
 
     With ``duration_s`` the file holds at most that much: later frames and sound are
     dropped (``reactor run --duration``).
+
+    Frames and sound may come from two threads (egress reads them apart): one lock
+    serialises the encoders and the muxer.
 
     Colour as the live H.264 stream has it (:data:`reactor.media.encoder.COLOUR`), with
     the same colour description in the SPS (and so in the MP4's ``colr`` box).
@@ -75,6 +82,7 @@ class Recorder:
         self.fps = fps
         self._max_frames = None if duration_s is None else round(duration_s * fps)
         self._closed = False
+        self._lock = threading.Lock()
         self.frames = 0
         self._index = -1  # the last frame's place on the timeline, in frames
         self.origin_ns: int | None = None  # the first frame's pts: time 0 of the file
@@ -101,19 +109,18 @@ class Recorder:
         """Samples of sound placed in the file so far (silence included)."""
         return self._audio.cursor if self._audio is not None else 0
 
-    @property
-    def full(self) -> bool:
-        """True once the file holds ``duration_s`` of frames."""
-        return self._max_frames is not None and self.frames >= self._max_frames
-
     def write(self, rgb: np.ndarray, pts_ns: int | None = None) -> bool:
         """Encode one RGB frame shown at ``pts_ns`` (CLOCK_MONOTONIC ns; ``None``: the
         next frame at the fps). Returns False when it was dropped: past ``duration_s``,
         or on a place on the timeline already taken."""
-        if pts_ns is None:
+        with self._lock:
+            return self._write(rgb, pts_ns)
+
+    def _write(self, rgb: np.ndarray, pts_ns: int | None) -> bool:
+        if self._closed:
+            return False
+        if pts_ns is None:  # no clock: the sound, if any, starts with its first chunk
             index = self._index + 1
-            if self.origin_ns is None:
-                self._set_origin(0)
         else:
             if self.origin_ns is None:
                 self._set_origin(pts_ns)
@@ -137,7 +144,9 @@ class Recorder:
         comes before the first frame waits for it (the first frame is time 0)."""
         if self._audio is None:
             raise ReactorError("this recording has no audio track (audio.output is off)")
-        self._audio.add(np.asarray(pcm, np.float32), pts_ns)
+        with self._lock:
+            if not self._closed:
+                self._audio.add(np.asarray(pcm, np.float32), pts_ns)
 
     def _set_origin(self, pts_ns: int) -> None:
         self.origin_ns = pts_ns
@@ -145,6 +154,10 @@ class Recorder:
             self._audio.start(pts_ns)
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._closed:
             return
         self._closed = True
@@ -152,7 +165,7 @@ class Recorder:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
             if self._audio is not None:
-                if self.origin_ns is None:  # sound but no picture: the sound starts the file
+                if self.origin_ns is None:  # no frame with a pts: the sound starts the file
                     self._audio.start(self._audio.first_pts())
                 end = (self._index + 1) * self._audio.rate // self.fps
                 self._audio.finish(end)
@@ -202,6 +215,7 @@ class _AudioTrack:
                                f"got {pcm.shape}")
         if self._origin is None:
             self._waiting.append((pcm.copy(), pts_ns))
+            del self._waiting[:-MAX_WAITING]
             return
         index = round((pts_ns - self._origin) * self.rate / 1e9)
         if abs(index - self.cursor) <= SNAP_SAMPLES:

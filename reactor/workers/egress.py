@@ -129,7 +129,7 @@ class EgressWorker:
                 if self.broadcaster.encoders_active or self.recorder is not None:
                     self.broadcaster.push(frame.array, pts)
                     if self.recorder is not None:
-                        self.recorder.write(frame.array)
+                        self.recorder.write(frame.array, frame.pts)
                     self.lat_encode.add((time.perf_counter_ns() - t0) / 1e6)
                 if self.audio is not None:
                     self.audio.note_video(frame.pts)
@@ -168,7 +168,10 @@ class EgressWorker:
                 if chunk is None:
                     continue
                 try:
-                    audio.feed(chunk.array[:chunk.length or None], chunk.pts)
+                    pcm = chunk.array[:chunk.length or None]
+                    audio.feed(pcm, chunk.pts)
+                    if self.recorder is not None:  # egress.record: placed by pts too
+                        self.recorder.write_audio(pcm, chunk.pts)
                 finally:
                     chunk.release()
         except RingClosedError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.support.daemon import models_env
+from tests.support.daemon import Daemon, models_env, wait_for
 
 W, H, FPS = 320, 240, 30
 
@@ -198,3 +199,25 @@ def test_output_without_input_or_duration_is_a_clear_error(
     r = reactor_run("-c", str(beeping_config), "--output", str(tmp_path / "out.mp4"),
                     "--duration", "0")
     assert r.returncode == 1 and "--duration 0: expected seconds" in r.stderr
+
+
+def test_egress_record_carries_the_beeps_in_sync_with_the_flashes(
+    start_daemon: Callable[..., Daemon], tmp_path: Path
+) -> None:
+    rec = tmp_path / "recording.mp4"
+    d = start_daemon({"video": {"width": W, "height": H, "fps": FPS},
+                      "audio": {"output": True, "sample_rate": 16000},
+                      "egress": {"record": str(rec)}})
+    with d.client() as c:
+        c.start_session()
+        wait_for(lambda: d.worker("egress").frames_in >= 3.5 * FPS, 20, "3.5 s of frames")
+    d.stop()
+    frames = read_frames(rec)
+    # Live, frames are stamped when published: the file shows each at its 1/fps slot.
+    flashes = [t for t, f in frames if flash_square(f) > 128]
+    pcm, rate, start = read_sound(rec)
+    assert rate == 16000
+    beeps = onsets(pcm, rate, start)
+    assert len(flashes) >= 3 and len(beeps) == len(flashes), (flashes, beeps)
+    offsets = [b - f for b, f in zip(beeps, flashes, strict=True)]
+    assert all(abs(o) <= AUDIO_FRAME_S for o in offsets), offsets
