@@ -327,8 +327,8 @@ class AudioStats:
     packets_dropped: int
     """Packets viewers lost to a full queue (they fell behind)."""
     av_offset_ms: float | None
-    """Median over the last video frames sent of (start of the newest audio window sent)
-    - (that frame's pts): how far the audio on the wire runs ahead of the video."""
+    """Median over the last video frames sent of (end of the newest audio window sent)
+    - (that frame's pts): how far the audio on the wire runs ahead (+) of the video."""
     av_offset_last_ms: float | None
     encode_ms: float
     """Mean time to encode one window."""
@@ -356,7 +356,7 @@ class AudioBroadcaster:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._packets_dropped_gone = 0
         self._encode_ns = 0
-        self._last_sent_start_ns: int | None = None
+        self._sent_until_ns: int | None = None
         self._offsets: collections.deque[float] = collections.deque(maxlen=300)
 
     @property
@@ -400,7 +400,7 @@ class AudioBroadcaster:
                 self._encode_ns += time.perf_counter_ns() - t0
                 if packets:
                     self._dispatch(packets)
-            self._last_sent_start_ns = self.clock.time_ns(window.index)
+            self._sent_until_ns = self.clock.time_ns(window.index + WINDOW)
             sent.append((window, packets))
         return sent
 
@@ -409,7 +409,7 @@ class AudioBroadcaster:
 
     def note_video(self, pts_ns: int) -> None:
         """A video frame of presentation time ``pts_ns`` was just sent: sample the offset."""
-        audio = self._last_sent_start_ns
+        audio = self._sent_until_ns
         if audio is not None:
             self._offsets.append((audio - pts_ns) / 1e6)
 

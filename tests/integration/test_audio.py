@@ -82,15 +82,28 @@ class StreamLog:
         track = self.receiver.track
         while time.monotonic() < until:
             frame = await asyncio.wait_for(track.recv(), 5)
+            assert frame.pts is not None
             self.frames.append((frame.pts, frame, time.monotonic()))
 
 
+def audio_direction(sdp: str) -> str:
+    section = sdp.split("m=audio", 1)[1].split("m=", 1)[0]
+    return next(d for d in ("sendonly", "recvonly", "sendrecv", "inactive")
+                if f"a={d}" in section)
+
+
 @asynccontextmanager
-async def watch_with_audio(url: str) -> AsyncIterator[tuple[StreamLog, StreamLog]]:
-    """A WHEP viewer that receives video and audio: ``(video, audio)`` stream logs."""
+async def watch_with_audio(url: str, *, audio_mime: str = "audio/opus",
+                           expect_audio: str = "sendonly",
+                           ) -> AsyncIterator[tuple[StreamLog, StreamLog]]:
+    """A WHEP viewer that offers to receive video and audio (``audio_mime`` only):
+    ``(video, audio)`` stream logs. The answer's audio direction must be ``expect_audio``."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     video = pc.addTransceiver("video", direction="recvonly")
     audio = pc.addTransceiver("audio", direction="recvonly")
+    capabilities = RTCRtpReceiver.getCapabilities("audio")
+    assert capabilities is not None
+    audio.setCodecPreferences([c for c in capabilities.codecs if c.mimeType == audio_mime])
     location = ""
     try:
         await pc.setLocalDescription(await pc.createOffer())
@@ -101,7 +114,7 @@ async def watch_with_audio(url: str) -> AsyncIterator[tuple[StreamLog, StreamLog
             body = await resp.text()
             assert resp.status == 201, body
             location = resp.headers["Location"]
-        assert "a=sendonly" in body.split("m=audio", 1)[1], "the answer sends no audio"
+        assert audio_direction(body) == expect_audio, body
         logs = (StreamLog(video.receiver, 90_000), StreamLog(audio.receiver, 48_000))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
         yield logs
@@ -197,6 +210,12 @@ def test_viewer_hears_the_beep_once_a_second_in_sync_with_the_flash(start_daemon
 
     offsets = asyncio.run(run())
     print(f"beep - flash on the sender's clock: {[round(o, 1) for o in offsets]} ms")
+    # Status reports egress's side of it: 48 kHz going out, and the offset it measures.
+    sound = d.status()["pipeline"]["audio"]
+    print(f"status: {sound}")
+    assert sound["output"] is True
+    assert abs(sound["rate_out_hz"] - 48_000) < 4_800
+    assert sound["av_offset_ms"] is not None and abs(sound["av_offset_ms"]) < 45
     assert len(offsets) >= 4, offsets
     assert abs(statistics.median(offsets)) <= 20, offsets
     assert max(abs(o) for o in offsets) <= 45, offsets
@@ -242,5 +261,28 @@ def test_inference_restart_keeps_the_audio_track_up_and_sound_resumes(start_daem
             # And the beeps came back after the restart.
             pcm, _ = audio_signal([x for x in audio.frames if x[2] > killed_at + 1])
             assert len(beep_onsets(pcm, 48_000)) >= 2
+
+    asyncio.run(run())
+
+
+def test_without_audio_output_an_audio_section_is_answered_inactive(start_daemon) -> None:
+    d = start_daemon({"video": {"width": WIDTH, "height": HEIGHT, "fps": FPS}})
+
+    async def run() -> None:
+        async with watch_with_audio(d.url, expect_audio="inactive") as (video, _):
+            await gather(video, video, 1.0)  # the picture comes all the same
+            assert len(video.frames) >= 10
+
+    asyncio.run(run())
+
+
+def test_an_offer_without_opus_gets_the_picture_and_no_sound(start_daemon) -> None:
+    d = start_daemon(pattern_config())
+
+    async def run() -> None:
+        async with watch_with_audio(d.url, audio_mime="audio/PCMU",
+                                    expect_audio="inactive") as (video, _):
+            await video.collect(time.monotonic() + 1.0)
+            assert len(video.frames) >= 10
 
     asyncio.run(run())
