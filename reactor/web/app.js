@@ -1,4 +1,7 @@
 // reactor web client: watch (WHEP), send a camera (WHIP), controls built from /api/schema.
+// Sound follows the schema's `audio`: with `output` the viewer also receives the model's
+// audio (played by the same <video>, muted until allowed: autoplay policy), with `input`
+// the camera is sent with the microphone.
 // Plain script, no build step, no external URLs. State for tests lives in window.reactor.
 // Every URL is relative to the page, so a reverse proxy may serve it under a sub-path.
 "use strict";
@@ -17,6 +20,7 @@
     video: $("video"), preview: $("preview"), overlay: $("overlay"),
     status: $("status"), model: $("model-name"), controls: $("controls"), log: $("log"),
     watchBtn: $("watch-btn"), sendBtn: $("send-btn"), sendError: $("send-error"),
+    soundBtn: $("sound-btn"),
     tokenForm: $("token-form"), tokenInput: $("token-input"), tokenError: $("token-error"),
   };
 
@@ -27,6 +31,12 @@
     fps: 0, width: 0, height: 0,
     framesDecoded: 0,
     model: null, video: null, commands: [],
+    audio: null,         // the schema's audio object: {output, input, sample_rate, channels}
+    audioTrack: false,   // the viewer receives the model's sound
+    muted: true,         // the page plays that sound muted (autoplay policy) until unmuted
+    audioSamples: 0,     // samples of the model's sound received (inbound-rtp audio)
+    audioLevel: 0,       // its level, 0..1, as the browser reports it
+    micSending: false,   // the sender includes the microphone
     lastError: null,
     sessionId: null,
     schemaLoaded: false,
@@ -112,6 +122,7 @@
     } else {
       parts.push("no video");
     }
+    if (speaks()) parts.push(reactor.audioTrack ? `sound ${reactor.muted ? "muted" : "on"}` : "no sound");
     if (reactor.sessionId) parts.push(`session ${reactor.sessionId}`);
     els.status.textContent = parts.join(" · ");
     els.status.classList.toggle("bad", ["failed", "disconnected"].includes(reactor.state));
@@ -376,13 +387,21 @@
     if (viewer !== me) { pc.close(); return; }  // left while asking
     const tr = pc.addTransceiver("video", { direction: "recvonly" });
     lowLatency(tr.receiver);
+    // One stream for picture and sound, played by one element, so they stay in sync.
+    const stream = new MediaStream();
+    if (speaks()) lowLatency(pc.addTransceiver("audio", { direction: "recvonly" }).receiver);
     const channel = pc.createDataChannel("events");
     channel.onmessage = (e) => onEvent(parseEvent(e.data));
 
     pc.ontrack = (e) => {
+      if (viewer !== me) return;
       lowLatency(e.receiver);
-      const stream = e.streams && e.streams[0] ? e.streams[0] : new MediaStream([e.track]);
-      els.video.srcObject = stream;
+      stream.addTrack(e.track);
+      if (e.track.kind === "audio") {
+        reactor.audioTrack = true;
+        renderSound();
+      }
+      if (els.video.srcObject !== stream) els.video.srcObject = stream;
       els.video.play().catch(() => { /* autoplay is muted; a refusal retries on frames */ });
     };
     pc.onconnectionstatechange = () => {
@@ -428,11 +447,13 @@
       if (v.pc) v.pc.close();
     }
     reactor.whepLocation = null;
+    reactor.audioTrack = false;
     stopStats();
     if (userLeft) {
       els.video.srcObject = null;
       reactor.state = "closed";
     }
+    renderSound();
     updateButtons();
     renderStatus();
   }
@@ -464,6 +485,8 @@
     reactor.width = 0;
     reactor.height = 0;
     reactor.framesDecoded = 0;
+    reactor.audioSamples = 0;
+    reactor.audioLevel = 0;
   }
 
   async function pollStats() {
@@ -473,6 +496,11 @@
     try { report = await v.pc.getStats(); } catch (_) { return; }
     if (viewer !== v) return;
     report.forEach((s) => {
+      if (s.type === "inbound-rtp" && s.kind === "audio") {
+        reactor.audioSamples = s.totalSamplesReceived || 0;
+        reactor.audioLevel = s.audioLevel || 0;
+        return;
+      }
       if (s.type !== "inbound-rtp" || s.kind !== "video") return;
       const decoded = s.framesDecoded || 0;
       let fps = s.framesPerSecond;
@@ -508,11 +536,19 @@
 
   async function sendCamera() {
     els.sendError.hidden = true;
+    const video = { width: 1280, height: 720 };
     let stream;
     try {
-      stream = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 } });
+      // A model that listens gets the microphone with the camera.
+      stream = await navigator.mediaDevices.getUserMedia(listens() ? { video, audio: true } : { video });
     } catch (err) {
-      return sendFailed(`camera: ${err.message || err.name}`);
+      if (!listens()) return sendFailed(`camera: ${err.message || err.name}`);
+      logLine(`microphone and camera: ${err.message || err.name}; trying the camera alone`, "warn");
+      try {
+        stream = await navigator.mediaDevices.getUserMedia({ video });
+      } catch (err2) {
+        return sendFailed(`camera: ${err2.message || err2.name}`);
+      }
     }
     const me = { pc: null, resource: null, stream };
     sender = me;
@@ -522,6 +558,10 @@
     for (const track of stream.getVideoTracks()) {
       pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
     }
+    for (const track of stream.getAudioTracks()) {
+      pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    }
+    reactor.micSending = stream.getAudioTracks().length > 0;
     pc.onconnectionstatechange = () => {
       if (sender !== me) return;
       reactor.sendState = pc.connectionState;
@@ -540,7 +580,7 @@
       me.resource = await negotiate(pc, "whip");
       if (sender !== me) { release(me.resource); return; }
       reactor.whipLocation = me.resource;
-      logLine("sending camera", "client");
+      logLine(reactor.micSending ? "sending camera and microphone" : "sending camera", "client");
     } catch (err) {
       if (sender !== me) return;
       stopCamera();
@@ -567,6 +607,7 @@
     }
     reactor.whipLocation = null;
     reactor.sendState = "off";
+    reactor.micSending = false;
     els.preview.srcObject = null;
     els.preview.hidden = true;
     updateButtons();
@@ -576,9 +617,35 @@
   function updateButtons() {
     els.watchBtn.textContent = watching ? "Leave" : "Watch";
     els.watchBtn.setAttribute("aria-pressed", String(watching));
-    els.sendBtn.textContent = sender ? "Stop camera" : "Send camera";
+    const what = listens() ? "camera + mic" : "camera";
+    els.sendBtn.textContent = sender ? `Stop ${what}` : `Send ${what}`;
     els.sendBtn.setAttribute("aria-pressed", String(!!sender));
   }
+
+  // --- sound ----------------------------------------------------------------------------
+
+  const speaks = () => !!(reactor.audio && reactor.audio.output);
+  const listens = () => !!(reactor.audio && reactor.audio.input);
+
+  function renderSound() {
+    reactor.muted = els.video.muted;
+    renderStatus();
+    els.soundBtn.hidden = !speaks();
+    els.soundBtn.textContent = els.video.muted ? "Unmute" : "Mute";
+    els.soundBtn.setAttribute("aria-pressed", String(!els.video.muted));
+    // Sound is arriving but the page is muted: say so.
+    els.soundBtn.classList.toggle("attention", els.video.muted && reactor.audioTrack);
+  }
+
+  function setMuted(muted) {
+    els.video.muted = muted;
+    // Unmuting happens in the click (a user gesture), which lets the browser play sound.
+    els.video.play().catch(() => { /* retried when frames arrive */ });
+    renderSound();
+  }
+
+  els.soundBtn.addEventListener("click", () => setMuted(!els.video.muted));
+  els.video.addEventListener("volumechange", renderSound);
 
   els.watchBtn.addEventListener("click", () => {
     if (watching) stopViewer(true); else { backoff = RECONNECT_MIN_MS; watch(); }
@@ -856,6 +923,14 @@
     reactor.model = schema.model || null;
     reactor.video = schema.video || null;
     reactor.commands = (schema.commands || []).map((c) => c.name);
+    reactor.audio = schema.audio || null;
+    // Where the browser says sound may start by itself (Firefox answers), start unmuted.
+    if (speaks() && navigator.getAutoplayPolicy &&
+        navigator.getAutoplayPolicy("mediaelement") === "allowed") {
+      els.video.muted = false;
+    }
+    renderSound();
+    updateButtons();
     if (reactor.model) document.title = `${reactor.model} · reactor`;
     if (reactor.video && reactor.video.width && reactor.video.height) {
       els.video.style.aspectRatio = `${reactor.video.width} / ${reactor.video.height}`;

@@ -139,12 +139,15 @@ class Ingress:
                                 f"DELETE /whip/{self.sender.id} first, or wait for it to leave")
         hearing = self.audio_in is not None
         try:
-            info = validate_offer(sdp, require_video=not hearing)
+            info = validate_offer(sdp, require_video=False)
         except SdpError as exc:
             raise HttpError(400, exc.reason) from None
         sends_audio = info.audio_direction in ("sendonly", "sendrecv")
-        if not info.video_codecs:
-            if not sends_audio:  # only reached with audio.input on and an audio section
+        if not info.video_codecs:  # an offer with an audio section and no video
+            if not hearing:
+                raise HttpError(400, "the offer has audio and no video, but this daemon's "
+                                     "model does not listen (audio.input is false): send video")
+            if not sends_audio:
                 raise HttpError(400, f"a WHIP offer must send video or audio, but it has no "
                                      f"video section and its audio section is "
                                      f"{info.audio_direction}")
