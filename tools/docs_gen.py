@@ -367,6 +367,21 @@ def http_reference() -> str:
         "the servers, since it cannot carry the token. The web client and `reactor.client` "
         "do this; see [WHIP and WHEP clients](../guide/webrtc.md).",
         "",
+        "## Sound",
+        "",
+        "`GET /api/schema` says what the model does with sound, from the `audio` config "
+        'section: `"audio": {"output": true, "input": true, "sample_rate": 16000, '
+        '"channels": 1}` (the OpenAPI document repeats it as `info.x-reactor-audio`). '
+        "With `output`, a WHEP offer that has an audio section (`recvonly`) is answered "
+        "with the model's sound, Opus at 48 kHz, timed with the picture. With `input`, a "
+        "WHIP offer may send audio with its video, or audio alone (the session starts "
+        "either way); the model hears it, resampled to `sample_rate` and `channels`, in "
+        "20 ms chunks. Without `input`, an offered audio section is answered `inactive` "
+        "(nothing is received), and an offer with audio and no video is a `400` naming "
+        "`audio.input`. The web client reads `audio` to ask for the sound (with an Unmute "
+        "button where the browser's autoplay policy starts it muted) and to send the "
+        "microphone with the camera.",
+        "",
         "## HTTPS",
         "",
         "With `server.tls_cert` and `server.tls_key` the same port serves everything over "

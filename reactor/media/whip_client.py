@@ -188,7 +188,7 @@ async def whip_publish(
         raise ValueError("whip_publish needs a video track, an audio track, or both")
     for given, kind in ((track, "video"), (audio, "audio")):
         if given is not None and given.kind != kind:
-            raise ValueError(f"whip_publish: the {kind} track given is a {given.kind} track")
+            raise ValueError(f"whip_publish: the {kind} track given is of kind {given.kind!r}")
     pc = RTCPeerConnection(await _configuration(configuration, url, token, ssl, timeout_s))
     try:
         if track is not None:

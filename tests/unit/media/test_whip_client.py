@@ -10,6 +10,7 @@ import asyncio
 import time
 import uuid
 
+import numpy as np
 import pytest
 from aiohttp import web
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
@@ -207,3 +208,18 @@ async def _errors() -> None:
 @pytest.mark.timeout(30)
 def test_client_errors_carry_status() -> None:
     asyncio.run(_errors())
+
+
+def test_publish_needs_a_track_and_each_of_its_kind() -> None:
+    from reactor.media.pcm_track import PcmTrack
+
+    async def run() -> None:
+        with pytest.raises(ValueError, match="a video track, an audio track, or both"):
+            await whip_publish("http://127.0.0.1:9/whip", None)
+        with pytest.raises(ValueError, match="the audio track given is of kind 'video'"):
+            await whip_publish("http://127.0.0.1:9/whip", None, audio=QueueVideoTrack())
+        sound = PcmTrack(np.zeros(960, np.float32))
+        with pytest.raises(ValueError, match="the video track given is of kind 'audio'"):
+            await whip_publish("http://127.0.0.1:9/whip", sound)
+
+    asyncio.run(run())
