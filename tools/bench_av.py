@@ -11,6 +11,10 @@ a second) is measured three ways (``tests.support.av`` holds the measuring code)
   with ``AudioContext.getOutputTimestamp()`` (when that sample reaches the output).
   ``requestVideoFrameCallback`` reads the square of every frame shown and notes the flash
   frames' ``expectedDisplayTime`` (``performance.now()`` too). offset = beep - flash.
+- **wire**: what the daemon sends, before any browser: an aiortc viewer in the bench notes
+  each RTP packet's arrival and maps its timestamp to the session clock with the stream's
+  latest RTCP sender report; arrival - media time per kind, and audio's minus video's (the
+  skew a receiver that trusts the sender reports must undo).
 - **file**: ``reactor run -c configs/pattern-audio.yaml --output x.mp4 --duration S``; the
   file is decoded and each flash frame's pts compared with the beep onset's time (audio pts
   plus sample index).
@@ -20,8 +24,11 @@ a second) is measured three ways (``tests.support.av`` holds the measuring code)
 
 The offset is reported as signed p1/p50/p99 (positive: the sound is late) and absolute
 p50/p99; the drift is the least-squares slope of the offset over the run (ms per minute,
-and what it adds up to over the run). ``--minutes`` sets the Chromium watch and the file's
-length (default 5); ``--quick`` is a short smoke run whose goals are not judged.
+and what it adds up to over the run). Chromium's first ``WARMUP_S`` are left out: its
+lip sync moves the playout delay a step a second (from ~250 ms apart to settled took
+~20 s here), and the figures are for the settled stream. ``--minutes`` sets the Chromium
+watch (after the warm-up) and the file's length (default 5); ``--quick`` is a short smoke
+run whose goals are not judged.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ from tests.support import av as avm
 from tests.support.daemon import Daemon
 
 CONFIG = ROOT / "configs" / "pattern-audio.yaml"
+#: Chromium's beeps in the first seconds (lip sync still converging) are not counted.
+WARMUP_S = 30.0
 CHROMIUM = Path("/usr/bin/chromium")
 
 GOALS = {
@@ -90,7 +99,7 @@ def _log(msg: str) -> None:
     print(f"bench: av {msg}", file=sys.stderr, flush=True)
 
 
-def run_chromium(seconds: float) -> dict[str, Any]:
+def run_chromium(seconds: float, warmup: float = WARMUP_S) -> dict[str, Any]:
     if not CHROMIUM.exists():
         return {"error": f"{CHROMIUM} is missing (apt-get install chromium)"}
     from playwright.sync_api import sync_playwright
@@ -104,26 +113,114 @@ def run_chromium(seconds: float) -> dict[str, Any]:
             page = browser.new_page()
             page.goto(d.url + "/healthz")
             answer_audio = avm.start_watch(page)
-            t_end = time.monotonic() + seconds
+            t_end = time.monotonic() + warmup + seconds
             while (left := t_end - time.monotonic()) > 0:
                 time.sleep(min(left, 30.0))
                 seen = avm.read_watch(page)
-                stats = avm.offset_stats(avm.watch_offsets(seen))
-                _log(f"chromium {seconds - max(left - 30, 0):.0f}/{seconds:.0f} s: "
-                     f"{len(seen['beeps'])} beeps, {len(seen['flashes'])} flashes, "
-                     f"offset p50 {stats.get('p50_ms')} ms")
+                stats = avm.offset_stats(avm.watch_offsets(seen, skip_s=warmup))
+                _log(f"chromium {warmup + seconds - max(left - 30, 0):.0f}/"
+                     f"{warmup + seconds:.0f} s: {len(seen['beeps'])} beeps, "
+                     f"{len(seen['flashes'])} flashes, settled offset p50 {stats.get('p50_ms')} ms")
             seen = avm.read_watch(page)
+            rtc = avm.receive_stats(page)
             with contextlib.suppress(Exception):
                 page.evaluate("() => fetch(window.av.resource, {method: 'DELETE'})")
         finally:
             browser.close()
-    pairs = avm.watch_offsets(seen)
-    return {"seconds": seconds, "answer_has_audio": answer_audio, "frames": seen["frames"],
+    pairs = avm.watch_offsets(seen, skip_s=warmup)
+    first = avm.watch_offsets(seen)[:5]
+    return {"seconds": seconds, "warmup_s": warmup,
+            "first_offsets_ms": [round(o) for _, o in first],
+            "answer_has_audio": answer_audio, "frames": seen["frames"],
             "frames_skipped": seen["skipped"], "beeps": len(seen["beeps"]),
             "flashes": len(seen["flashes"]), "webaudio": seen["audio"],
             "beep_hz": round(sorted(b["hz"] for b in seen["beeps"])[len(seen["beeps"]) // 2], 1)
             if seen["beeps"] else None,
-            "errors": seen["errors"][:5], "offset": avm.offset_stats(pairs)}
+            "errors": seen["errors"][:5], "receive": rtc, "offset": avm.offset_stats(pairs)}
+
+
+# -- wire ---------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _wire_taps() -> Iterator[dict[str, Any]]:
+    """Note every RTP packet's arrival and every sender report aiortc's receivers get (its
+    packet handlers are wrapped while the section runs)."""
+    import aiortc.rtcrtpreceiver as receiver
+    from aiortc.rtp import RtcpSrPacket
+
+    taps: dict[str, Any] = {"rtp": {"audio": [], "video": []},
+                            "sr": {"audio": [], "video": []}}
+    cls = receiver.RTCRtpReceiver
+    rtp0, rtcp0 = cls._handle_rtp_packet, cls._handle_rtcp_packet
+
+    async def rtp(self: Any, packet: Any, arrival_time_ms: int) -> None:
+        if self.track is not None and (packet.marker or self.track.kind == "audio"):
+            taps["rtp"][self.track.kind].append((time.time(), packet.timestamp))
+        await rtp0(self, packet, arrival_time_ms)
+
+    async def rtcp(self: Any, packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket) and self.track is not None:
+            ntp = packet.sender_info.ntp_timestamp
+            t = (ntp >> 32) - 2208988800 + (ntp & 0xFFFFFFFF) / 2**32  # NTP era 1900 -> Unix
+            taps["sr"][self.track.kind].append((t, packet.sender_info.rtp_timestamp))
+        await rtcp0(self, packet)
+
+    cls._handle_rtp_packet, cls._handle_rtcp_packet = rtp, rtcp  # type: ignore[method-assign]
+    try:
+        yield taps
+    finally:
+        cls._handle_rtp_packet, cls._handle_rtcp_packet = rtp0, rtcp0  # type: ignore[method-assign]
+
+
+def _lag_ms(packets: list[tuple[float, int]], srs: list[tuple[float, int]],
+            rate: int) -> list[float]:
+    """Arrival - media time (ms) of each packet, its RTP time mapped to wall time with the
+    latest sender report before it (unwrapping 32-bit RTP time)."""
+    out: list[float] = []
+    j = -1
+    for arrival, ts in packets:
+        while j + 1 < len(srs) and srs[j + 1][0] <= arrival:
+            j += 1
+        if j < 0:
+            continue
+        ntp, rtp = srs[j]
+        delta = (ts - rtp + 2**31) % 2**32 - 2**31
+        out.append((arrival - (ntp + delta / rate)) * 1000)
+    return out
+
+
+async def _wire(url: str, seconds: float) -> None:
+    from bench_rtc import _leave
+
+    from reactor.media.ice import restrict_ice_to_loopback
+
+    restrict_ice_to_loopback()
+    viewer = await _light_viewer(url)
+    try:
+        await asyncio.sleep(seconds)
+    finally:
+        await _leave(viewer)
+
+
+def run_wire(seconds: float) -> dict[str, Any]:
+    import numpy as np
+    from bench_common import percentiles_ms
+    from bench_rtc import counting_decoders
+
+    with counting_decoders(), _wire_taps() as taps, _daemon(_config()) as d:
+        asyncio.run(_wire(d.url, seconds))
+    out: dict[str, Any] = {"seconds": seconds}
+    lags: dict[str, list[float]] = {}
+    for kind, rate in (("audio", 48000), ("video", 90000)):
+        pk = taps["rtp"][kind]
+        lags[kind] = _lag_ms(pk[len(pk) // 10:], taps["sr"][kind], rate)  # past start-up
+        p1, p50, p99 = percentiles_ms(lags[kind], 1, 50, 99)
+        out[kind] = {"sender_reports": len(taps["sr"][kind]), "packets": len(lags[kind]),
+                     "lag_p1_ms": p1, "lag_p50_ms": p50, "lag_p99_ms": p99}
+    a, v = lags["audio"], lags["video"]
+    out["audio_minus_video_p50_ms"] = (round(float(np.median(a) - np.median(v)), 1)
+                                       if a and v else None)
+    return out
 
 
 # -- file ---------------------------------------------------------------------------------
@@ -232,7 +329,8 @@ def run_cpu(rounds: int, warm: float, window: float) -> dict[str, Any]:
 def run(quick: bool, minutes: float) -> dict[str, Any]:
     seconds = 20.0 if quick else minutes * 60
     result: dict[str, Any] = {"quick": quick, "minutes": round(seconds / 60, 2)}
-    for key, call in (("chromium", lambda: run_chromium(seconds)),
+    for key, call in (("chromium", lambda: run_chromium(seconds, 10.0 if quick else WARMUP_S)),
+                      ("wire", lambda: run_wire(5.0 if quick else 30.0)),
                       ("file", lambda: run_file(seconds)),
                       ("cpu", lambda: run_cpu(1, 3.0, 5.0) if quick
                        else run_cpu(2, 5.0, 20.0))):
@@ -294,6 +392,7 @@ def render(result: dict[str, Any]) -> str:
     lines = [f"  beeping TestPattern 1280x720@30, {result['minutes']:g} min; offset = beep - "
              "flash (positive: sound late)"]
     ch, fi, cpu = result["chromium"], result["file"], result["cpu"]
+    wi = result["wire"]
     if "error" in ch:
         lines.append(f"  chromium FAILED: {ch['error']}")
     else:
@@ -302,6 +401,18 @@ def render(result: dict[str, Any]) -> str:
                      f"{ch['frames']} frames shown ({ch['frames_skipped']} skipped); "
                      f"WebAudio {ch['webaudio']}" + (f"; errors {ch['errors']}"
                                                      if ch["errors"] else ""))
+        lines.append(f"    Chromium's receivers: {ch['receive']}")
+        lines.append(f"    first offsets (lip sync settling, not counted: first "
+                     f"{ch['warmup_s']:g} s): {ch['first_offsets_ms']} ms")
+    if "error" in wi:
+        lines.append(f"  wire FAILED: {wi['error']}")
+    else:
+        lines.append(f"  {'wire (aiortc, SR-mapped)':<24} arrival - media time p50 audio "
+                     f"{wi['audio']['lag_p50_ms']} ms (p99 {wi['audio']['lag_p99_ms']}), video "
+                     f"{wi['video']['lag_p50_ms']} ms (p99 {wi['video']['lag_p99_ms']}): "
+                     f"audio - video {wi['audio_minus_video_p50_ms']} ms; "
+                     f"{wi['audio']['sender_reports']}/{wi['video']['sender_reports']} SRs "
+                     f"in {wi['seconds']:g} s")
     if "error" in fi:
         lines.append(f"  file FAILED: {fi['error']}")
     else:

@@ -17,7 +17,8 @@ picture are apart: ``offset = beep - flash`` (positive: the sound is late).
   at the daemon's origin that does WHEP itself: an ``AudioWorklet`` on the remote audio
   finds the onsets (WebAudio time mapped to ``performance.now()`` with
   ``getOutputTimestamp()``), ``requestVideoFrameCallback`` reads the square of every frame
-  shown (``expectedDisplayTime``, on ``performance.now()`` too).
+  shown (``expectedDisplayTime``, on ``performance.now()`` too). :func:`listen` puts the
+  same ears on another page's media element (the web client's ``<video>``).
 """
 
 from __future__ import annotations
@@ -210,12 +211,79 @@ def file_av(path: Path) -> dict[str, Any]:
 
 # -- Chromium -----------------------------------------------------------------------------
 
+_LISTEN_FN = r"""
+  // Beeps: an AudioWorklet on the stream's audio, onsets mapped to performance.now() with
+  // getOutputTimestamp() (when that sample reaches the output). Chrome feeds WebRTC audio to
+  // WebAudio only while the stream also plays in a media element.
+  const avListen = (stream, av, {threshold, quietS, windowS}) => {
+    const worklet = `
+      class Onset extends AudioWorkletProcessor {
+        constructor(o) {
+          super();
+          const p = o.processorOptions;
+          this.thr = p.threshold; this.quiet = Math.round(p.quietS * sampleRate);
+          this.window = Math.round(p.windowS * sampleRate);
+          this.run = 0; this.count = -1; this.beat = 0; this.sq = 0; this.n = 0;
+        }
+        process(inputs) {
+          const ch = inputs[0] && inputs[0][0];
+          if (!ch) return true;
+          for (let i = 0; i < ch.length; i++) {
+            const x = ch[i], a = Math.abs(x);
+            this.sq += x * x; this.n++;
+            if (this.count >= 0) {
+              if ((x < 0) !== (this.prev < 0)) this.zc++;
+              this.prev = x; this.peak = Math.max(this.peak, a);
+              if (++this.count >= this.window) {
+                this.port.postMessage({frame: this.onset, crossings: this.zc, peak: this.peak,
+                                       seconds: this.window / sampleRate});
+                this.count = -1;
+              }
+            }
+            if (a > this.thr) {
+              if (this.run >= this.quiet && this.count < 0) {
+                this.onset = currentFrame + i; this.count = 1; this.zc = 0; this.prev = x;
+                this.peak = a;
+              }
+              this.run = 0;
+            } else this.run++;
+          }
+          if (this.n >= sampleRate) {
+            this.port.postMessage({heartbeat: true, rms: Math.sqrt(this.sq / this.n)});
+            this.sq = 0; this.n = 0;
+          }
+          return true;
+        }
+      }
+      registerProcessor('onset', Onset);`;
+    const ctx = window.avCtx = new AudioContext({latencyHint: 'interactive'});
+    const url = URL.createObjectURL(new Blob([worklet], {type: 'application/javascript'}));
+    return ctx.audioWorklet.addModule(url).then(() => {
+      const node = new AudioWorkletNode(ctx, 'onset', {
+        processorOptions: {threshold, quietS, windowS}});
+      node.port.onmessage = (e) => {
+        const m = e.data;
+        if (m.heartbeat) { av.heartbeats++; av.rms = m.rms; return; }
+        const ts = ctx.getOutputTimestamp();  // where the output is now, on both clocks
+        if (!ts.performanceTime) { av.errors.push('no output timestamp yet'); return; }
+        av.beeps.push({t: ts.performanceTime + (m.frame / ctx.sampleRate - ts.contextTime) * 1000,
+                       hz: m.crossings / 2 / m.seconds, peak: m.peak});
+      };
+      ctx.createMediaStreamSource(stream).connect(node);
+      node.connect(ctx.destination);  // pulled by the graph; it outputs silence
+      av.audio = {state: ctx.state, rate: ctx.sampleRate, baseLatency: ctx.baseLatency,
+                  outputLatency: ctx.outputLatency};
+    }).catch((e) => av.errors.push(`worklet: ${e}`));
+  };
+"""
+
 #: Runs on a page at the daemon's origin (``/healthz`` will do): WHEP with video and audio
 #: (``fetch('/whep')``), the stream in a muted ``<video>``, flashes read on every frame shown,
 #: and a button (``#av-start``) whose click (a user gesture, for autoplay) unmutes the video
 #: and starts the AudioContext and its onset worklet. Everything lands in ``window.av``.
 WATCH_JS = r"""
 async ({lowLatency, threshold, quietS, windowS, flashLevel}) => {
+""" + _LISTEN_FN + r"""
   document.documentElement.innerHTML = '<head></head><body></body>';  // whatever was shown
   const av = window.av = {state: 'new', beeps: [], flashes: [], frames: 0, skipped: 0,
                           audio: null, heartbeats: 0, rms: 0, errors: []};
@@ -279,76 +347,38 @@ async ({lowLatency, threshold, quietS, windowS, flashLevel}) => {
   };
   video.requestVideoFrameCallback(onFrame);
 
-  // Beeps: an AudioWorklet on the remote audio (Chrome feeds WebRTC audio to WebAudio only
-  // while the stream also plays in a media element: the video above).
-  const worklet = `
-    class Onset extends AudioWorkletProcessor {
-      constructor(o) {
-        super();
-        const p = o.processorOptions;
-        this.thr = p.threshold; this.quiet = Math.round(p.quietS * sampleRate);
-        this.window = Math.round(p.windowS * sampleRate);
-        this.run = 0; this.count = -1; this.beat = 0; this.sq = 0; this.n = 0;
-      }
-      process(inputs) {
-        const ch = inputs[0] && inputs[0][0];
-        if (!ch) return true;
-        for (let i = 0; i < ch.length; i++) {
-          const x = ch[i], a = Math.abs(x);
-          this.sq += x * x; this.n++;
-          if (this.count >= 0) {
-            if ((x < 0) !== (this.prev < 0)) this.zc++;
-            this.prev = x; this.peak = Math.max(this.peak, a);
-            if (++this.count >= this.window) {
-              this.port.postMessage({frame: this.onset, crossings: this.zc, peak: this.peak,
-                                     seconds: this.window / sampleRate});
-              this.count = -1;
-            }
-          }
-          if (a > this.thr) {
-            if (this.run >= this.quiet && this.count < 0) {
-              this.onset = currentFrame + i; this.count = 1; this.zc = 0; this.prev = x;
-              this.peak = a;
-            }
-            this.run = 0;
-          } else this.run++;
-        }
-        if (this.n >= sampleRate) {
-          this.port.postMessage({heartbeat: true, rms: Math.sqrt(this.sq / this.n)});
-          this.sq = 0; this.n = 0;
-        }
-        return true;
-      }
-    }
-    registerProcessor('onset', Onset);`;
   const button = document.createElement('button');
   button.id = 'av-start'; button.textContent = 'start audio';
   document.body.prepend(button);
-  button.onclick = () => {
+  button.onclick = () => {  // a user gesture: sound may play
     video.muted = false;
     video.play().catch((e) => av.errors.push(`play unmuted: ${e}`));
-    const ctx = window.avCtx = new AudioContext({latencyHint: 'interactive'});
-    const url = URL.createObjectURL(new Blob([worklet], {type: 'application/javascript'}));
-    ctx.audioWorklet.addModule(url).then(() => {
-      const node = new AudioWorkletNode(ctx, 'onset', {
-        processorOptions: {threshold, quietS, windowS}});
-      node.port.onmessage = (e) => {
-        const m = e.data;
-        if (m.heartbeat) { av.heartbeats++; av.rms = m.rms; return; }
-        const ts = ctx.getOutputTimestamp();  // where the output is now, on both clocks
-        if (!ts.performanceTime) { av.errors.push('no output timestamp yet'); return; }
-        av.beeps.push({t: ts.performanceTime + (m.frame / ctx.sampleRate - ts.contextTime) * 1000,
-                       hz: m.crossings / 2 / m.seconds, peak: m.peak});
-      };
-      ctx.createMediaStreamSource(stream).connect(node);
-      node.connect(ctx.destination);  // pulled by the graph; it outputs silence
-      av.audio = {state: ctx.state, rate: ctx.sampleRate, baseLatency: ctx.baseLatency,
-                  outputLatency: ctx.outputLatency};
-    }).catch((e) => av.errors.push(`worklet: ${e}`));
+    avListen(stream, av, {threshold, quietS, windowS});
   };
   return av.answerHasAudio;
 }
 """
+
+
+#: Listens to what a page's media element (``element``: its id) plays, into ``window.av``
+#: (beeps on ``performance.now()``, a heartbeat with the RMS level every second).
+LISTEN_JS = r"""
+({element, threshold, quietS, windowS}) => {
+""" + _LISTEN_FN + r"""
+  const av = window.av = {beeps: [], audio: null, heartbeats: 0, rms: 0, errors: []};
+  const el = document.getElementById(element);
+  avListen(el.srcObject, av, {threshold, quietS, windowS});
+}
+"""
+
+
+def listen(page: Any, element: str = "video", timeout_s: float = 20) -> None:
+    """Start WebAudio listening to the stream element ``element`` of ``page`` plays, once
+    the page has had a user gesture (autoplay policy), and wait until it runs."""
+    page.evaluate(LISTEN_JS, {"element": element, "threshold": THRESHOLD, "quietS": QUIET_S,
+                              "windowS": TONE_WINDOW_S})
+    page.wait_for_function("window.av.heartbeats > 0 || window.av.errors.length > 0",
+                           timeout=timeout_s * 1000)
 
 
 def start_watch(page: Any, *, low_latency: bool = True, timeout_s: float = 30) -> bool:
@@ -374,7 +404,33 @@ def read_watch(page: Any) -> dict[str, Any]:
     return got
 
 
-def watch_offsets(seen: dict[str, Any]) -> list[tuple[float, float]]:
-    """``(flash time s, offset ms)`` pairs from :func:`read_watch`'s result."""
-    return pair_offsets([b["t"] / 1000.0 for b in seen["beeps"]],
-                        [t / 1000.0 for t in seen["flashes"]])
+def receive_stats(page: Any) -> dict[str, Any]:
+    """The page's inbound-rtp figures per kind (from ``getStats``): the mean jitter-buffer
+    delay (ms, what Chromium held each sample or frame before playing it) and its target,
+    losses, and for audio the share of concealed samples: why an offset is what it is."""
+    got: dict[str, Any] = page.evaluate("""async () => {
+      const out = {};
+      (await window.avPc.getStats()).forEach((s) => {
+        if (s.type !== 'inbound-rtp') return;
+        const n = s.jitterBufferEmittedCount || 0;
+        out[s.kind] = {
+          jitter_buffer_ms: n ? Math.round(s.jitterBufferDelay / n * 10000) / 10 : null,
+          jitter_buffer_target_ms: n && s.jitterBufferTargetDelay !== undefined
+            ? Math.round(s.jitterBufferTargetDelay / n * 10000) / 10 : null,
+          packets_lost: s.packetsLost, packets: s.packetsReceived,
+          concealed: s.kind === 'audio' && s.totalSamplesReceived
+            ? Math.round(s.concealedSamples / s.totalSamplesReceived * 10000) / 10000 : undefined,
+          frames_dropped: s.framesDropped,
+        };
+      });
+      return out;
+    }""")
+    return got
+
+
+def watch_offsets(seen: dict[str, Any], skip_s: float = 0.0) -> list[tuple[float, float]]:
+    """``(flash time s, offset ms)`` pairs from :func:`read_watch`'s result, leaving out the
+    first ``skip_s`` seconds from the first beep (Chromium's lip sync still settling)."""
+    beeps = [b["t"] / 1000.0 for b in seen["beeps"]]
+    start = beeps[0] + skip_s if beeps else 0.0
+    return pair_offsets([b for b in beeps if b >= start], [t / 1000.0 for t in seen["flashes"]])
