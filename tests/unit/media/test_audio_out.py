@@ -269,6 +269,35 @@ def test_decoded_sound_lands_where_its_rtp_timestamps_say() -> None:
     asyncio.run(run())
 
 
+def test_a_stereo_model_is_sent_as_stereo_opus() -> None:
+    """Left and right stay apart through the encoder: 1 kHz left, silence right."""
+    async def run() -> None:
+        now = time.perf_counter_ns()
+        clock = MediaClock(now, 48_000)
+        audio = AudioBroadcaster(clock, sample_rate=24_000, channels=2)
+        track = audio.add_viewer()
+        base = clock.rtp(now) // WINDOW * WINDOW
+        pcm = np.zeros((2400, 2), np.float32)  # 100 ms at 24 kHz
+        pcm[:, 0] = tone(1000, 2400, 24_000)[:, 0]
+        audio.feed(pcm, clock.time_ns(base), now)
+        audio.pump(clock.time_ns(base + 6 * WINDOW))
+        await asyncio.sleep(0)
+        decoder = OpusDecoder()
+        left, right = [], []
+        while track.queued:
+            packet = await track.recv()
+            assert packet.pts is not None
+            for f in decoder.decode(JitterFrame(data=bytes(packet), timestamp=packet.pts)):
+                assert isinstance(f, av.AudioFrame)
+                both = f.to_ndarray().reshape(-1, 2) / 32768
+                left.append(both[:, 0])
+                right.append(both[:, 1])
+        assert np.sqrt(np.mean(np.concatenate(left) ** 2)) > 0.2
+        assert np.abs(np.concatenate(right)).max() < 0.05
+
+    asyncio.run(run())
+
+
 # --- sender reports on the session clock ----------------------------------------------------
 
 def test_sender_reports_map_rtp_to_ntp_by_the_session_clock() -> None:
