@@ -47,6 +47,7 @@ class FileSink:
         self.frames_kept = 0
         self.started_at: float | None = None
         self.stop_asked = False
+        self.ended: tuple[int, str] | None = None  # the session's end event: kind, reason
         self.lat_ring = LatencyWindow("output_ring")
         self.lat_encode = LatencyWindow("encode")
         self.proc = ProcessStats()
@@ -61,6 +62,9 @@ class FileSink:
             self.ctx.stop.set()
         elif body == "event" and msg.event.kind == wpb.SessionEvent.STARTED:
             self.started_at = time.monotonic()
+        elif body == "event" and msg.event.kind in (wpb.SessionEvent.ENDED,
+                                                    wpb.SessionEvent.ERROR):
+            self.ended = (msg.event.kind, msg.event.reason)
 
     def run(self) -> None:
         try:
@@ -68,7 +72,7 @@ class FileSink:
                 got = self._frame(0.02)
                 self._sound()
                 if not got:
-                    self._check_silent_model()
+                    self._check_session()
             # The run is over: every frame is accounted for, but the sound the model
             # emitted with the last ones may still be in the ring.
             while self._frame(0):
@@ -115,8 +119,18 @@ class FileSink:
                 self.recorder.write_audio(chunk.array[:chunk.length or None], chunk.pts)
             chunk.release()
 
-    def _check_silent_model(self) -> None:
-        """Without ``--input`` a model that waits for input frames would wait for ever."""
+    def _check_session(self) -> None:
+        """Fail the run, with the reason, where nothing else would end it: a session that
+        failed, a generative model that stopped short of ``--duration``, or one that waits
+        for input frames when there are none (in the ring: nothing left to write)."""
+        ended = self.ended
+        if ended is not None:
+            kind, reason = ended
+            short = self.generative and not self.stop_asked
+            if kind == wpb.SessionEvent.ERROR or short:
+                done = (f" after {self.frames_kept} of {self.max_frames} frames (--duration)"
+                        if short else "")
+                raise ReactorError(f"the model's session ended{done}: {reason}")
         if not self.generative or self.frames_in or self.started_at is None:
             return
         limit = self.ctx.config.session.stall_timeout_s
