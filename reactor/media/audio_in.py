@@ -8,7 +8,14 @@ Resampler`) and cuts the result into the ``audio_in`` ring's slots: exactly
 
 Each chunk's presentation time (``pts``, CLOCK_MONOTONIC ns, the clock of the video
 frames' capture time) comes from when the sound arrived: the last sample of a frame
-received at ``T`` is placed at ``T``, its first ``duration`` before. Frames that follow
+whose packet arrived at ``T`` is placed at ``T``, its first ``duration`` before. aiortc
+hands a decoded frame over later than its packet arrived: its audio jitter buffer holds
+:data:`RECEIVER_PREFETCH` frames and releases the oldest when the next packet lands
+(``JitterBuffer(capacity=16, prefetch=4)`` in aiortc 1.16's ``rtcrtpreceiver.py``; 80 ms
+for 20 ms frames, measured here: 80 ms median), so the packet's arrival is the frame's
+release time less that many frame durations. Video frames are released on their last
+packet (:mod:`reactor.media.jitter`), so this puts sound and picture that arrived together
+at the same time. Frames that follow
 one another are laid end to end on that timeline, so network jitter does not shake the
 chunks' times; when a frame arrives more than :data:`RESYNC_S` away from where the
 timeline expected it (packets lost, the client paused, the clocks drifted apart), the
@@ -24,6 +31,8 @@ from reactor.media.resample import Resampler
 
 #: How far a frame's arrival may stray from the running timeline before it restarts.
 RESYNC_S = 0.06
+#: How many frames aiortc's audio receiver holds before it releases the oldest.
+RECEIVER_PREFETCH = 4
 #: The length of one chunk, in seconds.
 CHUNK_S = 0.02
 
@@ -66,10 +75,15 @@ def _to_channels(pcm: np.ndarray, channels: int) -> np.ndarray:
 
 class AudioChunker:
     """Decoded frames in, ``(chunk, pts_ns)`` pairs out: ``chunk`` float32 ``(rate // 50,
-    channels)``."""
+    channels)``.
 
-    def __init__(self, rate: int, channels: int) -> None:
+    ``held_frames``: how many frame durations the frames' release lags their packets'
+    arrival (:data:`RECEIVER_PREFETCH` for frames from an aiortc receiver).
+    """
+
+    def __init__(self, rate: int, channels: int, held_frames: int = 0) -> None:
         self.rate, self.channels = rate, channels
+        self.held_frames = held_frames
         self.chunk = rate // 50
         self._resampler: Resampler | None = None
         self._in_format: tuple[int, int] = (0, 0)
@@ -80,14 +94,15 @@ class AudioChunker:
         self.restarts = 0
         """How many times the timeline started again (the first start included)."""
 
-    def push(self, frame: av.AudioFrame, arrived_ns: int) -> list[tuple[np.ndarray, int]]:
-        """Take one decoded frame that arrived at ``arrived_ns``; return the chunks it
+    def push(self, frame: av.AudioFrame, released_ns: int) -> list[tuple[np.ndarray, int]]:
+        """Take one decoded frame handed over at ``released_ns``; return the chunks it
         completes, oldest first."""
         pcm = _to_channels(frame_to_pcm(frame), self.channels)
         in_rate, in_channels = int(frame.sample_rate), self.channels
         if len(pcm) == 0:
             return []
         duration_ns = len(pcm) * 1_000_000_000 // in_rate
+        arrived_ns = released_ns - self.held_frames * duration_ns
         expected_end = self._origin_ns + (self._in_samples + len(pcm)) * 1_000_000_000 // max(
             self._in_format[0], 1)
         if (self._resampler is None or (in_rate, in_channels) != self._in_format

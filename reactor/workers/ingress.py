@@ -31,7 +31,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from reactor.control.events import event_to_json
 from reactor.errors import HttpError
 from reactor.ipc import ShmRing
-from reactor.media.audio_in import AudioChunker
+from reactor.media.audio_in import RECEIVER_PREFETCH, AudioChunker
 from reactor.media.convert import WEBRTC_UNDESCRIBED, frame_to_rgb
 from reactor.media.peer import install_patches, new_peer_connection
 from reactor.media.rate import with_start_bitrate
@@ -231,7 +231,7 @@ class Ingress:
         ring = self.audio_in
         assert ring is not None
         a = self.config.audio
-        chunker = AudioChunker(a.sample_rate, a.channels)
+        chunker = AudioChunker(a.sample_rate, a.channels, held_frames=RECEIVER_PREFETCH)
         while True:
             try:
                 frame = await track.recv()

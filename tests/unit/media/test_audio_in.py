@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 
 import av
 import numpy as np
 import pytest
+from aiortc import MediaStreamTrack
 
-from reactor.media.audio_in import RESYNC_S, AudioChunker, frame_to_pcm
+from reactor.media.audio_in import RECEIVER_PREFETCH, RESYNC_S, AudioChunker, frame_to_pcm
+from reactor.media.pcm_track import PcmTrack
+from tests.support.rtc import connect, new_pc
 
 T0 = 5_000_000_000  # an arbitrary CLOCK_MONOTONIC time, ns
 MS = 1_000_000
@@ -101,3 +106,46 @@ def test_a_new_input_format_restarts_the_resampler() -> None:
     assert chunker.restarts == 2
     assert len(out) >= 19 and all(c.shape == (320, 1) for c, _ in out)
     assert abs(peak_hz(np.concatenate([c for c, _ in out]), 16000) - 1000.0) < 10
+
+
+class TimedPcm(PcmTrack):
+    """A PcmTrack noting when each frame is handed to aiortc's encoder."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(np.zeros(int(48000 * seconds), np.float32), 48000)
+        self.sent: list[int] = []
+
+    async def recv(self) -> av.AudioFrame:
+        frame = await super().recv()
+        self.sent.append(time.perf_counter_ns())
+        return frame
+
+
+def test_pts_of_sound_through_an_aiortc_receiver_are_its_capture_times() -> None:
+    """Over a real aiortc connection on loopback (no network delay), a chunk's pts is when
+    its first sample was captured: 20 ms before its frame was sent. Without taking the
+    receiver's held-back frames off, it would be 80 ms later."""
+
+    async def run() -> tuple[list[int], list[int]]:
+        sender, receiver = new_pc(), new_pc()
+        source = TimedPcm(4.0)
+        sender.addTrack(source)
+        got: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+        receiver.on("track", got.set_result)
+        await connect(sender, receiver)
+        track = await asyncio.wait_for(got, 10)
+        chunker = AudioChunker(48000, 1, held_frames=RECEIVER_PREFETCH)
+        pts: list[int] = []
+        try:
+            for _ in range(150):
+                frame = await asyncio.wait_for(track.recv(), 5)
+                pts += [p for _, p in chunker.push(frame, time.perf_counter_ns())]  # type: ignore[arg-type]
+        finally:
+            await sender.close()
+            await receiver.close()
+        return pts, source.sent
+
+    pts, sent = asyncio.run(run())
+    # 48 kHz mono out of 48 kHz Opus: chunk k holds frame k's samples.
+    errors_ms = [(p - (s - 20 * MS)) / 1e6 for p, s in zip(pts[25:], sent[25:], strict=False)]
+    assert abs(float(np.median(errors_ms))) < 10, np.median(errors_ms)
