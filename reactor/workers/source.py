@@ -67,12 +67,14 @@ class FileSource:
             self.stream = self.container.streams.video[0]
         except (OSError, av.FFmpegError, IndexError) as exc:
             raise ReactorError(f"cannot read input video {self.path}: {exc}") from None
-        self.sound: _SoundIn | None = None
+        self.sound: SoundIn | None = None
+        self.sound_stream: av.audio.stream.AudioStream | None = None
+        self.sound_ring: ShmRing | None = None
         if "audio_in" in ctx.rings and self.container.streams.audio:
             a = ctx.config.audio
-            self.sound = _SoundIn(self.container.streams.audio[0],
-                                  ShmRing.attach(ctx.rings["audio_in"]), a.sample_rate,
-                                  a.channels)
+            self.sound = SoundIn(a.sample_rate, a.channels)
+            self.sound_stream = self.container.streams.audio[0]
+            self.sound_ring = ShmRing.attach(ctx.rings["audio_in"])
         # Time 0 of the file: the earliest start of its streams (in seconds).
         start = self.container.start_time
         self.origin_s = start / av.time_base if start is not None else 0.0
@@ -97,8 +99,8 @@ class FileSource:
         self.t0, self.t0_ns = time.monotonic(), time.perf_counter_ns()
         sound = self.sound
         streams: list[av.stream.Stream] = [self.stream]
-        if sound is not None:
-            streams.append(sound.stream)
+        if self.sound_stream is not None:
+            streams.append(self.sound_stream)
         video_done = False
         try:
             for packet in self.container.demux(*streams):
@@ -152,7 +154,7 @@ class FileSource:
         return True
 
     def _sound(self, chunks: list[tuple[np.ndarray, float, int]]) -> None:
-        assert self.sound is not None
+        assert self.sound is not None and self.sound_ring is not None
         for pcm, at, length in chunks:
             if self.sound.finished:
                 return
@@ -164,7 +166,7 @@ class FileSource:
             pts = self.t0_ns + round(at * 1e9)
             try:
                 # Lossless, the ring blocks: it waits for the model to take the sound.
-                self.sound.ring.write(pcm, pts=pts, length=length, timeout=SOUND_WAIT_S)
+                self.sound_ring.write(pcm, pts=pts, length=length, timeout=SOUND_WAIT_S)
             except RingTimeout:
                 log.warning("the model took none of the input's sound for %g s; the rest "
                             "of it is dropped", SOUND_WAIT_S)
@@ -185,13 +187,12 @@ class FileSource:
         return True
 
 
-class _SoundIn:
-    """The file's sound, converted to the model's format and cut into 20 ms chunks laid
-    end to end from the first sample's time in the file."""
+class SoundIn:
+    """A file's sound, converted to ``rate`` and ``channels`` and cut into 20 ms chunks
+    laid end to end from the first sample's time in the file (float32, any decoded format
+    and layout in; more than two channels are mixed down)."""
 
-    def __init__(self, stream: av.audio.stream.AudioStream, ring: ShmRing, rate: int,
-                 channels: int) -> None:
-        self.stream, self.ring = stream, ring
+    def __init__(self, rate: int, channels: int) -> None:
         self.rate, self.channels = rate, channels
         self.step = rate * CHUNK_NS // 1_000_000_000
         self.start_s: float | None = None
