@@ -115,6 +115,11 @@ async def watch_with_audio(url: str, *, audio_mime: str = "audio/opus",
             assert resp.status == 201, body
             location = resp.headers["Location"]
         assert audio_direction(body) == expect_audio, body
+        if expect_audio == "sendonly":
+            # One media stream for both: what puts them in one sync group in a browser.
+            streams = {line.split()[0] for line in body.splitlines()
+                       if line.startswith("a=msid:")}
+            assert len(streams) == 1, streams
         logs = (StreamLog(video.receiver, 90_000), StreamLog(audio.receiver, 48_000))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
         yield logs
