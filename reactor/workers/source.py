@@ -104,6 +104,8 @@ class FileSource:
         video_done = False
         try:
             for packet in self.container.demux(*streams):
+                if video_done and packet.stream is self.stream:
+                    continue  # past --duration: only the sound up to it is still wanted
                 for frame in packet.decode():
                     if self.ctx.stop.is_set():
                         return
