@@ -350,6 +350,11 @@ class LogSection(_Section):
         description="The level of every process's log (debug also makes the WebRTC stack, "
         "aiortc and aioice, log its ICE and DTLS steps); --log-level overrides it.",
     )
+    format: Literal["text", "json"] = Field(
+        "text",
+        description="text: one readable line per record; json: one JSON object a line "
+        "(time, level, worker, pid, logger, session, message) for log shippers.",
+    )
 
 
 #: The command-line option that overrides each field `Config.with_overrides` sets.

@@ -42,7 +42,8 @@ def run_supervisor(
     rd = RunDir(Path(run_dir))
     rd.path.mkdir(mode=0o700, parents=True, exist_ok=True)
     rd.logs.mkdir(mode=0o700, exist_ok=True)
-    setup_logging(rd.log("supervisor"), "supervisor", level=config.log.level, console=console)
+    setup_logging(rd.log("supervisor"), "supervisor", level=config.log.level, console=console,
+                  format=config.log.format)
     _log_config(config)
     _warn_public_bind(config)
     sup = Supervisor(config, rd.path, plan)

@@ -22,6 +22,7 @@ from reactor.daemon.router import Route, error_reply
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
+from reactor.workers.base import set_log_session
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class SessionManager:
         if not self.host.send(Role.MODEL, wpb.ToWorker(request=req)):
             return None
         self.current = sess
+        set_log_session(sess.id)
         log.info("session start %s", sess.id)
         return sess.id
 
@@ -119,6 +121,7 @@ class SessionManager:
             if self.current is not None and ev.session_id == self.current.id:
                 log.info("session end %s: %s", ev.session_id, ev.reason)
                 self.current = None
+                set_log_session(None)
             if ev.kind == wpb.SessionEvent.ERROR:
                 self.host.add_log(worker, "ERROR", ev.reason)
         self.broadcast(ev)

@@ -109,7 +109,8 @@ def run_worker(
     """The spawn target of every worker process."""
     die_with_parent(parent_pid)
     rd = RunDir(Path(run_dir))
-    setup_logging(rd.log(name), name, level=config.log.level)
+    setup_logging(rd.log(name), name, level=config.log.level,
+                  format=config.log.format)
     link = WorkerLink(name, rd.endpoint("workers"))
     link.start()
     logging.getLogger().addHandler(_LinkLogHandler(link, name))

@@ -36,7 +36,7 @@ from reactor.model import PendingCommand, Session, VideoModel
 from reactor.model.session import apply_command
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
-from reactor.workers.base import WorkerContext
+from reactor.workers.base import WorkerContext, set_log_session
 from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
 
 log = logging.getLogger(__name__)
@@ -367,6 +367,7 @@ class InferenceWorker:
         if self.input.policy == "latest":
             self.input_reader.read(0)  # skip whatever the previous session left in the ring
         self.schedule(0)
+        set_log_session(session_id)
         log.info("session start %s", session_id)
         self.event(wpb.SessionEvent.STARTED, session_id)
         reason, kind = "ended", wpb.SessionEvent.ENDED
@@ -391,6 +392,7 @@ class InferenceWorker:
         if io.stop_reason:
             reason, kind = io.stop_reason, wpb.SessionEvent.ERROR
         log.info("session end %s: %s", session_id, reason)
+        set_log_session(None)
         self.event(kind, session_id, reason=reason)
         for cmd in self.drain_commands():
             apply_command(self.model, cmd)
