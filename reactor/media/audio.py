@@ -11,9 +11,10 @@ CLOCK_MONOTONIC ns; :mod:`reactor.model.audio`). Here that sound is
    cursor, through one streaming :class:`~reactor.media.resample.Resampler` so the seams
    stay clean; any other chunk starts at its own pts, and what lies between is silence;
 2. cut into 20 ms windows ``[k * 960, (k + 1) * 960)``. A window is sent as soon as its
-   samples are complete (the cursor passed its end) but not before its start time (never
-   ahead of real time), or at its deadline (its end + 15 ms) with silence for what is
-   missing: when the model sends nothing (no session, an inference restart), silence
+   samples are complete (the cursor passed its end), but never more than one window
+   ahead of real time (not before its start - 20 ms: a model that emits a second of
+   sound at once is sent as it plays), or at its deadline (its end + 15 ms) with silence
+   for what is missing: when the model sends nothing (no session, an inference restart), silence
    goes out all the same, so viewers' audio tracks stay up. Audio that arrives after its
    window went out, or more than 2 s ahead of now, is dropped and counted;
 3. encoded once per window with libopus (:class:`OpusWindowEncoder`), whatever the number
@@ -58,6 +59,10 @@ WINDOW = 960
 WINDOW_NS = 20_000_000
 #: A window incomplete this long after its end is sent with silence for what is missing.
 DEADLINE_NS = 15_000_000
+#: A complete window is sent no earlier than this before its start. One window: sound
+#: that comes with a frame (pts = now, 33 ms at 30 fps) goes out as it arrives, in one
+#: wake-up, rather than window by window as each one's start comes.
+LEAD_NS = WINDOW_NS
 #: Sound further ahead of now than this is dropped: buffering is bounded.
 MAX_AHEAD_NS = 2_000_000_000
 #: A sender this far behind its windows (a stalled thread) skips to now, not bursting.
@@ -130,7 +135,8 @@ class SendTimeline:
     module docstring). Not thread-safe: one thread calls :meth:`add` and :meth:`due`."""
 
     def __init__(self, clock: MediaClock, channels: int, in_rate: int, in_channels: int,
-                 *, deadline_ns: int = DEADLINE_NS, max_ahead_ns: int = MAX_AHEAD_NS) -> None:
+                 *, deadline_ns: int = DEADLINE_NS, max_ahead_ns: int = MAX_AHEAD_NS,
+                 lead_ns: int = LEAD_NS) -> None:
         if clock.rate != OPUS_RATE:
             raise ValueError(f"the send timeline runs at {OPUS_RATE} Hz, not {clock.rate}")
         self.clock = clock
@@ -138,6 +144,7 @@ class SendTimeline:
         self.in_rate, self.in_channels = in_rate, in_channels
         self.deadline_ns = deadline_ns
         self.max_ahead_ns = max_ahead_ns
+        self.lead_ns = lead_ns
         self._resampler = Resampler(in_rate, in_channels, OPUS_RATE, channels)
         self._windows: dict[int, np.ndarray] = {}
         #: The first window not yet sent (``None`` until the first call).
@@ -231,7 +238,8 @@ class SendTimeline:
         while True:
             start, end = self.window_start_ns(k), self.window_start_ns(k + 1)
             complete = self.cursor is not None and self.cursor >= (k + 1) * WINDOW
-            if not ((complete and now_ns >= start) or now_ns >= end + self.deadline_ns):
+            if not ((complete and now_ns >= start - self.lead_ns)
+                    or now_ns >= end + self.deadline_ns):
                 break
             pcm = self._windows.pop(k, None)
             silent = pcm is None
@@ -249,7 +257,7 @@ class SendTimeline:
         """When :meth:`due` will next return a window (if no sound arrives before)."""
         k = self._start(now_ns)
         if self.cursor is not None and self.cursor >= (k + 1) * WINDOW:
-            return max(now_ns, self.window_start_ns(k))
+            return max(now_ns, self.window_start_ns(k) - self.lead_ns)
         return self.window_start_ns(k + 1) + self.deadline_ns
 
 

@@ -72,15 +72,17 @@ def test_chunks_laid_end_to_end_come_out_as_whole_windows_with_their_samples() -
     assert all(w.complete and not w.silent for w in windows)
 
 
-def test_a_complete_window_is_not_sent_before_its_start_time() -> None:
+def test_complete_windows_go_out_at_most_one_window_ahead_of_their_time() -> None:
     t = timeline()
     t.add(ramp(48_000), at(0), at(0))  # one second of sound, all at once
-    assert [w.index for w in t.due(at(0))] == [0]  # only the window that has begun
+    # The window that has begun and the next one; not the rest of the second.
+    assert [w.index for w in t.due(at(0))] == [0, WINDOW]
     assert t.due(at(0)) == []
     assert t.next_due_ns(at(0)) == at(WINDOW)
-    assert [w.index for w in t.due(at(WINDOW) + 1)] == [WINDOW]
-    assert [w.index for w in t.due(at(5 * WINDOW))] == [2 * WINDOW, 3 * WINDOW, 4 * WINDOW,
-                                                       5 * WINDOW]
+    assert [w.index for w in t.due(at(WINDOW) + 1)] == [2 * WINDOW]
+    assert [w.index for w in t.due(at(5 * WINDOW))] == [3 * WINDOW, 4 * WINDOW, 5 * WINDOW,
+                                                       6 * WINDOW]
+    assert len(t.due(at(48_000))) == 50 - 7  # the rest, as it plays
 
 
 def test_without_sound_silence_goes_out_at_each_deadline() -> None:
@@ -99,6 +101,7 @@ def test_without_sound_silence_goes_out_at_each_deadline() -> None:
 def test_a_window_missing_sound_at_its_deadline_goes_out_with_silence_for_the_rest() -> None:
     t = timeline()
     t.add(ramp(600), at(0), at(0))  # 600 of the first window's 960 samples
+    assert t.due(at(0)) == []
     assert t.due(at(WINDOW)) == []  # incomplete, deadline not reached
     (window,) = t.due(at(WINDOW) + DEADLINE_NS)
     assert not window.complete and not window.silent
