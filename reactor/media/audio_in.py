@@ -15,11 +15,17 @@ hands a decoded frame over later than its packet arrived: its audio jitter buffe
 for 20 ms frames, measured here: 80 ms median), so the packet's arrival is the frame's
 release time less that many frame durations. Video frames are released on their last
 packet (:mod:`reactor.media.jitter`), so this puts sound and picture that arrived together
-at the same time. Frames that follow
-one another are laid end to end on that timeline, so network jitter does not shake the
-chunks' times; when a frame arrives more than :data:`RESYNC_S` away from where the
-timeline expected it (packets lost, the client paused, the clocks drifted apart), the
-timeline starts again at the arrival time and the part-filled chunk is dropped.
+at the same time.
+
+Frames that follow one another are laid end to end on that timeline, so network jitter
+does not shake the chunks' times. Arrival times only ever run late (a busy event loop, a
+queue, a slow packet), so the timeline follows the earliest: a frame that arrives before
+the timeline expects it pulls the timeline back to it at once, and when every frame of
+the last :data:`SETTLE_FRAMES` arrived late, the timeline moves later by the least of
+those delays (the sender's clock runs slower than ours). When a frame arrives more than
+:data:`RESYNC_S` away from where the timeline expected it (packets lost, the client
+paused), the timeline starts again at the arrival time and the part-filled chunk is
+dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from reactor.media.resample import Resampler
 RESYNC_S = 0.06
 #: How many frames aiortc's audio receiver holds before it releases the oldest.
 RECEIVER_PREFETCH = 4
+#: Frames (of 20 ms: one second) that must all arrive late before the timeline follows.
+SETTLE_FRAMES = 50
 #: The length of one chunk, in seconds.
 CHUNK_S = 0.02
 
@@ -91,6 +99,7 @@ class AudioChunker:
         self._in_samples = 0  # input samples of the current run
         self._out_samples = 0  # output samples of the current run already chunked
         self._pending = np.zeros((0, channels), np.float32)
+        self._late: list[int] = []  # how late each frame since the last adjustment came, ns
         self.restarts = 0
         """How many times the timeline started again (the first start included)."""
 
@@ -105,9 +114,18 @@ class AudioChunker:
         arrived_ns = released_ns - self.held_frames * duration_ns
         expected_end = self._origin_ns + (self._in_samples + len(pcm)) * 1_000_000_000 // max(
             self._in_format[0], 1)
+        late = arrived_ns - expected_end
         if (self._resampler is None or (in_rate, in_channels) != self._in_format
-                or abs(arrived_ns - expected_end) > RESYNC_S * 1e9):
+                or abs(late) > RESYNC_S * 1e9):
             self._restart(in_rate, in_channels, arrived_ns - duration_ns)
+        elif late < 0:  # earlier than the timeline: the timeline was late
+            self._origin_ns += late
+            self._late.clear()
+        else:
+            self._late.append(late)
+            if len(self._late) >= SETTLE_FRAMES:
+                self._origin_ns += min(self._late)
+                self._late.clear()
         assert self._resampler is not None
         self._in_samples += len(pcm)
         converted = self._resampler(pcm)
@@ -128,4 +146,5 @@ class AudioChunker:
         self._origin_ns = origin_ns
         self._in_samples = self._out_samples = 0
         self._pending = np.zeros((0, self.channels), np.float32)
+        self._late.clear()
         self.restarts += 1

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 from aiortc import MediaStreamTrack
 
-from reactor.media.audio_in import RECEIVER_PREFETCH, RESYNC_S, AudioChunker, frame_to_pcm
+from reactor.media.audio_in import (
+    RECEIVER_PREFETCH,
+    RESYNC_S,
+    SETTLE_FRAMES,
+    AudioChunker,
+    frame_to_pcm,
+)
 from reactor.media.pcm_track import PcmTrack
 from tests.support.rtc import connect, new_pc
 
@@ -82,6 +88,32 @@ def test_pts_follow_the_arrival_times_end_to_end_despite_jitter() -> None:
     assert pts[0] == T0
     assert all(b - a == 20 * MS for a, b in itertools.pairwise(pts))
     assert chunker.restarts == 1
+
+
+def test_the_timeline_follows_the_earliest_arrivals() -> None:
+    """A first frame stamped 40 ms late (a busy loop) does not make every later chunk 40 ms
+    late: the first frame that arrives on time pulls the timeline back."""
+    chunker = AudioChunker(48000, 1)
+    pts = [p for _, p in chunker.push(tone_frame(0), T0 + 20 * MS + 40 * MS)]
+    for i in range(1, 10):
+        pts += [p for _, p in chunker.push(tone_frame(i * 960), T0 + (i + 1) * 20 * MS)]
+    assert pts[0] == T0 + 40 * MS  # what the first frame alone said
+    assert pts[2:] == [T0 + i * 20 * MS for i in range(2, 10)]
+    assert chunker.restarts == 1
+
+
+def test_a_timeline_that_every_frame_misses_late_moves_later_after_settling() -> None:
+    """A sender whose clock is slower than ours: every frame comes a little later than the
+    timeline says; after SETTLE_FRAMES of that the timeline moves by the least delay."""
+    chunker = AudioChunker(48000, 1)
+    pts: list[int] = []
+    for i in range(SETTLE_FRAMES + 5):
+        drift = i * 100_000  # 0.1 ms more per frame: 0.5 %
+        pts += [p for _, p in chunker.push(tone_frame(i * 960), T0 + (i + 1) * 20 * MS + drift)]
+    assert chunker.restarts == 1
+    assert pts[SETTLE_FRAMES - 1] == T0 + (SETTLE_FRAMES - 1) * 20 * MS
+    # Moved later by the least of the last frames' delays (the first of them: 0.1 ms).
+    assert pts[SETTLE_FRAMES] == T0 + SETTLE_FRAMES * 20 * MS + 100_000
 
 
 def test_a_gap_restarts_the_timeline_at_the_arrival_time() -> None:
