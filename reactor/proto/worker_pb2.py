@@ -26,7 +26,7 @@ from reactor.proto import control_pb2 as reactor_dot_proto_dot_control__pb2
 from reactor.proto import telemetry_pb2 as reactor_dot_proto_dot_telemetry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1areactor/proto/worker.proto\x12\x07reactor\x1a\x1breactor/proto/control.proto\x1a\x1dreactor/proto/telemetry.proto\"\xef\x02\n\x0bWorkerStats\x12\x11\n\tframes_in\x18\x01 \x01(\x04\x12\x12\n\nframes_out\x18\x02 \x01(\x04\x12\x13\n\x0b\x63pu_percent\x18\x03 \x01(\x01\x12\x11\n\trss_bytes\x18\x04 \x01(\x04\x12%\n\x07latency\x18\x05 \x03(\x0b\x32\x14.reactor.LatencyStat\x12\x0f\n\x07viewers\x18\x07 \x01(\r\x12\x17\n\x0f\x65ncoders_active\x18\x08 \x01(\r\x12\x0e\n\x06sender\x18\t \x01(\x08\x12\x16\n\x0e\x66rames_emitted\x18\n \x01(\x04\x12\x10\n\x08\x66inished\x18\x0b \x01(\x08\x12\x18\n\x10\x61udio_samples_in\x18\x0c \x01(\x04\x12\x19\n\x11\x61udio_samples_out\x18\r \x01(\x04\x12\x15\n\raudio_dropped\x18\x0e \x01(\x04\x12\x14\n\x0c\x61v_offset_ms\x18\x0f \x01(\x01\x12\x17\n\x0f\x61v_offset_known\x18\x10 \x01(\x08J\x04\x08\x06\x10\x07R\x05rings\"\xc8\x01\n\x0cSessionEvent\x12(\n\x04kind\x18\x01 \x01(\x0e\x32\x1a.reactor.SessionEvent.Kind\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04json\x18\x04 \x01(\t\x12\n\n\x02ts\x18\x05 \x01(\x01\"P\n\x04Kind\x12\x0b\n\x07STARTED\x10\x00\x12\t\n\x05\x45NDED\x10\x01\x12\x0b\n\x07MESSAGE\x10\x02\x12\t\n\x05\x45RROR\x10\x03\x12\n\n\x06WORKER\x10\x05\"\x04\x08\x04\x10\x04*\x06\x43LIENT\"*\n\x0cIngressReady\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"%\n\x0eInferenceReady\x12\x13\n\x0bschema_json\x18\x01 \x01(\t\"\x1c\n\x0b\x45gressReady\x12\r\n\x05\x63odec\x18\x01 \x01(\t\"\x1b\n\x0bSourceReady\x12\x0c\n\x04path\x18\x01 \x01(\t\"\x1e\n\tSinkReady\x12\x11\n\trecording\x18\x01 \x01(\x08\"\xdd\x01\n\x05Ready\x12(\n\x07ingress\x18\x01 \x01(\x0b\x32\x15.reactor.IngressReadyH\x00\x12,\n\tinference\x18\x02 \x01(\x0b\x32\x17.reactor.InferenceReadyH\x00\x12&\n\x06\x65gress\x18\x03 \x01(\x0b\x32\x14.reactor.EgressReadyH\x00\x12&\n\x06source\x18\x04 \x01(\x0b\x32\x14.reactor.SourceReadyH\x00\x12\"\n\x04sink\x18\x05 \x01(\x0b\x32\x12.reactor.SinkReadyH\x00\x42\x08\n\x06worker\"O\n\x0b\x43lientCount\x12\x14\n\x07viewers\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x13\n\x06sender\x18\x02 \x01(\x08H\x01\x88\x01\x01\x42\n\n\x08_viewersB\t\n\x07_sender\"\xde\x02\n\nFromWorker\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x10\n\x08reply_to\x18\x03 \x01(\x04\x12\x1f\n\x05ready\x18\x12 \x01(\x0b\x32\x0e.reactor.ReadyH\x00\x12)\n\theartbeat\x18\x0b \x01(\x0b\x32\x14.reactor.WorkerStatsH\x00\x12\x0f\n\x05\x66\x61tal\x18\x0c \x01(\tH\x00\x12&\n\x05\x65vent\x18\r \x01(\x0b\x32\x15.reactor.SessionEventH\x00\x12\x1f\n\x05reply\x18\x0e \x01(\x0b\x32\x0e.reactor.ReplyH\x00\x12#\n\x07request\x18\x0f \x01(\x0b\x32\x10.reactor.RequestH\x00\x12\x1f\n\x03log\x18\x11 \x01(\x0b\x32\x10.reactor.LogLineH\x00\x12\'\n\x07\x63lients\x18\x13 \x01(\x0b\x32\x14.reactor.ClientCountH\x00\x42\x06\n\x04\x62odyJ\x04\x08\n\x10\x0b\"\x9c\x01\n\x08ToWorker\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0e\n\x04stop\x18\n \x01(\tH\x00\x12#\n\x07request\x18\x0b \x01(\x0b\x32\x10.reactor.RequestH\x00\x12&\n\x05\x65vent\x18\x0c \x01(\x0b\x32\x15.reactor.SessionEventH\x00\x12\x1f\n\x05reply\x18\x0e \x01(\x0b\x32\x0e.reactor.ReplyH\x00\x42\x06\n\x04\x62odyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1areactor/proto/worker.proto\x12\x07reactor\x1a\x1breactor/proto/control.proto\x1a\x1dreactor/proto/telemetry.proto\"\x87\x03\n\x0bWorkerStats\x12\x11\n\tframes_in\x18\x01 \x01(\x04\x12\x12\n\nframes_out\x18\x02 \x01(\x04\x12\x13\n\x0b\x63pu_percent\x18\x03 \x01(\x01\x12\x11\n\trss_bytes\x18\x04 \x01(\x04\x12%\n\x07latency\x18\x05 \x03(\x0b\x32\x14.reactor.LatencyStat\x12\x0f\n\x07viewers\x18\x07 \x01(\r\x12\x17\n\x0f\x65ncoders_active\x18\x08 \x01(\r\x12\x0e\n\x06sender\x18\t \x01(\x08\x12\x16\n\x0e\x66rames_emitted\x18\n \x01(\x04\x12\x10\n\x08\x66inished\x18\x0b \x01(\x08\x12\x18\n\x10\x61udio_samples_in\x18\x0c \x01(\x04\x12\x19\n\x11\x61udio_samples_out\x18\r \x01(\x04\x12\x15\n\raudio_dropped\x18\x0e \x01(\x04\x12\x14\n\x0c\x61v_offset_ms\x18\x0f \x01(\x01\x12\x17\n\x0f\x61v_offset_known\x18\x10 \x01(\x08\x12\x16\n\x0e\x61waiting_input\x18\x11 \x01(\x08J\x04\x08\x06\x10\x07R\x05rings\"\xc8\x01\n\x0cSessionEvent\x12(\n\x04kind\x18\x01 \x01(\x0e\x32\x1a.reactor.SessionEvent.Kind\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04json\x18\x04 \x01(\t\x12\n\n\x02ts\x18\x05 \x01(\x01\"P\n\x04Kind\x12\x0b\n\x07STARTED\x10\x00\x12\t\n\x05\x45NDED\x10\x01\x12\x0b\n\x07MESSAGE\x10\x02\x12\t\n\x05\x45RROR\x10\x03\x12\n\n\x06WORKER\x10\x05\"\x04\x08\x04\x10\x04*\x06\x43LIENT\"*\n\x0cIngressReady\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x0c\n\x04port\x18\x02 \x01(\r\"%\n\x0eInferenceReady\x12\x13\n\x0bschema_json\x18\x01 \x01(\t\"\x1c\n\x0b\x45gressReady\x12\r\n\x05\x63odec\x18\x01 \x01(\t\"\x1b\n\x0bSourceReady\x12\x0c\n\x04path\x18\x01 \x01(\t\"\x1e\n\tSinkReady\x12\x11\n\trecording\x18\x01 \x01(\x08\"\xdd\x01\n\x05Ready\x12(\n\x07ingress\x18\x01 \x01(\x0b\x32\x15.reactor.IngressReadyH\x00\x12,\n\tinference\x18\x02 \x01(\x0b\x32\x17.reactor.InferenceReadyH\x00\x12&\n\x06\x65gress\x18\x03 \x01(\x0b\x32\x14.reactor.EgressReadyH\x00\x12&\n\x06source\x18\x04 \x01(\x0b\x32\x14.reactor.SourceReadyH\x00\x12\"\n\x04sink\x18\x05 \x01(\x0b\x32\x12.reactor.SinkReadyH\x00\x42\x08\n\x06worker\"O\n\x0b\x43lientCount\x12\x14\n\x07viewers\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x13\n\x06sender\x18\x02 \x01(\x08H\x01\x88\x01\x01\x42\n\n\x08_viewersB\t\n\x07_sender\"\xde\x02\n\nFromWorker\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x05\x12\x10\n\x08reply_to\x18\x03 \x01(\x04\x12\x1f\n\x05ready\x18\x12 \x01(\x0b\x32\x0e.reactor.ReadyH\x00\x12)\n\theartbeat\x18\x0b \x01(\x0b\x32\x14.reactor.WorkerStatsH\x00\x12\x0f\n\x05\x66\x61tal\x18\x0c \x01(\tH\x00\x12&\n\x05\x65vent\x18\r \x01(\x0b\x32\x15.reactor.SessionEventH\x00\x12\x1f\n\x05reply\x18\x0e \x01(\x0b\x32\x0e.reactor.ReplyH\x00\x12#\n\x07request\x18\x0f \x01(\x0b\x32\x10.reactor.RequestH\x00\x12\x1f\n\x03log\x18\x11 \x01(\x0b\x32\x10.reactor.LogLineH\x00\x12\'\n\x07\x63lients\x18\x13 \x01(\x0b\x32\x14.reactor.ClientCountH\x00\x42\x06\n\x04\x62odyJ\x04\x08\n\x10\x0b\"\x9c\x01\n\x08ToWorker\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0e\n\x04stop\x18\n \x01(\tH\x00\x12#\n\x07request\x18\x0b \x01(\x0b\x32\x10.reactor.RequestH\x00\x12&\n\x05\x65vent\x18\x0c \x01(\x0b\x32\x15.reactor.SessionEventH\x00\x12\x1f\n\x05reply\x18\x0e \x01(\x0b\x32\x0e.reactor.ReplyH\x00\x42\x06\n\x04\x62odyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'reactor.proto.worker_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WORKERSTATS']._serialized_start=100
-  _globals['_WORKERSTATS']._serialized_end=467
-  _globals['_SESSIONEVENT']._serialized_start=470
-  _globals['_SESSIONEVENT']._serialized_end=670
-  _globals['_SESSIONEVENT_KIND']._serialized_start=590
-  _globals['_SESSIONEVENT_KIND']._serialized_end=670
-  _globals['_INGRESSREADY']._serialized_start=672
-  _globals['_INGRESSREADY']._serialized_end=714
-  _globals['_INFERENCEREADY']._serialized_start=716
-  _globals['_INFERENCEREADY']._serialized_end=753
-  _globals['_EGRESSREADY']._serialized_start=755
-  _globals['_EGRESSREADY']._serialized_end=783
-  _globals['_SOURCEREADY']._serialized_start=785
-  _globals['_SOURCEREADY']._serialized_end=812
-  _globals['_SINKREADY']._serialized_start=814
-  _globals['_SINKREADY']._serialized_end=844
-  _globals['_READY']._serialized_start=847
-  _globals['_READY']._serialized_end=1068
-  _globals['_CLIENTCOUNT']._serialized_start=1070
-  _globals['_CLIENTCOUNT']._serialized_end=1149
-  _globals['_FROMWORKER']._serialized_start=1152
-  _globals['_FROMWORKER']._serialized_end=1502
-  _globals['_TOWORKER']._serialized_start=1505
-  _globals['_TOWORKER']._serialized_end=1661
+  _globals['_WORKERSTATS']._serialized_end=491
+  _globals['_SESSIONEVENT']._serialized_start=494
+  _globals['_SESSIONEVENT']._serialized_end=694
+  _globals['_SESSIONEVENT_KIND']._serialized_start=614
+  _globals['_SESSIONEVENT_KIND']._serialized_end=694
+  _globals['_INGRESSREADY']._serialized_start=696
+  _globals['_INGRESSREADY']._serialized_end=738
+  _globals['_INFERENCEREADY']._serialized_start=740
+  _globals['_INFERENCEREADY']._serialized_end=777
+  _globals['_EGRESSREADY']._serialized_start=779
+  _globals['_EGRESSREADY']._serialized_end=807
+  _globals['_SOURCEREADY']._serialized_start=809
+  _globals['_SOURCEREADY']._serialized_end=836
+  _globals['_SINKREADY']._serialized_start=838
+  _globals['_SINKREADY']._serialized_end=868
+  _globals['_READY']._serialized_start=871
+  _globals['_READY']._serialized_end=1092
+  _globals['_CLIENTCOUNT']._serialized_start=1094
+  _globals['_CLIENTCOUNT']._serialized_end=1173
+  _globals['_FROMWORKER']._serialized_start=1176
+  _globals['_FROMWORKER']._serialized_end=1526
+  _globals['_TOWORKER']._serialized_start=1529
+  _globals['_TOWORKER']._serialized_end=1685
 # @@protoc_insertion_point(module_scope)

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WorkerStats(_message.Message):
-    __slots__ = ("frames_in", "frames_out", "cpu_percent", "rss_bytes", "latency", "viewers", "encoders_active", "sender", "frames_emitted", "finished", "audio_samples_in", "audio_samples_out", "audio_dropped", "av_offset_ms", "av_offset_known")
+    __slots__ = ("frames_in", "frames_out", "cpu_percent", "rss_bytes", "latency", "viewers", "encoders_active", "sender", "frames_emitted", "finished", "audio_samples_in", "audio_samples_out", "audio_dropped", "av_offset_ms", "av_offset_known", "awaiting_input")
     FRAMES_IN_FIELD_NUMBER: _ClassVar[int]
     FRAMES_OUT_FIELD_NUMBER: _ClassVar[int]
     CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class WorkerStats(_message.Message):
     AUDIO_DROPPED_FIELD_NUMBER: _ClassVar[int]
     AV_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
     AV_OFFSET_KNOWN_FIELD_NUMBER: _ClassVar[int]
+    AWAITING_INPUT_FIELD_NUMBER: _ClassVar[int]
     frames_in: int
     frames_out: int
     cpu_percent: float
@@ -41,7 +42,8 @@ class WorkerStats(_message.Message):
     audio_dropped: int
     av_offset_ms: float
     av_offset_known: bool
-    def __init__(self, frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[_telemetry_pb2.LatencyStat, _Mapping]]] = ..., viewers: _Optional[int] = ..., encoders_active: _Optional[int] = ..., sender: _Optional[bool] = ..., frames_emitted: _Optional[int] = ..., finished: _Optional[bool] = ..., audio_samples_in: _Optional[int] = ..., audio_samples_out: _Optional[int] = ..., audio_dropped: _Optional[int] = ..., av_offset_ms: _Optional[float] = ..., av_offset_known: _Optional[bool] = ...) -> None: ...
+    awaiting_input: bool
+    def __init__(self, frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[_telemetry_pb2.LatencyStat, _Mapping]]] = ..., viewers: _Optional[int] = ..., encoders_active: _Optional[int] = ..., sender: _Optional[bool] = ..., frames_emitted: _Optional[int] = ..., finished: _Optional[bool] = ..., audio_samples_in: _Optional[int] = ..., audio_samples_out: _Optional[int] = ..., audio_dropped: _Optional[int] = ..., av_offset_ms: _Optional[float] = ..., av_offset_known: _Optional[bool] = ..., awaiting_input: _Optional[bool] = ...) -> None: ...
 
 class SessionEvent(_message.Message):
     __slots__ = ("kind", "session_id", "reason", "json", "ts")

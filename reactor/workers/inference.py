@@ -82,6 +82,7 @@ class RingIO:
     def read_input(self, timeout: float) -> np.ndarray | None:
         self.in_model_since = None
         self.used_inputs = True
+        self.w.awaiting_input = True
         try:
             frame = self.w.input_reader.read(timeout)
         except ProducerGoneError:
@@ -89,6 +90,8 @@ class RingIO:
             # is not the model's fault, so the session waits instead of failing.
             time.sleep(timeout)
             frame = None
+        finally:
+            self.w.awaiting_input = False
         now_ns = time.perf_counter_ns()
         self.in_model_since = time.monotonic()
         if frame is None:
@@ -242,6 +245,9 @@ class InferenceWorker:
         self.audio_samples_out = 0
         self.audio_dropped = 0  # chunks the model's sessions refused (wrong format)
         self.session: Session | None = None
+        # True while the model waits in read_input: it is done with every frame it read
+        # (what a file run's end is judged by, see reactor.daemon.completion).
+        self.awaiting_input = False
         # Timed commands of `reactor run --commands`: (frame, name, args), by frame.
         self.timed: deque[tuple[int, str, dict[str, Any]]] = deque(sorted(
             ((int(c["at_frame"]), c["command"], c.get("args") or {})
@@ -252,11 +258,16 @@ class InferenceWorker:
     def stats(self) -> wpb.WorkerStats:
         session = self.session
         dropped = self.audio_dropped + (session.audio_dropped if session is not None else 0)
-        return worker_stats(self.proc, self.frames_in, self.frames_out,
+        # The count first, then the flag: a flag set after the count was read means the
+        # model finished every frame counted (it waits for the next one).
+        frames_in = self.frames_in
+        awaiting = self.awaiting_input
+        return worker_stats(self.proc, frames_in, self.frames_out,
                             (self.lat_input, self.lat_model),
                             frames_emitted=self.frames_emitted,
                             audio_samples_in=self.audio_samples_in,
-                            audio_samples_out=self.audio_samples_out, audio_dropped=dropped)
+                            audio_samples_out=self.audio_samples_out, audio_dropped=dropped,
+                            awaiting_input=awaiting)
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         body = msg.WhichOneof("body")

@@ -81,6 +81,7 @@ def worker_stats(
     audio_samples_out: int = 0,
     audio_dropped: int = 0,
     av_offset_ms: float | None = None,
+    awaiting_input: bool = False,
 ) -> wpb.WorkerStats:
     """A heartbeat's stats: counters, this process's CPU and RSS, and each stage's
     latency that has samples; the keyword arguments are the worker-specific fields (each
@@ -92,7 +93,8 @@ def worker_stats(
                             audio_samples_in=audio_samples_in,
                             audio_samples_out=audio_samples_out, audio_dropped=audio_dropped,
                             av_offset_ms=av_offset_ms or 0.0,
-                            av_offset_known=av_offset_ms is not None)
+                            av_offset_known=av_offset_ms is not None,
+                            awaiting_input=awaiting_input)
     stats.latency.extend(st for st in (w.stat() for w in windows) if st is not None)
     return stats
 
