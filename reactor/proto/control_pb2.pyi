@@ -35,6 +35,10 @@ class SchemaRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class MetricsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class CommandRequest(_message.Message):
     __slots__ = ("name", "args_json")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -70,7 +74,7 @@ class WhepRequest(_message.Message):
     def __init__(self, resource_id: _Optional[str] = ..., sdp: _Optional[str] = ..., close: _Optional[bool] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("id", "status", "stop", "restart_worker", "command", "session", "schema", "whep")
+    __slots__ = ("id", "status", "stop", "restart_worker", "command", "session", "schema", "whep", "metrics")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +83,7 @@ class Request(_message.Message):
     SESSION_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     WHEP_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     id: int
     status: StatusRequest
     stop: StopRequest
@@ -87,7 +92,8 @@ class Request(_message.Message):
     session: SessionRequest
     schema: SchemaRequest
     whep: WhepRequest
-    def __init__(self, id: _Optional[int] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ..., stop: _Optional[_Union[StopRequest, _Mapping]] = ..., restart_worker: _Optional[_Union[RestartWorkerRequest, _Mapping]] = ..., command: _Optional[_Union[CommandRequest, _Mapping]] = ..., session: _Optional[_Union[SessionRequest, _Mapping]] = ..., schema: _Optional[_Union[SchemaRequest, _Mapping]] = ..., whep: _Optional[_Union[WhepRequest, _Mapping]] = ...) -> None: ...
+    metrics: MetricsRequest
+    def __init__(self, id: _Optional[int] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ..., stop: _Optional[_Union[StopRequest, _Mapping]] = ..., restart_worker: _Optional[_Union[RestartWorkerRequest, _Mapping]] = ..., command: _Optional[_Union[CommandRequest, _Mapping]] = ..., session: _Optional[_Union[SessionRequest, _Mapping]] = ..., schema: _Optional[_Union[SchemaRequest, _Mapping]] = ..., whep: _Optional[_Union[WhepRequest, _Mapping]] = ..., metrics: _Optional[_Union[MetricsRequest, _Mapping]] = ...) -> None: ...
 
 class WhepReply(_message.Message):
     __slots__ = ("resource_id", "sdp", "codec")
@@ -117,12 +123,20 @@ class SchemaReply(_message.Message):
     schema_json: str
     def __init__(self, schema_json: _Optional[str] = ...) -> None: ...
 
+class MetricsReply(_message.Message):
+    __slots__ = ("text", "content_type")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    text: bytes
+    content_type: str
+    def __init__(self, text: _Optional[bytes] = ..., content_type: _Optional[str] = ...) -> None: ...
+
 class Ok(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("id", "error", "status", "ok", "command", "session", "schema", "whep")
+    __slots__ = ("id", "error", "status", "ok", "command", "session", "schema", "whep", "metrics")
     ID_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +145,7 @@ class Reply(_message.Message):
     SESSION_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     WHEP_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     id: int
     error: Error
     status: _telemetry_pb2.Snapshot
@@ -139,4 +154,5 @@ class Reply(_message.Message):
     session: SessionReply
     schema: SchemaReply
     whep: WhepReply
-    def __init__(self, id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., status: _Optional[_Union[_telemetry_pb2.Snapshot, _Mapping]] = ..., ok: _Optional[_Union[Ok, _Mapping]] = ..., command: _Optional[_Union[CommandReply, _Mapping]] = ..., session: _Optional[_Union[SessionReply, _Mapping]] = ..., schema: _Optional[_Union[SchemaReply, _Mapping]] = ..., whep: _Optional[_Union[WhepReply, _Mapping]] = ...) -> None: ...
+    metrics: MetricsReply
+    def __init__(self, id: _Optional[int] = ..., error: _Optional[_Union[Error, _Mapping]] = ..., status: _Optional[_Union[_telemetry_pb2.Snapshot, _Mapping]] = ..., ok: _Optional[_Union[Ok, _Mapping]] = ..., command: _Optional[_Union[CommandReply, _Mapping]] = ..., session: _Optional[_Union[SessionReply, _Mapping]] = ..., schema: _Optional[_Union[SchemaReply, _Mapping]] = ..., whep: _Optional[_Union[WhepReply, _Mapping]] = ..., metrics: _Optional[_Union[MetricsReply, _Mapping]] = ...) -> None: ...

@@ -7,16 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LatencyStat(_message.Message):
-    __slots__ = ("stage", "p50_ms", "p99_ms", "count")
+    __slots__ = ("stage", "p50_ms", "p99_ms", "count", "buckets", "sum_ms")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     P50_MS_FIELD_NUMBER: _ClassVar[int]
     P99_MS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    SUM_MS_FIELD_NUMBER: _ClassVar[int]
     stage: str
     p50_ms: float
     p99_ms: float
     count: int
-    def __init__(self, stage: _Optional[str] = ..., p50_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., count: _Optional[int] = ...) -> None: ...
+    buckets: _containers.RepeatedScalarFieldContainer[int]
+    sum_ms: float
+    def __init__(self, stage: _Optional[str] = ..., p50_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., count: _Optional[int] = ..., buckets: _Optional[_Iterable[int]] = ..., sum_ms: _Optional[float] = ...) -> None: ...
 
 class RingStat(_message.Message):
     __slots__ = ("name", "slots", "used", "dropped", "policy", "written")
