@@ -45,6 +45,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from bench_common import ROOT, proc_sample, reactor_cmd
 
@@ -113,12 +114,17 @@ def run_chromium(seconds: float, warmup: float = WARMUP_S) -> dict[str, Any]:
             page = browser.new_page()
             page.goto(d.url + "/healthz")
             answer_audio = avm.start_watch(page)
-            t_end = time.monotonic() + warmup + seconds
+            t_start = time.monotonic()
+            t_end = t_start + warmup + seconds
+            chrome_view: list[float] = []  # Chromium's own idea of the offset, once a poll
             while (left := t_end - time.monotonic()) > 0:
-                time.sleep(min(left, 30.0))
+                time.sleep(min(left, 10.0))
                 seen = avm.read_watch(page)
+                own = avm.receive_stats(page).get("playout_audio_late_ms")
+                if time.monotonic() - t_start >= warmup and own is not None:
+                    chrome_view.append(own)
                 stats = avm.offset_stats(avm.watch_offsets(seen, skip_s=warmup))
-                _log(f"chromium {warmup + seconds - max(left - 30, 0):.0f}/"
+                _log(f"chromium {warmup + seconds - max(left - 10, 0):.0f}/"
                      f"{warmup + seconds:.0f} s: {len(seen['beeps'])} beeps, "
                      f"{len(seen['flashes'])} flashes, settled offset p50 {stats.get('p50_ms')} ms")
             seen = avm.read_watch(page)
@@ -136,7 +142,12 @@ def run_chromium(seconds: float, warmup: float = WARMUP_S) -> dict[str, Any]:
             "flashes": len(seen["flashes"]), "webaudio": seen["audio"],
             "beep_hz": round(sorted(b["hz"] for b in seen["beeps"])[len(seen["beeps"]) // 2], 1)
             if seen["beeps"] else None,
-            "errors": seen["errors"][:5], "receive": rtc, "offset": avm.offset_stats(pairs)}
+            "errors": seen["errors"][:5], "receive": rtc,
+            "chromium_playout_audio_late_ms": {
+                "n": len(chrome_view),
+                "p50": round(float(np.median(chrome_view)), 1) if chrome_view else None,
+                "min": min(chrome_view, default=None), "max": max(chrome_view, default=None)},
+            "offset": avm.offset_stats(pairs)}
 
 
 # -- wire ---------------------------------------------------------------------------------
@@ -203,7 +214,6 @@ async def _wire(url: str, seconds: float) -> None:
 
 
 def run_wire(seconds: float) -> dict[str, Any]:
-    import numpy as np
     from bench_common import percentiles_ms
     from bench_rtc import counting_decoders
 
@@ -402,6 +412,9 @@ def render(result: dict[str, Any]) -> str:
                      f"WebAudio {ch['webaudio']}" + (f"; errors {ch['errors']}"
                                                      if ch["errors"] else ""))
         lines.append(f"    Chromium's receivers: {ch['receive']}")
+        cv = ch["chromium_playout_audio_late_ms"]
+        lines.append(f"    Chromium's own view (estimatedPlayoutTimestamp, video - audio): "
+                     f"p50 {cv['p50']} ms, {cv['min']}..{cv['max']} (n={cv['n']})")
         lines.append(f"    first offsets (lip sync settling, not counted: first "
                      f"{ch['warmup_s']:g} s): {ch['first_offsets_ms']} ms")
     if "error" in wi:

@@ -407,7 +407,9 @@ def read_watch(page: Any) -> dict[str, Any]:
 def receive_stats(page: Any) -> dict[str, Any]:
     """The page's inbound-rtp figures per kind (from ``getStats``): the mean jitter-buffer
     delay (ms, what Chromium held each sample or frame before playing it) and its target,
-    losses, and for audio the share of concealed samples: why an offset is what it is."""
+    losses, for audio the share of concealed samples, and ``playout_audio_late_ms``:
+    Chromium's own view of the offset now, from each receiver's
+    ``estimatedPlayoutTimestamp`` (sender-report time of what it plays)."""
     got: dict[str, Any] = page.evaluate("""async () => {
       const out = {};
       (await window.avPc.getStats()).forEach((s) => {
@@ -421,10 +423,16 @@ def receive_stats(page: Any) -> dict[str, Any]:
           concealed: s.kind === 'audio' && s.totalSamplesReceived
             ? Math.round(s.concealedSamples / s.totalSamplesReceived * 10000) / 10000 : undefined,
           frames_dropped: s.framesDropped,
+          playout_ntp_ms: s.estimatedPlayoutTimestamp,
         };
       });
       return out;
     }""")
+    a, v = got.get("audio", {}), got.get("video", {})
+    if a.get("playout_ntp_ms") and v.get("playout_ntp_ms"):
+        # What each receiver plays now, as NTP time of its sender: video's minus audio's is
+        # how late Chromium itself thinks the sound is (positive: late).
+        got["playout_audio_late_ms"] = round(v["playout_ntp_ms"] - a["playout_ntp_ms"], 1)
     return got
 
 
