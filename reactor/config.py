@@ -357,6 +357,16 @@ class LogSection(_Section):
     )
 
 
+class MetricsSection(_Section):
+    """GET /metrics: the daemon's telemetry for Prometheus."""
+
+    public: bool = Field(
+        False,
+        description="Serve GET /metrics without server.token (for a scraper on a trusted "
+        "network that cannot send a bearer token); false: it needs the token like the API.",
+    )
+
+
 #: The command-line option that overrides each field `Config.with_overrides` sets.
 _OPTION = {"host": "--host", "port": "--port", "level": "--log-level"}
 
@@ -374,6 +384,7 @@ class Config(_Section):
     supervisor: SupervisorSection = Field(default_factory=SupervisorSection)
     egress: EgressSection = Field(default_factory=EgressSection)
     log: LogSection = Field(default_factory=LogSection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
     source: str | None = Field(
         None, description="The file this config was read from (set by the loader, not in YAML)."
     )

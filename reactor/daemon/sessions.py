@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from reactor.daemon.metrics import MetricsState, session_end_cause
 from reactor.daemon.plan import Role
 from reactor.daemon.router import Route, error_reply
 from reactor.proto import control_pb2 as cpb
@@ -50,12 +51,15 @@ class LiveSession:
     commands: deque[tpb.CommandLog] = field(default_factory=lambda: deque(maxlen=10))
     orphan_since: float | None = None
     had_clients: bool = False
+    stop_cause: str = ""  # why the supervisor asked it to stop (reactor_sessions_ended_total)
 
 
 class SessionManager:
     def __init__(self, host: SessionHost, *, orphan_timeout_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 metrics: MetricsState | None = None) -> None:
         self.host = host
+        self.metrics = metrics or MetricsState()
         self.orphan_timeout_s = orphan_timeout_s
         self._clock = clock
         self.current: LiveSession | None = None
@@ -83,7 +87,7 @@ class SessionManager:
             if self.current is None:
                 self.host.reply(route, error_reply(req.id, "no session is running", 409))
                 return
-            self.stop(req.session.reason or "stopped by request")
+            self.stop(req.session.reason or "stopped by request", cause="stopped")
             self.host.reply(route, cpb.Reply(id=req.id, ok=cpb.Ok()))
 
     def start(self) -> str | None:
@@ -100,13 +104,17 @@ class SessionManager:
         if not self.host.send(Role.MODEL, wpb.ToWorker(request=req)):
             return None
         self.current = sess
+        self.metrics.on_session_started()
         set_log_session(sess.id)
         log.info("session start %s", sess.id)
         return sess.id
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str, cause: str = "stopped") -> None:
+        """Ask the model to end the session; ``cause`` is one of
+        :data:`reactor.daemon.metrics.END_CAUSES` (it labels the session's end)."""
         if self.current is None:
             return
+        self.current.stop_cause = self.current.stop_cause or cause
         log.info("session stop %s: %s", self.current.id, reason)
         self.current.state = "ending"
         req = cpb.Request(session=cpb.SessionRequest(
@@ -120,6 +128,8 @@ class SessionManager:
         elif ev.kind in (wpb.SessionEvent.ENDED, wpb.SessionEvent.ERROR):
             if self.current is not None and ev.session_id == self.current.id:
                 log.info("session end %s: %s", ev.session_id, ev.reason)
+                self.metrics.on_session_ended(session_end_cause(ev.kind,
+                                                                self.current.stop_cause))
                 self.current = None
                 set_log_session(None)
             if ev.kind == wpb.SessionEvent.ERROR:
@@ -171,6 +181,7 @@ class SessionManager:
         if self.current is None:
             return
         sid, self.current = self.current.id, None
+        self.metrics.on_session_ended("worker_died")
         self.broadcast(wpb.SessionEvent(kind=wpb.SessionEvent.ERROR, session_id=sid,
                                         reason=reason))
 
@@ -180,7 +191,8 @@ class SessionManager:
             return
         timeout = self.orphan_timeout_s
         if now - sess.orphan_since >= timeout:
-            self.stop(f"no clients for {timeout:g} s (session.orphan_timeout_s)")
+            self.stop(f"no clients for {timeout:g} s (session.orphan_timeout_s)",
+                      cause="orphaned")
 
     def log_command(self, cmd: cpb.CommandRequest, reply: cpb.Reply) -> None:
         if self.current is None:

@@ -33,6 +33,8 @@ from reactor.config import Config
 from reactor.control.rundir import RunDir, tail_lines
 from reactor.control.sockets import make_socket
 from reactor.daemon.completion import run_complete
+from reactor.daemon.metrics import CONTENT_TYPE, MetricsState, Scrape, build_info, make_registry
+from reactor.daemon.metrics import render as render_metrics
 from reactor.daemon.plan import Plan, Role
 from reactor.daemon.pool import Outcome, Process, Verdict, WorkerPool, WorkerState
 from reactor.daemon.rings import create_rings, remove_rings
@@ -73,14 +75,19 @@ class Supervisor:
         self.telemetry = Telemetry()
         self.pool = WorkerPool(self.plan.workers, self._spawn, config.supervisor,
                                load_timeout_s=config.model.load_timeout_s, clock=time.monotonic)
-        self.sessions = SessionManager(self, orphan_timeout_s=config.session.orphan_timeout_s)
+        self.metrics = MetricsState()
+        self._metrics_registry = make_registry(self._scrape)
+        self._build_info: dict[str, str] | None = None
+        self.sessions = SessionManager(self, orphan_timeout_s=config.session.orphan_timeout_s,
+                                       metrics=self.metrics)
         self.router = Router(
             self, self.plan.route_table(), state_of=lambda name: self.pool[name].state,
             clock=time.monotonic,
             admission={"whep": viewer_limit(lambda: self.config.server.max_viewers,
                                             lambda: self.sessions.viewers)},
             local={"status": self._on_status, "schema": self._on_schema, "stop": self._on_stop,
-                   "restart_worker": self._on_restart, "session": self.sessions.on_request})
+                   "restart_worker": self._on_restart, "session": self.sessions.on_request,
+                   "metrics": self._on_metrics})
         self._signals = StopSignals()
         self._stop_requested = False
         self._done = False  # a file run has accounted for every frame
@@ -212,6 +219,7 @@ class Supervisor:
         w.last_beat = now
         if body == "heartbeat":
             w.beat(msg.heartbeat, now)
+            self.metrics.on_heartbeat(name, msg.pid or w.pid, msg.heartbeat)
             # Heartbeats repeat the client counts, so a count is never stale for long.
             role = self.plan.role(name)
             if role is Role.FRONT:
@@ -232,6 +240,9 @@ class Supervisor:
             done = self.router.on_reply(msg.reply_to, msg.reply)
             if done is not None and done.request.HasField("command"):
                 self.sessions.log_command(done.request.command, msg.reply)
+                self.metrics.on_command(done.request.command.name, msg.reply,
+                                        (str(c.get("name", "")) for c in
+                                         self.schema.get("commands", [])))
         elif body == "request":
             self.router.handle(msg.request, ("worker", name.encode()))
         elif body == "log":
@@ -277,7 +288,7 @@ class Supervisor:
                 src, model, sink, input_dropped=int(self.rings["input"].stats()["dropped"]),
                 output_used=int(self.rings["output"].stats()["used"])):
             self._done = True
-            self.sessions.stop("the input file ended")
+            self.sessions.stop("the input file ended", cause="input_ended")
 
     def _on_verdict(self, v: Verdict) -> None:
         name, pid = v.worker.name, v.worker.pid
@@ -329,6 +340,19 @@ class Supervisor:
 
     def _on_status(self, req: cpb.Request, route: Route) -> None:
         self.reply(route, cpb.Reply(id=req.id, status=self.snapshot()))
+
+    def _on_metrics(self, req: cpb.Request, route: Route) -> None:
+        self.reply(route, cpb.Reply(id=req.id, metrics=cpb.MetricsReply(
+            text=render_metrics(self._metrics_registry), content_type=CONTENT_TYPE)))
+
+    def _scrape(self) -> Scrape:
+        if self._build_info is None:  # the codec libraries' versions: read once
+            self._build_info = build_info(self.config.device)
+        back = self.pool[self.plan.worker(Role.BACK)].ready
+        return Scrape(snapshot=self.snapshot(), state=self.metrics, build=self._build_info,
+                      codec=back.egress.codec if back.HasField("egress") else "",
+                      roles=tuple((self.plan.worker(r), r.value)
+                                  for r in (Role.FRONT, Role.MODEL, Role.BACK)))
 
     def _on_schema(self, req: cpb.Request, route: Route) -> None:
         if not self.schema:

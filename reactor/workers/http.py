@@ -32,7 +32,7 @@ import hmac
 import json
 import logging
 import types
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -45,6 +45,7 @@ from reactor.control.status import snapshot_to_dict
 from reactor.errors import HttpError
 from reactor.media.links import format_ice_links
 from reactor.proto import control_pb2 as cpb
+from reactor.proto import worker_pb2 as wpb
 from reactor.workers.openapi import (
     ANY_JSON,
     ERROR,
@@ -165,11 +166,17 @@ class Api:
 
     ``server`` gives the token, the body timeout and the ICE servers; ``audio`` the sound
     in ``/api/schema``; ``backend`` does the work; ``events`` feeds ``/api/events``.
+    ``metrics_public`` (``metrics.public``) serves ``/metrics`` without the token. Every
+    request is counted by method, route and status (:meth:`request_counts`).
     """
 
     def __init__(self, backend: Backend, events: EventFeed, server: ServerSection,
-                 audio: AudioSection | None = None) -> None:
+                 audio: AudioSection | None = None, *, metrics_public: bool = False) -> None:
         self.backend = backend
+        self.public = PUBLIC | {"/metrics"} if metrics_public else PUBLIC
+        # (method, route template, status): written on the event loop, copied (one C call,
+        # atomic under the GIL) by the heartbeat thread.
+        self.requests: Counter[tuple[str, str, int]] = Counter()
         self.events = events
         self.token = server.token
         self.body_timeout = server.idle_timeout_s
@@ -179,13 +186,35 @@ class Api:
     # --- middleware -------------------------------------------------------------------
 
     @web.middleware
+    async def count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Count every answer by method, route (the path template, so ids make no new
+        series) and status; the heartbeat reports them for ``reactor_http_requests_total``."""
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else ""
+        status = 500
+        try:
+            resp = await handler(request)
+            status = resp.status
+            return resp
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            self.requests[(request.method, route, status)] += 1
+
+    def request_counts(self) -> list[wpb.HttpCount]:
+        """Requests answered since this process started (for the heartbeat)."""
+        return [wpb.HttpCount(method=m, route=r, status=st, count=n)
+                for (m, r, st), n in self.requests.copy().items()]
+
+    @web.middleware
     async def guard(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """CORS, the bearer token, and every error as a JSON body."""
         preflight = "Access-Control-Request-Method" in request.headers
         if request.method == "OPTIONS" and (preflight or request.path not in ICE_PATHS):
             # A CORS preflight carries no token, so it never gets the ICE servers' credentials.
             return web.Response(status=204, headers=CORS_HEADERS)
-        if self.token and request.path not in PUBLIC:
+        if self.token and request.path not in self.public:
             given = request.headers.get("Authorization", "")
             if not given and request.path == "/api/events":
                 given = "Bearer " + request.query.get("token", "")
@@ -316,6 +345,11 @@ class Api:
         reply = await self.backend.request(cpb.Request(status=cpb.StatusRequest()))
         return web.json_response(snapshot_to_dict(reply.status))
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        reply = await self.backend.request(cpb.Request(metrics=cpb.MetricsRequest()))
+        return web.Response(body=reply.metrics.text,
+                            headers={"Content-Type": reply.metrics.content_type})
+
     async def openapi(self, request: web.Request) -> web.Response:
         try:
             model_schema = await self.model_schema()
@@ -443,6 +477,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/status", Api.status, Operation(
         "the daemon status object",
         {"200": {"description": "status", **ANY_JSON}, "401": ERROR, "504": ERROR})),
+    Route("GET", "/metrics", Api.metrics, Operation(
+        "the daemon's metrics in the Prometheus text format (without the token when "
+        "metrics.public is true)",
+        {"200": {"description": "Prometheus text format 0.0.4",
+                 "content": {"text/plain": {"schema": {"type": "string"}}}},
+         "401": ERROR, "504": ERROR})),
     Route("GET", "/api/openapi.json", Api.openapi, Operation(
         "this document", {"200": {"description": "OpenAPI", **ANY_JSON}, "401": ERROR})),
     Route("GET", "/api/events", Api.events_stream, Operation(
@@ -488,7 +528,7 @@ def openapi_document(model_schema: dict[str, Any]) -> dict[str, Any]:
 
 def build_app(api: Api) -> web.Application:
     """An aiohttp application serving :data:`ROUTES` with ``api``'s handlers."""
-    app = web.Application(middlewares=[api.guard],
+    app = web.Application(middlewares=[api.count, api.guard],
                           client_max_size=MAX_JSON_BYTES + MAX_SDP_BYTES,
                           handler_args={"max_field_size": 8190, "max_line_size": 8190})
     for route in ROUTES:
