@@ -28,8 +28,10 @@ application): the first packet of window ``k`` decodes to input samples from
 ``k * 960 - 312``. FFmpeg stamps packets with ``frame pts - initial padding``, which is
 exactly where their decoded sound belongs, so packets keep the encoder's pts.
 
-Costs (measured here, one 2-core VM): encoding a 20 ms mono window takes about 0.2 ms,
-i.e. about 1 % of a core for the stream, whatever the number of viewers.
+Costs (measured on a loaded 2-core VM, 48 kHz mono beside 720p30 video, one viewer):
+encoding a 20 ms window takes 0.2-0.3 ms at complexity 8, whatever the number of viewers;
+the audio thread as a whole (ring reads, timeline, encode, hand-off) about 3.5 % of a
+core, and aiortc's sending of the packets about 1.3 % more on the event loop per viewer.
 """
 
 from __future__ import annotations
