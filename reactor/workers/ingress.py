@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -46,6 +47,13 @@ log = logging.getLogger(__name__)
 
 #: How long stopping waits for requests still being handled.
 SHUTDOWN_S = 2.0
+#: The least time between two audio chunks written into ``audio_in``. Its ``latest``
+#: policy hands a reader only the newest chunk, so chunks written in a burst (aiortc
+#: releases a few frames at once after a late packet, or this loop was busy) would reach
+#: the model as one: they go out one at a time instead, still faster than real time.
+AUDIO_SPACING_S = 0.008
+#: Chunks waiting to be written, at most (one second); older ones are dropped.
+AUDIO_QUEUE = 50
 
 
 @dataclass
@@ -228,25 +236,39 @@ class Ingress:
             self.lat_decode.add((time.perf_counter_ns() - arrived) / 1e6)
 
     async def _receive_audio(self, track: MediaStreamTrack) -> None:
-        ring = self.audio_in
-        assert ring is not None
         a = self.config.audio
         chunker = AudioChunker(a.sample_rate, a.channels, held_frames=RECEIVER_PREFETCH)
+        queue: asyncio.Queue[tuple[np.ndarray, int]] = asyncio.Queue(AUDIO_QUEUE)
+        writer = asyncio.ensure_future(self._write_audio(queue))
+        try:
+            while True:
+                try:
+                    frame = await track.recv()
+                except MediaStreamError:
+                    return
+                arrived = time.perf_counter_ns()
+                self.audio_samples_in += getattr(frame, "samples", 0)
+                try:
+                    chunks = chunker.push(frame, arrived)  # type: ignore[arg-type]
+                except ValueError as exc:  # a sample format the decoder should never give
+                    log.error("sender audio dropped: %s", exc)
+                    return
+                for chunk in chunks:
+                    if queue.full():
+                        queue.get_nowait()
+                    queue.put_nowait(chunk)
+        finally:
+            writer.cancel()
+
+    async def _write_audio(self, queue: asyncio.Queue[tuple[np.ndarray, int]]) -> None:
+        ring = self.audio_in
+        assert ring is not None
         while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            arrived = time.perf_counter_ns()
-            self.audio_samples_in += getattr(frame, "samples", 0)
-            try:
-                chunks = chunker.push(frame, arrived)  # type: ignore[arg-type]
-            except ValueError as exc:  # a sample format the decoder should never give
-                log.error("sender audio dropped: %s", exc)
-                return
-            for pcm, pts in chunks:
-                ring.write(pcm, pts=pts)  # latest policy: never waits
-                self.audio_samples_out += len(pcm)
+            pcm, pts = await queue.get()
+            ring.write(pcm, pts=pts)  # latest policy: never waits
+            self.audio_samples_out += len(pcm)
+            if not queue.empty():
+                await asyncio.sleep(AUDIO_SPACING_S)
 
     # --- WHEP -------------------------------------------------------------------------
 
