@@ -18,6 +18,8 @@ SCRIPT = textwrap.dedent("""
             "dtls": RTCCertificate._create_ssl_context,
             "jitter": aiortc.rtcrtpreceiver.JitterBuffer,
             "keyframe": RTCRtpSender._send_keyframe,
+            "origin": RTCRtpSender._next_encoded_frame,
+            "reports": RTCRtpSender._send_rtcp,
             "candidates": aioice.ice.Connection.add_remote_candidate,
             "checks": aioice.ice.Connection.request_received,
             "addresses": aioice.ice.get_host_addresses,
@@ -36,16 +38,17 @@ SCRIPT = textwrap.dedent("""
 
     reactor.media.install()
     changed = sorted(k for k, v in hooks().items() if v is not stock[k])
-    assert changed == ["candidates", "dtls", "jitter", "keyframe"], changed
+    assert changed == ["candidates", "dtls", "jitter", "keyframe", "origin", "reports"], changed
 
     reactor.media.install(loopback=True)
     reactor.media.install(loopback=True)  # idempotent
     changed = sorted(k for k, v in hooks().items() if v is not stock[k])
-    assert changed == ["addresses", "candidates", "checks", "dtls", "jitter", "keyframe"], changed
+    assert changed == ["addresses", "candidates", "checks", "dtls", "jitter", "keyframe",
+                       "origin", "reports"], changed
 
     reactor.media.install(loopback=False)  # the loopback policy is off again
     changed = sorted(k for k, v in hooks().items() if v is not stock[k])
-    assert changed == ["candidates", "dtls", "jitter", "keyframe"], changed
+    assert changed == ["candidates", "dtls", "jitter", "keyframe", "origin", "reports"], changed
     print("ok")
 """)
 
