@@ -85,6 +85,7 @@ class Ingress:
         self.lat_decode = LatencyWindow("decode")
         self.proc = ProcessStats()
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.api: Api | None = None  # set once the app is built; counts HTTP requests
 
     # --- link -------------------------------------------------------------------------
 
@@ -92,7 +93,8 @@ class Ingress:
         return worker_stats(self.proc, self.frames_in, self.frames_out, (self.lat_decode,),
                             sender=self.sender is not None,
                             audio_samples_in=self.audio_samples_in,
-                            audio_samples_out=self.audio_samples_out)
+                            audio_samples_out=self.audio_samples_out,
+                            http_requests=self.api.request_counts() if self.api else ())
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         loop = self.loop
@@ -300,7 +302,9 @@ async def _amain(ctx: WorkerContext) -> None:
     ingress = Ingress(ctx)
     ingress.loop = asyncio.get_running_loop()
     link = ctx.attach(ingress)
-    app = build_app(Api(ingress, ingress.events, ctx.config.server, ctx.config.audio))
+    ingress.api = Api(ingress, ingress.events, ctx.config.server, ctx.config.audio,
+                      metrics_public=ctx.config.metrics.public)
+    app = build_app(ingress.api)
     # keepalive_timeout closes a connection that has not completed a request this long
     # after it opened or after its last response, whether it is idle or dribbling header
     # bytes (a slow-loris client): aiohttp counts it from the connection's start and does
