@@ -22,6 +22,10 @@ The WHIP and WHEP ``201`` answers, and an ``OPTIONS`` on ``/whip`` or ``/whep`` 
 CORS preflight), carry ``server.ice_servers`` as ``Link: <url>; rel="ice-server"``
 headers (RFC 9725 §4.6, :mod:`reactor.media.links`). Every URL the daemon makes is
 relative, so a reverse proxy may serve it under any scheme, host and port.
+
+Long module: a little past 500 lines, because the route table, the handlers it names and
+the middleware they all pass through (token, errors, request counts for ``/metrics``)
+are one contract; split, each part would be read only with the others.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ async def check_series(prom: Prometheus) -> None:
     for stage in ("decode", "input_ring", "model", "output_ring", "encode"):
         expr = f'reactor_stage_latency_seconds_count{{stage="{stage}"}}'
         first = await poll(prom, expr, lambda v: v > 0, 15, f"{stage} latency samples")
-        await poll(prom, expr, lambda v, f=first: v > f + 20, 15,
+        await poll(prom, expr, lambda v: v > first + 20, 15,  # noqa: B023 (awaited here)
                    f"{stage} latency samples rising")
     p50 = await poll(prom, 'histogram_quantile(0.5, rate(reactor_stage_latency_seconds_'
                      'bucket{stage="encode"}[5s]))', lambda v: v > 0, 15, "encode p50")
