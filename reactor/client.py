@@ -233,15 +233,15 @@ class Client:
         """Start watching the model's output (WHEP); `codec` asks for H.264 or VP8.
 
         `audio`: also receive the model's sound (`Viewer.recv_audio()`). ``None`` (the
-        default) asks for it when the daemon's schema says the model speaks
-        (``audio.output``); ``False`` never does.
+        default) offers to receive it and gets it when the model speaks (``audio.output``:
+        the daemon answers the offer's audio section ``inactive`` otherwise); ``False``
+        never asks.
         """
-        if audio is None:
-            audio = bool((await self.schema()).get("audio", {}).get("output"))
+        asked = audio is not False
         pc, track, resource = await whep_watch(self.url + "/whep", self.token, codec=codec,
-                                               audio=audio, ssl=self.ssl)
+                                               audio=asked, ssl=self.ssl)
         return Viewer(pc, track, resource, self.token, self.ssl,
-                      audio_track=received_audio(pc) if audio else None)
+                      audio_track=received_audio(pc) if asked else None)
 
     async def publish(self, track: MediaStreamTrack | None = None, codec: Codec | None = None,
                       *, audio: MediaStreamTrack | None = None) -> Publisher:
