@@ -4,9 +4,10 @@
     python tools/bench.py SECTION [--json] [--quick]
     python tools/bench.py all [--json] [--quick] [--output bench-results.json]
 
-Sections: ``ring``, ``pipeline``, ``e2e``, ``viewers``, ``control``, ``gpu`` (all of them
-run by ``all``, which also writes ``bench-results.json``), ``soak`` and ``av`` (both with
-``--minutes N``; not part of ``all``). Each section registers itself with :func:`section`;
+Sections: ``ring``, ``pipeline``, ``e2e``, ``viewers``, ``control``, ``metrics``, ``gpu``
+(all of them run by ``all``, which also writes ``bench-results.json``), ``soak`` and
+``av`` (both with ``--minutes N``; not part of ``all``). Each section registers itself with
+:func:`section`;
 it receives the parsed arguments and returns a JSON-able dict, which ``--json`` prints as
 one object and otherwise its ``render`` turns into text. ``--quick`` is a seconds-long
 smoke run of the same code (tiny sizes and counts; goals are not judged). Ratios compare
@@ -38,6 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the bench_* he
 
 import bench_av
 import bench_common
+import bench_metrics
 import bench_pipeline
 import bench_rtc
 from bench_common import percentiles_us, ratio
@@ -379,6 +381,10 @@ section("av", "sound against picture: beep/flash offset and drift in Chromium an
         "headless MP4, egress CPU with audio on vs off", bench_av.render, _av_arguments)(
     lambda args: bench_av.run(args.quick, args.minutes))
 
+section("metrics", "GET /metrics: the page's render time with 64 viewers, and the CPU a 1 s "
+        "scrape costs the supervisor and ingress", bench_metrics.render_text)(
+    lambda args: bench_metrics.run(args.quick))
+
 
 # -- control ----------------------------------------------------------------------------
 
@@ -583,7 +589,7 @@ def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- all --------------------------------------------------------------------------------
 
-ALL = ("ring", "pipeline", "e2e", "viewers", "encode", "control", "gpu")
+ALL = ("ring", "pipeline", "e2e", "viewers", "encode", "control", "metrics", "gpu")
 
 
 def run_all(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:

@@ -18,6 +18,7 @@ SECTION_KEYS = {
     "e2e": {"daemon", "relay", "daemon_vs_relay_p50", "daemon_stages", "goal"},
     "viewers": {"steps", "viewers_held", "cpu_percent_per_viewer", "receiver"},
     "control": {"status", "command", "command_applied", "goal"},
+    "metrics": {"render", "scrape", "goal"},
     "gpu": {"available"},
 }
 
