@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -24,7 +25,11 @@ pytestmark = pytest.mark.skipif(not Path(PROMETHEUS).exists(),
 
 TOKEN = "metrics-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-RULES = Path(__file__).parents[2] / "docs" / "prometheus" / "reactor-rules.yml"
+DOCS = Path(__file__).parents[2] / "docs"
+RULES = DOCS / "prometheus" / "reactor-rules.yml"
+DASHBOARD = DOCS / "grafana" / "reactor-dashboard.json"
+#: Panels fed by per-viewer series, which a daemon exports only once viewers report stats.
+PER_VIEWER = "reactor_viewer_"
 
 
 def scrape_config(d: Daemon, token: str | None) -> dict[str, object]:
@@ -142,6 +147,14 @@ async def check_series(prom: Prometheus) -> None:
     assert rules and all(r["health"] == "ok" for r in rules), rules
     firing = [r["name"] for r in rules if r.get("state") == "firing"]
     assert firing == [], firing  # a healthy, watched daemon pages nobody
+    # Every panel of the Grafana dashboard finds data, queried as Grafana would.
+    for panel in json.loads(DASHBOARD.read_text())["panels"]:
+        exprs = [t["expr"].replace("$instance", ".*").replace("$__rate_interval", "5s")
+                 for t in panel["targets"]]
+        if any(PER_VIEWER in e for e in exprs):
+            continue
+        found = [await asyncio.to_thread(prom.query, e) for e in exprs]
+        assert any(found), (panel["title"], exprs)
 
 
 def test_metrics_public_needs_no_token_but_the_api_still_does(start_daemon) -> None:
