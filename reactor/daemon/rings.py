@@ -3,8 +3,10 @@
 ``input`` (front -> model) uses the plan's policy (``latest``, or ``block`` for a lossless
 file run); ``output`` (model -> back) always blocks, which paces the model to playback.
 With ``audio.input`` on, ``audio_in`` carries the clients' sound to the model in 20 ms
-chunks (``latest``: a model that falls behind hears the newest; in a lossless file run it
-follows ``input`` and blocks, so no sound is dropped either); with ``audio.output`` on,
+chunks, in order (``block``: ingress never waits, it drops a chunk the full ring has no
+room for, and counts it; the model skips chunks older than
+``reactor.workers.inference.AUDIO_STALE_S``, so one that falls behind hears the newest;
+a lossless file run's source waits for room instead). With ``audio.output`` on,
 ``audio_out`` carries the model's sound to the back (``block``, never lossy), each slot up
 to 100 ms of it with its length and presentation time (`reactor.ipc.Frame.length`,
 ``pts``). Both hold float32 ``(samples, audio.channels)`` at ``audio.sample_rate``.
@@ -44,7 +46,7 @@ def create_rings(config: Config, input_policy: Policy) -> dict[str, ShmRing]:
     shapes: dict[str, tuple[tuple[int, ...], str]] = {
         "input": (shape, "uint8"), "output": (shape, "uint8")}
     if config.audio.input:
-        specs["audio_in"] = (AUDIO_IN_SLOTS, input_policy)
+        specs["audio_in"] = (AUDIO_IN_SLOTS, "block")
         shapes["audio_in"] = (audio_shape(config, AUDIO_IN_S), "float32")
     if config.audio.output:
         specs["audio_out"] = (AUDIO_OUT_SLOTS, "block")

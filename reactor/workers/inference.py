@@ -42,6 +42,10 @@ from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+#: An input audio chunk older than this (its pts against now) is skipped when a newer one
+#: is waiting: a model that fell behind hears the newest sound, as it sees the newest
+#: frame. Ingress stamps sound ~80 ms before it hands it over (aiortc's audio buffer).
+AUDIO_STALE_S = 0.3
 
 
 def _error_reply(exc: BaseException) -> cpb.Reply:
@@ -175,6 +179,15 @@ class RingIO:
         self.in_model_since = None
         try:
             chunk = reader.read(timeout)
+            # Newest first when behind: chunks queued longer than AUDIO_STALE_S go
+            # (counted), down to the first fresh one or the last one there is.
+            while (chunk is not None and self.realtime
+                   and time.perf_counter_ns() - chunk.pts > AUDIO_STALE_S * 1e9):
+                newer = reader.read(0)
+                if newer is None:
+                    break
+                self.w.audio_dropped += 1
+                chunk = newer
         except ProducerGoneError:
             time.sleep(timeout)
             chunk = None

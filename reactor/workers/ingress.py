@@ -24,14 +24,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from reactor.control.events import event_to_json
 from reactor.errors import HttpError
-from reactor.ipc import ShmRing
+from reactor.ipc import RingTimeout, ShmRing
 from reactor.media.audio_in import RECEIVER_PREFETCH, AudioChunker
 from reactor.media.convert import WEBRTC_UNDESCRIBED, frame_to_rgb
 from reactor.media.peer import install_patches, new_peer_connection
@@ -47,13 +46,6 @@ log = logging.getLogger(__name__)
 
 #: How long stopping waits for requests still being handled.
 SHUTDOWN_S = 2.0
-#: The least time between two audio chunks written into ``audio_in``. Its ``latest``
-#: policy hands a reader only the newest chunk, so chunks written in a burst (aiortc
-#: releases a few frames at once after a late packet, or this loop was busy) would reach
-#: the model as one: they go out one at a time instead, still faster than real time.
-AUDIO_SPACING_S = 0.008
-#: Chunks waiting to be written, at most (one second); older ones are dropped.
-AUDIO_QUEUE = 50
 
 
 @dataclass
@@ -78,6 +70,8 @@ class Ingress:
         """Samples per channel decoded from the sender (at the wire's rate: 48 kHz Opus)."""
         self.audio_samples_out = 0
         """Samples per channel written into ``audio_in`` (at ``audio.sample_rate``)."""
+        self.audio_dropped = 0
+        """Chunks ``audio_in`` had no room for (the model did not take them in time)."""
         self.sender: Sender | None = None
         self.events = EventFeed()
         self.frames_in = 0
@@ -94,6 +88,7 @@ class Ingress:
                             sender=self.sender is not None,
                             audio_samples_in=self.audio_samples_in,
                             audio_samples_out=self.audio_samples_out,
+                            audio_dropped=self.audio_dropped,
                             http_requests=self.api.request_counts() if self.api else ())
 
     def on_message(self, msg: wpb.ToWorker) -> None:
@@ -238,39 +233,31 @@ class Ingress:
             self.lat_decode.add((time.perf_counter_ns() - arrived) / 1e6)
 
     async def _receive_audio(self, track: MediaStreamTrack) -> None:
-        a = self.config.audio
-        chunker = AudioChunker(a.sample_rate, a.channels, held_frames=RECEIVER_PREFETCH)
-        queue: asyncio.Queue[tuple[np.ndarray, int]] = asyncio.Queue(AUDIO_QUEUE)
-        writer = asyncio.ensure_future(self._write_audio(queue))
-        try:
-            while True:
-                try:
-                    frame = await track.recv()
-                except MediaStreamError:
-                    return
-                arrived = time.perf_counter_ns()
-                self.audio_samples_in += getattr(frame, "samples", 0)
-                try:
-                    chunks = chunker.push(frame, arrived)  # type: ignore[arg-type]
-                except ValueError as exc:  # a sample format the decoder should never give
-                    log.error("sender audio dropped: %s", exc)
-                    return
-                for chunk in chunks:
-                    if queue.full():
-                        queue.get_nowait()
-                    queue.put_nowait(chunk)
-        finally:
-            writer.cancel()
-
-    async def _write_audio(self, queue: asyncio.Queue[tuple[np.ndarray, int]]) -> None:
         ring = self.audio_in
         assert ring is not None
+        a = self.config.audio
+        chunker = AudioChunker(a.sample_rate, a.channels, held_frames=RECEIVER_PREFETCH)
         while True:
-            pcm, pts = await queue.get()
-            ring.write(pcm, pts=pts)  # latest policy: never waits
-            self.audio_samples_out += len(pcm)
-            if not queue.empty():
-                await asyncio.sleep(AUDIO_SPACING_S)
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            arrived = time.perf_counter_ns()
+            self.audio_samples_in += getattr(frame, "samples", 0)
+            try:
+                chunks = chunker.push(frame, arrived)  # type: ignore[arg-type]
+            except ValueError as exc:  # a sample format the decoder should never give
+                log.error("sender audio dropped: %s", exc)
+                return
+            for pcm, pts in chunks:
+                try:
+                    # In order, never waiting: a model that does not keep up loses the
+                    # chunks the full ring has no room for (counted).
+                    ring.write(pcm, pts=pts, timeout=0)
+                except RingTimeout:
+                    self.audio_dropped += 1
+                    continue
+                self.audio_samples_out += len(pcm)
 
     # --- WHEP -------------------------------------------------------------------------
 
