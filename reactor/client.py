@@ -42,6 +42,7 @@ the system does not trust, pass ``ssl=ssl.create_default_context(cafile="cert.pe
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncIterator
 from ssl import SSLContext
 from types import TracebackType
@@ -170,7 +171,13 @@ class Client:
         self.url = url.rstrip("/")
         self.token = token
         self.ssl = ssl
+        #: Sent with every WHIP and WHEP offer (``?key=``): with ``session.exclusive`` the
+        #: session this client starts is held with it, so its own later offers join.
+        self.session_key = secrets.token_urlsafe(18)
         self._http: aiohttp.ClientSession | None = None
+
+    def _endpoint(self, path: str) -> str:
+        return f"{self.url}{path}?key={self.session_key}"
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -238,7 +245,7 @@ class Client:
         never asks.
         """
         asked = audio is not False
-        pc, track, resource = await whep_watch(self.url + "/whep", self.token, codec=codec,
+        pc, track, resource = await whep_watch(self._endpoint("/whep"), self.token, codec=codec,
                                                audio=asked, ssl=self.ssl)
         return Viewer(pc, track, resource, self.token, self.ssl,
                       audio_track=received_audio(pc) if asked else None)
@@ -252,7 +259,7 @@ class Client:
         ignores it). `audio` is any aiortc audio track: a `PcmTrack` playing numpy
         samples, or a file's sound (``aiortc.contrib.media.MediaPlayer(path).audio``).
         """
-        pc, resource = await whip_publish(self.url + "/whip", track, self.token, codec=codec,
+        pc, resource = await whip_publish(self._endpoint("/whip"), track, self.token, codec=codec,
                                           audio=audio, ssl=self.ssl)
         return Publisher(pc, resource, self.token, self.ssl)
 

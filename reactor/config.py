@@ -305,6 +305,11 @@ class SessionSection(_Section):
         "this many MiB (null: no limit); if the memory is not released when the session "
         "ends, the worker is restarted.",
     )
+    exclusive: bool = Field(
+        False,
+        description="A session belongs to the client that started it: while it runs, "
+        "another client's WHIP or WHEP gets 409, and GET /readyz answers 503 (busy).",
+    )
 
 
 class SupervisorSection(_Section):

@@ -127,3 +127,29 @@ def _json_or_raw(text: str) -> Any:
 def _log(line: LogLine) -> dict[str, Any]:
     return {"ts": line.ts, "process": line.process, "level": line.level,
             "message": line.message}
+
+
+def readiness(snap: Snapshot, *, exclusive: bool) -> str | None:
+    """Why the daemon cannot take a new session now (``GET /readyz``'s 503), or ``None``
+    when it can: every worker is up with the model loaded, and no exclusive session runs.
+
+    The reason starts with one word an orchestrator can match: ``failed``, ``stopping``,
+    ``loading``, ``restarting`` or ``busy``.
+    """
+    if snap.state == "failed":
+        return f"failed: {snap.error or 'the daemon gave up'}"
+    if snap.state == "stopping":
+        return "stopping: the daemon is shutting down"
+    workers = {w.name: w for w in snap.workers}
+    model = workers.get("inference")
+    if model is not None and model.state == "starting" and model.restarts == 0:
+        return "loading: the model is loading"
+    down = [f"{w.name} ({w.state})" for w in snap.workers if w.state != "running"]
+    if down:
+        return f"restarting: {', '.join(down)}"
+    if snap.state != "running":
+        return f"{snap.state}: {snap.error or 'not ready'}"
+    if exclusive and snap.HasField("session"):
+        return (f"busy: session {snap.session.id} belongs to the client that started it "
+                "(session.exclusive)")
+    return None

@@ -45,7 +45,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from reactor.config import AudioSection, ServerSection
-from reactor.control.status import snapshot_to_dict
+from reactor.control.status import readiness, snapshot_to_dict
 from reactor.errors import HttpError
 from reactor.media.links import format_ice_links
 from reactor.proto import control_pb2 as cpb
@@ -80,13 +80,32 @@ SUBSCRIBER_QUEUE = 256
 END_OF_STREAM = ("", "")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: The header and cookie that carry a client's key to an exclusive session.
+KEY_HEADER, KEY_COOKIE = "Reactor-Session-Key", "reactor_session"
+
 CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS, PATCH",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, Link, ETag",
+    "Access-Control-Allow-Headers": f"Authorization, Content-Type, If-Match, {KEY_HEADER}",
+    "Access-Control-Expose-Headers": f"Location, Link, ETag, {KEY_HEADER}",
     "Access-Control-Max-Age": "600",
 }
+
+
+def session_key(request: web.Request) -> str | None:
+    """The key a client holds an exclusive session with (``session.exclusive``): the
+    ``Reactor-Session-Key`` header, a ``?key=`` query (for stock WHIP/WHEP clients, whose
+    URL can carry one), or the cookie a browser was given; ``None`` for a new client."""
+    return (request.headers.get(KEY_HEADER) or request.query.get("key")
+            or request.cookies.get(KEY_COOKIE) or None)
+
+
+def with_session_key(resp: web.Response, key: str | None) -> web.Response:
+    """Hand the client the key of the exclusive session it holds (header and cookie)."""
+    if key is not None:
+        resp.headers[KEY_HEADER] = key
+        resp.set_cookie(KEY_COOKIE, key, path="/", httponly=True, samesite="Strict")
+    return resp
 
 
 def error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -119,6 +138,17 @@ class Backend(Protocol):
 
     async def whep_close(self, resource_id: str) -> None:
         """End a WHEP session."""
+        ...
+
+    def admit(self, key: str | None) -> str | None:
+        """With ``session.exclusive``: let the client holding ``key`` (None: a new client)
+        in, returning the key it holds the session with; raise 409 for another client's
+        while a session runs. Without it: ``None``."""
+        ...
+
+    def release(self, key: str | None) -> None:
+        """``admit`` let a client in whose offer then failed: forget it if no session
+        started."""
         ...
 
 
@@ -175,8 +205,10 @@ class Api:
     """
 
     def __init__(self, backend: Backend, events: EventFeed, server: ServerSection,
-                 audio: AudioSection | None = None, *, metrics_public: bool = False) -> None:
+                 audio: AudioSection | None = None, *, metrics_public: bool = False,
+                 exclusive: bool = False) -> None:
         self.backend = backend
+        self.exclusive = exclusive  # session.exclusive, for /readyz's busy
         self.public = PUBLIC | {"/metrics"} if metrics_public else PUBLIC
         # (method, route template, status): written on the event loop, copied (one C call,
         # atomic under the GIL) by the heartbeat thread.
@@ -338,6 +370,17 @@ class Api:
             return web.json_response({"ok": False, "down": down}, status=503)
         return web.json_response({"ok": True})
 
+    async def readyz(self, request: web.Request) -> web.Response:
+        try:
+            reply = await self.backend.request(cpb.Request(status=cpb.StatusRequest()),
+                                               timeout=3.0)
+        except HttpError as exc:
+            return web.json_response({"ready": False, "reason": exc.message}, status=503)
+        reason = readiness(reply.status, exclusive=self.exclusive)
+        if reason is not None:
+            return web.json_response({"ready": False, "reason": reason}, status=503)
+        return web.json_response({"ready": True})
+
     async def model_schema(self) -> dict[str, Any]:  # the model's, with the audio object
         reply = await self.backend.request(cpb.Request(schema=cpb.SchemaRequest()))
         return {**json.loads(reply.schema.schema_json), "audio": self.audio}
@@ -419,8 +462,14 @@ class Api:
             "Allow": "OPTIONS, POST", "Accept-Post": "application/sdp"}))
 
     async def whip(self, request: web.Request) -> web.Response:
-        rid, answer = await self.backend.whip_offer(await self.read_sdp(request))
-        return self.sdp_created(f"/whip/{rid}", answer)
+        sdp = await self.read_sdp(request)
+        key = self.backend.admit(session_key(request))
+        try:
+            rid, answer = await self.backend.whip_offer(sdp)
+        except BaseException:
+            self.backend.release(key)
+            raise
+        return with_session_key(self.sdp_created(f"/whip/{rid}", answer), key)
 
     async def whip_delete(self, request: web.Request) -> web.Response:
         rid = request.match_info["id"]
@@ -429,8 +478,14 @@ class Api:
         return web.Response(status=200)
 
     async def whep(self, request: web.Request) -> web.Response:
-        rid, answer = await self.backend.whep_offer(await self.read_sdp(request))
-        return self.sdp_created(f"/whep/{rid}", answer)
+        sdp = await self.read_sdp(request)
+        key = self.backend.admit(session_key(request))
+        try:
+            rid, answer = await self.backend.whep_offer(sdp)
+        except BaseException:
+            self.backend.release(key)
+            raise
+        return with_session_key(self.sdp_created(f"/whep/{rid}", answer), key)
 
     async def whep_delete(self, request: web.Request) -> web.Response:
         await self.backend.whep_close(request.match_info["id"])
@@ -475,6 +530,11 @@ ROUTES: tuple[Route, ...] = (
         "200 when every worker is up",
         {"200": {"description": "healthy", **ANY_JSON},
          "503": {"description": "a worker is down", **ANY_JSON}}), public=True),
+    Route("GET", "/readyz", Api.readyz, Operation(
+        "200 when the model is loaded and a new session can start; 503 and the reason "
+        "(loading, restarting, failed, stopping, or busy with an exclusive session)",
+        {"200": {"description": "ready", **ANY_JSON},
+         "503": {"description": "not ready: the reason", **ANY_JSON}}), public=True),
     Route("GET", "/api/schema", Api.schema, Operation(
         "the model's name, video, audio and commands",
         {"200": MODEL_SCHEMA, "401": ERROR, "503": ERROR})),

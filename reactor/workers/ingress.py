@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -73,6 +75,9 @@ class Ingress:
         self.audio_dropped = 0
         """Chunks ``audio_in`` had no room for (the model did not take them in time)."""
         self.sender: Sender | None = None
+        # session.exclusive: the live session (from its events) and its owner's key.
+        self.session_id: str | None = None
+        self.owner: str | None = None
         self.events = EventFeed()
         self.frames_in = 0
         self.frames_out = 0
@@ -115,7 +120,31 @@ class Ingress:
             raise HttpError(e.status or 500, e.message, e.field or None)
         return reply
 
+    # --- session.exclusive ------------------------------------------------------------
+
+    def admit(self, key: str | None) -> str | None:
+        if not self.config.session.exclusive:
+            return None
+        if self.owner is None:
+            self.owner = key or secrets.token_urlsafe(18)
+            return self.owner
+        if key is not None and hmac.compare_digest(key.encode(), self.owner.encode()):
+            return key
+        sid = f"session {self.session_id}" if self.session_id else "the session starting now"
+        raise HttpError(409, f"{sid} belongs to the client that started it "
+                             "(session.exclusive); try again when it has ended "
+                             "(GET /readyz answers 200 then)")
+
+    def release(self, key: str | None) -> None:
+        if key is not None and key == self.owner and self.session_id is None:
+            self.owner = None
+
     def publish_event(self, ev: wpb.SessionEvent) -> None:
+        if ev.kind == wpb.SessionEvent.STARTED:
+            self.session_id = ev.session_id
+        elif ev.kind in (wpb.SessionEvent.ENDED, wpb.SessionEvent.ERROR):
+            if ev.session_id == self.session_id or self.session_id is None:
+                self.session_id, self.owner = None, None  # the next client owns the next
         text = event_to_json(ev)
         self.events.publish(f"{ev.ts:.6f}", text)
         if self.sender is not None:
@@ -290,7 +319,8 @@ async def _amain(ctx: WorkerContext) -> None:
     ingress.loop = asyncio.get_running_loop()
     link = ctx.attach(ingress)
     ingress.api = Api(ingress, ingress.events, ctx.config.server, ctx.config.audio,
-                      metrics_public=ctx.config.metrics.public)
+                      metrics_public=ctx.config.metrics.public,
+                      exclusive=ctx.config.session.exclusive)
     app = build_app(ingress.api)
     # keepalive_timeout closes a connection that has not completed a request this long
     # after it opened or after its last response, whether it is idle or dribbling header

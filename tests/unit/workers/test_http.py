@@ -41,6 +41,9 @@ class Backend:
         self.workers = {"ingress": "running", "inference": "running", "egress": "running"}
         self.sender: str | None = None
         self.closed_whep: list[str] = []
+        self.exclusive = False
+        self.owner: str | None = None
+        self.session: str | None = None  # what the snapshot says runs
 
     async def request(self, req: cpb.Request, timeout: float = 10.0) -> cpb.Reply:
         self.requests.append(req)
@@ -53,6 +56,8 @@ class Backend:
             snap = tpb.Snapshot(state="running", pid=1234)
             for name, state in self.workers.items():
                 snap.workers.add(name=name, state=state)
+            if self.session is not None:
+                snap.session.id = self.session
             return cpb.Reply(status=snap)
         if kind == "command":
             args = json.loads(req.command.args_json)
@@ -77,21 +82,35 @@ class Backend:
     async def whep_close(self, resource_id: str) -> None:
         self.closed_whep.append(resource_id)
 
+    def admit(self, key: str | None) -> str | None:  # as Ingress.admit, without the events
+        if not self.exclusive:
+            return None
+        if self.owner is None:
+            self.owner = key or "fresh-key"
+        elif key != self.owner:
+            raise HttpError(409, "the session belongs to the client that started it")
+        return self.owner
+
+    def release(self, key: str | None) -> None:
+        if key == self.owner and self.session is None:
+            self.owner = None
+
 
 Check = Callable[[TestClient[Any, Any], Backend, EventFeed], Awaitable[None]]
 
 
 def serve(check: Check, *, token: str | None = None, idle_timeout_s: float = 10.0,
           ice_servers: list[IceServer] | None = None,
-          audio: AudioSection | None = None) -> Backend:
+          audio: AudioSection | None = None, exclusive: bool = False) -> Backend:
     """Run ``check`` against a real app on loopback; return the backend it talked to."""
     server = ServerSection.model_validate({"token": token, "idle_timeout_s": idle_timeout_s,
                                           "ice_servers": ice_servers or []})
     backend = Backend()
+    backend.exclusive = exclusive
     events = EventFeed()
 
     async def main() -> None:
-        app = build_app(Api(backend, events, server, audio))
+        app = build_app(Api(backend, events, server, audio, exclusive=exclusive))
         async with TestClient(TestServer(app, host="127.0.0.1")) as client:
             await check(client, backend, events)
 
@@ -226,6 +245,64 @@ def test_healthz_says_which_worker_is_down() -> None:
     serve(check)
 
 
+def test_readyz_is_200_when_ready_and_503_with_the_reason_otherwise() -> None:
+    async def check(client: TestClient[Any, Any], backend: Backend, events: EventFeed) -> None:
+        resp = await client.get("/readyz")
+        assert (resp.status, await resp.json()) == (200, {"ready": True})
+        backend.session = "abc"  # exclusive: a running session makes the daemon busy
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        assert (await resp.json())["reason"].startswith("busy: session abc belongs to")
+        backend.session = None
+        backend.workers["egress"] = "restarting"
+        resp = await client.get("/readyz")
+        assert (resp.status, await resp.json()) == (
+            503, {"ready": False, "reason": "restarting: egress (restarting)"})
+        backend.fail = HttpError(504, "the daemon did not answer within 3 s")
+        resp = await client.get("/readyz")
+        assert (resp.status, await resp.json()) == (
+            503, {"ready": False, "reason": "the daemon did not answer within 3 s"})
+
+    serve(check, exclusive=True)
+
+
+def test_an_exclusive_session_admits_its_owners_key_and_refuses_others_with_409() -> None:
+    async def check(client: TestClient[Any, Any], backend: Backend, events: EventFeed) -> None:
+        sdp = {"Content-Type": "application/sdp"}
+        first = await client.post("/whep", data="v=0\r\n", headers=sdp)
+        assert first.status == 201
+        key = first.headers["Reactor-Session-Key"]
+        assert first.cookies["reactor_session"].value == key
+        backend.session = "abc"
+        # The same client: by header, by ?key=, and (a browser) by the cookie it was given.
+        again = await client.post("/whip", data="v=0\r\n",
+                                  headers={**sdp, "Reactor-Session-Key": key})
+        assert again.status == 201
+        by_query = await client.post(f"/whep?key={key}", data="v=0\r\n", headers=sdp)
+        assert by_query.status == 201
+        by_cookie = await client.post("/whep", data="v=0\r\n", headers=sdp)
+        assert by_cookie.status == 201  # the test client's cookie jar sends it back
+        client.session.cookie_jar.clear()
+        other = await client.post("/whep", data="v=0\r\n", headers=sdp)
+        assert other.status == 409
+        assert "belongs to the client that started it" in (await other.json())["error"]
+        wrong = await client.post("/whep", data="v=0\r\n",
+                                  headers={**sdp, "Reactor-Session-Key": "guess"})
+        assert wrong.status == 409
+
+    serve(check, exclusive=True)
+
+
+def test_without_exclusive_no_key_is_handed_out() -> None:
+    async def check(client: TestClient[Any, Any], backend: Backend, events: EventFeed) -> None:
+        resp = await client.post("/whep", data="v=0\r\n",
+                                 headers={"Content-Type": "application/sdp"})
+        assert resp.status == 201
+        assert "Reactor-Session-Key" not in resp.headers and not resp.cookies
+
+    serve(check)
+
+
 def test_status_is_the_status_object() -> None:
     async def check(client: TestClient[Any, Any], backend: Backend, events: EventFeed) -> None:
         resp = await client.get("/api/status")
@@ -297,7 +374,8 @@ def test_options_gives_ice_servers_but_a_cors_preflight_does_not() -> None:
         resp = await client.options("/whep", headers=preflight)
         assert resp.status == 204
         assert "Link" not in resp.headers
-        assert resp.headers["Access-Control-Expose-Headers"] == "Location, Link, ETag"
+        assert resp.headers["Access-Control-Expose-Headers"] == (
+            "Location, Link, ETag, Reactor-Session-Key")
 
     serve(check, token=TOKEN, ice_servers=[turn])
 
@@ -401,7 +479,7 @@ def test_every_documented_operation_is_a_registered_route_and_back() -> None:
     # Public routes are documented as needing no token; the rest need the bearer token.
     public = {path for path, ops in doc["paths"].items()
               for op in ops.values() if op.get("security") == []}
-    assert public == {"/", "/healthz"}
+    assert public == {"/", "/healthz", "/readyz"}
 
 
 def test_openapi_document_describes_each_command() -> None:

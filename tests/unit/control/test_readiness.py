@@ -1,0 +1,41 @@
+"""``readiness``: why ``/readyz`` answers 503, one reason per state a daemon can be in."""
+
+from __future__ import annotations
+
+import pytest
+
+from reactor.control.status import readiness
+from reactor.proto.telemetry_pb2 import Snapshot
+
+
+def snap(state: str = "running", inference: str = "running", restarts: int = 0,
+         session: str = "", error: str = "") -> Snapshot:
+    s = Snapshot(state=state, error=error)
+    s.workers.add(name="ingress", state="running")
+    s.workers.add(name="inference", state=inference, restarts=restarts)
+    s.workers.add(name="egress", state="running")
+    if session:
+        s.session.id = session
+    return s
+
+
+def test_a_running_daemon_is_ready_with_or_without_a_shared_session() -> None:
+    assert readiness(snap(), exclusive=False) is None
+    assert readiness(snap(), exclusive=True) is None
+    assert readiness(snap(session="abc"), exclusive=False) is None
+
+
+@pytest.mark.parametrize(("s", "reason"), [
+    (snap(state="starting", inference="starting"), "loading: the model is loading"),
+    (snap(state="degraded", inference="restarting", restarts=1),
+     "restarting: inference (restarting)"),
+    (snap(state="degraded", inference="starting", restarts=1),
+     "restarting: inference (starting)"),
+    (snap(state="failed", inference="failed", error="inference gave up: load() raised"),
+     "failed: inference gave up: load() raised"),
+    (snap(state="stopping"), "stopping: the daemon is shutting down"),
+    (snap(session="abc"),
+     "busy: session abc belongs to the client that started it (session.exclusive)"),
+])
+def test_each_reason_not_to_send_a_new_user(s: Snapshot, reason: str) -> None:
+    assert readiness(s, exclusive=True) == reason
