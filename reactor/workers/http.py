@@ -10,7 +10,8 @@ Every refusal is a JSON body ``{"error": "...", "field": ...}`` with a status th
 what kind of problem it is (a handler or the backend raises
 :class:`~reactor.errors.HttpError`); a handler's unexpected exception is a logged 500,
 never a dead process. The bearer token (``server.token``) guards everything but the
-public routes (``/``, the web client's files, ``/healthz``), compared in constant time;
+public routes (``/``, the web client's files, ``/healthz``, ``/readyz``), compared in
+constant time;
 browsers' ``EventSource`` cannot set headers, so ``/api/events`` also takes ``?token=``.
 
 Events carry an ``id:`` (the event's time stamp); a client that reconnects with
@@ -23,7 +24,11 @@ CORS preflight), carry ``server.ice_servers`` as ``Link: <url>; rel="ice-server"
 headers (RFC 9725 §4.6, :mod:`reactor.media.links`). Every URL the daemon makes is
 relative, so a reverse proxy may serve it under any scheme, host and port.
 
-Long module: a little past 500 lines, because the route table, the handlers it names and
+With ``session.exclusive``, a WHIP or WHEP offer is let in by the backend's ``admit``
+with the key the client holds the session with (:func:`session_key`): the first client
+gets one (``Reactor-Session-Key`` header and cookie), another client's offer gets 409.
+
+Long module: about 600 lines, because the route table, the handlers it names and
 the middleware they all pass through (token, errors, request counts for ``/metrics``)
 are one contract; split, each part would be read only with the others.
 """
