@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.metadata
+import importlib.util
 import os
 import platform
 import re
@@ -183,18 +184,24 @@ def _c_version(path: Path | None, symbol: str) -> str:
 
 
 def _codec_versions() -> dict[str, str]:
-    """PyAV, the FFmpeg it is built on, and the encoder libraries its wheel bundles."""
-    try:
-        import av  # heavy: imported on the first scrape only
-    except ImportError:
+    """PyAV, the FFmpeg it is built on, and the encoder libraries its wheel bundles.
+
+    Read from the libraries' own version functions (ctypes) and file names, not by
+    importing ``av``: that would cost the supervisor some 16 MB for a few strings."""
+    spec = importlib.util.find_spec("av")
+    if spec is None or spec.origin is None:
         return {}
-    out = {"pyav": str(av.__version__),
-           "ffmpeg": str(getattr(av, "ffmpeg_version_info", "")),
-           "libavcodec": ".".join(str(n) for n in av.library_versions.get("libavcodec", ()))}
-    libs = Path(av.__file__).parent.parent / "av.libs"
-    x264 = _lib_file(libs, "libx264")
-    m = re.search(r"\.so\.(\d+)$", x264.name) if x264 is not None else None
-    out["libx264"] = f"core {m.group(1)}" if m else ""
+    try:
+        pyav = importlib.metadata.version("av")
+    except importlib.metadata.PackageNotFoundError:
+        pyav = ""
+    libs = Path(spec.origin).parent.parent / "av.libs"
+    out = {"pyav": pyav, "ffmpeg": _c_version(_lib_file(libs, "libavutil"), "av_version_info")}
+    for lib, name in (("libavcodec", "libavcodec"), ("libx264", "libx264")):
+        path = _lib_file(libs, lib)
+        m = re.search(r"\.so\.([\d.]+)$", path.name) if path is not None else None
+        version = m.group(1) if m else ""
+        out[name] = f"core {version}" if lib == "libx264" and version else version
     out["libvpx"] = _c_version(_lib_file(libs, "libvpx"), "vpx_codec_version_str")
     opus = _c_version(_lib_file(libs, "libopus"), "opus_get_version_string")
     out["opus"] = opus.removeprefix("libopus ")
