@@ -282,7 +282,8 @@ def cli_reference() -> str:
 def openapi_json() -> str:
     from reactor.config import AudioSection
     from reactor.examples.pattern import TestPattern
-    from reactor.workers.http import audio_schema, openapi_document
+    from reactor.workers.http import openapi_document
+    from reactor.workers.openapi import audio_schema
 
     doc = openapi_document({**TestPattern.schema(1280, 720, 30),
                             "audio": audio_schema(AudioSection())})
