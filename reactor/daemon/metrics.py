@@ -53,6 +53,8 @@ DAEMON_STATES = ("starting", "running", "degraded", "stopping", "failed")
 WORKER_STATES = ("starting", "running", "restarting", "stopped", "failed")
 #: How a session ended: the ``reason`` label of ``reactor_sessions_ended_total``.
 END_CAUSES = ("returned", "stopped", "orphaned", "input_ended", "error", "worker_died")
+#: The ``result`` label of ``reactor_commands_total``.
+COMMAND_RESULTS = ("ok", "rejected", "failed")
 #: The ``command`` label of a command the model does not have (its name is the client's).
 UNKNOWN_COMMAND = "(unknown)"
 
@@ -229,6 +231,9 @@ class Scrape:
     state: MetricsState
     build: dict[str, str]
     codec: str = ""                      # what egress encodes: h264 | vp8
+    #: The model's command names: their counters start at 0, so that the first command
+    #: shows in ``increase()`` (a series born at 1 has no earlier sample to rise from).
+    commands: tuple[str, ...] = ()
     #: (worker, role) in pipeline order; role is front | model | back.
     roles: tuple[tuple[str, str], ...] = ()
     supervisor_pid: int = field(default_factory=os.getpid)
@@ -386,7 +391,9 @@ def client_families(s: Scrape) -> Iterator[Metric]:
     cmds = CounterMetricFamily("reactor_commands", "Model commands answered, by name and "
                                "result (ok, rejected: the client's error, failed)",
                                labels=["command", "result"])
-    for (name, result), n in sorted(st.commands.items()):
+    counts = Counter({(name, result): 0 for name in s.commands for result in COMMAND_RESULTS})
+    counts.update(st.commands)
+    for (name, result), n in sorted(counts.items()):
         cmds.add_metric([name, result], float(n))
     yield cmds
     http = CounterMetricFamily("reactor_http_requests", "HTTP requests ingress answered, by "
@@ -398,9 +405,60 @@ def client_families(s: Scrape) -> Iterator[Metric]:
     yield http
 
 
+def viewer_families(s: Scrape) -> Iterator[Metric]:
+    """What each viewer reports of its own side, and its estimated glass-to-glass
+    latency: one series per *connected* viewer (label ``viewer``, its WHEP resource id),
+    so the label set is bounded by ``server.max_viewers``; a figure the viewer did not
+    report has no series."""
+    snap = s.snapshot
+    viewers = list(snap.session.viewer_stats) if snap.HasField("session") else []
+    gauges = [  # (name, help, field, scale)
+        ("reactor_viewer_glass_to_glass_seconds", "Estimated glass-to-glass latency of each "
+         "viewer: server stages (p50) + half its round trip + its jitter buffer + decode",
+         "glass_to_glass_ms", 1e-3),
+        ("reactor_viewer_jitter_buffer_seconds", "Mean jitter-buffer delay each viewer "
+         "reports over its last second", "jitter_buffer_ms", 1e-3),
+        ("reactor_viewer_round_trip_seconds", "Round-trip time to each viewer (its own, "
+         "else egress's RTCP measure)", "rtt_ms", 1e-3),
+        ("reactor_viewer_decode_seconds", "Mean decode time a frame each viewer reports",
+         "decode_ms", 1e-3),
+        ("reactor_viewer_frames_per_second", "Frames a second each viewer decodes", "fps",
+         1.0),
+    ]
+    for name, doc, fld, scale in gauges:
+        g = GaugeMetricFamily(name, doc, labels=["viewer"])
+        for v in viewers:
+            if v.HasField(fld):
+                g.add_metric([v.id], getattr(v, fld) * scale)
+        yield g
+    counters = [
+        ("reactor_viewer_frames_decoded", "Frames each viewer reports it decoded",
+         "frames_decoded"),
+        ("reactor_viewer_frames_dropped", "Frames each viewer reports it dropped",
+         "frames_dropped"),
+        ("reactor_viewer_freezes", "Video freezes each viewer reports", "freeze_count"),
+    ]
+    for name, doc, fld in counters:
+        c = CounterMetricFamily(name, doc, labels=["viewer"])
+        for v in viewers:
+            if v.HasField(fld):
+                c.add_metric([v.id], float(getattr(v, fld)))
+        yield c
+    rejected = CounterMetricFamily("reactor_viewer_reports_rejected", "Stats reports egress "
+                                   "ignored from each viewer (malformed, out of range, too "
+                                   "many)", labels=["viewer"])
+    age = GaugeMetricFamily("reactor_viewer_report_age_seconds", "Time since each viewer's "
+                            "last valid stats report", labels=["viewer"])
+    for v in viewers:
+        rejected.add_metric([v.id], float(v.rejected))
+        if v.age_s >= 0:
+            age.add_metric([v.id], v.age_s)
+    yield from (rejected, age)
+
+
 #: Every family ``/metrics`` exports, in page order. Add a function to add series.
 FAMILIES: list[Family] = [daemon_families, worker_families, pipeline_families,
-                          audio_families, client_families]
+                          audio_families, client_families, viewer_families]
 
 
 class ReactorCollector(Collector):

@@ -241,8 +241,7 @@ class Supervisor:
             if done is not None and done.request.HasField("command"):
                 self.sessions.log_command(done.request.command, msg.reply)
                 self.metrics.on_command(done.request.command.name, msg.reply,
-                                        (str(c.get("name", "")) for c in
-                                         self.schema.get("commands", [])))
+                                        self._command_names())
         elif body == "request":
             self.router.handle(msg.request, ("worker", name.encode()))
         elif body == "log":
@@ -351,8 +350,12 @@ class Supervisor:
         back = self.pool[self.plan.worker(Role.BACK)].ready
         return Scrape(snapshot=self.snapshot(), state=self.metrics, build=self._build_info,
                       codec=back.egress.codec if back.HasField("egress") else "",
+                      commands=self._command_names(),
                       roles=tuple((self.plan.worker(r), r.value)
                                   for r in (Role.FRONT, Role.MODEL, Role.BACK)))
+
+    def _command_names(self) -> tuple[str, ...]:
+        return tuple(str(c.get("name", "")) for c in self.schema.get("commands", []))
 
     def _on_schema(self, req: cpb.Request, route: Route) -> None:
         if not self.schema:

@@ -182,12 +182,17 @@ def test_commands_count_by_name_and_result_and_unknown_names_share_one_series() 
     state.on_command("pause", cpb.Reply(error=cpb.Error(message="boom", status=500)), known)
     for junk in ("x1", "x2", "x3"):
         state.on_command(junk, cpb.Reply(error=cpb.Error(message="no", status=404)), known)
-    text = scrape_text(state)
+    registry = make_registry(lambda: Scrape(snapshot=snapshot(), state=state, build=BUILD,
+                                            roles=ROLES, commands=(*known, "reset")))
+    text = render(registry).decode()
     assert value(text, "reactor_commands_total", command="set_speed", result="ok") == 1
     assert value(text, "reactor_commands_total", command="set_speed", result="rejected") == 1
     assert value(text, "reactor_commands_total", command="pause", result="failed") == 1
     assert value(text, "reactor_commands_total", command=UNKNOWN_COMMAND,
                  result="rejected") == 3
+    # The model's other commands count from 0, so their first use shows in increase().
+    for result in ("ok", "rejected", "failed"):
+        assert value(text, "reactor_commands_total", command="reset", result=result) == 0
 
 
 def test_sessions_count_starts_and_ends_by_reason(clock: FakeClock) -> None:
