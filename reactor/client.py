@@ -41,8 +41,12 @@ the system does not trust, pass ``ssl=ssl.create_default_context(cafile="cert.pe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
+import time
+from collections import deque
 from collections.abc import AsyncIterator
 from ssl import SSLContext
 from types import TracebackType
@@ -50,7 +54,7 @@ from typing import Any
 
 import aiohttp
 import av
-from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 
 from reactor.errors import CommandError, DaemonError
 from reactor.media.encoder import Codec
@@ -65,6 +69,9 @@ from reactor.media.whip_client import (
 
 __all__ = ["Client", "PcmTrack", "Publisher", "Viewer", "WhipError"]
 
+#: How often a viewer reports what it sees to the daemon (over its data channel).
+REPORT_PERIOD_S = 1.0
+
 
 class Viewer:
     """A WHEP session (watching): `await recv()` returns decoded `av.VideoFrame`s, and,
@@ -73,25 +80,60 @@ class Viewer:
 
     Made by `Client.watch()`; use it as an async context manager, or call `close()`.
     aiortc queues every decoded frame until it is read: read both tracks you asked for.
+
+    With a data channel (`Client.watch(report=True)`, the default) it tells the daemon
+    once a second what it sees, as the web client does: frames read by `recv()`, their
+    size and rate (`report()`). The daemon shows it in its status and metrics, with the
+    round trip it measures itself from RTCP (aiortc's receiver knows no jitter-buffer or
+    decode times, so those stay unreported).
     """
 
     def __init__(self, pc: RTCPeerConnection, track: MediaStreamTrack, resource: str,
                  token: str | None, ssl: SSLContext | bool = True,
-                 audio_track: MediaStreamTrack | None = None) -> None:
+                 audio_track: MediaStreamTrack | None = None,
+                 channel: RTCDataChannel | None = None) -> None:
         self.pc = pc
         self.track = track
         self.audio_track = audio_track
         """The received audio track; ``None`` when there is no sound."""
         self.resource = resource
+        self.channel = channel
+        """The ``events`` data channel: session events in, stats reports out."""
         self._token = token
         self._ssl = ssl
+        self.frames = 0
+        self._size = (0, 0)
+        self._recent: deque[float] = deque(maxlen=240)  # monotonic() of recent frames
+        self._reporter: asyncio.Task[None] | None = None
+        if channel is not None:
+            self._reporter = asyncio.ensure_future(self._report_loop(channel))
 
     async def recv(self) -> av.VideoFrame:
         """The next decoded frame of the model's output; raises aiortc's
         `MediaStreamError` once the stream has ended."""
         frame = await self.track.recv()
         assert isinstance(frame, av.VideoFrame)
+        self.frames += 1
+        self._size = (frame.width, frame.height)
+        self._recent.append(time.monotonic())
         return frame
+
+    def report(self) -> dict[str, Any]:
+        """The stats report this viewer sends: frames read, their size, and the rate
+        over the last second."""
+        now = time.monotonic()
+        fps = float(sum(1 for t in self._recent if now - t <= 1.0))
+        msg: dict[str, Any] = {"type": "stats", "agent": "reactor.client",
+                               "frames_decoded": self.frames, "fps": fps}
+        if self.frames:
+            msg["width"], msg["height"] = self._size
+        return msg
+
+    async def _report_loop(self, channel: RTCDataChannel) -> None:
+        while channel.readyState != "closed":
+            await asyncio.sleep(REPORT_PERIOD_S)
+            if channel.readyState == "open":
+                channel.send(json.dumps(self.report()))
 
     async def recv_audio(self) -> av.AudioFrame:
         """The next 20 ms of the model's sound: an `av.AudioFrame` as aiortc's Opus decoder
@@ -108,6 +150,10 @@ class Viewer:
 
     async def close(self) -> None:
         """Leave: ``DELETE`` the resource and close the peer connection."""
+        if self._reporter is not None:
+            self._reporter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reporter
         try:
             await delete_resource(self.resource, self._token, ssl=self._ssl)
         finally:
@@ -236,8 +282,12 @@ class Client:
         reply = await self._json("POST", f"/api/commands/{name}", args)
         return reply.get("result")
 
-    async def watch(self, codec: Codec | None = None, *, audio: bool | None = None) -> Viewer:
+    async def watch(self, codec: Codec | None = None, *, audio: bool | None = None,
+                    report: bool = True) -> Viewer:
         """Start watching the model's output (WHEP); `codec` asks for H.264 or VP8.
+
+        `report`: open the ``events`` data channel and tell the daemon once a second what
+        this viewer sees (see `Viewer`); ``False`` offers no data channel.
 
         `audio`: also receive the model's sound (`Viewer.recv_audio()`). ``None`` (the
         default) offers to receive it and gets it when the model speaks (``audio.output``:
@@ -245,10 +295,17 @@ class Client:
         never asks.
         """
         asked = audio is not False
+        channels: list[RTCDataChannel] = []
+
+        def open_channel(pc: RTCPeerConnection) -> None:
+            channels.append(pc.createDataChannel("events"))
+
         pc, track, resource = await whep_watch(self._endpoint("/whep"), self.token, codec=codec,
-                                               audio=asked, ssl=self.ssl)
+                                               audio=asked, ssl=self.ssl,
+                                               prepare=open_channel if report else None)
         return Viewer(pc, track, resource, self.token, self.ssl,
-                      audio_track=received_audio(pc) if asked else None)
+                      audio_track=received_audio(pc) if asked else None,
+                      channel=channels[0] if channels else None)
 
     async def publish(self, track: MediaStreamTrack | None = None, codec: Codec | None = None,
                       *, audio: MediaStreamTrack | None = None) -> Publisher:

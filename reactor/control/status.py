@@ -21,6 +21,7 @@ from reactor.proto.telemetry_pb2 import (
     RingStat,
     SessionInfo,
     Snapshot,
+    ViewerStat,
     WorkerStat,
 )
 
@@ -101,6 +102,36 @@ def _session(s: SessionInfo) -> dict[str, Any]:
         "sender": s.sender,
         "frames_emitted": s.frames_emitted,
         "commands": [_command(c) for c in s.commands],
+        "viewers_detail": [_viewer(v) for v in s.viewer_stats],
+    }
+
+
+def _opt(v: ViewerStat, name: str) -> Any:
+    return getattr(v, name) if v.HasField(name) else None
+
+
+def _viewer(v: ViewerStat) -> dict[str, Any]:
+    # What the viewer reported is its own word: shown, never acted on. null: not said.
+    return {
+        "id": v.id,
+        "codec": v.codec,
+        "connected_s": v.connected_s,
+        "agent": v.agent or None,
+        "report_age_s": v.age_s if v.age_s >= 0 else None,
+        "reports": v.reports,
+        "rejected": v.rejected,
+        "jitter_buffer_ms": _opt(v, "jitter_buffer_ms"),
+        "decode_ms": _opt(v, "decode_ms"),
+        "rtt_ms": _opt(v, "rtt_ms"),
+        "rtt_source": v.rtt_source or None,
+        "frames_decoded": _opt(v, "frames_decoded"),
+        "frames_dropped": _opt(v, "frames_dropped"),
+        "freeze_count": _opt(v, "freeze_count"),
+        "freeze_s": _opt(v, "freeze_s"),
+        "width": _opt(v, "width"),
+        "height": _opt(v, "height"),
+        "fps": _opt(v, "fps"),
+        "glass_to_glass_ms": _opt(v, "glass_to_glass_ms"),
     }
 
 

@@ -405,9 +405,60 @@ def client_families(s: Scrape) -> Iterator[Metric]:
     yield http
 
 
+def viewer_families(s: Scrape) -> Iterator[Metric]:
+    """What each viewer reports of its own side, and its estimated glass-to-glass
+    latency: one series per *connected* viewer (label ``viewer``, its WHEP resource id),
+    so the label set is bounded by ``server.max_viewers``; a figure the viewer did not
+    report has no series."""
+    snap = s.snapshot
+    viewers = list(snap.session.viewer_stats) if snap.HasField("session") else []
+    gauges = [  # (name, help, field, scale)
+        ("reactor_viewer_glass_to_glass_seconds", "Estimated glass-to-glass latency of each "
+         "viewer: server stages (p50) + half its round trip + its jitter buffer + decode",
+         "glass_to_glass_ms", 1e-3),
+        ("reactor_viewer_jitter_buffer_seconds", "Mean jitter-buffer delay each viewer "
+         "reports over its last second", "jitter_buffer_ms", 1e-3),
+        ("reactor_viewer_round_trip_seconds", "Round-trip time to each viewer (its own, "
+         "else egress's RTCP measure)", "rtt_ms", 1e-3),
+        ("reactor_viewer_decode_seconds", "Mean decode time a frame each viewer reports",
+         "decode_ms", 1e-3),
+        ("reactor_viewer_frames_per_second", "Frames a second each viewer decodes", "fps",
+         1.0),
+    ]
+    for name, doc, fld, scale in gauges:
+        g = GaugeMetricFamily(name, doc, labels=["viewer"])
+        for v in viewers:
+            if v.HasField(fld):
+                g.add_metric([v.id], getattr(v, fld) * scale)
+        yield g
+    counters = [
+        ("reactor_viewer_frames_decoded", "Frames each viewer reports it decoded",
+         "frames_decoded"),
+        ("reactor_viewer_frames_dropped", "Frames each viewer reports it dropped",
+         "frames_dropped"),
+        ("reactor_viewer_freezes", "Video freezes each viewer reports", "freeze_count"),
+    ]
+    for name, doc, fld in counters:
+        c = CounterMetricFamily(name, doc, labels=["viewer"])
+        for v in viewers:
+            if v.HasField(fld):
+                c.add_metric([v.id], float(getattr(v, fld)))
+        yield c
+    rejected = CounterMetricFamily("reactor_viewer_reports_rejected", "Stats reports egress "
+                                   "ignored from each viewer (malformed, out of range, too "
+                                   "many)", labels=["viewer"])
+    age = GaugeMetricFamily("reactor_viewer_report_age_seconds", "Time since each viewer's "
+                            "last valid stats report", labels=["viewer"])
+    for v in viewers:
+        rejected.add_metric([v.id], float(v.rejected))
+        if v.age_s >= 0:
+            age.add_metric([v.id], v.age_s)
+    yield from (rejected, age)
+
+
 #: Every family ``/metrics`` exports, in page order. Add a function to add series.
 FAMILIES: list[Family] = [daemon_families, worker_families, pipeline_families,
-                          audio_families, client_families]
+                          audio_families, client_families, viewer_families]
 
 
 class ReactorCollector(Collector):

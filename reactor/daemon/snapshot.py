@@ -3,6 +3,9 @@
 Built from what the supervisor holds — the worker pool (states, rates, CPU, memory, each
 worker's last heartbeat), the rings' headers, the session and recent log lines — and
 nothing else, so a snapshot never waits on a worker.
+
+Each viewer's stats (what it reports of its own side, from egress's heartbeat) go in the
+session with an estimate of its glass-to-glass latency (:func:`glass_to_glass_ms`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,10 @@ from reactor.ipc import ShmRing
 from reactor.proto import telemetry_pb2 as tpb
 
 TELEMETRY_S = 0.25
+
+#: The server's stages a frame passes between entering the pipeline (decoded from the
+#: sender, or emitted by a generative model) and leaving egress, in order.
+SERVER_STAGES = ("decode", "input_ring", "model", "output_ring", "encode", "send")
 
 
 @dataclass
@@ -47,6 +54,25 @@ def worker_stat(w: WorkerProcess, now: float) -> tpb.WorkerStat:
         last_error=w.last_error, frames_in=w.stats.frames_in,
         frames_out=w.stats.frames_out,
     )
+
+
+def glass_to_glass_ms(latency: Iterable[tpb.LatencyStat], viewer: tpb.ViewerStat,
+                      ) -> float | None:
+    """The estimated time from a frame entering the pipeline to ``viewer``'s screen: the
+    p50 of each server stage (:data:`SERVER_STAGES` that have samples), half the viewer's
+    round trip, its jitter-buffer delay and its decode time, each where known; None until
+    the viewer has reported or has a round trip. For display: the viewer's figures are
+    its own word."""
+    if viewer.age_s < 0 and not viewer.HasField("rtt_ms"):
+        return None
+    total = sum(s.p50_ms for s in latency if s.stage in SERVER_STAGES)
+    if viewer.HasField("rtt_ms"):
+        total += viewer.rtt_ms / 2
+    if viewer.HasField("jitter_buffer_ms"):
+        total += viewer.jitter_buffer_ms
+    if viewer.HasField("decode_ms"):
+        total += viewer.decode_ms
+    return total
 
 
 def build_snapshot(
@@ -96,5 +122,16 @@ def build_snapshot(
             written=int(st.get("written", 0)),
         ))
     sessions.fill(snap)
+    if snap.HasField("session") and back.state == WorkerState.RUNNING:
+        beat_age = max(0.0, now - back.last_beat)
+        for v in back.stats.viewer_stats:
+            vs = snap.session.viewer_stats.add()
+            vs.CopyFrom(v)
+            if vs.age_s >= 0:
+                vs.age_s += beat_age
+            vs.connected_s += beat_age
+            estimate = glass_to_glass_ms(p.latency, vs)
+            if estimate is not None:
+                vs.glass_to_glass_ms = estimate
     snap.logs.extend(telemetry.logs)
     return snap

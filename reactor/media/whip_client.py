@@ -20,6 +20,7 @@ verification).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from ssl import SSLContext
 from urllib.parse import urljoin
 
@@ -139,8 +140,12 @@ async def whep_watch(
     configuration: RTCConfiguration | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     ssl: SSLContext | bool = True,
+    prepare: Callable[[RTCPeerConnection], object] | None = None,
 ) -> tuple[RTCPeerConnection, MediaStreamTrack, str]:
     """Start watching a WHEP endpoint: returns ``(pc, video_track, resource_url)``.
+
+    ``prepare`` is called with the peer connection before the offer is made (to open a
+    data channel, say: WHEP has no renegotiation, so it must be in the first offer).
 
     ``codec`` restricts the offer to ``"h264"`` or ``"vp8"``; by default both are offered
     (H.264 first). ``await track.recv()`` yields decoded ``av.VideoFrame``\\ s. With
@@ -154,6 +159,8 @@ async def whep_watch(
             transceiver.setCodecPreferences(codec_preferences(codec))
         if audio:
             pc.addTransceiver("audio", direction="recvonly")
+        if prepare is not None:
+            prepare(pc)
         resource = await _exchange(pc, url, token, timeout_s, ssl)
         return pc, transceiver.receiver.track, resource
     except BaseException:

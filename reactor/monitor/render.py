@@ -20,7 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from reactor.proto.telemetry_pb2 import LatencyStat, Snapshot
+from reactor.proto.telemetry_pb2 import LatencyStat, SessionInfo, Snapshot, ViewerStat
 
 __all__ = [
     "STAGES",
@@ -33,6 +33,7 @@ __all__ = [
     "rings_panel",
     "session_panel",
     "sparkline",
+    "viewer_lines",
     "workers_table",
 ]
 
@@ -269,8 +270,51 @@ def rings_panel(snap: Snapshot, *, bar_width: int = 16) -> RenderableType:
     return table
 
 
+#: Viewers the session panel lists, one line each (the rest are counted on one more line).
+VIEWER_ROWS = 4
+
+
+def viewer_lines(snap: Snapshot) -> int:
+    """How many lines the session panel's viewer list takes."""
+    n = len(snap.session.viewer_stats) if snap.HasField("session") else 0
+    return min(n, VIEWER_ROWS) + (1 if n > VIEWER_ROWS else 0)
+
+
+def _ms(v: ViewerStat, name: str) -> str:
+    return f"{getattr(v, name):.0f}" if v.HasField(name) else "?"
+
+
+def _viewers(s: SessionInfo) -> Table:
+    """One line a viewer: what it sees (size, fps), its estimated glass-to-glass latency
+    and the parts the viewer reported, drops and freezes."""
+    table = _grid()
+    for name in ("id", "codec", "size", "g2g", "parts", "drops"):
+        table.add_column(name, no_wrap=True)
+    table.show_header = False
+    for v in list(s.viewer_stats)[:VIEWER_ROWS]:
+        size = (f"{v.width}x{v.height} {v.fps:.0f}fps"
+                if v.HasField("width") and v.HasField("fps") else "-")
+        if v.HasField("glass_to_glass_ms"):
+            g2g = Text(f"~{v.glass_to_glass_ms:.0f} ms", style="bold")
+        else:
+            g2g = Text("no report", style="dim")
+        stale = v.age_s < 0 or v.age_s > 5
+        parts = Text(f"jb {_ms(v, 'jitter_buffer_ms')} rtt {_ms(v, 'rtt_ms')} "
+                     f"dec {_ms(v, 'decode_ms')}", style="dim" if stale else "")
+        drops = (f"drop {v.frames_dropped} frz {v.freeze_count}"
+                 if v.HasField("frames_dropped") and v.HasField("freeze_count") else "")
+        table.add_row(_cell(v.id[:8]), v.codec or "-", size, g2g, parts,
+                      _cell(drops, "yellow" if v.frames_dropped or v.freeze_count else ""))
+    more = len(s.viewer_stats) - VIEWER_ROWS
+    if more > 0:
+        table.add_row(Text(f"+{more} more", style="dim"))
+    return table
+
+
 def session_panel(snap: Snapshot, *, commands: int = 3, split: bool = False) -> RenderableType:
-    """The session's id, state, duration, viewers and sender; its last ``commands``.
+    """The session's id, state, duration, viewers and sender; each viewer (up to
+    :data:`VIEWER_ROWS`) with what it sees and its estimated glass-to-glass latency; the
+    last ``commands``.
 
     ``split`` puts viewers, sender and frames on a line of their own, for a narrow column
     that would otherwise cut them off.
@@ -286,6 +330,8 @@ def session_panel(snap: Snapshot, *, commands: int = 3, split: bool = False) -> 
         f"  {_duration(s.duration_s)}",
     )
     head: RenderableType = Group(first, _line(who)) if split else first.append("  " + who)
+    if s.viewer_stats:
+        head = Group(head, _indent(_viewers(s)))
     shown = list(s.commands)[-commands:] if commands > 0 else []
     if not shown:
         return head
@@ -370,6 +416,7 @@ def _narrow(snap: Snapshot, width: int, height: int) -> RenderableType:
         rings_panel(snap),
     ]
     used = sum(_height(r, width) for r in fixed) + 1  # + the session's own line
+    used += viewer_lines(snap)
     n_cmds, n_logs, gaps = _budget(snap, height - used, gaps_needed=len(fixed) + 1)
     sections = [*fixed, session_panel(snap, commands=n_cmds), logs_panel(snap, lines=n_logs)]
     if not gaps:
@@ -419,6 +466,7 @@ def _wide(snap: Snapshot, width: int, height: int) -> RenderableType:
     )
     spare = height - sum(_height(r, width) for r in top)
     spare -= 2 + 2 + 2  # the session box and its own two lines, the logs box
+    spare -= viewer_lines(snap)
     have_cmds = len(snap.session.commands) if snap.HasField("session") else 0
     cmds = min(have_cmds, 5, max(spare // 2, 0))
     right = Group(

@@ -78,8 +78,50 @@ class CommandLog(_message.Message):
     result: str
     def __init__(self, ts: _Optional[float] = ..., name: _Optional[str] = ..., args_json: _Optional[str] = ..., ok: _Optional[bool] = ..., result: _Optional[str] = ...) -> None: ...
 
+class ViewerStat(_message.Message):
+    __slots__ = ("id", "codec", "connected_s", "agent", "age_s", "jitter_buffer_ms", "frames_decoded", "frames_dropped", "freeze_count", "freeze_s", "rtt_ms", "decode_ms", "width", "height", "fps", "reports", "rejected", "glass_to_glass_ms", "rtt_source")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_S_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    AGE_S_FIELD_NUMBER: _ClassVar[int]
+    JITTER_BUFFER_MS_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DECODED_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    FREEZE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    FREEZE_S_FIELD_NUMBER: _ClassVar[int]
+    RTT_MS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_MS_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FPS_FIELD_NUMBER: _ClassVar[int]
+    REPORTS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    GLASS_TO_GLASS_MS_FIELD_NUMBER: _ClassVar[int]
+    RTT_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    codec: str
+    connected_s: float
+    agent: str
+    age_s: float
+    jitter_buffer_ms: float
+    frames_decoded: int
+    frames_dropped: int
+    freeze_count: int
+    freeze_s: float
+    rtt_ms: float
+    decode_ms: float
+    width: int
+    height: int
+    fps: float
+    reports: int
+    rejected: int
+    glass_to_glass_ms: float
+    rtt_source: str
+    def __init__(self, id: _Optional[str] = ..., codec: _Optional[str] = ..., connected_s: _Optional[float] = ..., agent: _Optional[str] = ..., age_s: _Optional[float] = ..., jitter_buffer_ms: _Optional[float] = ..., frames_decoded: _Optional[int] = ..., frames_dropped: _Optional[int] = ..., freeze_count: _Optional[int] = ..., freeze_s: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., reports: _Optional[int] = ..., rejected: _Optional[int] = ..., glass_to_glass_ms: _Optional[float] = ..., rtt_source: _Optional[str] = ...) -> None: ...
+
 class SessionInfo(_message.Message):
-    __slots__ = ("id", "state", "duration_s", "viewers", "sender", "commands", "frames_emitted")
+    __slots__ = ("id", "state", "duration_s", "viewers", "sender", "commands", "frames_emitted", "viewer_stats")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +129,7 @@ class SessionInfo(_message.Message):
     SENDER_FIELD_NUMBER: _ClassVar[int]
     COMMANDS_FIELD_NUMBER: _ClassVar[int]
     FRAMES_EMITTED_FIELD_NUMBER: _ClassVar[int]
+    VIEWER_STATS_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     duration_s: float
@@ -94,7 +137,8 @@ class SessionInfo(_message.Message):
     sender: bool
     commands: _containers.RepeatedCompositeFieldContainer[CommandLog]
     frames_emitted: int
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., duration_s: _Optional[float] = ..., viewers: _Optional[int] = ..., sender: _Optional[bool] = ..., commands: _Optional[_Iterable[_Union[CommandLog, _Mapping]]] = ..., frames_emitted: _Optional[int] = ...) -> None: ...
+    viewer_stats: _containers.RepeatedCompositeFieldContainer[ViewerStat]
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., duration_s: _Optional[float] = ..., viewers: _Optional[int] = ..., sender: _Optional[bool] = ..., commands: _Optional[_Iterable[_Union[CommandLog, _Mapping]]] = ..., frames_emitted: _Optional[int] = ..., viewer_stats: _Optional[_Iterable[_Union[ViewerStat, _Mapping]]] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("ts", "process", "level", "message")

@@ -392,6 +392,7 @@
     if (speaks()) lowLatency(pc.addTransceiver("audio", { direction: "recvonly" }).receiver);
     const channel = pc.createDataChannel("events");
     channel.onmessage = (e) => onEvent(parseEvent(e.data));
+    me.channel = channel;  // our stats reports go back on it, once a second
 
     pc.ontrack = (e) => {
       if (viewer !== me) return;
@@ -495,6 +496,11 @@
     let report;
     try { report = await v.pc.getStats(); } catch (_) { return; }
     if (viewer !== v) return;
+    let pair = null;
+    report.forEach((s) => {
+      if (s.type === "transport" && s.selectedCandidatePairId) pair = report.get(s.selectedCandidatePairId);
+    });
+    if (!pair) report.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
     report.forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "audio") {
         reactor.audioSamples = s.totalSamplesReceived || 0;
@@ -509,7 +515,9 @@
         const dt = (s.timestamp - lastStats.timestamp) / 1000;
         fps = dt > 0 ? (decoded - lastStats.decoded) / dt : 0;
       }
-      lastStats = { timestamp: s.timestamp, decoded };
+      sendReport(v, s, fps, pair, lastStats);
+      lastStats = { timestamp: s.timestamp, decoded, jbDelay: s.jitterBufferDelay,
+                    jbEmitted: s.jitterBufferEmittedCount, decodeTime: s.totalDecodeTime };
       reactor.fps = fps || 0;
       reactor.width = s.frameWidth || els.video.videoWidth || 0;
       reactor.height = s.frameHeight || els.video.videoHeight || 0;
@@ -517,6 +525,37 @@
       if (fps > 0) backoff = RECONNECT_MIN_MS;  // playing again: the next failure starts over
     });
     renderStatus();
+  }
+
+  // What this viewer sees, to the daemon (status, monitor, metrics): the mean jitter-buffer
+  // delay and decode time over the last second, counters, size, fps and round trip.
+  function sendReport(v, s, fps, pair, last) {
+    const delta = (a, b) => (a !== undefined && b !== undefined ? a - b : undefined);
+    const num = (x) => (typeof x === "number" && isFinite(x) ? x : null);
+    const cur = { d: s.framesDecoded, jb: s.jitterBufferDelay, n: s.jitterBufferEmittedCount,
+                  t: s.totalDecodeTime };
+    let jb = null;
+    let dec = null;
+    const dn = last ? delta(cur.n, last.jbEmitted) : cur.n;
+    const djb = last ? delta(cur.jb, last.jbDelay) : cur.jb;
+    if (dn > 0 && djb !== undefined) jb = (djb / dn) * 1000;
+    else if (cur.n > 0 && cur.jb !== undefined) jb = (cur.jb / cur.n) * 1000;
+    const dd = last ? delta(cur.d, last.decoded) : cur.d;
+    const dt = last ? delta(cur.t, last.decodeTime) : cur.t;
+    if (dd > 0 && dt !== undefined) dec = (dt / dd) * 1000;
+    else if (cur.d > 0 && cur.t !== undefined) dec = (cur.t / cur.d) * 1000;
+    const rtt = pair && typeof pair.currentRoundTripTime === "number" ? pair.currentRoundTripTime * 1000 : null;
+    const msg = {
+      type: "stats", agent: "browser",
+      jitter_buffer_ms: num(jb), decode_ms: num(dec), rtt_ms: num(rtt),
+      frames_decoded: num(s.framesDecoded), frames_dropped: num(s.framesDropped),
+      freeze_count: num(s.freezeCount), freeze_s: num(s.totalFreezesDuration),
+      width: num(s.frameWidth), height: num(s.frameHeight), fps: num(fps),
+    };
+    reactor.report = msg;
+    const ch = v.channel;
+    if (!ch || ch.readyState !== "open") return;
+    try { ch.send(JSON.stringify(msg)); } catch (_) { /* closing: the next viewer reports */ }
   }
 
   async function refreshSession() {

@@ -76,14 +76,17 @@ class EgressWorker:
 
     def stats(self) -> wpb.WorkerStats:
         a = self.audio.stats() if self.audio is not None else None
-        return worker_stats(self.proc, self.frames_in, self.frames_out,
-                            (self.lat_ring, self.lat_encode),
-                            viewers=self.hub.count,
-                            encoders_active=self.broadcaster.encoders_active,
-                            audio_samples_in=a.samples_in if a else 0,
-                            audio_samples_out=a.samples_out if a else 0,
-                            audio_dropped=a.chunks_dropped if a else 0,
-                            av_offset_ms=a.av_offset_ms if a else None)
+        stats = worker_stats(self.proc, self.frames_in, self.frames_out,
+                             (self.lat_ring, self.lat_encode),
+                             viewers=self.hub.count,
+                             encoders_active=self.broadcaster.encoders_active,
+                             audio_samples_in=a.samples_in if a else 0,
+                             audio_samples_out=a.samples_out if a else 0,
+                             audio_dropped=a.chunks_dropped if a else 0,
+                             av_offset_ms=a.av_offset_ms if a else None)
+        # On the link thread: viewer_stats copies the hub's dicts before reading them.
+        stats.viewer_stats.extend(self.hub.viewer_stats())
+        return stats
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         """On the link thread: hand everything to the event loop."""
@@ -212,8 +215,12 @@ async def _amain(ctx: WorkerContext) -> None:
     link.ready(wpb.Ready(egress=wpb.EgressReady(codec=ctx.config.egress.codec)))
     log.info("ready")
     try:
+        ticks = 0
         while not ctx.stop.is_set():
             await asyncio.sleep(0.1)
+            ticks += 1
+            if ticks % 10 == 0:  # once a second: the viewers' round trips from RTCP
+                await worker.hub.poll_rtt()
     finally:
         await worker.hub.close()
         worker.broadcaster.close()

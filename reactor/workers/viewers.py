@@ -1,6 +1,11 @@
 """WHEP viewers in the egress worker: one aiortc peer connection per viewer, all fed
 the same encoded packets by the broadcaster, plus a data channel for session events.
 
+The data channel also carries the other way each viewer's receive-side stats reports
+(:mod:`reactor.workers.viewer_stats`: validated, rate-limited, for display only);
+:meth:`ViewerHub.viewer_stats` gives them, with each viewer's round-trip time as egress's
+own RTCP measures it (:meth:`ViewerHub.poll_rtt`) where the viewer does not say.
+
 :class:`ViewerHub` needs only the :class:`~reactor.media.tracks.Broadcaster` its viewers
 watch and a callback that it calls with the number of viewers whenever that changes (the
 egress worker reports it to the supervisor); the patches its peer connections need are
@@ -36,7 +41,9 @@ from reactor.media.peer import new_peer_connection
 from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
 from reactor.media.tracks import Broadcaster, EncodedVideoTrack, add_encoded_track
 from reactor.proto import control_pb2 as cpb
+from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
+from reactor.workers.viewer_stats import ViewerReports
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,8 @@ class Viewer:
     audio: EncodedAudioTrack | None = None
     channels: list[Any] = field(default_factory=list)
     joined: float = field(default_factory=time.monotonic)
+    #: Round trip from the RTCP receiver reports of its video (egress's measure), ms.
+    rtcp_rtt_ms: float | None = None
 
 
 def offer_receives_opus(sdp: str) -> bool:
@@ -84,6 +93,7 @@ class ViewerHub:
         self.config = config
         self.on_count = on_count
         self.viewers: dict[str, Viewer] = {}
+        self.reports = ViewerReports()
 
     @property
     def count(self) -> int:
@@ -136,6 +146,7 @@ class ViewerHub:
             @pc.on("datachannel")
             def on_channel(channel: Any) -> None:
                 viewer.channels.append(channel)
+                channel.on("message", lambda message: self.reports.take(viewer.id, message))
 
             @pc.on("connectionstatechange")
             async def on_state() -> None:
@@ -152,6 +163,7 @@ class ViewerHub:
             return cpb.Reply(error=cpb.Error(message=f"cannot answer the offer: {exc}",
                                              status=400))
         self.viewers[viewer.id] = viewer
+        self.reports.add(viewer.id)
         log.info("viewer join %s (%s%s); %d watching", viewer.id, codec,
                  " + opus" if audio is not None else "", self.count)
         self._report()
@@ -161,6 +173,7 @@ class ViewerHub:
         viewer = self.viewers.pop(resource_id, None)
         if viewer is None:
             return False
+        self.reports.remove(resource_id)
         self.broadcaster.remove_viewer(viewer.track)
         if viewer.audio is not None and self.audio is not None:
             self.audio.remove_viewer(viewer.audio)
@@ -168,6 +181,36 @@ class ViewerHub:
         log.info("viewer leave %s: %s; %d watching", resource_id, why, self.count)
         self._report()
         return True
+
+    def viewer_stats(self) -> list[tpb.ViewerStat]:
+        """Each viewer's newest stats report, its codec and time connected; its round
+        trip from RTCP where it reports none."""
+        now = time.monotonic()
+        out = []
+        for v in list(self.viewers.values()):  # called from the link thread too
+            st = self.reports.stat(v.id, now)
+            st.codec, st.connected_s = v.codec, now - v.joined
+            if not st.HasField("rtt_ms") and v.rtcp_rtt_ms is not None:
+                st.rtt_ms, st.rtt_source = v.rtcp_rtt_ms, "rtcp"
+            out.append(st)
+        return out
+
+    async def poll_rtt(self) -> None:
+        """Note each viewer's round trip as its video sender last measured it from the
+        viewer's RTCP receiver reports (aiortc's ``remote-inbound-rtp`` stats)."""
+        for v in list(self.viewers.values()):
+            for sender in v.pc.getSenders():
+                if sender.track is not v.track:
+                    continue
+                try:
+                    report = await sender.getStats()
+                except Exception as exc:  # a closing connection
+                    log.debug("viewer %s: no sender stats: %s", v.id, exc)
+                    continue
+                for s in report.values():
+                    rtt = getattr(s, "roundTripTime", None)
+                    if s.type == "remote-inbound-rtp" and rtt is not None:
+                        v.rtcp_rtt_ms = float(rtt) * 1000.0
 
     def _report(self) -> None:
         self.on_count(self.count)

@@ -247,3 +247,43 @@ def test_plain_text(make_snapshot: MakeSnapshot) -> None:
     22:14:12  WARNING  supervisor  restarting egress in 2.0 s (attempt 2)
     """)
     assert "\x1b" not in render.plain_text(make_snapshot())
+
+
+def _with_viewers(snap: Snapshot, n: int) -> Snapshot:
+    snap.session.viewer_stats.add(
+        id="a1b2c3d4e5f6", codec="h264", age_s=0.4, agent="browser", jitter_buffer_ms=18.4,
+        rtt_ms=1.2, decode_ms=2.6, width=1280, height=720, fps=29.6, frames_dropped=0,
+        freeze_count=0, glass_to_glass_ms=43.2)
+    snap.session.viewer_stats.add(
+        id="0f9e8d7c6b5a", codec="vp8", age_s=7.0, agent="reactor.client", rtt_ms=0.8,
+        width=320, height=240, fps=30.0, frames_dropped=3, freeze_count=1,
+        glass_to_glass_ms=9.6)
+    for i in range(n - 2):
+        snap.session.viewer_stats.add(id=f"{i:012x}", codec="h264", age_s=-1.0)
+    return snap
+
+
+def test_session_panel_lists_viewers_with_their_estimate(make_snapshot: MakeSnapshot) -> None:
+    snap = _with_viewers(make_snapshot(), 3)
+    assert text_of(render.session_panel(snap, commands=0)) == block("""
+    session 3f2a9c1d  live  1m 05s  viewers 2  sender yes  frames 1,950
+      a1b2c3d4  h264  1280x720 30fps  ~43 ms     jb 18 rtt 1 dec 3  drop 0 frz 0
+      0f9e8d7c  vp8   320x240 30fps   ~10 ms     jb ? rtt 1 dec ?   drop 3 frz 1
+      00000000  h264  -               no report  jb ? rtt ? dec ?
+    """)
+
+
+def test_session_panel_counts_viewers_past_the_rows_it_shows(
+        make_snapshot: MakeSnapshot) -> None:
+    snap = _with_viewers(make_snapshot(), render.VIEWER_ROWS + 3)
+    lines = text_of(render.session_panel(snap, commands=0)).splitlines()
+    assert len(lines) == 1 + render.VIEWER_ROWS + 1 == 1 + render.viewer_lines(snap)
+    assert lines[-1].strip() == "+3 more"
+
+
+def test_dashboard_with_viewers_still_fits_the_terminal(make_snapshot: MakeSnapshot) -> None:
+    snap = _with_viewers(make_snapshot(), 6)
+    for width, height in ((80, 24), (100, 30), (160, 40)):
+        out = text_of(render.dashboard(snap, width, height), width, height)
+        assert len(out.splitlines()) <= height, (width, height)
+        assert "~43 ms" in out
