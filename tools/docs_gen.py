@@ -316,7 +316,8 @@ def http_reference() -> str:
         "GStreamer is in [WHIP and WHEP clients](../guide/webrtc.md).",
         "",
         "When `server.token` is set, every path except `/` and `/healthz` needs "
-        "`Authorization: Bearer <token>` (`/api/events` also takes `?token=`); a refusal is "
+        "`Authorization: Bearer <token>` (`/api/events` also takes `?token=`; `/metrics` "
+        "needs none with `metrics.public: true`); a refusal is "
         '`401` with `{"error": ...}`. Every refusal has a JSON body `{"error": "...", '
         '"field": "..."}` (`field` names the bad argument where there is one); a `503` '
         "carries `Retry-After`.",
