@@ -341,8 +341,15 @@ class Supervisor:
         self.reply(route, cpb.Reply(id=req.id, status=self.snapshot()))
 
     def _on_metrics(self, req: cpb.Request, route: Route) -> None:
+        try:
+            text = render_metrics(self._metrics_registry)
+        except Exception as exc:  # a collector bug: answer now, rather than a 504 later
+            log.exception("rendering /metrics failed")
+            self.reply(route, error_reply(req.id, f"rendering the metrics failed: {exc!r}; "
+                                          "see `reactor daemon logs supervisor`", 500))
+            return
         self.reply(route, cpb.Reply(id=req.id, metrics=cpb.MetricsReply(
-            text=render_metrics(self._metrics_registry), content_type=CONTENT_TYPE)))
+            text=text, content_type=CONTENT_TYPE)))
 
     def _scrape(self) -> Scrape:
         if self._build_info is None:  # the codec libraries' versions: read once
