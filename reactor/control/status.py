@@ -122,6 +122,7 @@ def _viewer(v: ViewerStat) -> dict[str, Any]:
         "rejected": v.rejected,
         "jitter_buffer_ms": _opt(v, "jitter_buffer_ms"),
         "decode_ms": _opt(v, "decode_ms"),
+        "render_ms": _opt(v, "render_ms"),
         "rtt_ms": _opt(v, "rtt_ms"),
         "rtt_source": v.rtt_source or None,
         "frames_decoded": _opt(v, "frames_decoded"),

@@ -414,7 +414,8 @@ def viewer_families(s: Scrape) -> Iterator[Metric]:
     viewers = list(snap.session.viewer_stats) if snap.HasField("session") else []
     gauges = [  # (name, help, field, scale)
         ("reactor_viewer_glass_to_glass_seconds", "Estimated glass-to-glass latency of each "
-         "viewer: server stages (p50) + half its round trip + its jitter buffer + decode",
+         "viewer: server stages (p50) + half its round trip + its jitter buffer, decode "
+         "and render",
          "glass_to_glass_ms", 1e-3),
         ("reactor_viewer_jitter_buffer_seconds", "Mean jitter-buffer delay each viewer "
          "reports over its last second", "jitter_buffer_ms", 1e-3),
@@ -422,6 +423,8 @@ def viewer_families(s: Scrape) -> Iterator[Metric]:
          "else egress's RTCP measure)", "rtt_ms", 1e-3),
         ("reactor_viewer_decode_seconds", "Mean decode time a frame each viewer reports",
          "decode_ms", 1e-3),
+        ("reactor_viewer_render_seconds", "Mean time from decoded to shown each viewer "
+         "reports (browsers)", "render_ms", 1e-3),
         ("reactor_viewer_frames_per_second", "Frames a second each viewer decodes", "fps",
          1.0),
     ]

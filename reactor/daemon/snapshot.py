@@ -60,7 +60,8 @@ def glass_to_glass_ms(latency: Iterable[tpb.LatencyStat], viewer: tpb.ViewerStat
                       ) -> float | None:
     """The estimated time from a frame entering the pipeline to ``viewer``'s screen: the
     p50 of each server stage (:data:`SERVER_STAGES` that have samples), half the viewer's
-    round trip, its jitter-buffer delay and its decode time, each where known; None until
+    round trip, its jitter-buffer delay, its decode time and its render time (decoded to
+    shown, where the viewer measures it: the web client does), each where known; None until
     the viewer has reported or has a round trip. For display: the viewer's figures are
     its own word."""
     if viewer.age_s < 0 and not viewer.HasField("rtt_ms"):
@@ -72,6 +73,8 @@ def glass_to_glass_ms(latency: Iterable[tpb.LatencyStat], viewer: tpb.ViewerStat
         total += viewer.jitter_buffer_ms
     if viewer.HasField("decode_ms"):
         total += viewer.decode_ms
+    if viewer.HasField("render_ms"):
+        total += viewer.render_ms
     return total
 
 

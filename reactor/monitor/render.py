@@ -285,23 +285,24 @@ def _ms(v: ViewerStat, name: str) -> str:
 
 
 def _viewers(s: SessionInfo) -> Table:
-    """One line a viewer: what it sees (size, fps), its estimated glass-to-glass latency
-    and the parts the viewer reported, drops and freezes."""
+    """One line a viewer: what it sees (size@fps), its estimated glass-to-glass latency
+    and the parts the viewer reported (ms), frames dropped / freezes."""
     table = _grid()
     for name in ("id", "codec", "size", "g2g", "parts", "drops"):
         table.add_column(name, no_wrap=True)
     table.show_header = False
     for v in list(s.viewer_stats)[:VIEWER_ROWS]:
-        size = (f"{v.width}x{v.height} {v.fps:.0f}fps"
+        size = (f"{v.width}x{v.height}@{v.fps:.0f}"
                 if v.HasField("width") and v.HasField("fps") else "-")
         if v.HasField("glass_to_glass_ms"):
             g2g = Text(f"~{v.glass_to_glass_ms:.0f} ms", style="bold")
         else:
             g2g = Text("no report", style="dim")
         stale = v.age_s < 0 or v.age_s > 5
-        parts = Text(f"jb {_ms(v, 'jitter_buffer_ms')} rtt {_ms(v, 'rtt_ms')} "
-                     f"dec {_ms(v, 'decode_ms')}", style="dim" if stale else "")
-        drops = (f"drop {v.frames_dropped} frz {v.freeze_count}"
+        parts = Text(f"rtt {_ms(v, 'rtt_ms')} jb {_ms(v, 'jitter_buffer_ms')} "
+                     f"dec {_ms(v, 'decode_ms')} ren {_ms(v, 'render_ms')}",
+                     style="dim" if stale else "")
+        drops = (f"drop {v.frames_dropped}/{v.freeze_count}"
                  if v.HasField("frames_dropped") and v.HasField("freeze_count") else "")
         table.add_row(_cell(v.id[:8]), v.codec or "-", size, g2g, parts,
                       _cell(drops, "yellow" if v.frames_dropped or v.freeze_count else ""))

@@ -477,6 +477,28 @@
     stopStats();
     lastStats = null;
     statsTimer = setInterval(pollStats, STATS_PERIOD_MS);
+    watchShown();
+  }
+
+  // When each frame is shown against when its last packet arrived (both on this page's
+  // clock), from requestVideoFrameCallback where the browser has it: summed until the
+  // next stats report, which sends the mean as the render part (decoded to shown).
+  let shown = { n: 0, sumMs: 0 };
+  let shownWatching = false;
+  function watchShown() {
+    shown = { n: 0, sumMs: 0 };
+    const v = els.video;
+    if (shownWatching || !("requestVideoFrameCallback" in v)) return;
+    shownWatching = true;
+    const onFrame = (_now, md) => {
+      if (!viewer) { shownWatching = false; return; }
+      if (md && md.receiveTime > 0 && md.expectedDisplayTime >= md.receiveTime) {
+        shown.n += 1;
+        shown.sumMs += md.expectedDisplayTime - md.receiveTime;
+      }
+      v.requestVideoFrameCallback(onFrame);
+    };
+    v.requestVideoFrameCallback(onFrame);
   }
 
   function stopStats() {
@@ -545,9 +567,15 @@
     if (dd > 0 && dt !== undefined) dec = (dt / dd) * 1000;
     else if (cur.d > 0 && cur.t !== undefined) dec = (cur.t / cur.d) * 1000;
     const rtt = pair && typeof pair.currentRoundTripTime === "number" ? pair.currentRoundTripTime * 1000 : null;
+    // Render: last packet to shown, less the jitter buffer and decode (never below 0).
+    let render = null;
+    if (shown.n > 0 && jb !== null && dec !== null) {
+      render = Math.max(0, shown.sumMs / shown.n - jb - dec);
+    }
+    shown = { n: 0, sumMs: 0 };
     const msg = {
       type: "stats", agent: "browser",
-      jitter_buffer_ms: num(jb), decode_ms: num(dec), rtt_ms: num(rtt),
+      jitter_buffer_ms: num(jb), decode_ms: num(dec), render_ms: num(render), rtt_ms: num(rtt),
       frames_decoded: num(s.framesDecoded), frames_dropped: num(s.framesDropped),
       freeze_count: num(s.freezeCount), freeze_s: num(s.totalFreezesDuration),
       width: num(s.frameWidth), height: num(s.frameHeight), fps: num(fps),

@@ -47,6 +47,7 @@ FIELDS: dict[str, tuple[type, float, float]] = {
     "freeze_s": (float, 0.0, 1e7),
     "rtt_ms": (float, 0.0, 60_000.0),
     "decode_ms": (float, 0.0, 10_000.0),
+    "render_ms": (float, 0.0, 10_000.0),
     "width": (int, 0, 16_384),
     "height": (int, 0, 16_384),
     "fps": (float, 0.0, 1_000.0),

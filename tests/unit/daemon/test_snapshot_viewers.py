@@ -22,6 +22,12 @@ def test_the_estimate_adds_server_p50s_half_the_rtt_jitter_buffer_and_decode() -
     assert glass_to_glass_ms(STAGES, v) == pytest.approx(18.25 + 2.0 + 20.0 + 3.0)
 
 
+def test_a_browser_that_measures_its_render_time_has_it_added() -> None:
+    v = tpb.ViewerStat(id="v", age_s=0.5, rtt_ms=4.0, jitter_buffer_ms=20.0, decode_ms=3.0,
+                       render_ms=12.0)
+    assert glass_to_glass_ms(STAGES, v) == pytest.approx(18.25 + 2.0 + 20.0 + 3.0 + 12.0)
+
+
 def test_what_a_viewer_does_not_report_adds_nothing() -> None:
     v = tpb.ViewerStat(id="v", age_s=0.5, rtt_ms=1.0, rtt_source="rtcp")
     assert glass_to_glass_ms(STAGES, v) == pytest.approx(18.25 + 0.5)

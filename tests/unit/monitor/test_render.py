@@ -252,7 +252,7 @@ def test_plain_text(make_snapshot: MakeSnapshot) -> None:
 def _with_viewers(snap: Snapshot, n: int) -> Snapshot:
     snap.session.viewer_stats.add(
         id="a1b2c3d4e5f6", codec="h264", age_s=0.4, agent="browser", jitter_buffer_ms=18.4,
-        rtt_ms=1.2, decode_ms=2.6, width=1280, height=720, fps=29.6, frames_dropped=0,
+        rtt_ms=1.2, decode_ms=2.6, render_ms=11.2, width=1280, height=720, fps=29.6, frames_dropped=0,
         freeze_count=0, glass_to_glass_ms=43.2)
     snap.session.viewer_stats.add(
         id="0f9e8d7c6b5a", codec="vp8", age_s=7.0, agent="reactor.client", rtt_ms=0.8,
@@ -267,9 +267,9 @@ def test_session_panel_lists_viewers_with_their_estimate(make_snapshot: MakeSnap
     snap = _with_viewers(make_snapshot(), 3)
     assert text_of(render.session_panel(snap, commands=0)) == block("""
     session 3f2a9c1d  live  1m 05s  viewers 2  sender yes  frames 1,950
-      a1b2c3d4  h264  1280x720 30fps  ~43 ms     jb 18 rtt 1 dec 3  drop 0 frz 0
-      0f9e8d7c  vp8   320x240 30fps   ~10 ms     jb ? rtt 1 dec ?   drop 3 frz 1
-      00000000  h264  -               no report  jb ? rtt ? dec ?
+      a1b2c3d4  h264  1280x720@30  ~43 ms     rtt 1 jb 18 dec 3 ren 11  drop 0/0
+      0f9e8d7c  vp8   320x240@30   ~10 ms     rtt 1 jb ? dec ? ren ?    drop 3/1
+      00000000  h264  -            no report  rtt ? jb ? dec ? ren ?
     """)
 
 
