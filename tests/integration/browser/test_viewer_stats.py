@@ -128,7 +128,8 @@ def test_chromium_reports_its_stats_and_the_estimate_matches_the_marker_measurem
           f" marker p50 {meas:.1f} ms (to presentation {statistics.median(to_present):.1f} ms,"
           f" to receive {statistics.median(to_receive) if to_receive else -1:.1f} ms,"
           f" {len(measured)} frames), clock offset {offset:.2f} ms; viewer jitter buffer "
-          f"{[round(j, 1) for j in jb]} ms, render {[round(r, 1) for r in render]} ms, decode {v['decode_ms']:.1f} ms, rtt "
+          f"{[round(j, 1) for j in jb]} ms, render {[round(r, 1) for r in render]} ms, "
+          f"decode {v['decode_ms']:.1f} ms, rtt "
           f"{v['rtt_ms']:.2f} ms; server stages {stages}")
     assert abs(est - meas) <= TOLERANCE_MS, (
         f"estimate {est:.1f} ms vs marker {meas:.1f} ms: more than {TOLERANCE_MS} ms apart")

@@ -252,8 +252,8 @@ def test_plain_text(make_snapshot: MakeSnapshot) -> None:
 def _with_viewers(snap: Snapshot, n: int) -> Snapshot:
     snap.session.viewer_stats.add(
         id="a1b2c3d4e5f6", codec="h264", age_s=0.4, agent="browser", jitter_buffer_ms=18.4,
-        rtt_ms=1.2, decode_ms=2.6, render_ms=11.2, width=1280, height=720, fps=29.6, frames_dropped=0,
-        freeze_count=0, glass_to_glass_ms=43.2)
+        rtt_ms=1.2, decode_ms=2.6, render_ms=11.2, width=1280, height=720, fps=29.6,
+        frames_dropped=0, freeze_count=0, glass_to_glass_ms=43.2)
     snap.session.viewer_stats.add(
         id="0f9e8d7c6b5a", codec="vp8", age_s=7.0, agent="reactor.client", rtt_ms=0.8,
         width=320, height=240, fps=30.0, frames_dropped=3, freeze_count=1,
