@@ -235,7 +235,15 @@ def test_64_viewers_page_is_accepted_by_promtool() -> None:
     state = MetricsState()
     state.on_heartbeat("egress", 13, heartbeat(5, (8.0,), "encode"))
     state.on_command("set_speed", cpb.Reply(), ("set_speed",))
-    text = scrape_text(state, snapshot(viewers=64))
+    snap = snapshot(viewers=64)
+    for v in range(64):  # every viewer reported every figure: all per-viewer series
+        snap.session.viewer_stats.add(
+            id=f"{v:016x}", codec="h264", age_s=0.5, jitter_buffer_ms=20.0,
+            frames_decoded=900, frames_dropped=1, freeze_count=0, freeze_s=0.0, rtt_ms=2.0,
+            decode_ms=1.5, width=320, height=240, fps=30.0, reports=30, rejected=1,
+            glass_to_glass_ms=40.0)
+    text = scrape_text(state, snap)
+    assert value(text, "reactor_viewer_glass_to_glass_seconds", viewer=f"{63:016x}") == 0.04
     r = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
                        text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
