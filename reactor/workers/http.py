@@ -84,6 +84,9 @@ SUBSCRIBER_QUEUE = 256
 #: Put in an SSE subscriber's queue when ingress stops: the stream ends.
 END_OF_STREAM = ("", "")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Methods counted by name in ``reactor_http_requests_total``; any other is "other", so a
+#: client cannot make new series by inventing methods.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 #: The header and cookie that carry a client's key to an exclusive session.
 KEY_HEADER, KEY_COOKIE = "Reactor-Session-Key", "reactor_session"
@@ -241,7 +244,8 @@ class Api:
             status = exc.status
             raise
         finally:
-            self.requests[(request.method, route, status)] += 1
+            method = request.method if request.method in METHODS else "other"
+            self.requests[(method, route, status)] += 1
 
     def request_counts(self) -> list[wpb.HttpCount]:
         """Requests answered since this process started (for the heartbeat)."""
