@@ -5,7 +5,7 @@ file run); ``output`` (model -> back) always blocks, which paces the model to pl
 With ``audio.input`` on, ``audio_in`` carries the clients' sound to the model in 20 ms
 chunks, in order (``block``: ingress never waits, it drops a chunk the full ring has no
 room for, and counts it; the model skips chunks older than
-``reactor.workers.inference.AUDIO_STALE_S``, so one that falls behind hears the newest;
+``reactor.workers.ring_io.AUDIO_STALE_S``, so one that falls behind hears the newest;
 a lossless file run's source waits for room instead). With ``audio.output`` on,
 ``audio_out`` carries the model's sound to the back (``block``, never lossy), each slot up
 to 100 ms of it with its length and presentation time (`reactor.ipc.Frame.length`,
