@@ -19,6 +19,7 @@ was expected and what was found. The whole tree::
     ├── LinkError             a Link header cannot be read (also a ValueError)
     ├── WhipError             a WHIP/WHEP client request failed (status)
     ├── EncoderError          an encoder could not be made or a frame not encoded
+    ├── ReportError           a viewer's stats report is ignored (also a ValueError)
     └── RingError             a shared-memory ring could not be made, opened or used
         ├── RingTimeout       a blocking producer found no free slot (also a TimeoutError)
         ├── RingSpaceError    /dev/shm has too little free space for the ring
@@ -48,6 +49,7 @@ __all__ = [
     "ModelLoadError",
     "ProducerGoneError",
     "ReactorError",
+    "ReportError",
     "RingClosedError",
     "RingError",
     "RingSpaceError",
@@ -151,6 +153,11 @@ class WhipError(ReactorError):
     def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ReportError(ReactorError, ValueError):
+    """A viewer's stats report (sent over its data channel) is ignored: not JSON, an
+    unknown key, a wrong type or a value out of range. Never raised past egress."""
 
 
 class EncoderError(ReactorError):

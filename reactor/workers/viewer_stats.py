@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from reactor.errors import ReportError
 from reactor.proto import telemetry_pb2 as tpb
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,6 @@ FIELDS: dict[str, tuple[type, float, float]] = {
     "height": (int, 0, 16_384),
     "fps": (float, 0.0, 1_000.0),
 }
-
-
-class ReportError(ValueError):
-    """Why a report was ignored."""
 
 
 def _reject_constant(name: str) -> Any:

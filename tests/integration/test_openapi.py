@@ -94,4 +94,4 @@ def test_served_document_is_the_generated_one(start_daemon: Callable[..., Any]) 
         model_schema = json.load(resp)
     assert served == openapi_document(model_schema)
     loaded = schemathesis.openapi.from_dict(served)
-    assert served["openapi"] == "3.1.0" and len(list(loaded.get_all_operations())) == 15
+    assert served["openapi"] == "3.1.0" and len(list(loaded.get_all_operations())) == 17

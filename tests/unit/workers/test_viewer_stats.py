@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from reactor.errors import ReportError
 from reactor.workers.viewer_stats import (
     BURST,
     MAX_REPORT_CHARS,
     RATE_PER_S,
-    ReportError,
     ViewerReports,
     parse_report,
 )
