@@ -62,7 +62,7 @@ UNKNOWN_COMMAND = "(unknown)"
 # index), ("http", method, route, status).
 _Key = tuple[str | int, ...]
 _FIELDS = ("frames_in", "frames_out", "frames_emitted", "audio_samples_in",
-           "audio_samples_out", "audio_dropped")
+           "audio_samples_out", "audio_dropped", "frames_dropped_viewers")
 
 
 def _flatten(stats: wpb.WorkerStats) -> dict[_Key, float]:
@@ -310,8 +310,10 @@ def pipeline_families(s: Scrape) -> Iterator[Metric]:
     yield CounterMetricFamily("reactor_frames_sent", "Frames encoded and sent to viewers "
                               "(or written to the output)", value=back[("frames_out",)])
     dropped = CounterMetricFamily("reactor_frames_dropped", "Frames dropped, by where: "
-                                  "input_ring (the model skipped to a newer frame)",
+                                  "input_ring (the model skipped to a newer frame), "
+                                  "viewer_queue (encoded frames a slow viewer skipped)",
                                   labels=["reason"])
+    dropped.add_metric(["viewer_queue"], back[("frames_dropped_viewers",)])
     slots = GaugeMetricFamily("reactor_ring_slots", "Slots of each ring", labels=["ring"])
     used = GaugeMetricFamily("reactor_ring_used_slots", "Slots holding unread frames",
                              labels=["ring"])

@@ -88,8 +88,11 @@ class EncodedVideoTrack(MediaStreamTrack):
         queue_size: int = 4,
         on_keyframe_request: Callable[[EncodedVideoTrack], None] | None = None,
         media_clock: MediaClock | None = None,
+        on_sent: Callable[[float], None] | None = None,
     ) -> None:
         super().__init__()
+        self._on_sent = on_sent
+        self._stamps: collections.deque[int] = collections.deque()
         enable_keyframe_requests()
         self.codec: Codec = codec
         self.media_clock = media_clock
@@ -102,8 +105,9 @@ class EncodedVideoTrack(MediaStreamTrack):
         self._ready = asyncio.Event()
         self._needs_keyframe = True
 
-    def deliver(self, packet: av.Packet[Any]) -> None:
-        """Queue one packet for this viewer (event loop thread only)."""
+    def deliver(self, packet: av.Packet[Any], encoded_ns: int = 0) -> None:
+        """Queue one packet for this viewer (event loop thread only); ``encoded_ns``
+        (``perf_counter_ns``) is when its frame finished encoding, for ``on_sent``."""
         if self.readyState != "live":
             return
         if self._needs_keyframe:
@@ -116,12 +120,14 @@ class EncodedVideoTrack(MediaStreamTrack):
             # frames this viewer will now never see. Skip to the next keyframe.
             self.dropped += len(self._queue)
             self._queue.clear()
+            self._stamps.clear()
             if not packet.is_keyframe:
                 self.dropped += 1
                 self._needs_keyframe = True
                 self.request_keyframe()
                 return
         self._queue.append(packet)
+        self._stamps.append(encoded_ns)
         self._ready.set()
 
     def request_keyframe(self) -> None:
@@ -137,11 +143,17 @@ class EncodedVideoTrack(MediaStreamTrack):
             self._ready.clear()
             await self._ready.wait()
         self.sent += 1
+        encoded_ns = self._stamps.popleft()
+        if self._on_sent is not None and encoded_ns:
+            # The send stage: from the encoded frame to its sender taking it (this
+            # viewer's queue and the event loop's hand-off); the sender packetizes next.
+            self._on_sent((time.perf_counter_ns() - encoded_ns) / 1e6)
         return self._queue.popleft()
 
     def stop(self) -> None:
         super().stop()
         self._queue.clear()
+        self._stamps.clear()
         self._ready.set()  # wake recv() so the sender sees MediaStreamError and exits
 
 
@@ -194,8 +206,11 @@ class Broadcaster:
         queue_size: int = 4,
         min_keyframe_interval_s: float = 0.25,
         clock: MediaClock | None = None,
+        on_sent: Callable[[float], None] | None = None,
     ) -> None:
         self.clock = clock
+        self.on_sent = on_sent  # ms from an encoded frame to a viewer's sender taking it
+        self._dropped_gone = 0  # packets skipped by viewers that have left
         self.width = width
         self.height = height
         self.fps = fps
@@ -217,6 +232,12 @@ class Broadcaster:
         self._loop_thread: int | None = None
 
     @property
+    def packets_dropped(self) -> int:
+        """Packets viewers skipped since the start (a slow viewer's queue overflowed, or
+        it waited for a keyframe), those of viewers that left included."""
+        return self._dropped_gone + sum(t.dropped for t in self.viewers)
+
+    @property
     def encoders_active(self) -> int:
         """How many encoders run now (one per codec with at least one viewer)."""
         return len(self._encoders)
@@ -236,7 +257,7 @@ class Broadcaster:
         self._loop_thread = threading.get_ident()
         track = EncodedVideoTrack(
             codec, queue_size=self.queue_size, on_keyframe_request=self._keyframe_requested,
-            media_clock=self.clock,
+            media_clock=self.clock, on_sent=self.on_sent,
         )
         track.on("ended", lambda: self.remove_viewer(track))
         with self._lock:
@@ -264,6 +285,7 @@ class Broadcaster:
             tracks = self._viewers[track.codec]
             if track in tracks:
                 tracks.remove(track)
+                self._dropped_gone += track.dropped
             retired = None
             if not tracks and track.codec in self._encoders:
                 retired = self._encoders.pop(track.codec)
@@ -298,24 +320,24 @@ class Broadcaster:
                 out[codec] = encoder.encode(rgb, pts)
                 self.frames_encoded += 1
         if any(out.values()):
-            self._dispatch(out)
+            self._dispatch(out, time.perf_counter_ns())
         return out
 
-    def _dispatch(self, packets: dict[Codec, list[av.Packet[Any]]]) -> None:
+    def _dispatch(self, packets: dict[Codec, list[av.Packet[Any]]], encoded_ns: int) -> None:
         if self._loop is None or self._loop.is_closed():
             return
         if threading.get_ident() == self._loop_thread:
-            self._deliver(packets)
+            self._deliver(packets, encoded_ns)
         else:
-            self._loop.call_soon_threadsafe(self._deliver, packets)
+            self._loop.call_soon_threadsafe(self._deliver, packets, encoded_ns)
 
-    def _deliver(self, packets: dict[Codec, list[av.Packet[Any]]]) -> None:
+    def _deliver(self, packets: dict[Codec, list[av.Packet[Any]]], encoded_ns: int) -> None:
         with self._lock:
             targets = {codec: list(self._viewers[codec]) for codec in packets}
         for codec, tracks in targets.items():
             for track in tracks:
                 for packet in packets[codec]:
-                    track.deliver(packet)
+                    track.deliver(packet, encoded_ns)
 
     def _keyframe_requested(self, track: EncodedVideoTrack) -> None:
         # Called from the event loop (PLI/FIR, or a track that fell behind): defer to

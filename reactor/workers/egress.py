@@ -52,7 +52,7 @@ class EgressWorker:
         self.broadcaster = Broadcaster(
             cfg.video.width, cfg.video.height, fps=cfg.video.fps,
             bitrate_kbps=cfg.egress.bitrate_kbps, hardware=cfg.device.startswith("cuda"),
-            clock=self.clock,
+            clock=self.clock, on_sent=self._sent,
         )
         self.audio: AudioBroadcaster | None = None
         self.audio_ring: ShmRing | None = None
@@ -71,22 +71,28 @@ class EgressWorker:
         self.frames_out = 0
         self.lat_ring = LatencyWindow("output_ring")
         self.lat_encode = LatencyWindow("encode")
+        self.lat_send = LatencyWindow("send")
         self.proc = ProcessStats()
         self.failure = ""
 
     def stats(self) -> wpb.WorkerStats:
         a = self.audio.stats() if self.audio is not None else None
         stats = worker_stats(self.proc, self.frames_in, self.frames_out,
-                             (self.lat_ring, self.lat_encode),
+                             (self.lat_ring, self.lat_encode, self.lat_send),
                              viewers=self.hub.count,
                              encoders_active=self.broadcaster.encoders_active,
                              audio_samples_in=a.samples_in if a else 0,
                              audio_samples_out=a.samples_out if a else 0,
                              audio_dropped=a.chunks_dropped if a else 0,
-                             av_offset_ms=a.av_offset_ms if a else None)
+                             av_offset_ms=a.av_offset_ms if a else None,
+                             frames_dropped_viewers=self.broadcaster.packets_dropped)
         # On the link thread: viewer_stats copies the hub's dicts before reading them.
         stats.viewer_stats.extend(self.hub.viewer_stats())
         return stats
+
+    def _sent(self, ms: float) -> None:
+        # On the event loop, once per packet a viewer's sender takes: one sample a frame.
+        self.lat_send.add(ms)
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         """On the link thread: hand everything to the event loop."""

@@ -102,6 +102,7 @@ def worker_stats(
     av_offset_ms: float | None = None,
     awaiting_input: bool = False,
     http_requests: Iterable[wpb.HttpCount] = (),
+    frames_dropped_viewers: int = 0,
 ) -> wpb.WorkerStats:
     """A heartbeat's stats: counters, this process's CPU and RSS, and each stage's
     latency that has samples; the keyword arguments are the worker-specific fields (each
@@ -114,7 +115,8 @@ def worker_stats(
                             audio_samples_out=audio_samples_out, audio_dropped=audio_dropped,
                             av_offset_ms=av_offset_ms or 0.0,
                             av_offset_known=av_offset_ms is not None,
-                            awaiting_input=awaiting_input)
+                            awaiting_input=awaiting_input,
+                            frames_dropped_viewers=frames_dropped_viewers)
     stats.latency.extend(st for st in (w.stat() for w in windows) if st is not None)
     stats.http_requests.extend(http_requests)
     return stats

@@ -54,7 +54,7 @@ def heartbeat(frames: int, samples_ms: tuple[float, ...] = (), stage: str = "enc
         window.add(ms)
     stats = wpb.WorkerStats(frames_in=frames, frames_out=frames, frames_emitted=frames,
                             audio_samples_in=frames * 960, audio_samples_out=frames * 960,
-                            audio_dropped=frames // 10)
+                            audio_dropped=frames // 10, frames_dropped_viewers=frames // 5)
     st = window.stat()
     if st is not None:
         stats.latency.append(st)
@@ -159,6 +159,9 @@ def test_counters_never_go_backwards_when_a_worker_restarts() -> None:
                  le="0.005") == 52
     assert value(after, "reactor_audio_samples_out_total", worker="egress") == 52 * 960
     assert value(after, "reactor_worker_restarts_total", worker="egress") == 1
+    assert value(before, "reactor_frames_dropped_total", reason="viewer_queue") == 10
+    assert value(after, "reactor_frames_dropped_total", reason="viewer_queue") == 10
+    assert value(after, "reactor_frames_dropped_total", reason="input_ring") == 7
     # And the next beat of the same process replaces its own figures, not adds to them.
     state.on_heartbeat("egress", 101, heartbeat(4, (5.0,) * 4, "encode"))
     later = scrape_text(state, snapshot(restarts=1))

@@ -173,3 +173,33 @@ def test_push_without_viewers_encodes_nothing() -> None:
     bc = Broadcaster(W, H)
     assert bc.push(tagged_rgb(1, W, H), 0) == {}
     assert bc.frames_encoded == 0 and bc.encoders_active == 0
+
+
+async def _send_stage_and_dropped_total() -> None:
+    sent_ms: list[float] = []
+    bc = Broadcaster(W, H, queue_size=3, min_keyframe_interval_s=0.0, on_sent=sent_ms.append)
+    slow = bc.add_viewer("h264")
+    try:
+        for tag in range(12):  # nobody reads: the slow viewer skips to keyframes
+            bc.push(tagged_rgb(tag, W, H), tag * 3000)
+        dropped = slow.dropped
+        assert dropped > 0 and bc.packets_dropped == dropped
+        await asyncio.sleep(0.05)
+        queued = len(slow._queue)
+        for _ in range(queued):
+            await asyncio.wait_for(slow.recv(), 1.0)
+        # One send-stage sample per packet taken, each at least the time it waited here.
+        assert len(sent_ms) == queued and all(ms >= 50.0 for ms in sent_ms), sent_ms
+        bc.remove_viewer(slow)
+        # A viewer that left still counts in the total: it is a counter.
+        assert bc.packets_dropped == dropped
+        fresh = bc.add_viewer("h264")
+        bc.push(tagged_rgb(99, W, H), 99 * 3000)
+        assert bc.packets_dropped == dropped + fresh.dropped
+    finally:
+        bc.close()
+
+
+@pytest.mark.timeout(10)
+def test_send_stage_is_timed_per_packet_taken_and_dropped_packets_outlive_their_viewer() -> None:
+    asyncio.run(_send_stage_and_dropped_total())
