@@ -104,7 +104,9 @@ class FirefoxPage:
             except Exception:
                 pass  # quit answers nothing; the driver exits
             try:
-                self.proc.wait(15)
+                # Firefox's own shutdown over BiDi takes ~15 s here; its profile is
+                # temporary, so after a short grace the process group is killed.
+                self.proc.wait(3)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait(5)
