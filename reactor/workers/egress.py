@@ -144,14 +144,8 @@ class EgressWorker:
                     self.audio.note_video(frame.pts)
                 frame.release()
                 self.frames_out += 1
-        except RingClosedError as exc:
-            self.failure = f"output ring closed: {exc}"
-            log.error("%s", self.failure)
-            self.loop.call_soon_threadsafe(self.ctx.stop.set)
         except Exception as exc:
-            self.failure = f"reader thread failed: {type(exc).__name__}: {exc}"
-            log.exception("reader thread failed")
-            self.loop.call_soon_threadsafe(self.ctx.stop.set)
+            self._thread_failed("reader thread", "output ring", exc)
 
     def audio_loop(self) -> None:
         """The audio thread: the model's sound in, one Opus packet per 20 ms window out to
@@ -183,14 +177,19 @@ class EgressWorker:
                         self.recorder.write_audio(pcm, chunk.pts)
                 finally:
                     chunk.release()
-        except RingClosedError as exc:
-            self.failure = f"audio ring closed: {exc}"
-            log.error("%s", self.failure)
-            self.loop.call_soon_threadsafe(self.ctx.stop.set)
         except Exception as exc:
-            self.failure = f"audio thread failed: {type(exc).__name__}: {exc}"
-            log.exception("audio thread failed")
-            self.loop.call_soon_threadsafe(self.ctx.stop.set)
+            self._thread_failed("audio thread", "audio ring", exc)
+
+    def _thread_failed(self, thread: str, ring: str, exc: Exception) -> None:
+        """Called in a thread's ``except``: keep why, and stop the worker, which exits
+        non-zero with it so the supervisor restarts egress."""
+        if isinstance(exc, RingClosedError):
+            self.failure = f"{ring} closed: {exc}"
+            log.error("%s", self.failure)
+        else:
+            self.failure = f"{thread} failed: {type(exc).__name__}: {exc}"
+            log.exception("%s failed", thread)
+        self.loop.call_soon_threadsafe(self.ctx.stop.set)
 
     def close(self) -> None:
         if self.recorder is not None:

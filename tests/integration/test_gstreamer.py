@@ -11,7 +11,6 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,43 +18,19 @@ import pytest
 
 from reactor.client import Client
 from tests.support.daemon import Daemon
+from tests.support.gst import CLIENT, SYSTEM_PYTHON, require_gstreamer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-CLIENT = Path(__file__).with_name("gst_client.py")
 GREEN = (0, 255, 0)
-
-# Everything gst_client.py builds, by factory name (plugins: bad, good, ugly, base, nice,
-# libav). A missing one would fail inside the client with a less helpful message.
-_PROBE = """
-import gi
-gi.require_version("Gst", "1.0"); gi.require_version("GstWebRTC", "1.0")
-gi.require_version("GstSdp", "1.0")
-from gi.repository import Gst, GstWebRTC, GstSdp
-Gst.init(None)
-need = ["webrtcbin", "nicesrc", "nicesink", "dtlssrtpenc", "videotestsrc", "videoconvert",
-        "x264enc", "rtph264pay", "vp8enc", "rtpvp8pay", "decodebin", "avdec_h264", "vp8dec",
-        "appsink"]
-missing = [n for n in need if Gst.ElementFactory.find(n) is None]
-print("missing GStreamer elements: " + ", ".join(missing) if missing else "ok")
-"""
 
 
 @pytest.fixture(scope="module", autouse=True)
 def gstreamer() -> None:
-    try:
-        r = subprocess.run([SYSTEM_PYTHON, "-c", _PROBE], capture_output=True, text=True,
-                           timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"{SYSTEM_PYTHON} with GStreamer unavailable: {exc}")
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["?"])[-1]
-        pytest.skip(f"{SYSTEM_PYTHON} cannot import gi Gst/GstWebRTC (apt install "
-                    f"python3-gi gir1.2-gst-plugins-bad-1.0): {last}")
-    if r.stdout.strip() != "ok":
-        pytest.skip(f"{r.stdout.strip()} (apt install gstreamer1.0-plugins-bad -good -ugly "
-                    "gstreamer1.0-nice gstreamer1.0-libav)")
+    # Everything gst_client.py builds to send and watch H.264 and VP8.
+    require_gstreamer("webrtcbin", "nicesrc", "nicesink", "dtlssrtpenc", "videotestsrc",
+                      "videoconvert", "x264enc", "rtph264pay", "vp8enc", "rtpvp8pay",
+                      "decodebin", "avdec_h264", "vp8dec", "appsink")
 
 
 class GstRun:

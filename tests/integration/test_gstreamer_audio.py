@@ -19,40 +19,18 @@ import yaml
 
 from tests.support.av import OnsetDetector
 from tests.support.daemon import ROOT, Daemon
+from tests.support.gst import CLIENT, SYSTEM_PYTHON, require_gstreamer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-CLIENT = Path(__file__).with_name("gst_client.py")
 SECONDS = 8.0
-
-_PROBE = """
-import gi
-gi.require_version("Gst", "1.0"); gi.require_version("GstWebRTC", "1.0")
-gi.require_version("GstSdp", "1.0")
-from gi.repository import Gst, GstWebRTC, GstSdp
-Gst.init(None)
-need = ["webrtcbin", "nicesrc", "nicesink", "dtlssrtpenc", "decodebin", "avdec_h264",
-        "rtpopusdepay", "opusdec", "audioconvert", "audioresample", "videoconvert", "appsink"]
-missing = [n for n in need if Gst.ElementFactory.find(n) is None]
-print("missing GStreamer elements: " + ", ".join(missing) if missing else "ok")
-"""
-
 
 @pytest.fixture(scope="module", autouse=True)
 def gstreamer() -> None:
-    try:
-        r = subprocess.run([SYSTEM_PYTHON, "-c", _PROBE], capture_output=True, text=True,
-                           timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"{SYSTEM_PYTHON} with GStreamer unavailable: {exc}")
-    if r.returncode != 0:
-        last = (r.stderr.strip().splitlines() or ["?"])[-1]
-        pytest.skip(f"{SYSTEM_PYTHON} cannot import gi Gst/GstWebRTC (apt install "
-                    f"python3-gi gir1.2-gst-plugins-bad-1.0): {last}")
-    if r.stdout.strip() != "ok":
-        pytest.skip(f"{r.stdout.strip()} (apt install gstreamer1.0-plugins-bad -good -base "
-                    "gstreamer1.0-nice gstreamer1.0-libav)")
+    # Everything gst_client.py --audio builds to watch and hear.
+    require_gstreamer("webrtcbin", "nicesrc", "nicesink", "dtlssrtpenc", "decodebin",
+                      "avdec_h264", "rtpopusdepay", "opusdec", "audioconvert",
+                      "audioresample", "videoconvert", "appsink")
 
 
 def watch_with_audio(url: str, pcm: Path) -> dict[str, Any]:
