@@ -23,6 +23,9 @@ namespace package and pytest keeps importing test modules by their own names.
   and read.
 * :mod:`tests.support.netns`: network namespaces, a daemon inside one, a certificate.
 * :mod:`tests.support.turn`: a real TURN server (coturn) on one address.
+* :mod:`tests.support.gst`: the GStreamer ``webrtcbin`` client's Python, and the probe that
+  skips where it or an element it builds is missing.
+* :mod:`tests.support.prometheus`: a real Prometheus server and ``promtool``.
 * :mod:`tests.support.av`: sound against picture: beep onsets, flash frames, their offset
   (in a recorded file, and in Chromium with WebAudio and ``requestVideoFrameCallback``).
 
