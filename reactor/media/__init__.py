@@ -10,6 +10,7 @@ Everything here is a library: no worker, socket or config lives in this package.
 - :mod:`~reactor.media.tracks` fans pre-encoded packets out to many viewers.
 - :mod:`~reactor.media.audio` encodes the model's sound once (Opus) and fans it out.
 - :mod:`~reactor.media.clock` is the session clock of RTP timestamps and sender reports.
+- :mod:`~reactor.media.playout` asks browsers to render the daemon's video at once.
 - :mod:`~reactor.media.sdp` validates WHIP/WHEP offers before aiortc sees them.
 - :mod:`~reactor.media.ice` patches aioice: the loopback policy, and Firefox's
   end-of-candidates.
@@ -41,6 +42,9 @@ def install(*, loopback: bool = False) -> None:
       browser's camera reaches 720p in seconds, not half a minute (:mod:`reactor.media.rate`);
     - a keyframe request from a viewer of a pre-encoded track reaches its encoder
       (:mod:`reactor.media.tracks`);
+    - a video viewer that offers the ``playout-delay`` RTP header extension gets it, with
+      min = max = 0 on every packet, so a browser renders frames as soon as they are
+      decoded (:mod:`reactor.media.playout`);
     - RTCP sender reports of egress's tracks map RTP time to NTP by the session clock, so
       receivers line sound up with picture (:mod:`reactor.media.clock`);
     - an end-of-candidates that leaves no usable remote candidate is held back for a
@@ -50,12 +54,13 @@ def install(*, loopback: bool = False) -> None:
     """
     # Imported here, not above: the package's light modules (convert, encoder, recorder)
     # must not pull aiortc, aioice and OpenSSL into a process that needs none of them.
-    from reactor.media import clock, dtls, ice, jitter, rate, tracks
+    from reactor.media import clock, dtls, ice, jitter, playout, rate, tracks
 
     dtls.enable_rsa_cipher_suites()
     jitter.enable_marker_bit_completion()
     rate.enable_fast_start()
     tracks.enable_keyframe_requests()
+    playout.enable_playout_delay()
     clock.enable_session_clock_reports()
     ice.enable_end_of_candidates_grace()
     ice.restrict_ice_to_loopback(loopback)

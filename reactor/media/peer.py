@@ -28,6 +28,9 @@ The patches (all installed by :func:`reactor.media.install`), each explained in 
    the marker bit (ingress).
 5. :func:`reactor.media.tracks.enable_keyframe_requests`: a viewer's PLI reaches the
    encoder (egress).
+6. :func:`reactor.media.playout.enable_playout_delay`: a viewer that offers the
+   ``playout-delay`` header extension gets min = max = 0 on every video packet, so a
+   browser does not hold frames in its jitter buffer (egress).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ import textwrap
 
 SCRIPT = textwrap.dedent("""
     import aioice.ice
+    import aiortc.rtcpeerconnection
     import aiortc.rtcrtpreceiver
+    import aiortc.rtp
     from aiortc import RTCCertificate, RTCRtpSender
 
     def hooks():
@@ -23,6 +25,8 @@ SCRIPT = textwrap.dedent("""
             "candidates": aioice.ice.Connection.add_remote_candidate,
             "checks": aioice.ice.Connection.request_received,
             "addresses": aioice.ice.get_host_addresses,
+            "extmap": aiortc.rtcpeerconnection.find_common_header_extensions,
+            "hdrext": aiortc.rtp.HeaderExtensionsMap.set,
         }
 
     stock = hooks()
@@ -38,17 +42,19 @@ SCRIPT = textwrap.dedent("""
 
     reactor.media.install()
     changed = sorted(k for k, v in hooks().items() if v is not stock[k])
-    assert changed == ["candidates", "dtls", "jitter", "keyframe", "origin", "reports"], changed
+    assert changed == ["candidates", "dtls", "extmap", "hdrext", "jitter", "keyframe", "origin",
+                       "reports"], changed
 
     reactor.media.install(loopback=True)
     reactor.media.install(loopback=True)  # idempotent
     changed = sorted(k for k, v in hooks().items() if v is not stock[k])
-    assert changed == ["addresses", "candidates", "checks", "dtls", "jitter", "keyframe",
-                       "origin", "reports"], changed
+    assert changed == ["addresses", "candidates", "checks", "dtls", "extmap", "hdrext",
+                       "jitter", "keyframe", "origin", "reports"], changed
 
     reactor.media.install(loopback=False)  # the loopback policy is off again
     changed = sorted(k for k, v in hooks().items() if v is not stock[k])
-    assert changed == ["candidates", "dtls", "jitter", "keyframe", "origin", "reports"], changed
+    assert changed == ["candidates", "dtls", "extmap", "hdrext", "jitter", "keyframe", "origin",
+                       "reports"], changed
     print("ok")
 """)
 
