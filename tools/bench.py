@@ -41,6 +41,7 @@ import bench_av
 import bench_common
 import bench_metrics
 import bench_pipeline
+import bench_record
 import bench_rtc
 from bench_common import percentiles_us, ratio
 
@@ -381,6 +382,10 @@ section("av", "sound against picture: beep/flash offset and drift in Chromium an
         "headless MP4, egress CPU with audio on vs off", bench_av.render, _av_arguments)(
     lambda args: bench_av.run(args.quick, args.minutes))
 
+section("record", "egress CPU with egress.record off vs on (720p30, one H.264 viewer): the "
+        "recording muxes the live encoder's packets", bench_record.render)(
+    lambda args: bench_record.run(args.quick))
+
 section("metrics", "GET /metrics: the page's render time with 64 viewers, and the CPU a 1 s "
         "scrape costs the supervisor and ingress", bench_metrics.render_text)(
     lambda args: bench_metrics.run(args.quick))
@@ -589,7 +594,7 @@ def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- all --------------------------------------------------------------------------------
 
-ALL = ("ring", "pipeline", "e2e", "viewers", "encode", "control", "metrics", "gpu")
+ALL = ("ring", "pipeline", "e2e", "viewers", "encode", "control", "record", "metrics", "gpu")
 
 
 def run_all(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:

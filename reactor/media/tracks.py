@@ -185,7 +185,9 @@ class ViewerStats:
 class Broadcaster:
     """Encodes each pushed RGB frame once per codec in use and fans packets to viewers.
 
-    An :class:`Encoder` exists only while at least one viewer of its codec does. Call
+    An :class:`Encoder` exists only while at least one viewer of its codec does, or a
+    :meth:`hold` on the codec (a recording, which muxes the packets :meth:`push` returns
+    instead of encoding the frames again: keyframes forced for viewers are in it too). Call
     :meth:`add_viewer` / :meth:`remove_viewer` on the event loop thread; :meth:`push` may
     be called from any thread (e.g. ``await loop.run_in_executor(None, b.push, rgb, pts)``
     to keep the loop free while encoding): delivery is handed to the loop thread.
@@ -222,6 +224,7 @@ class Broadcaster:
         self.frames_encoded = 0
         self._encoders: dict[Codec, Encoder] = {}
         self._viewers: dict[Codec, list[EncodedVideoTrack]] = {c: [] for c in CODECS}
+        self._holds: dict[Codec, int] = {c: 0 for c in CODECS}
         self._lock = threading.Lock()  # viewers and encoders vs. push() on another thread
         # Held while push() encodes: an encoder is closed only between two encodes, never
         # under one running on the reader thread (closing costs at most one frame's wait).
@@ -239,7 +242,7 @@ class Broadcaster:
 
     @property
     def encoders_active(self) -> int:
-        """How many encoders run now (one per codec with at least one viewer)."""
+        """How many encoders run now (one per codec with at least one viewer or hold)."""
         return len(self._encoders)
 
     @property
@@ -261,23 +264,57 @@ class Broadcaster:
         )
         track.on("ended", lambda: self.remove_viewer(track))
         with self._lock:
-            if codec not in self._encoders:
-                # Opening an encoder takes milliseconds; doing it under the lock keeps a
-                # concurrent push() from seeing a viewer without its encoder.
-                self._encoders[codec] = Encoder(
-                    codec,
-                    self.width,
-                    self.height,
-                    fps=self.fps,
-                    bitrate_kbps=self.bitrate_kbps,
-                    hardware=self.hardware,
-                )
-                logger.info("start %s encoder (%s)", codec, self._encoders[codec].name)
+            self._start_encoder(codec)
             self._viewers[codec].append(track)
-            # A joining viewer can only start decoding at a keyframe.
-            self._encoders[codec].force_keyframe()
-            self._last_forced[codec] = time.monotonic()
         return track
+
+    def hold(self, codec: Codec) -> None:
+        """Keep ``codec``'s encoder running without a viewer (any thread), until a
+        matching :meth:`release`: a recording consumes the packets :meth:`push` returns.
+        A hold on a running encoder forces a keyframe, where the new consumer starts."""
+        with self._lock:
+            self._start_encoder(codec)
+            self._holds[codec] += 1
+
+    def release(self, codec: Codec) -> None:
+        """End one :meth:`hold`; the encoder stops if no viewer of ``codec`` is left."""
+        with self._lock:
+            if self._holds[codec] <= 0:
+                raise ValueError(f"release({codec!r}) without a hold")
+            self._holds[codec] -= 1
+            retired = self._retire(codec)
+        self._close_retired(retired, "no viewers or recording")
+
+    def _start_encoder(self, codec: Codec) -> None:
+        """Under ``_lock``: open ``codec``'s encoder if it is not running, and make its
+        next frame a keyframe (a joining viewer, or a recording, starts there)."""
+        if codec not in self._encoders:
+            # Opening an encoder takes milliseconds; doing it under the lock keeps a
+            # concurrent push() from seeing a consumer without its encoder.
+            self._encoders[codec] = Encoder(
+                codec,
+                self.width,
+                self.height,
+                fps=self.fps,
+                bitrate_kbps=self.bitrate_kbps,
+                hardware=self.hardware,
+            )
+            logger.info("start %s encoder (%s)", codec, self._encoders[codec].name)
+        self._encoders[codec].force_keyframe()
+        self._last_forced[codec] = time.monotonic()
+
+    def _retire(self, codec: Codec) -> Encoder | None:
+        """Under ``_lock``: take ``codec``'s encoder away if nothing consumes it."""
+        if self._viewers[codec] or self._holds[codec] or codec not in self._encoders:
+            return None
+        self._pending_keyframe.discard(codec)
+        return self._encoders.pop(codec)
+
+    def _close_retired(self, retired: Encoder | None, why: str) -> None:
+        if retired is not None:
+            with self._encode_lock:
+                retired.close()
+            logger.info("stop %s encoder (%s)", retired.codec, why)
 
     def remove_viewer(self, track: EncodedVideoTrack) -> None:
         """Stop ``track`` and forget it; the last viewer of a codec stops its encoder."""
@@ -286,14 +323,8 @@ class Broadcaster:
             if track in tracks:
                 tracks.remove(track)
                 self._dropped_gone += track.dropped
-            retired = None
-            if not tracks and track.codec in self._encoders:
-                retired = self._encoders.pop(track.codec)
-                self._pending_keyframe.discard(track.codec)
-        if retired is not None:
-            with self._encode_lock:
-                retired.close()
-            logger.info("stop %s encoder (no viewers)", track.codec)
+            retired = self._retire(track.codec)
+        self._close_retired(retired, "no viewers")
         if track.readyState == "live":
             track.stop()
 
@@ -352,6 +383,11 @@ class Broadcaster:
         ]
 
     def close(self) -> None:
-        """Stop every viewer track and encoder."""
+        """Stop every viewer track and encoder (holds included)."""
         for track in self.viewers:
             self.remove_viewer(track)
+        with self._lock:
+            self._holds = {c: 0 for c in CODECS}
+            retired = [self._retire(c) for c in CODECS]
+        for encoder in retired:
+            self._close_retired(encoder, "closed")

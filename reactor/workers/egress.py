@@ -66,7 +66,11 @@ class EgressWorker:
         self.hub = ViewerHub(self.broadcaster, cfg,
                              on_count=lambda n: ctx.link.clients(viewers=n), audio=self.audio)
         self._last_pts = -1
-        self.recorder = Recorder.open(cfg) if cfg.egress.record else None
+        # egress.record muxes the live H.264 packets (one encoder for viewers and file):
+        # the hold keeps that encoder running while nobody watches in H.264.
+        self.recorder = Recorder.open(cfg, encode=False) if cfg.egress.record else None
+        if self.recorder is not None:
+            self.broadcaster.hold("h264")
         self.frames_in = 0
         self.frames_out = 0
         self.lat_ring = LatencyWindow("output_ring")
@@ -135,10 +139,10 @@ class EgressWorker:
                 # increasing (encoders refuse a repeated pts).
                 pts = max(self.clock.rtp(frame.pts), self._last_pts + 1)
                 self._last_pts = pts
-                if self.broadcaster.encoders_active or self.recorder is not None:
-                    self.broadcaster.push(frame.array, pts)
-                    if self.recorder is not None:
-                        self.recorder.write(frame.array, frame.pts)
+                if self.broadcaster.encoders_active:
+                    packets = self.broadcaster.push(frame.array, pts)
+                    if self.recorder is not None and "h264" in packets:
+                        self.recorder.write_packets(packets["h264"], frame.pts)
                     self.lat_encode.add((time.perf_counter_ns() - t0) / 1e6)
                 if self.audio is not None:
                     self.audio.note_video(frame.pts)

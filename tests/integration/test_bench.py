@@ -18,6 +18,8 @@ SECTION_KEYS = {
     "e2e": {"daemon", "relay", "daemon_vs_relay_p50", "daemon_stages", "goal"},
     "viewers": {"steps", "viewers_held", "cpu_percent_per_viewer", "receiver"},
     "control": {"status", "command", "command_applied", "goal"},
+    "record": {"egress_cpu_percent_off", "egress_cpu_percent_on", "record_egress_cpu_percent",
+               "encoders_active_on", "goals"},
     "metrics": {"render", "scrape", "goal"},
     "gpu": {"available"},
 }
@@ -50,6 +52,8 @@ def test_quick_bench_reports_every_section(tmp_path: Path) -> None:
     assert printed["viewers"]["steps"][0]["min_fps"] > 0
     for kind in ("status", "command"):
         assert printed["control"][kind]["p99_us"] > 0
+    record = printed["record"]  # one encoder for the viewer and the file, which has frames
+    assert record["encoders_active_on"] == 1 and record["runs"]["on"][0]["frames_recorded"] > 0
     if not printed["gpu"]["available"]:
         assert printed["gpu"]["reason"]
     # Quick is a smoke run: goals are not judged on tiny sizes.

@@ -194,16 +194,75 @@ def test_token_is_enforced(start_daemon) -> None:
     asyncio.run(run())
 
 
-def test_egress_record_writes_the_stream_to_mp4(start_daemon, tmp_path) -> None:
+def _frames_in_after_the_session(d: Daemon) -> int:
+    """End the session and wait until egress has read its last frame: how many it read."""
+    with d.client() as c:
+        c.stop_session()
+    wait_for(lambda: not d.snapshot().HasField("session"), 10, "the session to end")
+    seen = [-1]
+
+    def settled() -> bool:
+        n = d.worker("egress").frames_in
+        done = n == seen[0]
+        seen[0] = n
+        return done
+
+    wait_for(settled, 10, "egress to read the session's last frame", interval=0.5)
+    return seen[0]
+
+
+def _check_recording(path: Any, frames_in: int, fps: int) -> None:
+    """The file plays: every frame decodes, as many as egress read (within two: the
+    frames on either edge of the session), first at 0, each at a later slot."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.profile == "Constrained Baseline"  # the live stream's
+        packets = [p for p in container.demux(stream) if p.size]
+        frames = [f for p in [*packets, None] for f in stream.codec_context.decode(p)]
+        duration = float(stream.duration * stream.time_base)
+    assert len(frames) == len(packets), "a packet in the file did not decode"
+    assert abs(len(frames) - frames_in) <= 2, (len(frames), frames_in)
+    assert (frames[0].width, frames[0].height) == (320, 240)
+    times = [round(f.time * fps) for f in frames]
+    assert times[0] == 0 and times == sorted(set(times)), times
+    assert duration == pytest.approx((times[-1] + 1) / fps, abs=1e-3)
+
+
+def test_egress_record_with_no_viewer_writes_a_playable_mp4_from_the_live_encoder(
+    start_daemon, tmp_path
+) -> None:
     rec = tmp_path / "recording.mp4"
     d = start_daemon({"video": {"width": 320, "height": 240, "fps": 30},
                       "egress": {"record": str(rec)}})
     with d.client() as c:
         c.start_session()
-        wait_for(lambda: d.snapshot().pipeline.fps_out > 20, 10, "frames flowing")
-        wait_for(lambda: d.worker("egress").frames_in >= 45, 10, "45 frames encoded")
+        wait_for(lambda: d.worker("egress").frames_in >= 60, 15, "60 frames encoded")
+        # Nobody watches: the one encoder running is the live H.264 one, kept for the file.
+        p = d.snapshot().pipeline
+        assert (p.encoders_active, d.snapshot().session.viewers) == (1, 0)
+    frames_in = _frames_in_after_the_session(d)
     d.stop()
-    with av.open(str(rec)) as container:
-        frames = [f for f in container.decode(video=0)]
-    assert len(frames) >= 30
-    assert (frames[0].width, frames[0].height) == (320, 240)
+    _check_recording(rec, frames_in, 30)
+
+
+def test_egress_record_and_an_h264_viewer_share_one_encoder(start_daemon, tmp_path) -> None:
+    rec = tmp_path / "recording.mp4"
+    d = start_daemon({"video": {"width": 320, "height": 240, "fps": 30},
+                      "egress": {"record": str(rec)}})
+
+    async def watch() -> None:
+        async with Client(d.url) as client:
+            async with await client.watch("h264") as viewer:
+                for _ in range(30):
+                    f = await asyncio.wait_for(viewer.recv(), 15)
+                    assert (f.width, f.height) == (320, 240)
+                status = await client.status()
+                assert status["session"]["viewers"] == 1
+                assert status["pipeline"]["encoders_active"] == 1
+
+    with d.client() as c:
+        c.start_session()
+    asyncio.run(watch())
+    frames_in = _frames_in_after_the_session(d)
+    d.stop()
+    _check_recording(rec, frames_in, 30)

@@ -48,6 +48,65 @@ def test_recording_describes_its_colour_and_keeps_it(tmp_path: Path) -> None:
     assert np.abs(centre - np.array((20, 40, 230))).max() <= 4, centre
 
 
+# --- packets: egress.record muxes the live encoder's H.264 -----------------------------
+
+def test_live_h264_packets_are_muxed_as_they_are_from_the_first_keyframe(tmp_path: Path) -> None:
+    from reactor.media.convert import frame_to_rgb
+    from reactor.media.encoder import Encoder
+    from tests.support.rtc import read_tag, tagged_rgb
+
+    w, h = 320, 240
+    encoder = Encoder("h264", w, h, fps=FPS)  # the live encoder: Annex B, baseline
+    path = tmp_path / "live.mp4"
+    rec = Recorder(path, w, h, FPS, encode=False)
+    kept, sizes = [], []
+    for i in range(75):
+        if i == 8:
+            encoder.force_keyframe()  # a viewer's PLI: the recording starts here
+        packets = encoder.encode(tagged_rgb(i, w, h), i * 3000)
+        if i < 5:
+            continue  # the recorder attached to an encoder already running
+        before = [(p.pts, p.time_base, bytes(p)) for p in packets]
+        if rec.write_packets(packets, T0 + i * SECOND // FPS):
+            kept.append(i)
+            sizes.append(sum(p.size for p in packets))
+        # The same packets go to the viewers' senders: the recorder leaves them alone.
+        assert [(p.pts, p.time_base, bytes(p)) for p in packets] == before
+    rec.close()
+    assert kept == list(range(8, 75)) and rec.frames == 67
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        ctx = stream.codec_context
+        assert ctx.profile == "Constrained Baseline"
+        assert (ctx.colorspace, ctx.color_primaries, ctx.color_trc, ctx.color_range) == \
+            (6, 1, 1, 1)
+        assert stream.frames == 67
+        assert stream.duration is not None and stream.time_base is not None
+        assert float(stream.duration * stream.time_base) == pytest.approx(67 / FPS, abs=1e-3)
+        packets = [p for p in c.demux(stream) if p.size]
+        frames = [f for p in [*packets, None] for f in ctx.decode(p)]
+    # Not re-encoded: each sample is the live packet, length-prefixed instead of Annex B.
+    assert [p.size for p in packets] == pytest.approx(sizes, abs=64)
+    assert packets[0].is_keyframe
+    assert len(frames) == 67
+    assert [read_tag(frame_to_rgb(f, w, h)) for f in frames] == kept
+    assert [round(f.time * FPS) for f in frames] == list(range(67))
+    encoder.close()
+
+
+def test_a_packet_recorder_does_not_encode_and_an_encoding_one_takes_no_packets(
+    tmp_path: Path,
+) -> None:
+    muxing = Recorder(tmp_path / "a.mp4", 64, 48, FPS, encode=False)
+    with pytest.raises(ReactorError, match="write_packets"):
+        muxing.write(np.zeros((48, 64, 3), np.uint8))
+    muxing.close()
+    encoding = Recorder(tmp_path / "b.mp4", 64, 48, FPS)
+    with pytest.raises(ReactorError, match="use write"):
+        encoding.write_packets([], T0)
+    encoding.close()
+
+
 # --- sound ------------------------------------------------------------------------------
 
 FPS, RATE = 30, 48000

@@ -175,6 +175,41 @@ def test_push_without_viewers_encodes_nothing() -> None:
     assert bc.frames_encoded == 0 and bc.encoders_active == 0
 
 
+async def _held_encoder() -> None:
+    bc = Broadcaster(W, H, min_keyframe_interval_s=0.0)
+    bc.hold("h264")  # a recording: the encoder runs with nobody watching
+    assert bc.encoders_active == 1
+    first = bc.push(tagged_rgb(1, W, H), 3000)
+    assert list(first) == ["h264"] and first["h264"][0].is_keyframe
+    assert not bc.push(tagged_rgb(2, W, H), 6000)["h264"][0].is_keyframe
+    viewer = Viewer(bc.add_viewer("h264"))
+    try:
+        # The viewer shares the held encoder (and its join forces a keyframe, which the
+        # recording gets too).
+        assert bc.encoders_active == 1
+        await viewer.start()
+        out = bc.push(tagged_rgb(3, W, H), 9000)
+        assert out["h264"][0].is_keyframe
+        await _push(bc, range(4, 40), in_thread=True)
+        await _wait_for(lambda: 38 in viewer.arrivals)
+        assert bc.frames_encoded == bc.frames_pushed == 39
+    finally:
+        await viewer.close()
+    await _wait_for(lambda: not bc.viewers)
+    assert bc.encoders_active == 1  # the viewer left; the hold keeps the encoder
+    assert bc.push(tagged_rgb(50, W, H), 150_000)["h264"]
+    bc.release("h264")
+    assert bc.encoders_active == 0 and bc.push(tagged_rgb(51, W, H), 153_000) == {}
+    with pytest.raises(ValueError, match="without a hold"):
+        bc.release("h264")
+    bc.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_hold_keeps_one_encoder_for_a_recording_and_viewers_share_it() -> None:
+    asyncio.run(_held_encoder())
+
+
 async def _send_stage_and_dropped_total() -> None:
     sent_ms: list[float] = []
     bc = Broadcaster(W, H, queue_size=3, min_keyframe_interval_s=0.0, on_sent=sent_ms.append)
