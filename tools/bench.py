@@ -4,10 +4,10 @@
     python tools/bench.py SECTION [--json] [--quick]
     python tools/bench.py all [--json] [--quick] [--output bench-results.json]
 
-Sections: ``ring``, ``pipeline``, ``e2e``, ``viewers``, ``control``, ``metrics``, ``gpu``
-(all of them run by ``all``, which also writes ``bench-results.json``), ``soak`` and
-``av`` (both with ``--minutes N``; not part of ``all``). Each section registers itself with
-:func:`section`;
+Sections: ``ring``, ``pipeline``, ``e2e``, ``browser``, ``viewers``, ``control``,
+``metrics``, ``gpu`` (all of them run by ``all``, which also writes
+``bench-results.json``), ``soak`` and ``av`` (both with ``--minutes N``; not part of
+``all``). Each section registers itself with :func:`section`;
 it receives the parsed arguments and returns a JSON-able dict, which ``--json`` prints as
 one object and otherwise its ``render`` turns into text. ``--quick`` is a seconds-long
 smoke run of the same code (tiny sizes and counts; goals are not judged). Ratios compare
@@ -38,6 +38,7 @@ if __package__ in (None, ""):  # run as a script from a checkout
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the bench_* helpers
 
 import bench_av
+import bench_browser
 import bench_common
 import bench_metrics
 import bench_pipeline
@@ -358,6 +359,10 @@ section("pipeline", "headless daemon pipeline (reactor run --lossless, Identity)
 
 section("e2e", "glass-to-glass WHIP -> Identity -> WHEP at 720p30 with frame markers, vs a "
         "plain aiortc relay", bench_rtc.render_e2e)(lambda args: bench_rtc.run_e2e(args.quick))
+section("browser", "glass-to-glass in Chromium (and Firefox): a numbered 720p30 canvas over "
+        "WHIP -> Identity -> WHEP, read back in requestVideoFrameCallback, vs the plain "
+        "aiortc relay; getStats() and stage breakdown", bench_browser.render)(
+    lambda args: bench_browser.run(args.quick))
 section("viewers", "WHEP viewers the daemon holds at >= 27 fps each, CPU per added viewer",
         bench_rtc.render_viewers)(lambda args: bench_rtc.run_viewers(args.quick))
 
@@ -594,7 +599,8 @@ def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
 
 # -- all --------------------------------------------------------------------------------
 
-ALL = ("ring", "pipeline", "e2e", "viewers", "encode", "control", "record", "metrics", "gpu")
+ALL = ("ring", "pipeline", "e2e", "browser", "viewers", "encode", "control", "record",
+       "metrics", "gpu")
 
 
 def run_all(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:

@@ -16,6 +16,7 @@ SECTION_KEYS = {
     "ring": {"720p", "1080p"},
     "pipeline": {"720p", "1080p", "goal"},
     "e2e": {"daemon", "relay", "daemon_vs_relay_p50", "daemon_stages", "goal"},
+    "browser": {"daemon", "relay", "firefox", "daemon_vs_relay_p50", "daemon_stages", "goals"},
     "viewers": {"steps", "viewers_held", "cpu_percent_per_viewer", "receiver"},
     "control": {"status", "command", "command_applied", "goal"},
     "record": {"egress_cpu_percent_off", "egress_cpu_percent_on", "record_egress_cpu_percent",
@@ -49,6 +50,9 @@ def test_quick_bench_reports_every_section(tmp_path: Path) -> None:
         assert {"supervisor", "source", "inference", "sink"} <= pipe["reactor"]["processes"].keys()
     for side in ("daemon", "relay"):
         assert printed["e2e"][side]["frames"] > 0 and printed["e2e"][side]["p50_ms"] > 0
+    for side in ("daemon", "relay"):  # Chromium read frame numbers back through each
+        browser = printed["browser"][side]
+        assert browser["counts"]["read_back"] > 0 and browser["p50_ms"] > 0, browser
     assert printed["viewers"]["steps"][0]["min_fps"] > 0
     for kind in ("status", "command"):
         assert printed["control"][kind]["p99_us"] > 0
