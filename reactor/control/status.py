@@ -16,6 +16,7 @@ from reactor import __distribution__, __version__
 from reactor.proto.telemetry_pb2 import (
     AudioStat,
     CommandLog,
+    GpuStat,
     LogLine,
     PipelineStat,
     RingStat,
@@ -45,6 +46,31 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
         "config_path": snap.config_path or None,
         "error": snap.error or None,
         "logs": [_log(line) for line in snap.logs],
+        "gpu": _gpu(snap.gpu_stat) if snap.HasField("gpu_stat") else None,
+    }
+
+
+def _gpu(g: GpuStat) -> dict[str, Any]:
+    """The GPU path and, when NVML answers, each device's load (``available``);
+    otherwise ``reason`` says why there are no figures."""
+    return {
+        "available": g.telemetry,
+        "reason": g.telemetry_reason or None,
+        "device": g.device,
+        "ring": g.ring or "shm",
+        "index": g.index if g.index >= 0 else None,
+        "device_name": g.device_name or None,
+        "encoder_plan": g.encoder_plan,
+        "encoder": g.encoder or None,
+        "encoder_fallback": g.encoder_fallback or None,
+        "plan": g.reason,
+        "devices": [{
+            "index": d.index, "name": d.name, "utilization_ratio": d.utilization_ratio,
+            "memory_used_bytes": d.memory_used_bytes,
+            "memory_total_bytes": d.memory_total_bytes,
+            "encoder_sessions": d.encoder_sessions,
+            "encoder_utilization_ratio": d.encoder_utilization_ratio,
+        } for d in g.devices],
     }
 
 

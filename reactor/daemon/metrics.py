@@ -39,6 +39,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from reactor.daemon.gpu_telemetry import gpu_families
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
@@ -463,7 +464,7 @@ def viewer_families(s: Scrape) -> Iterator[Metric]:
 
 #: Every family ``/metrics`` exports, in page order. Add a function to add series.
 FAMILIES: list[Family] = [daemon_families, worker_families, pipeline_families,
-                          audio_families, client_families, viewer_families]
+                          audio_families, client_families, viewer_families, gpu_families]
 
 
 class ReactorCollector(Collector):

@@ -10,6 +10,10 @@ a lossless file run's source waits for room instead). With ``audio.output`` on,
 ``audio_out`` carries the model's sound to the back (``block``, never lossy), each slot up
 to 100 ms of it with its length and presentation time (`reactor.ipc.Frame.length`,
 ``pts``). Both hold float32 ``(samples, audio.channels)`` at ``audio.sample_rate``.
+With the GPU path (:class:`reactor.media.gpu.GpuPlan`, ``ring == "cuda"``) ``output`` is a
+:class:`~reactor.ipc.CudaRing` on the plan's device: its meta ring is shared memory made
+here, without touching CUDA; the frames live in device memory the model's process
+allocates on its first write.
 The segments are named after the supervisor's pid, so a crashed daemon's leftovers are
 found and replaced by the next one with the same pid.
 """
@@ -22,7 +26,11 @@ import os
 
 from reactor.config import Config
 from reactor.daemon.plan import Policy
-from reactor.ipc import ShmRing
+from reactor.ipc import CudaRing, ShmRing
+from reactor.media.gpu import GpuPlan
+
+#: A ring the supervisor made: shared memory, or (``output`` on a GPU) a CudaRing.
+Ring = ShmRing | CudaRing
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +45,8 @@ def audio_shape(config: Config, seconds: float) -> tuple[int, int]:
     return (round(config.audio.sample_rate * seconds), config.audio.channels)
 
 
-def create_rings(config: Config, input_policy: Policy) -> dict[str, ShmRing]:
+def create_rings(config: Config, input_policy: Policy,
+                 gpu: GpuPlan | None = None) -> dict[str, Ring]:
     shape, tag = config.frame_shape(), f"reactor-{os.getpid()}"
     specs: dict[str, tuple[int, Policy]] = {
         "input": (config.rings.input_slots, input_policy),
@@ -51,12 +60,16 @@ def create_rings(config: Config, input_policy: Policy) -> dict[str, ShmRing]:
     if config.audio.output:
         specs["audio_out"] = (AUDIO_OUT_SLOTS, "block")
         shapes["audio_out"] = (audio_shape(config, AUDIO_OUT_S), "float32")
-    rings: dict[str, ShmRing] = {}
+    rings: dict[str, Ring] = {}
     try:
         for ring_name, (slots, policy) in specs.items():
             name = f"{tag}-{ring_name}"
             ShmRing.unlink_name(name)  # a crashed daemon with our pid may have left it
             ring_shape, dtype = shapes[ring_name]
+            if ring_name == "output" and gpu is not None and gpu.on_gpu:
+                rings[ring_name] = CudaRing.create(name, slots=slots, shape=ring_shape,
+                                                   dtype=dtype, policy=policy, device=gpu.index)
+                continue
             rings[ring_name] = ShmRing.create(name, slots=slots, shape=ring_shape, dtype=dtype,
                                               policy=policy)
     except BaseException:
@@ -66,7 +79,7 @@ def create_rings(config: Config, input_policy: Policy) -> dict[str, ShmRing]:
     return rings
 
 
-def remove_rings(rings: dict[str, ShmRing]) -> None:
+def remove_rings(rings: dict[str, Ring]) -> None:
     for ring in rings.values():
         with contextlib.suppress(Exception):
             ring.close()

@@ -21,7 +21,7 @@ from typing import Any
 from reactor.config import Config
 from reactor.daemon.pool import WorkerProcess, WorkerState
 from reactor.daemon.sessions import SessionManager
-from reactor.ipc import ShmRing
+from reactor.ipc import CudaRing, ShmRing
 from reactor.proto import telemetry_pb2 as tpb
 
 TELEMETRY_S = 0.25
@@ -88,7 +88,7 @@ def build_snapshot(
     url: str,
     run_dir: Path,
     workers: Sequence[WorkerProcess],
-    rings: Mapping[str, ShmRing],
+    rings: Mapping[str, ShmRing | CudaRing],
     sessions: SessionManager,
     telemetry: Telemetry,
     now: float,

@@ -33,17 +33,18 @@ from reactor.config import Config
 from reactor.control.rundir import RunDir, tail_lines
 from reactor.control.sockets import make_socket
 from reactor.daemon.completion import run_complete
+from reactor.daemon.gpu_telemetry import NvmlSampler, fill_gpu
 from reactor.daemon.metrics import CONTENT_TYPE, MetricsState, Scrape, build_info, make_registry
 from reactor.daemon.metrics import render as render_metrics
 from reactor.daemon.plan import Plan, Role
 from reactor.daemon.pool import Outcome, Process, Verdict, WorkerPool, WorkerState
-from reactor.daemon.rings import create_rings, remove_rings
+from reactor.daemon.rings import Ring, create_rings, remove_rings
 from reactor.daemon.router import Route, Router, error_reply, viewer_limit
 from reactor.daemon.sessions import SessionManager
 from reactor.daemon.signals import StopSignals
 from reactor.daemon.snapshot import TELEMETRY_S, Telemetry, build_snapshot
 from reactor.errors import ReactorError
-from reactor.ipc import ShmRing
+from reactor.media.gpu import GpuPlan, detect, plan_gpu
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
@@ -70,7 +71,9 @@ class Supervisor:
         self.error = ""
         self.started = time.monotonic()
         self.final: tpb.Snapshot | None = None
-        self.rings: dict[str, ShmRing] = {}
+        self.rings: dict[str, Ring] = {}
+        self.gpu = GpuPlan(config.device)  # decided in run(): detect() looks at the machine
+        self.nvml = NvmlSampler()
         self.schema: dict[str, Any] = {}
         self.telemetry = Telemetry()
         self.pool = WorkerPool(self.plan.workers, self._spawn, config.supervisor,
@@ -103,7 +106,11 @@ class Supervisor:
         self._ctx = zmq.Context()
         with self._signals:
             try:
-                self.rings = create_rings(self.config, self.plan.input_policy)
+                self.gpu = plan_gpu(self.config.device, detect())
+                log.info("gpu: %s", self.gpu.reason)
+                # A file run's sink reads host frames: its output ring stays in shared memory.
+                self.rings = create_rings(self.config, self.plan.input_policy,
+                                          None if self.plan.headless else self.gpu)
                 self.control = make_socket(self._ctx, zmq.ROUTER,
                                            bind=self.rd.endpoint("control"))
                 self.wsock = make_socket(self._ctx, zmq.ROUTER,
@@ -127,7 +134,8 @@ class Supervisor:
         handles = {k: r.handle for k, r in self.rings.items()}
         proc = self._mp.Process(
             target=run_worker, name=f"reactor-{name}", daemon=False,
-            args=(name, self.config, str(self.rd.path), handles, os.getpid(), self.plan.extra))
+            args=(name, self.config, str(self.rd.path), handles, os.getpid(),
+                  dict(self.plan.extra, gpu=self.gpu)))
         proc.start()
         started: Process = proc  # multiprocess has no types: typed here, where it is made
         return started
@@ -138,6 +146,7 @@ class Supervisor:
         self.pool.stop_all(lambda name: self.send_to(name, wpb.ToWorker(stop="daemon stopping")),
                            STOP_GRACE_S)
         remove_rings(self.rings)
+        self.nvml.close()
         if self._ctx is not None:
             self._ctx.destroy(0)
         self.rd.release()
@@ -409,12 +418,15 @@ class Supervisor:
 
     def snapshot(self) -> tpb.Snapshot:
         now = time.monotonic()
-        return build_snapshot(
+        snap = build_snapshot(
             state=self.state.value, error=self.error, uptime_s=now - self.started,
             config=self.config, model=str(self.schema.get("model", self.config.model.module)),
             url=self.config.server.url(self.port()),
             run_dir=self.rd.path, workers=[self.pool[n] for n in self.plan.workers],
             rings=self.rings, sessions=self.sessions, telemetry=self.telemetry, now=now)
+        fill_gpu(snap.gpu_stat, self.gpu, self.nvml.sample(),
+                 self.pool[self.plan.worker(Role.BACK)].stats)
+        return snap
 
     def _publish(self) -> None:
         self.telemetry.fps_history.append(self.pool[self.plan.worker(Role.BACK)].rates()[1])

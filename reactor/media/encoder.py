@@ -55,6 +55,7 @@ from av.video.frame import PictureType
 
 from reactor.errors import EncoderError as EncoderError  # defined there, exported here too
 from reactor.media.convert import BT601, VIDEO_TIME_BASE, RgbArray, YuvColour, rgb_to_frame
+from reactor.media.gpu import open_h264
 
 logger = logging.getLogger(__name__)
 
@@ -175,21 +176,21 @@ class Encoder:
         self.fps = fps
         self.bitrate_kbps = bitrate_kbps
         gop = max(1, round(fps * keyframe_interval_s))
-        candidates = ["libvpx"] if codec == "vp8" else ["libx264"]
-        if hardware and codec == "h264":
-            candidates.insert(0, "h264_nvenc")
-        errors: list[str] = []
-        ctx: VideoCodecContext | None = None
-        for name in candidates:
+        #: Why H.264 runs on libx264 although NVENC was asked for ("" when it was not, or
+        #: when NVENC opened): no NVENC, or its session limit (reactor.media.gpu).
+        self.fallback = ""
+
+        def open_named(name: str) -> VideoCodecContext:
+            return _open_context(name, width, height, fps, bitrate_kbps * 1000, gop)
+
+        if codec == "vp8":
             try:
-                ctx = _open_context(name, width, height, fps, bitrate_kbps * 1000, gop)
-                break
+                ctx = open_named("libvpx")
             except (av.FFmpegError, ValueError) as exc:
-                # NVENC fails here without a GPU or driver; that is expected, not fatal.
-                errors.append(f"{name}: {exc}")
-                logger.info("encoder %s unavailable (%s); trying the next", name, exc)
-        if ctx is None:
-            raise EncoderError(f"no {codec} encoder could be opened: {'; '.join(errors)}")
+                raise EncoderError(f"no vp8 encoder could be opened: libvpx: {exc}") from exc
+        else:
+            ctx, _, self.fallback = open_h264("h264_nvenc" if hardware else "libx264",
+                                              open_named)
         self._ctx: VideoCodecContext | None = ctx
         self.name: str = ctx.name
         self._keyframe_requested = threading.Event()
@@ -202,8 +203,15 @@ class Encoder:
         """Make the next encoded frame a keyframe (IDR for H.264). Thread-safe."""
         self._keyframe_requested.set()
 
-    def encode(self, rgb: RgbArray, pts: int) -> list[av.Packet[Any]]:
-        """Encode one RGB uint8 HxWx3 frame; ``pts`` is in the 90 kHz RTP clock."""
+    def encode(self, rgb: RgbArray | av.VideoFrame, pts: int) -> list[av.Packet[Any]]:
+        """Encode one RGB uint8 HxWx3 frame; ``pts`` is in the 90 kHz RTP clock.
+
+        A ``yuv420p`` ``av.VideoFrame`` in :attr:`colour` (the GPU path's planes, see
+        :mod:`reactor.media.gpu_colour`) is encoded as it is, at ``pts``.
+        """
+        if isinstance(rgb, av.VideoFrame):
+            rgb.pts = pts
+            return self.encode_frame(rgb)
         if rgb.shape[:2] != (self.height, self.width):
             raise EncoderError(
                 f"{self.codec} encoder expects {self.width}x{self.height} frames, "

@@ -328,7 +328,7 @@ class Broadcaster:
         if track.readyState == "live":
             track.stop()
 
-    def push(self, rgb: RgbArray, pts: int) -> dict[Codec, list[av.Packet[Any]]]:
+    def push(self, rgb: RgbArray | av.VideoFrame, pts: int) -> dict[Codec, list[av.Packet[Any]]]:
         """Encode one RGB frame once per active codec and deliver it to every viewer.
 
         ``pts`` is in the 90 kHz RTP clock. Returns the packets per codec (for recording).

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from reactor.errors import AudioError, CommandError, ReactorError, SessionStopped
+from reactor.errors import AudioError, CommandError, FrameError, ReactorError, SessionStopped
 from reactor.model.audio import AudioChunk, AudioTimeline, to_pcm
-from reactor.model.frames import to_pipeline_frames
+from reactor.model.frames import expected_text, to_pipeline_frames
 
 if TYPE_CHECKING:
     from reactor.config import AudioSection
@@ -104,6 +104,26 @@ def apply_command(model: VideoModel, cmd: PendingCommand) -> None:
     cmd.done(result, None)
 
 
+def _is_cuda(obj: Any) -> bool:
+    return type(obj).__module__.startswith("torch") and bool(getattr(obj, "is_cuda", False))
+
+
+def device_frames(t: Any, height: int, width: int) -> Any:
+    """A torch tensor ``emit()`` accepts, as a ``(T, height, width, 3)`` uint8 tensor on
+    its own device (float CHW in [0, 1] converted there); `FrameError` otherwise."""
+    import torch
+
+    t = t.detach()
+    hwc, chw, shape = (height, width, 3), (3, height, width), tuple(t.shape)
+    if t.dtype == torch.uint8 and (shape == hwc or (len(shape) == 4 and shape[1:] == hwc)):
+        return t if len(shape) == 4 else t[None]
+    if t.is_floating_point() and (shape == chw or (len(shape) == 4 and shape[1:] == chw)):
+        block = t if len(shape) == 4 else t[None]
+        return (block.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+    raise FrameError(f"emit() expected {expected_text(height, width)}; found torch tensor "
+                     f"shape {shape} dtype {t.dtype}")
+
+
 class Session:
     """One client session, as the model sees it; `start_session` receives it.
 
@@ -173,11 +193,14 @@ class Session:
         and the sound that plays with them.
 
         Accepts uint8 RGB ``(H, W, 3)`` or float ``(3, H, W)`` in [0, 1], numpy or torch,
-        on any device. Blocks while the output ring is full, which paces a generative model
-        to the playback rate. Commands that arrived are applied before it returns, so they
-        take effect on the next frame. Raises `SessionStopped` once the session has
-        ended, so a model that never checks `should_stop()` still exits (let it
-        propagate), and `FrameError` for a frame of the wrong shape or dtype.
+        on any device. With the daemon on a GPU (``device: cuda``, or ``auto`` with one
+        visible), a CUDA tensor is copied into the output ring's device memory on the
+        current stream, with no copy to the host. Blocks while the output ring is full,
+        which paces a generative model to the playback rate. Commands that arrived are
+        applied before it returns, so they take effect on the next frame. Raises
+        `SessionStopped` once the session has ended, so a model that never checks
+        `should_stop()` still exits (let it propagate), and `FrameError` for a frame of
+        the wrong shape or dtype.
 
         ``audio`` starts sounding with the first frame: float in [-1, 1] or int16, shaped
         ``(samples,)`` (mono) or ``(samples, channels)``, at `sample_rate`. It may be
@@ -189,7 +212,11 @@ class Session:
         """
         if self._io.stopping():
             raise SessionStopped(f"session {self.id} has ended")
-        block = to_pipeline_frames(frames, self.height, self.width)
+        if getattr(self._io, "device_output", False) and _is_cuda(frames):
+            # The output ring is on the GPU: the frames never leave the device.
+            block = device_frames(frames, self.height, self.width)
+        else:
+            block = to_pipeline_frames(frames, self.height, self.width)
         pcm = None if audio is None else self._checked_audio(audio, "emit(audio=...)")
         if pcm is None:
             self._io.write_output(block)
@@ -281,7 +308,8 @@ class Session:
             time.sleep(min(ahead, self._POLL_S))
 
     def inputs(self) -> Iterator[np.ndarray]:
-        """Yield the newest input frame each time, ``(H, W, 3)`` uint8 RGB.
+        """Yield the newest input frame each time, ``(H, W, 3)`` uint8 RGB: a numpy array,
+        or with ``device: cuda`` / ``cuda:N`` a torch tensor on that device.
 
         The frame is valid until the next iteration (copy it to keep it). Frames that
         arrived while the model was busy are skipped, so the model always sees the newest.

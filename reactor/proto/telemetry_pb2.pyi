@@ -195,7 +195,7 @@ class PipelineStat(_message.Message):
     def __init__(self, fps_in: _Optional[float] = ..., fps_model: _Optional[float] = ..., fps_out: _Optional[float] = ..., target_fps: _Optional[float] = ..., latency: _Optional[_Iterable[_Union[LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[RingStat, _Mapping]]] = ..., encoders_active: _Optional[int] = ..., fps_history: _Optional[_Iterable[float]] = ..., audio: _Optional[_Union[AudioStat, _Mapping]] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("state", "pid", "uptime_s", "ts", "config_path", "model", "url", "run_dir", "workers", "pipeline", "session", "logs", "error")
+    __slots__ = ("state", "pid", "uptime_s", "ts", "config_path", "model", "url", "run_dir", "workers", "pipeline", "session", "logs", "error", "gpu_stat")
     STATE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +209,7 @@ class Snapshot(_message.Message):
     SESSION_FIELD_NUMBER: _ClassVar[int]
     LOGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    GPU_STAT_FIELD_NUMBER: _ClassVar[int]
     state: str
     pid: int
     uptime_s: float
@@ -222,4 +223,49 @@ class Snapshot(_message.Message):
     session: SessionInfo
     logs: _containers.RepeatedCompositeFieldContainer[LogLine]
     error: str
-    def __init__(self, state: _Optional[str] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., ts: _Optional[float] = ..., config_path: _Optional[str] = ..., model: _Optional[str] = ..., url: _Optional[str] = ..., run_dir: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStat, _Mapping]]] = ..., pipeline: _Optional[_Union[PipelineStat, _Mapping]] = ..., session: _Optional[_Union[SessionInfo, _Mapping]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., error: _Optional[str] = ...) -> None: ...
+    gpu_stat: GpuStat
+    def __init__(self, state: _Optional[str] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., ts: _Optional[float] = ..., config_path: _Optional[str] = ..., model: _Optional[str] = ..., url: _Optional[str] = ..., run_dir: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStat, _Mapping]]] = ..., pipeline: _Optional[_Union[PipelineStat, _Mapping]] = ..., session: _Optional[_Union[SessionInfo, _Mapping]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., error: _Optional[str] = ..., gpu_stat: _Optional[_Union[GpuStat, _Mapping]] = ...) -> None: ...
+
+class GpuStat(_message.Message):
+    __slots__ = ("device", "ring", "index", "device_name", "encoder_plan", "encoder", "encoder_fallback", "reason", "telemetry", "telemetry_reason", "devices")
+    DEVICE_FIELD_NUMBER: _ClassVar[int]
+    RING_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_PLAN_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_REASON_FIELD_NUMBER: _ClassVar[int]
+    DEVICES_FIELD_NUMBER: _ClassVar[int]
+    device: str
+    ring: str
+    index: int
+    device_name: str
+    encoder_plan: str
+    encoder: str
+    encoder_fallback: str
+    reason: str
+    telemetry: bool
+    telemetry_reason: str
+    devices: _containers.RepeatedCompositeFieldContainer[GpuDeviceStat]
+    def __init__(self, device: _Optional[str] = ..., ring: _Optional[str] = ..., index: _Optional[int] = ..., device_name: _Optional[str] = ..., encoder_plan: _Optional[str] = ..., encoder: _Optional[str] = ..., encoder_fallback: _Optional[str] = ..., reason: _Optional[str] = ..., telemetry: _Optional[bool] = ..., telemetry_reason: _Optional[str] = ..., devices: _Optional[_Iterable[_Union[GpuDeviceStat, _Mapping]]] = ...) -> None: ...
+
+class GpuDeviceStat(_message.Message):
+    __slots__ = ("index", "name", "utilization_ratio", "memory_used_bytes", "memory_total_bytes", "encoder_sessions", "encoder_utilization_ratio")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_UTILIZATION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    name: str
+    utilization_ratio: float
+    memory_used_bytes: int
+    memory_total_bytes: int
+    encoder_sessions: int
+    encoder_utilization_ratio: float
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., utilization_ratio: _Optional[float] = ..., memory_used_bytes: _Optional[int] = ..., memory_total_bytes: _Optional[int] = ..., encoder_sessions: _Optional[int] = ..., encoder_utilization_ratio: _Optional[float] = ...) -> None: ...

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WorkerStats(_message.Message):
-    __slots__ = ("frames_in", "frames_out", "cpu_percent", "rss_bytes", "latency", "viewers", "encoders_active", "sender", "frames_emitted", "finished", "audio_samples_in", "audio_samples_out", "audio_dropped", "av_offset_ms", "av_offset_known", "awaiting_input", "http_requests", "viewer_stats", "frames_dropped_viewers")
+    __slots__ = ("frames_in", "frames_out", "cpu_percent", "rss_bytes", "latency", "viewers", "encoders_active", "sender", "frames_emitted", "finished", "audio_samples_in", "audio_samples_out", "audio_dropped", "av_offset_ms", "av_offset_known", "awaiting_input", "http_requests", "viewer_stats", "frames_dropped_viewers", "encoder", "encoder_fallback")
     FRAMES_IN_FIELD_NUMBER: _ClassVar[int]
     FRAMES_OUT_FIELD_NUMBER: _ClassVar[int]
     CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
@@ -30,6 +30,8 @@ class WorkerStats(_message.Message):
     HTTP_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     VIEWER_STATS_FIELD_NUMBER: _ClassVar[int]
     FRAMES_DROPPED_VIEWERS_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FIELD_NUMBER: _ClassVar[int]
+    ENCODER_FALLBACK_FIELD_NUMBER: _ClassVar[int]
     frames_in: int
     frames_out: int
     cpu_percent: float
@@ -49,7 +51,9 @@ class WorkerStats(_message.Message):
     http_requests: _containers.RepeatedCompositeFieldContainer[HttpCount]
     viewer_stats: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.ViewerStat]
     frames_dropped_viewers: int
-    def __init__(self, frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[_telemetry_pb2.LatencyStat, _Mapping]]] = ..., viewers: _Optional[int] = ..., encoders_active: _Optional[int] = ..., sender: _Optional[bool] = ..., frames_emitted: _Optional[int] = ..., finished: _Optional[bool] = ..., audio_samples_in: _Optional[int] = ..., audio_samples_out: _Optional[int] = ..., audio_dropped: _Optional[int] = ..., av_offset_ms: _Optional[float] = ..., av_offset_known: _Optional[bool] = ..., awaiting_input: _Optional[bool] = ..., http_requests: _Optional[_Iterable[_Union[HttpCount, _Mapping]]] = ..., viewer_stats: _Optional[_Iterable[_Union[_telemetry_pb2.ViewerStat, _Mapping]]] = ..., frames_dropped_viewers: _Optional[int] = ...) -> None: ...
+    encoder: str
+    encoder_fallback: str
+    def __init__(self, frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., latency: _Optional[_Iterable[_Union[_telemetry_pb2.LatencyStat, _Mapping]]] = ..., viewers: _Optional[int] = ..., encoders_active: _Optional[int] = ..., sender: _Optional[bool] = ..., frames_emitted: _Optional[int] = ..., finished: _Optional[bool] = ..., audio_samples_in: _Optional[int] = ..., audio_samples_out: _Optional[int] = ..., audio_dropped: _Optional[int] = ..., av_offset_ms: _Optional[float] = ..., av_offset_known: _Optional[bool] = ..., awaiting_input: _Optional[bool] = ..., http_requests: _Optional[_Iterable[_Union[HttpCount, _Mapping]]] = ..., viewer_stats: _Optional[_Iterable[_Union[_telemetry_pb2.ViewerStat, _Mapping]]] = ..., frames_dropped_viewers: _Optional[int] = ..., encoder: _Optional[str] = ..., encoder_fallback: _Optional[str] = ...) -> None: ...
 
 class HttpCount(_message.Message):
     __slots__ = ("method", "route", "status", "count")

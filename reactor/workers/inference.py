@@ -28,7 +28,9 @@ from reactor.errors import (
     SessionStopped,
     WorkerDiedError,
 )
-from reactor.ipc import ShmRing
+from reactor.ipc import CudaRing, ShmRing
+from reactor.ipc.cuda_ring import CudaRingHandle
+from reactor.media.gpu import gpu_plan
 from reactor.model import PendingCommand, Session, VideoModel
 from reactor.model.session import apply_command
 from reactor.proto import control_pb2 as cpb
@@ -69,7 +71,15 @@ class InferenceWorker:
         self.lat_model = LatencyWindow("model")
         self.proc = ProcessStats()
         self.input = ShmRing.attach(ctx.rings["input"])
-        self.output = ShmRing.attach(ctx.rings["output"])
+        out = ctx.rings["output"]
+        # The GPU path (reactor.media.gpu): emitted device tensors stay on the device.
+        self.output: ShmRing | CudaRing = (CudaRing.attach(out) if isinstance(out, CudaRingHandle)
+                                           else ShmRing.attach(out))
+        self.gpu = gpu_plan(ctx.extra, cfg.device)
+        #: ``device: cuda``/``cuda:N`` asked for the GPU by name: ``inputs()`` yields CUDA
+        #: tensors (``auto`` keeps numpy frames, so a model written for any machine works).
+        self.input_device: int | None = (self.gpu.index if self.gpu.on_gpu
+                                         and cfg.device.startswith("cuda") else None)
         self.input_reader = self.input.reader()
         rings = ctx.rings
         self.audio_out = ShmRing.attach(rings["audio_out"]) if "audio_out" in rings else None

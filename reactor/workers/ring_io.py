@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from reactor.errors import ReactorError, SessionStopped
-from reactor.ipc import RingTimeout
+from reactor.ipc import CudaRing, RingTimeout
 from reactor.ipc.errors import ProducerGoneError
 from reactor.model import PendingCommand
 from reactor.proto import worker_pb2 as wpb
@@ -30,6 +30,38 @@ if TYPE_CHECKING:
 AUDIO_STALE_S = 0.3
 
 
+class DeviceUpload:
+    """Input frames to one CUDA device through one pinned host buffer.
+
+    The copy up is asynchronous on the current stream; the model's work on the frame is
+    queued behind it on the same stream, so nothing waits for the device except the next
+    frame's write into the pinned buffer, which waits for the previous copy out of it.
+    One device buffer: the frame is valid until the next one, as ``inputs()`` promises.
+    """
+
+    def __init__(self, device: int) -> None:
+        import torch
+
+        self._torch = torch
+        self._device = torch.device("cuda", device)
+        self._pinned: Any = None
+        self._frame: Any = None
+        self._done: Any = torch.cuda.Event()  # type: ignore[no-untyped-call]
+
+    def put(self, array: np.ndarray) -> Any:
+        torch = self._torch
+        if self._pinned is None or tuple(self._pinned.shape) != array.shape:
+            self._pinned = torch.empty(array.shape, dtype=torch.uint8, pin_memory=True)
+            self._frame = torch.empty(array.shape, dtype=torch.uint8, device=self._device)
+        else:
+            self._done.synchronize()  # the last copy up has left the pinned buffer
+        self._pinned.numpy()[...] = array
+        with torch.cuda.device(self._device):
+            self._frame.copy_(self._pinned, non_blocking=True)
+            self._done.record()
+        return self._frame
+
+
 class RingIO:
     """A ``SessionIO`` over the frame and audio rings, for one session.
 
@@ -40,6 +72,11 @@ class RingIO:
 
     def __init__(self, worker: InferenceWorker, session_id: str, session_no: int) -> None:
         self.w = worker
+        #: The output ring is on a GPU: ``Session.emit()`` hands CUDA tensors over as they
+        #: are (a device-to-device copy into the ring's slot on the model's stream).
+        self.device_output = isinstance(worker.output, CudaRing)
+        self._upload = (DeviceUpload(worker.input_device)
+                        if worker.input_device is not None else None)
         self.session_id = session_id
         self.session_no = session_no
         self.stop = threading.Event()
@@ -58,7 +95,9 @@ class RingIO:
         self.in_model_since: float | None = time.monotonic()
         self.stop_seen: float | None = None  # when the watchdog first saw the stop
 
-    def read_input(self, timeout: float) -> np.ndarray | None:
+    def read_input(self, timeout: float) -> Any:
+        """The newest input frame (a view of the ring's slot, or with ``device: cuda`` a
+        device tensor: see :class:`DeviceUpload`), or ``None``."""
         self.in_model_since = None
         self.used_inputs = True
         self.w.awaiting_input = True
@@ -81,6 +120,8 @@ class RingIO:
         self._capture_ts = frame.capture_ts
         self._input_pts = frame.pts
         self._input_at = now_ns
+        if self._upload is not None:
+            return self._upload.put(frame.array)
         return frame.array
 
     def input_pts(self) -> int | None:
