@@ -23,15 +23,18 @@ import threading
 import time
 
 from reactor.errors import ReactorError
-from reactor.ipc import ProducerGoneError, Reader, RingClosedError, ShmRing
+from reactor.ipc import CudaRing, ProducerGoneError, Reader, RingClosedError, ShmRing
+from reactor.ipc.cuda_ring import CudaRingHandle
 from reactor.media.audio import AudioBroadcaster
 from reactor.media.clock import MediaClock
+from reactor.media.gpu import gpu_plan
 from reactor.media.peer import install_patches
 from reactor.media.recorder import Recorder
 from reactor.media.tracks import Broadcaster
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.workers.base import WorkerContext
+from reactor.workers.gpu_reader import PlanesReader
 from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
 from reactor.workers.viewers import ViewerHub
 
@@ -45,13 +48,21 @@ class EgressWorker:
         self.ctx = ctx
         self.loop = loop
         cfg = ctx.config
-        self.output = ShmRing.attach(ctx.rings["output"])
-        self.reader = self.output.reader()
+        self.gpu = gpu_plan(ctx.extra, cfg.device)
+        out = ctx.rings["output"]
+        self.output: ShmRing | CudaRing
+        self.reader: Reader | PlanesReader
+        if isinstance(out, CudaRingHandle):  # the GPU path: colour on the device, I420 out
+            self.output = CudaRing.attach(out)
+            self.reader = PlanesReader(self.output)
+        else:
+            self.output = ShmRing.attach(out)
+            self.reader = self.output.reader()
         #: RTP time 0 of every stream this process sends (see the module docstring).
         self.clock = MediaClock(time.perf_counter_ns(), RTP_CLOCK)
         self.broadcaster = Broadcaster(
             cfg.video.width, cfg.video.height, fps=cfg.video.fps,
-            bitrate_kbps=cfg.egress.bitrate_kbps, hardware=cfg.device.startswith("cuda"),
+            bitrate_kbps=cfg.egress.bitrate_kbps, hardware=self.gpu.encoder == "h264_nvenc",
             clock=self.clock, on_sent=self._sent,
         )
         self.audio: AudioBroadcaster | None = None
@@ -92,6 +103,9 @@ class EgressWorker:
                              frames_dropped_viewers=self.broadcaster.packets_dropped)
         # On the link thread: viewer_stats copies the hub's dicts before reading them.
         stats.viewer_stats.extend(self.hub.viewer_stats())
+        h264 = self.broadcaster.encoder("h264")
+        if h264 is not None:  # the encoder in use, for status (see reactor.media.gpu)
+            stats.encoder, stats.encoder_fallback = h264.name, h264.fallback
         return stats
 
     def _sent(self, ms: float) -> None:
