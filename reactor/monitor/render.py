@@ -20,6 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from reactor.monitor.gpu_panel import gpu_panels
 from reactor.proto.telemetry_pb2 import LatencyStat, SessionInfo, Snapshot, ViewerStat
 
 __all__ = [
@@ -414,7 +415,7 @@ def _narrow(snap: Snapshot, width: int, height: int) -> RenderableType:
         header(snap),
         workers_table(snap),
         pipeline_panel(snap, spark_width=max(8, min(30, width - 60))),
-        rings_panel(snap),
+        rings_panel(snap), *gpu_panels(snap),
     ]
     used = sum(_height(r, width) for r in fixed) + 1  # + the session's own line
     used += viewer_lines(snap)
@@ -464,6 +465,7 @@ def _wide(snap: Snapshot, width: int, height: int) -> RenderableType:
     left = Group(
         boxed("pipeline", pipeline_panel(snap, spark_width=left_width - 56)),
         boxed("rings", rings_panel(snap, bar_width=24)),
+        *(boxed("gpu", panel) for panel in gpu_panels(snap)),
     )
     spare = height - sum(_height(r, width) for r in top)
     spare -= 2 + 2 + 2  # the session box and its own two lines, the logs box
