@@ -42,6 +42,13 @@ bench: install
 bench-soak: install
 	$(BIN)/python tools/bench.py soak --minutes $(MINUTES) $(BENCH_ARGS)
 
+# gpu-check: every `cuda`-marked test and the gpu bench (CudaRing hand-off, colour on the
+# GPU, NVENC vs libx264, a torch model's fps and emit() share, all at 1080p) in <= 5
+# minutes, written to gpu-results.json; without a CUDA device it says why and exits 0.
+.PHONY: gpu-check
+gpu-check: install
+	$(BIN)/python tools/gpu_check.py $(GPU_CHECK_ARGS)
+
 publish: install
 	$(BIN)/python tools/publish.py $(PUBLISH_ARGS)
 

@@ -1,7 +1,8 @@
 """A torch example: a learned-style colour mix and blur, on CPU or GPU.
 
-Needs ``pip install 'reactor[torch]'``. Frames arrive as uint8 HWC numpy; the model works
-in float CHW on its device and emits float CHW in [0, 1], which the runtime converts.
+Needs ``pip install 'reactor[torch]'``. Frames arrive as uint8 HWC numpy (a CUDA tensor
+with ``device: cuda``); the model works in float CHW on its device and emits float CHW in
+[0, 1], which the runtime converts (on the GPU path, without leaving the device).
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class TorchStylize(VideoModel):
         eye = torch.eye(3, device=self.device)
         with torch.inference_mode():
             for frame in session.inputs():
-                x = torch.from_numpy(frame).to(self.device).permute(2, 0, 1).float() / 255.0
+                # numpy, or with `device: cuda` already a tensor on the GPU
+                x = frame if isinstance(frame, torch.Tensor) else torch.from_numpy(frame)
+                x = x.to(self.device).permute(2, 0, 1).float() / 255.0
                 m = self.strength * self.mix + (1.0 - self.strength) * eye
                 y = torch.einsum("ij,jhw->ihw", m, x)
                 if self.strength > 0:

@@ -108,6 +108,20 @@ def _is_cuda(obj: Any) -> bool:
     return type(obj).__module__.startswith("torch") and bool(getattr(obj, "is_cuda", False))
 
 
+def _from_cupy(array: Any) -> Any:
+    """A CuPy array as a torch tensor over the same device memory (DLPack: no copy).
+
+    torch's ``from_dlpack`` passes its current stream to CuPy's ``__dlpack__``, which
+    orders it after the work CuPy queued on its own, so the frame is complete when read.
+    """
+    try:
+        from torch.utils.dlpack import from_dlpack
+    except ImportError:
+        raise FrameError("emit() of a CuPy array needs torch: pip install "
+                         "'reactor-live[torch]'") from None
+    return from_dlpack(array)
+
+
 def device_frames(t: Any, height: int, width: int) -> Any:
     """A torch tensor ``emit()`` accepts, as a ``(T, height, width, 3)`` uint8 tensor on
     its own device (float CHW in [0, 1] converted there); `FrameError` otherwise."""
@@ -192,8 +206,8 @@ class Session:
         """Send one frame, or a block of frames with a leading time axis, to the viewers,
         and the sound that plays with them.
 
-        Accepts uint8 RGB ``(H, W, 3)`` or float ``(3, H, W)`` in [0, 1], numpy or torch,
-        on any device. With the daemon on a GPU (``device: cuda``, or ``auto`` with one
+        Accepts uint8 RGB ``(H, W, 3)`` or float ``(3, H, W)`` in [0, 1], numpy, torch
+        or CuPy, on any device. With the daemon on a GPU (``device: cuda``, or ``auto`` with one
         visible), a CUDA tensor is copied into the output ring's device memory on the
         current stream, with no copy to the host. Blocks while the output ring is full,
         which paces a generative model to the playback rate. Commands that arrived are
@@ -212,6 +226,8 @@ class Session:
         """
         if self._io.stopping():
             raise SessionStopped(f"session {self.id} has ended")
+        if type(frames).__module__.startswith("cupy"):
+            frames = _from_cupy(frames)  # a torch view of the same device memory
         if getattr(self._io, "device_output", False) and _is_cuda(frames):
             # The output ring is on the GPU: the frames never leave the device.
             block = device_frames(frames, self.height, self.width)

@@ -92,3 +92,14 @@ def test_a_cuda_tensor_reaches_a_gpu_ring_without_leaving_the_device() -> None:
     io.device_output = False
     _session(io).emit(frame)
     assert isinstance(io.written[-1], np.ndarray)  # a host ring: copied down, as before
+
+
+@pytest.mark.cuda
+def test_a_cupy_array_reaches_a_gpu_ring_as_a_torch_view_of_the_same_memory() -> None:
+    cupy = pytest.importorskip("cupy")
+    io = _DeviceIO()
+    frame = cupy.full((4, 6, 3), 7, dtype=cupy.uint8)
+    _session(io).emit(frame)
+    (block,) = io.written
+    assert block.is_cuda and block.data_ptr() == frame.data.ptr
+    assert int(block.max()) == 7
