@@ -62,8 +62,8 @@ def _h264_stream(container: av.container.OutputContainer, width: int, height: in
                  fps: int, colour: YuvColour) -> av.video.stream.VideoStream:
     """An H.264 stream of ``container`` that muxes packets made elsewhere.
 
-    The stream is made from a template whose codec context is never opened (PyAV opens
-    only a stream's own encoder), so no encoder runs for it; the colour description set on
+    The stream is made from a template, and PyAV (17 and later) leaves the codec context
+    of such a stream unopened, so no encoder runs for it; the colour description set on
     its context reaches the stream's parameters when the header is written, and so the
     MP4's ``colr`` box, as the SPS's VUI has it.
     """

@@ -219,6 +219,7 @@ def _check_recording(path: Any, frames_in: int, fps: int) -> None:
         assert stream.codec_context.profile == "Constrained Baseline"  # the live stream's
         packets = [p for p in container.demux(stream) if p.size]
         frames = [f for p in [*packets, None] for f in stream.codec_context.decode(p)]
+        assert stream.duration is not None and stream.time_base is not None
         duration = float(stream.duration * stream.time_base)
     assert len(frames) == len(packets), "a packet in the file did not decode"
     assert abs(len(frames) - frames_in) <= 2, (len(frames), frames_in)
