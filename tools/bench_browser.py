@@ -3,9 +3,10 @@ sees it (issue 19).
 
 A page (``tools/bench_browser/echo.html``, served by the bench on 127.0.0.1) draws the
 frame number on a 1280x720 canvas at 30 fps (two rows of 16 blocks, the number and its
-complement, as ``tests/support/tracks.py`` draws it), sends ``canvas.captureStream(30)``
-over WHIP, watches the result over WHEP in a ``<video>``, and reads the number of every
-frame shown in ``requestVideoFrameCallback``. One clock, the page's ``performance.now()``:
+complement, as ``tests/support/tracks.py`` draws it), sends the canvas's capture
+(``captureStream``: see :data:`CAPTURE`) over WHIP, watches the result over WHEP in a
+``<video>``, and reads the number of every frame shown in ``requestVideoFrameCallback``.
+One clock, the page's ``performance.now()``:
 
 * *sent*: just after the page drew the frame on the canvas (the capture takes it from
   there);
@@ -22,13 +23,17 @@ The same page runs in Debian's Chromium (Playwright's Python package, the switch
 ``tests.support.chromium``) against the daemon (Identity model, as ``e2e``) and, in the same
 run, against the plain aiortc relay of ``bench_rtc.relay_process`` (it sends no CORS
 headers: Playwright adds them to its responses); then in Debian's Firefox ESR
-(``tests.support.firefox``: puppeteer-core over WebDriver BiDi) against the daemon.
+(``tests.support.firefox``: puppeteer-core over WebDriver BiDi) against the daemon, in
+VP8 (Chromium sends H.264).
 
 The breakdown is the browsers' own ``getStats()`` over the measured window (deltas of the
 cumulative counters): the sender's encode time per frame and packet send delay, half the
 selected pair's round trip, the viewer's jitter-buffer delay, decode and processing delay
 per frame, and ``presentationTime - receiveTime`` of the shown frames; plus the daemon's
-stage p50s from ``reactor daemon status --json``. Warm-up is excluded from every figure.
+stage p50s from ``reactor daemon status --json`` and its workers' fps and ring drops over
+the window. Frames are counted at each step (drawn, captured from the canvas, encoded,
+received, decoded, shown), so that a loss shows where it happens. Warm-up (and the
+time until 1280x720 flows both ways) is excluded from every figure.
 """
 
 from __future__ import annotations
@@ -50,8 +55,14 @@ from tests.support.chromium import CHROMIUM, chromium_args
 
 PAGE_DIR = Path(__file__).resolve().parent / "bench_browser"
 W, H, FPS = 1280, 720, 30
-#: What the page draws with and how the canvas is captured (see echo.js).
-DRAW, CAPTURE = "raf", "fps"
+#: The page draws on requestAnimationFrame at each 1/30 s tick. Chromium captures the
+#: canvas with captureStream(0) and requestFrame() after each draw: with
+#: captureStream(30) its capture skipped 2-8 % of the frames drawn on this loaded machine
+#: (a draw less than 1/30 s after the previous capture), a loss of the page's, not the
+#: server's. Firefox (153) captures a single frame that way, so it has captureStream(30).
+DRAW = "raf"
+CAPTURE = "request"
+FIREFOX_CAPTURE = "fps"
 CODEC = "h264"
 #: Debian's Firefox ESR sends no H.264 (no OpenH264 plugin without a download).
 FIREFOX_CODEC = "vp8"
@@ -100,6 +111,18 @@ def _per(after: dict[str, Any] | None, before: dict[str, Any] | None, num: str,
     return round(_delta(after, before, num) / d * scale, 2)
 
 
+def _interframe(after: dict[str, Any] | None, before: dict[str, Any] | None,
+                ) -> list[float] | None:
+    """[mean, standard deviation] in ms of the time between frames the viewer decoded
+    (``totalInterFrameDelay``, ``totalSquaredInterFrameDelay``): how bursty arrival is."""
+    n = _delta(after, before, "framesDecoded") - 1
+    if n < 2 or not after or after.get("totalInterFrameDelay") is None:
+        return None
+    mean = _delta(after, before, "totalInterFrameDelay") / n
+    var = _delta(after, before, "totalSquaredInterFrameDelay") / n - mean * mean
+    return [round(mean * 1000, 1), round(max(var, 0.0) ** 0.5 * 1000, 1)]
+
+
 def analyse(raw: dict[str, Any], seconds: float) -> dict[str, Any]:
     """Figures from ``echo.finish()``: latencies, frames back, fps, the browser's stats."""
     drawn = {n for n, _ in raw["drawn"]}
@@ -127,10 +150,12 @@ def analyse(raw: dict[str, Any], seconds: float) -> dict[str, Any]:
         "viewer_decode_ms": _per(in_a, in_b, "totalDecodeTime", "framesDecoded"),
         "viewer_processing_ms": _per(in_a, in_b, "totalProcessingDelay", "framesDecoded"),
         "viewer_receive_to_presentation_ms": percentiles_ms(recv_to_present, 50)[0],
+        "viewer_interframe_ms": _interframe(in_a, in_b),
     }
     counts = {
         "drawn": len(drawn),
         "draw_calls": raw["draws"],
+        "ticks_missed_by_page": raw["missed"],
         "canvas_frames_captured": int(_delta(src_a, src_b, "frames")) if src_a else None,
         "frames_encoded": int(_delta(out_a, out_b, "framesEncoded")),
         "frames_sent": int(_delta(out_a, out_b, "framesSent")),
@@ -163,9 +188,9 @@ def analyse(raw: dict[str, Any], seconds: float) -> dict[str, Any]:
 
 
 def _echo_js(base: str, seconds: float, warmup: float, min_kbps: int = 0,
-             codec: str = CODEC) -> list[tuple[str, float]]:
+             codec: str = CODEC, capture: str = CAPTURE) -> list[tuple[str, float]]:
     """The page calls in order, with each one's timeout (s)."""
-    opts = (f'{{draw: "{DRAW}", capture: "{CAPTURE}", codec: "{codec}", '
+    opts = (f'{{draw: "{DRAW}", capture: "{capture}", codec: "{codec}", '
             f'minKbps: {min_kbps}}}')
     return [
         (f'() => window.echo.start("{base}", {opts})', 60),
@@ -225,7 +250,8 @@ def _chromium_echo(browser: Any, page_url: str, base: str, seconds: float, warmu
         page.evaluate("() => window.echo.stop()")
         if errors:
             raise RuntimeError(f"the echo page failed: {errors}")
-        return {**analyse(value, seconds), **_daemon_window(probes, seconds)}
+        return {**analyse(value, seconds), **_daemon_window(probes, seconds),
+                "capture": CAPTURE}
     finally:
         ctx.close()
 
@@ -245,25 +271,29 @@ def _firefox_echo(page_url: str, base: str, seconds: float, warmup: float,
         try:
             value, probes = _run_steps(
                 lambda js, timeout: page.evaluate(js, timeout_s=timeout),
-                _echo_js(base, seconds, warmup, codec=FIREFOX_CODEC), probe)
+                _echo_js(base, seconds, warmup, codec=FIREFOX_CODEC, capture=FIREFOX_CAPTURE),
+                probe)
             page.evaluate("() => window.echo.stop()")
         finally:
             page.close()
-    result = {**analyse(value, seconds), **_daemon_window(probes, seconds)}
+    result = {**analyse(value, seconds), **_daemon_window(probes, seconds),
+              "capture": FIREFOX_CAPTURE}
     result["version"] = page.version
     return result
 
 
 def _daemon_window(probes: dict[str, Any], seconds: float) -> dict[str, Any]:
-    """The daemon's own counts over the measured window (from two status snapshots; the
-    workers' counters move with their heartbeats, so rates are to a heartbeat or so)."""
+    """The daemon's own rates over the measured window, from two status snapshots: each
+    worker's counters are as of its last heartbeat (``uptime_s - heartbeat_age_s``)."""
     if "before" not in probes or "after" not in probes:
         return {}
     b, a = probes["before"], probes["after"]
     fps = {}
     for wb, wa in zip(b["workers"], a["workers"], strict=True):
+        span = ((wa["uptime_s"] - wa["heartbeat_age_s"])
+                - (wb["uptime_s"] - wb["heartbeat_age_s"])) or seconds
         for key in ("frames_in", "frames_out"):
-            fps[f"{wa['name']}_{key}"] = round((wa[key] - wb[key]) / seconds, 1)
+            fps[f"{wa['name']}_{key}"] = round((wa[key] - wb[key]) / span, 1)
     drops = {rb["name"]: ra["dropped"] - rb["dropped"]
              for rb, ra in zip(b["pipeline"]["rings"], a["pipeline"]["rings"], strict=True)}
     return {"daemon_fps": fps, "daemon_ring_drops": drops}
@@ -277,8 +307,7 @@ def _stages(status: dict[str, Any]) -> dict[str, Any]:
 def run(quick: bool) -> dict[str, Any]:
     seconds, warmup = (4.0, 2.0) if quick else (15.0, 3.0)
     result: dict[str, Any] = {"width": W, "height": H, "fps": FPS, "seconds": seconds,
-                              "warmup_s": warmup, "codec": CODEC, "draw": DRAW,
-                              "capture": CAPTURE, "shown": "presentationTime"}
+                              "warmup_s": warmup, "draw": DRAW, "shown": "presentationTime"}
     if not CHROMIUM.exists():
         reason = f"{CHROMIUM} is missing (apt-get install chromium)"
         return {**result, "skipped": reason, "goals": []}
@@ -355,8 +384,7 @@ def render(result: dict[str, Any]) -> str:
         return f"  skipped: {result['skipped']}"
     lines = [f"  canvas echo {result['width']}x{result['height']}@{result['fps']}, "
              f"{result['seconds']:g} s measured after {result['warmup_s']:g} s warm-up; "
-             f"{result['codec']}, drawn on {result['draw']}, captureStream "
-             f"({result['capture']}); shown = rVFC {result['shown']}; "
+             f"drawn on {result['draw']}; shown = rVFC {result['shown']}; "
              f"Chromium {result.get('chromium_version')}"]
     runs = [("Chromium -> daemon", result["daemon"]), ("Chromium -> relay", result["relay"]),
             ("Firefox -> daemon", result.get("firefox", {"skipped": "not run"}))]
@@ -372,7 +400,8 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"    {'other clocks':<18} to expectedDisplayTime p10/50/90 "
                      f"{r['to_expected_display_ms']} ms, to the rVFC callback p50 "
                      f"{r['to_callback_p50_ms']} ms")
-        lines.append(f"    {'counts':<18} draws {c['draw_calls']}, canvas captured "
+        lines.append(f"    {'counts':<18} draws {c['draw_calls']} (ticks the page "
+                     f"missed {c['ticks_missed_by_page']}), canvas captured "
                      f"{_fmt(c['canvas_frames_captured'])}, encoded {c['frames_encoded']}, "
                      f"sent {c['frames_sent']}; viewer received {c['viewer_frames_received']}, "
                      f"decoded {c['viewer_frames_decoded']}, dropped "
@@ -386,13 +415,16 @@ def render(result: dict[str, Any]) -> str:
                      f"{_fmt(b['viewer_jitter_buffer_ms'])}, decode "
                      f"{_fmt(b['viewer_decode_ms'])}, processing "
                      f"{_fmt(b['viewer_processing_ms'])}, receive->presentation p50 "
-                     f"{_fmt(b['viewer_receive_to_presentation_ms'])}")
+                     f"{_fmt(b['viewer_receive_to_presentation_ms'])}, interval between "
+                     f"decoded frames mean/sd {_fmt(b['viewer_interframe_ms'])}")
         if "daemon_fps" in r:
             lines.append(f"    {'daemon, window':<18} fps {r['daemon_fps']}; ring drops "
                          f"{r['daemon_ring_drops']}")
         s, v = r["sender"], r["viewer"]
-        lines.append(f"    {'codecs':<18} sender {s['codec']} {s['encoderImplementation']} "
-                     f"{s['frameWidth']}x{s['frameHeight']} (limited: "
+        capture = ("captureStream(0) + requestFrame()" if r.get("capture") == "request"
+                   else "captureStream(30)")
+        lines.append(f"    {'codecs':<18} {capture}; sender {s['codec']} "
+                     f"{s['encoderImplementation']} {s['frameWidth']}x{s['frameHeight']} (limited: "
                      f"{s['qualityLimitationReason']}); viewer {v['codec']} "
                      f"{v['decoderImplementation']} {v['frameWidth']}x{v['frameHeight']}")
     lines.append(f"  {'daemon / relay p50':<20} {_fmt(result['daemon_vs_relay_p50'], ' x')}")

@@ -17,6 +17,7 @@
     unreadable: 0,
     drawn: 0,
     drawTimes: [],     // performance.now() of every draw (for the draw rate)
+    missed: [],        // [performance.now(), ticks] where the page skipped ticks
     log: [],
   };
 
@@ -85,9 +86,12 @@
     const tick = () => {
       if (stopDrawing) return;
       const now = performance.now();
-      // Draw frame n when its 1/30 s tick has come (never more than one per call, so a
-      // late tick does not burst).
-      if (now >= t0 + (n * 1000) / FPS) {
+      // Draw the frame of the current 1/30 s tick once it has come; ticks the page missed
+      // (a stalled main thread) are skipped and counted, never drawn late in a burst.
+      const due = Math.floor(((now - t0) * FPS) / 1000);
+      if (due >= n) {
+        if (due > n) S.missed.push([now, due - n]);
+        n = due;
         draw(n);
         const t = performance.now();
         S.sent.set(n & 0xffff, t);
@@ -277,8 +281,9 @@
       });
       const shownInWindow = S.shown.filter(([, now]) => now >= t0 && now < t1).length;
       const draws = S.drawTimes.filter((t) => t >= t0 && t < t1).length;
+      const missed = S.missed.filter(([t]) => t >= t0 && t < t1).reduce((a, [, k]) => a + k, 0);
       return {
-        t0, t1, drawn, draws, shown_in_window: shownInWindow,
+        t0, t1, drawn, draws, missed, shown_in_window: shownInWindow,
         shown: shown.map(([n, now, edt, pt, rt]) => [n, S.sent.get(n), now, edt, pt, rt]),
         unreadable: S.unreadable1 - S.unreadable0,
         before: S.before, after: S.after,
