@@ -10,17 +10,24 @@ against a plain aiortc relay in its own process (``python tools/bench_rtc.py rel
 WHIP receive -> decode -> MediaRelay -> re-encode -> WHEP send, aiortc's defaults, stock
 jitter buffer), so the only difference is the server.
 
-viewers and soak use *light* viewers: real aiortc peer connections (ICE, DTLS, SRTP, RTP,
-RTCP, the jitter buffer) whose decoder only counts the frames the jitter buffer completes
-(``aiortc.rtcrtpreceiver.get_decoder`` is swapped while the section runs), so the figures
-are the daemon's cost, not the bench's H.264 decoding on the same two cores.
+viewers uses *light* viewers (:class:`RtpCounter`): real aiortc peer connections (ICE,
+DTLS-SRTP, SRTCP both ways) that count frames from the SRTP packets' clear-text RTP
+headers (marker bit, sequence number) as they arrive, without decrypting, depacketizing,
+reassembling or decoding, and feed aiortc's receive statistics so its receiver reports go
+out as usual; so the figures are the daemon's cost, not the bench's. It also measures the
+frame interval, at egress and at every viewer, at 1 and 32 viewers. soak (and ``av``) use
+stock aiortc receivers whose decoder only counts the frames the jitter buffer completes
+(:func:`counting_decoders`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import itertools
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -233,10 +240,108 @@ def counting_decoders() -> Any:
         receiver.get_decoder = original
 
 
-async def _watch(url: str) -> Any:
+_RTP_HEADER = struct.Struct("!HII")  # sequence number, timestamp, SSRC (bytes 2..11)
+
+
+class _Header:
+    """What aiortc's ``StreamStatistics.add`` reads of a packet."""
+
+    __slots__ = ("sequence_number", "timestamp")
+
+    def __init__(self, sequence_number: int, timestamp: int) -> None:
+        self.sequence_number = sequence_number
+        self.timestamp = timestamp
+
+
+class RtpCounter:
+    """The receive side of one light viewer: frames counted from SRTP packets' headers.
+
+    SRTP encrypts an RTP packet's payload, not its header, so the sequence number, the
+    timestamp, the SSRC and the marker bit (the last packet of a frame) are read from the
+    packet as it arrives, without decrypting it. Installed in place of the viewer's ICE
+    connection's ``data_received`` (see :func:`light_viewer`): every datagram that is not
+    SRTP (STUN, DTLS, SRTCP) takes aiortc's own path, so ICE consent, the DTLS handshake
+    and the RTCP of both sides are aiortc's; SRTP packets stop here. Each packet also
+    feeds aiortc's ``StreamStatistics`` of the viewer's ``RTCRtpReceiver``, so that its
+    RTCP task sends real receiver reports (highest sequence, loss, jitter, LSR/DLSR for
+    the sender's round trip) as a stock aiortc viewer does.
+
+    A frame counts as complete when its marker packet arrives and no sequence number went
+    missing since the previous frame's; ``times[ssrc]`` holds when each complete frame's
+    last packet arrived (``time.monotonic()``).
+    """
+
+    def __init__(self, receiver: Any) -> None:
+        from aiortc.rtcrtpreceiver import StreamStatistics
+
+        self._statistics = StreamStatistics
+        # The receiver's own per-SSRC statistics, which its RTCP task reports.
+        self._streams: dict[int, Any] = receiver._RTCRtpReceiver__remote_streams
+        self.times: dict[int, list[float]] = {}
+        self.broken = 0  # frames with a packet missing (not counted in ``times``)
+        self.packets = 0
+        self._next_seq: dict[int, int] = {}
+        self._gap: dict[int, bool] = {}
+
+    def rtp(self, data: bytes) -> None:
+        seq, ts, ssrc = _RTP_HEADER.unpack_from(data, 2)
+        self.packets += 1
+        stream = self._streams.get(ssrc)
+        if stream is None:
+            stream = self._streams[ssrc] = self._statistics(90_000)
+            self.times[ssrc] = []
+            self._gap[ssrc] = True  # joined mid-frame: the first frame is not whole
+        else:
+            expected = self._next_seq[ssrc]
+            if seq != expected:
+                self._gap[ssrc] = True
+        stream.add(_Header(seq, ts))  # type: ignore[arg-type]  # reads only these two
+        self._next_seq[ssrc] = (seq + 1) & 0xFFFF
+        if data[1] & 0x80:  # marker: the frame's last packet
+            if self._gap[ssrc]:
+                self.broken += 1
+                self._gap[ssrc] = False
+            else:
+                self.times[ssrc].append(time.monotonic())
+
+    def video(self) -> list[float]:
+        """Arrival times of the complete frames of the stream with the most of them."""
+        return max(self.times.values(), key=len, default=[])
+
+    def count(self, t0: float, t1: float) -> int:
+        times = self.video()
+        return bisect.bisect_left(times, t1) - bisect.bisect_left(times, t0)
+
+    def intervals_ms(self, t0: float, t1: float) -> list[float]:
+        times = self.video()
+        window = times[bisect.bisect_left(times, t0):bisect.bisect_left(times, t1)]
+        return [(b - a) * 1000 for a, b in itertools.pairwise(window)]
+
+
+def _light(pc: Any, registry: list[RtpCounter]) -> None:
+    """Make ``pc`` (one recvonly video transceiver, before the offer) a light viewer."""
+    (transceiver,) = pc.getTransceivers()
+    counter = RtpCounter(transceiver.receiver)
+    registry.append(counter)
+    connection = transceiver.receiver.transport.transport._connection  # aioice
+    stock = connection.data_received
+
+    def data_received(data: bytes, component: int) -> None:
+        # RFC 7983 demultiplexing, as aiortc's: 128..191 is RTP or RTCP, and RTCP's packet
+        # types (192..208 in the second byte) go on to aiortc, to be decrypted and read.
+        if 127 < data[0] < 192 and len(data) >= 12 and not 192 <= data[1] <= 208:
+            counter.rtp(data)
+        else:
+            stock(data, component)
+
+    connection.data_received = data_received
+
+
+async def _watch(url: str, registry: list[RtpCounter] | None = None) -> Any:
     from reactor.media.whip_client import whep_watch
 
-    pc, _, resource = await whep_watch(url + "/whep", codec="h264")
+    prepare = None if registry is None else (lambda pc: _light(pc, registry))
+    pc, _, resource = await whep_watch(url + "/whep", codec="h264", prepare=prepare)
     return pc, resource
 
 
@@ -249,33 +354,58 @@ async def _leave(viewer: Any) -> None:
     await pc.close()
 
 
+def _interval_stats(per_viewer: list[list[float]]) -> dict[str, Any]:
+    """Each viewer's p99 inter-frame interval; the worst and the median of those."""
+    p99s = sorted(float(np.percentile(v, 99)) for v in per_viewer if v)
+    if not p99s:
+        return {"p99_ms_worst_viewer": None, "p99_ms_median_viewer": None}
+    everything = [x for v in per_viewer for x in v]
+    return {"p50_ms": round(float(np.percentile(everything, 50)), 2),
+            "p99_ms_median_viewer": round(p99s[len(p99s) // 2], 2),
+            "p99_ms_worst_viewer": round(p99s[-1], 2),
+            "max_ms": round(max(everything), 2)}
+
+
 async def _viewer_steps(d: Any, steps: list[int], warm: float, window: float,
-                        registry: list[_CountingDecoder]) -> list[dict[str, Any]]:
+                        intervals_at: tuple[int, ...], smooth_window: float,
+                        ) -> list[dict[str, Any]]:
     from reactor.media.ice import restrict_ice_to_loopback
 
     restrict_ice_to_loopback()
+    registry: list[RtpCounter] = []
     viewers: list[Any] = []
     out: list[dict[str, Any]] = []
     pids = d.pids()
     names = {pid: name for name, pid in d.worker_pids().items()}
+    egress_pids = [p for p, k in names.items() if k == "egress"]
     try:
         for n in steps:
             while len(viewers) < n:
-                viewers.append(await _watch(d.url))
+                viewers.append(await _watch(d.url, registry))
             await asyncio.sleep(warm)
             cpu0, own0, t0 = cpu_total(pids), time.process_time(), time.monotonic()
-            egress0 = cpu_total([p for p, k in names.items() if k == "egress"])
-            await asyncio.sleep(window)
+            egress0 = cpu_total(egress_pids)
+            # Where smoothness is judged, the window outlasts egress's own (its last 512
+            # frame intervals), so both sides describe the same steady stream.
+            await asyncio.sleep(max(window, smooth_window) if n in intervals_at else window)
             t1 = time.monotonic()
             cpu = (cpu_total(pids) - cpu0) / (t1 - t0) * 100
-            egress = (cpu_total([p for p, k in names.items() if k == "egress"]) - egress0) / (
-                t1 - t0) * 100
-            fps = sorted(dec.count(t0, t1) / (t1 - t0) for dec in registry)
-            fps = [0.0] * max(0, n - len(fps)) + fps  # a viewer with no frame has no decoder
-            step = {"viewers": n, "min_fps": round(fps[0], 1),
-                    "mean_fps": round(sum(fps) / len(fps), 1),
-                    "daemon_cpu_percent": round(cpu, 1), "egress_cpu_percent": round(egress, 1),
-                    "bench_cpu_percent": round((time.process_time() - own0) / (t1 - t0) * 100, 1)}
+            egress = (cpu_total(egress_pids) - egress0) / (t1 - t0) * 100
+            own = (time.process_time() - own0) / (t1 - t0) * 100
+            fps = sorted(c.count(t0, t1) / (t1 - t0) for c in registry)
+            step: dict[str, Any] = {
+                "viewers": n, "min_fps": round(fps[0], 1),
+                "mean_fps": round(sum(fps) / len(fps), 1),
+                "daemon_cpu_percent": round(cpu, 1), "egress_cpu_percent": round(egress, 1),
+                "bench_cpu_percent": round(own, 1),
+                "broken_frames": sum(c.broken for c in registry)}
+            if n in intervals_at:
+                step["receive_interval"] = _interval_stats(
+                    [c.intervals_ms(t0, t1) for c in registry])
+                lat = d.status()["pipeline"].get("latency_ms", {})
+                if "frame_interval" in lat:
+                    step["egress_interval"] = {k: round(v, 2)
+                                               for k, v in lat["frame_interval"].items()}
             step["ok"] = step["min_fps"] >= 27
             out.append(step)
             print(f"bench: viewers {step}", file=sys.stderr, flush=True)
@@ -287,40 +417,65 @@ async def _viewer_steps(d: Any, steps: list[int], warm: float, window: float,
 
 
 def run_viewers(quick: bool) -> dict[str, Any]:
+    """Light viewers, all in this process: see :class:`RtpCounter` for what they do.
+
+    They are real WebRTC peers (aiortc's ICE, DTLS-SRTP key exchange, SRTCP both ways:
+    the daemon's sender reports in, receiver reports out), but they count frames from the
+    SRTP packets' clear-text headers as the packets arrive. They do not decrypt or
+    authenticate the RTP payload, depacketize, reassemble frames in a jitter buffer,
+    decode, ask for retransmissions (NACK) or keyframes (PLI), nor estimate bandwidth
+    (REMB): per packet, one header unpack and aiortc's receive statistics. So the limit
+    found is the daemon's, not the bench's Python receive path.
+    """
     steps = [1, 2] if quick else [1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 80, 96, 128]
+    intervals_at = (1, 2) if quick else (1, 32)
     warm, window = (1.0, 1.0) if quick else (2.0, 4.0)
-    with counting_decoders() as registry, daemon("reactor.examples.pattern:TestPattern",
-                                                 server={"max_viewers": 256}) as d:
+    smooth_window = 1.0 if quick else 18.0  # 540 frames at 30 fps
+    with daemon("reactor.examples.pattern:TestPattern", server={"max_viewers": 256}) as d:
         idle_pids = d.pids()
         c0, t0 = cpu_total(idle_pids), time.monotonic()
         time.sleep(window / 2)
         idle = (cpu_total(idle_pids) - c0) / (time.monotonic() - t0) * 100
-        result_steps = asyncio.run(_viewer_steps(d, steps, warm, window, registry))
+        result_steps = asyncio.run(_viewer_steps(d, steps, warm, window, intervals_at,
+                                                 smooth_window))
     passed = [s for s in result_steps if s["ok"]]
     held = passed[-1]["viewers"] if passed else 0
     per_viewer = per_viewer_egress = None
     if len(passed) >= 2:
         xs = [s["viewers"] for s in passed]
         per_viewer = round(float(np.polyfit(xs, [s["daemon_cpu_percent"] for s in passed], 1)[0]),
-                           2)
+                           3)
         per_viewer_egress = round(float(np.polyfit(
-            xs, [s["egress_cpu_percent"] for s in passed], 1)[0]), 2)
+            xs, [s["egress_cpu_percent"] for s in passed], 1)[0]), 3)
     limit = None if len(passed) == len(result_steps) else result_steps[-1]["viewers"]
     # The receivers share the machine: when the bench process (one Python thread for every
-    # viewer's SRTP, RTP and RTCP) nears a full core, the limit found is the bench's.
+    # viewer's packets) nears a full core, the limit found is the bench's.
     last = result_steps[-1]
     limited_by = None if limit is None else (
         "the bench's receivers (bench process near a full core)"
         if last["bench_cpu_percent"] >= 85 else "the daemon (or the machine's load)")
+    smooth = {s["viewers"]: s for s in result_steps if "receive_interval" in s}
+    worst = [v for s in smooth.values() for v in (
+        s["receive_interval"].get("p99_ms_worst_viewer"),
+        s.get("egress_interval", {}).get("p99")) if v is not None]
     return {"limited_by": limited_by, "width": 1280, "height": 720, "fps": 30,
-            "receiver": "light (no decoding)",
+            "receiver": "light (SRTP headers counted, payload not decrypted)",
             "steps": result_steps, "viewers_held": held, "first_failed_step": limit,
             "idle_no_viewer_cpu_percent": round(idle, 1),
             "cpu_percent_per_viewer": per_viewer,
-            "egress_cpu_percent_per_viewer": per_viewer_egress}
+            "egress_cpu_percent_per_viewer": per_viewer_egress,
+            "goal": {"target": "128 viewers at >= 27 fps each",
+                     "met": None if quick else held >= 128},
+            "smoothness_goal": {
+                "target": "frame interval p99 <= 40 ms at 1 and 32 viewers (egress and "
+                          "every viewer)",
+                "met": None if quick or len(smooth) < len(intervals_at) or not worst
+                else max(worst) <= 40}}
 
 
 def render_viewers(result: dict[str, Any]) -> str:
+    from bench_pipeline import _met
+
     lines = [f"  720p30 TestPattern, {result['receiver']} aiortc viewers in the bench process"]
     for s in result["steps"]:
         lines.append(f"    {s['viewers']:>3} viewers: min {s['min_fps']:>5} fps, mean "
@@ -335,6 +490,18 @@ def render_viewers(result: dict[str, Any]) -> str:
                  f"of a core (egress {result['egress_cpu_percent_per_viewer']} %)")
     lines.append(f"  {'daemon CPU, session, no viewer':<34} "
                  f"{result['idle_no_viewer_cpu_percent']} %")
+    for s in result["steps"]:
+        if "receive_interval" not in s:
+            continue
+        r, e = s["receive_interval"], s.get("egress_interval", {})
+        label = f"frame interval, {s['viewers']} viewer(s)"
+        lines.append(f"  {label:<34} egress p50 / p99 "
+                     f"{e.get('p50')} / {e.get('p99')} ms; received p50 {r.get('p50_ms')}, "
+                     f"p99 {r.get('p99_ms_median_viewer')} (median viewer) / "
+                     f"{r.get('p99_ms_worst_viewer')} ms (worst), max {r.get('max_ms')} ms")
+    for key in ("goal", "smoothness_goal"):
+        g = result[key]
+        lines.append(f"goal {g['target']}: {_met(g['met'])}")
     return "\n".join(lines)
 
 

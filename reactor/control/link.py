@@ -37,8 +37,10 @@ HEARTBEAT_S = 0.5
 
 
 class WorkerLink:
-    def __init__(self, name: str, endpoint: str) -> None:
+    def __init__(self, name: str, endpoint: str, *,
+                 on_ready: Callable[[], None] | None = None) -> None:
         self.name = name
+        self._on_ready = on_ready  # start-up is over: run before Ready is sent
         self._endpoint = endpoint
         self._on_message: Callable[[wpb.ToWorker], None] | None = None
         self._stats: Callable[[], wpb.WorkerStats] = wpb.WorkerStats
@@ -108,7 +110,10 @@ class WorkerLink:
             log.debug("link: dropped an outgoing message: %s", exc)
 
     def ready(self, ready: wpb.Ready) -> None:
-        """Tell the supervisor this worker can serve, and what it serves."""
+        """Tell the supervisor this worker can serve, and what it serves (after the
+        link's ``on_ready``, if it has one)."""
+        if self._on_ready is not None:
+            self._on_ready()
         self.send(wpb.FromWorker(ready=ready))
 
     def clients(self, *, viewers: int | None = None, sender: bool | None = None) -> None:

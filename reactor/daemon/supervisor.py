@@ -43,11 +43,12 @@ from reactor.daemon.router import Route, Router, error_reply, viewer_limit
 from reactor.daemon.sessions import SessionManager
 from reactor.daemon.signals import StopSignals
 from reactor.daemon.snapshot import TELEMETRY_S, Telemetry, build_snapshot
-from reactor.errors import ReactorError
+from reactor.errors import ConfigError, ReactorError
 from reactor.media.gpu import GpuPlan, detect, plan_gpu
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
+from reactor.workers.base import freeze_gc, tune_gc
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +104,15 @@ class Supervisor:
         """Run until stopped; return the exit code (0 after a clean stop)."""
         self.rd.claim()
         log.info("start supervisor pid=%d run_dir=%s", os.getpid(), self.rd.path)
+        tune_gc()
         self._ctx = zmq.Context()
         with self._signals:
             try:
-                self.gpu = plan_gpu(self.config.device, detect())
+                try:
+                    self.gpu = plan_gpu(self.config.device, detect())
+                except ConfigError as exc:  # the CLI shows the log's last lines: say it there
+                    log.error("start failed: %s", exc)
+                    raise
                 log.info("gpu: %s", self.gpu.reason)
                 # A file run's sink reads host frames: its output ring stays in shared memory.
                 self.rings = create_rings(self.config, self.plan.input_policy,
@@ -277,6 +283,8 @@ class Supervisor:
                 self.schema = json.loads(ready.inference.schema_json)
             self.sessions.on_inference_ready()
         if self.pool.all_running():
+            if self.state == DaemonState.STARTING:
+                freeze_gc()  # as each worker does once it is ready (see freeze_gc)
             if self.state in (DaemonState.STARTING, DaemonState.DEGRADED):
                 url = self.config.server.url(self.port())
                 log.info("ready: all workers running%s", "" if self.plan.headless else

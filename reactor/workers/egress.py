@@ -87,13 +87,18 @@ class EgressWorker:
         self.lat_ring = LatencyWindow("output_ring")
         self.lat_encode = LatencyWindow("encode")
         self.lat_send = LatencyWindow("send")
+        #: Between two frames handed to the viewers (the reader thread's pace, not a
+        #: stage of a frame's latency): what smoothness at egress is judged on.
+        self.lat_interval = LatencyWindow("frame_interval")
+        self._handed_ns = 0
         self.proc = ProcessStats()
         self.failure = ""
 
     def stats(self) -> wpb.WorkerStats:
         a = self.audio.stats() if self.audio is not None else None
         stats = worker_stats(self.proc, self.frames_in, self.frames_out,
-                             (self.lat_ring, self.lat_encode, self.lat_send),
+                             (self.lat_ring, self.lat_encode, self.lat_send,
+                              self.lat_interval),
                              viewers=self.hub.count,
                              encoders_active=self.broadcaster.encoders_active,
                              audio_samples_in=a.samples_in if a else 0,
@@ -162,8 +167,18 @@ class EgressWorker:
                     self.audio.note_video(frame.pts)
                 frame.release()
                 self.frames_out += 1
+                self._note_interval()
         except Exception as exc:
             self._thread_failed("reader thread", "output ring", exc)
+
+    def _note_interval(self) -> None:
+        if not self.broadcaster.encoders_active:
+            self._handed_ns = 0  # no viewer: the next frame starts a new run
+            return
+        now = time.perf_counter_ns()
+        if self._handed_ns:
+            self.lat_interval.add((now - self._handed_ns) / 1e6)
+        self._handed_ns = now
 
     def audio_loop(self) -> None:
         """The audio thread: the model's sound in, one Opus packet per 20 ms window out to

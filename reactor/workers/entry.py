@@ -24,7 +24,13 @@ from reactor.control.rundir import RunDir
 from reactor.errors import ReactorError
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
-from reactor.workers.base import WorkerContext, die_with_parent, setup_logging
+from reactor.workers.base import (
+    WorkerContext,
+    die_with_parent,
+    freeze_gc,
+    setup_logging,
+    tune_gc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +114,12 @@ def run_worker(
 ) -> None:
     """The spawn target of every worker process."""
     die_with_parent(parent_pid)
+    tune_gc()
     rd = RunDir(Path(run_dir))
     setup_logging(rd.log(name), name, level=config.log.level,
                   format=config.log.format)
-    link = WorkerLink(name, rd.endpoint("workers"))
+    # Ready means start-up is over: what it made stays, and full collections skip it.
+    link = WorkerLink(name, rd.endpoint("workers"), on_ready=freeze_gc)
     link.start()
     logging.getLogger().addHandler(_LinkLogHandler(link, name))
     ctx = WorkerContext(name=name, config=config, run_dir=rd, rings=rings, link=link,

@@ -136,3 +136,52 @@ def test_an_unknown_worker_is_a_clear_error() -> None:
     with pytest.raises(ReactorError, match=r"unknown worker 'encoder'; one of ingress, "
                                            r"inference, egress, source, sink"):
         resolve("encoder")
+
+
+def test_on_ready_runs_before_the_supervisor_hears_ready(tmp_path: Path) -> None:
+    # A worker's start-up ends with on_ready (the garbage collector's freeze): by the time
+    # the supervisor counts it ready, that is done.
+    endpoint = f"ipc://{tmp_path / 'workers.sock'}"
+    sup = Supervisor(endpoint)
+    seen: list[bool] = []
+
+    def on_ready() -> None:
+        seen.append(bool(sup.sock.poll(200)) and _has_ready(sup))
+
+    link = WorkerLink("egress", endpoint, on_ready=on_ready)
+    link.start()
+    try:
+        link.ready(wpb.Ready(egress=wpb.EgressReady(codec="h264")))
+        assert sup.recv("ready").ready.egress.codec == "h264"
+        assert seen == [False]
+    finally:
+        link.close()
+        sup.close()
+
+
+def _has_ready(sup: Supervisor) -> bool:
+    """Whether a Ready is among what the supervisor's socket holds now (drained)."""
+    found = False
+    while sup.sock.poll(0):
+        _, data = sup.sock.recv_multipart()
+        msg = wpb.FromWorker()
+        msg.ParseFromString(data)
+        found = found or msg.WhichOneof("body") == "ready"
+    return found
+
+
+def test_freeze_gc_moves_start_up_objects_out_of_the_collectors_walk() -> None:
+    import gc
+
+    from reactor.workers.base import GC_THRESHOLDS, freeze_gc, tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        kept = [[i] for i in range(1000)]  # tracked containers alive at "ready"
+        freeze_gc()
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
