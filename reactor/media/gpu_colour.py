@@ -44,6 +44,22 @@ def yuv_matrix(colour: YuvColour) -> tuple[list[list[float]], list[float]]:
     return [y, cb, cr], [16.0 if limited else 0.0, 128.0, 128.0]
 
 
+_MATRICES: dict[tuple[str, int, str], Any] = {}
+
+
+def _matrix(colour: YuvColour, device: Any) -> Any:
+    """``colour``'s matrix as a tensor on ``device``, made once (a per-frame
+    ``torch.tensor`` would be a host-to-device copy every frame)."""
+    import torch
+
+    key = (colour.name, int(colour.range), str(device))
+    mat = _MATRICES.get(key)
+    if mat is None:
+        mat = _MATRICES[key] = torch.tensor(yuv_matrix(colour)[0], dtype=torch.float32,
+                                            device=device)
+    return mat
+
+
 def rgb_to_i420(rgb: Any, colour: YuvColour = BT601) -> Any:
     """Convert a torch uint8 ``(H, W, 3)`` RGB tensor to I420 planes on its own device.
 
@@ -55,8 +71,8 @@ def rgb_to_i420(rgb: Any, colour: YuvColour = BT601) -> Any:
     import torch
 
     h, w = int(rgb.shape[0]), int(rgb.shape[1])
-    m, off = yuv_matrix(colour)
-    mat = torch.tensor(m, dtype=torch.float32, device=rgb.device)
+    _, off = yuv_matrix(colour)
+    mat = _matrix(colour, rgb.device)
     x = rgb.to(torch.float32)
     y = x @ mat[0] + off[0]  # (H, W)
     c = x @ mat[1:].T  # (H, W, 2): Cb, Cr without the offset
