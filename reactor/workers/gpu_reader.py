@@ -14,6 +14,7 @@ that is still being read.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import av
@@ -54,6 +55,9 @@ class PlanesReader:
     """A CudaRing reader whose frames' ``array`` is a host ``yuv420p`` picture."""
 
     def __init__(self, ring: CudaRing, colour: YuvColour = COLOUR["h264"]) -> None:
+        self._device = ring.handle.device
+        self._thread = 0
+        self._pin_thread()
         self._reader: CudaReader = ring.reader()
         height, width = ring.shape[0], ring.shape[1]
         # One pinned buffer for every frame: one frame is in flight at a time.
@@ -68,7 +72,19 @@ class PlanesReader:
     def dropped(self) -> int:
         return self._reader.dropped
 
+    def _pin_thread(self) -> None:
+        """Make the ring's device this thread's current one (CUDA's is per thread), so
+        this thread's CUDA work -- the pinned buffer's context among it -- is on that
+        device only: a daemon on cuda:1 makes no context on cuda:0."""
+        if self._device is None or self._thread == threading.get_ident():
+            return
+        import torch
+
+        torch.cuda.set_device(self._device)
+        self._thread = threading.get_ident()
+
     def read(self, timeout: float | None = None) -> PlanesFrame | None:
+        self._pin_thread()  # egress reads on its reader thread, not the one that made us
         frame = self._reader.read(timeout)
         return None if frame is None else PlanesFrame(frame, self._planes)
 

@@ -76,6 +76,12 @@ class InferenceWorker:
         self.output: ShmRing | CudaRing = (CudaRing.attach(out) if isinstance(out, CudaRingHandle)
                                            else ShmRing.attach(out))
         self.gpu = gpu_plan(ctx.extra, cfg.device)
+        if self.gpu.on_gpu and self.gpu.index is not None:
+            # The model's thread's current device: a model's torch.device("cuda"), and every
+            # CUDA context this process makes, is on the plan's device (cuda:N).
+            import torch
+
+            torch.cuda.set_device(self.gpu.index)
         #: ``device: cuda``/``cuda:N`` asked for the GPU by name: ``inputs()`` yields CUDA
         #: tensors (``auto`` keeps numpy frames, so a model written for any machine works).
         self.input_device: int | None = (self.gpu.index if self.gpu.on_gpu
