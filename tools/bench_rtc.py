@@ -366,6 +366,43 @@ def _interval_stats(per_viewer: list[list[float]]) -> dict[str, Any]:
             "max_ms": round(max(everything), 2)}
 
 
+def _egress_frames(d: Any) -> tuple[int, float]:
+    """Frames egress has handed on since it started, and when (``time.monotonic()``) it
+    said so: the figure is its last heartbeat's, ``heartbeat_age_s`` old."""
+    now = time.monotonic()
+    w = next(w for w in d.status()["workers"] if w["name"] == "egress")
+    return int(w["frames_out"]), now - float(w["heartbeat_age_s"])
+
+
+async def _measure_step(d: Any, n: int, registry: list[RtpCounter], window: float,
+                        smooth: bool, pids: list[int], egress_pids: list[int],
+                        ) -> dict[str, Any]:
+    cpu0, own0, t0 = cpu_total(pids), time.process_time(), time.monotonic()
+    egress0, out0 = cpu_total(egress_pids), _egress_frames(d)
+    await asyncio.sleep(window)
+    t1 = time.monotonic()
+    out1 = _egress_frames(d)
+    cpu = (cpu_total(pids) - cpu0) / (t1 - t0) * 100
+    egress = (cpu_total(egress_pids) - egress0) / (t1 - t0) * 100
+    own = (time.process_time() - own0) / (t1 - t0) * 100
+    fps = sorted(c.count(t0, t1) / (t1 - t0) for c in registry)
+    step: dict[str, Any] = {
+        "viewers": n, "min_fps": round(fps[0], 1), "mean_fps": round(sum(fps) / len(fps), 1),
+        # What the pipeline made for everyone: when it is below 27 too, the whole daemon
+        # slowed (the machine's load), not its fan-out to this many viewers.
+        "egress_fps": round((out1[0] - out0[0]) / max(out1[1] - out0[1], 1e-3), 1),
+        "daemon_cpu_percent": round(cpu, 1), "egress_cpu_percent": round(egress, 1),
+        "bench_cpu_percent": round(own, 1),
+        "broken_frames": sum(c.broken for c in registry)}
+    if smooth:
+        step["receive_interval"] = _interval_stats([c.intervals_ms(t0, t1) for c in registry])
+        lat = d.status()["pipeline"].get("latency_ms", {})
+        if "frame_interval" in lat:
+            step["egress_interval"] = {k: round(v, 2) for k, v in lat["frame_interval"].items()}
+    step["ok"] = step["min_fps"] >= 27
+    return step
+
+
 async def _viewer_steps(d: Any, steps: list[int], warm: float, window: float,
                         intervals_at: tuple[int, ...], smooth_window: float,
                         ) -> list[dict[str, Any]]:
@@ -383,30 +420,17 @@ async def _viewer_steps(d: Any, steps: list[int], warm: float, window: float,
             while len(viewers) < n:
                 viewers.append(await _watch(d.url, registry))
             await asyncio.sleep(warm)
-            cpu0, own0, t0 = cpu_total(pids), time.process_time(), time.monotonic()
-            egress0 = cpu_total(egress_pids)
+            smooth = n in intervals_at
             # Where smoothness is judged, the window outlasts egress's own (its last 512
             # frame intervals), so both sides describe the same steady stream.
-            await asyncio.sleep(max(window, smooth_window) if n in intervals_at else window)
-            t1 = time.monotonic()
-            cpu = (cpu_total(pids) - cpu0) / (t1 - t0) * 100
-            egress = (cpu_total(egress_pids) - egress0) / (t1 - t0) * 100
-            own = (time.process_time() - own0) / (t1 - t0) * 100
-            fps = sorted(c.count(t0, t1) / (t1 - t0) for c in registry)
-            step: dict[str, Any] = {
-                "viewers": n, "min_fps": round(fps[0], 1),
-                "mean_fps": round(sum(fps) / len(fps), 1),
-                "daemon_cpu_percent": round(cpu, 1), "egress_cpu_percent": round(egress, 1),
-                "bench_cpu_percent": round(own, 1),
-                "broken_frames": sum(c.broken for c in registry)}
-            if n in intervals_at:
-                step["receive_interval"] = _interval_stats(
-                    [c.intervals_ms(t0, t1) for c in registry])
-                lat = d.status()["pipeline"].get("latency_ms", {})
-                if "frame_interval" in lat:
-                    step["egress_interval"] = {k: round(v, 2)
-                                               for k, v in lat["frame_interval"].items()}
-            step["ok"] = step["min_fps"] >= 27
+            span = max(window, smooth_window) if smooth else window
+            step = await _measure_step(d, n, registry, span, smooth, pids, egress_pids)
+            if not step["ok"]:
+                # The machine is shared: one noisy window is not a limit. Measure again.
+                print(f"bench: viewers {step} (measuring again)", file=sys.stderr, flush=True)
+                retry = await _measure_step(d, n, registry, span, smooth, pids, egress_pids)
+                retry["first_try"] = {k: step[k] for k in ("min_fps", "mean_fps", "egress_fps")}
+                step = retry
             out.append(step)
             print(f"bench: viewers {step}", file=sys.stderr, flush=True)
             if not step["ok"]:
@@ -453,7 +477,10 @@ def run_viewers(quick: bool) -> dict[str, Any]:
     last = result_steps[-1]
     limited_by = None if limit is None else (
         "the bench's receivers (bench process near a full core)"
-        if last["bench_cpu_percent"] >= 85 else "the daemon (or the machine's load)")
+        if last["bench_cpu_percent"] >= 85 else
+        f"the pipeline's own frame rate (egress made {last['egress_fps']} fps for everyone: "
+        "the machine's load)" if last["egress_fps"] < 27 else
+        "the daemon's fan-out (or the machine's load)")
     smooth = {s["viewers"]: s for s in result_steps if "receive_interval" in s}
     worst = [v for s in smooth.values() for v in (
         s["receive_interval"].get("p99_ms_worst_viewer"),
@@ -479,7 +506,8 @@ def render_viewers(result: dict[str, Any]) -> str:
     lines = [f"  720p30 TestPattern, {result['receiver']} aiortc viewers in the bench process"]
     for s in result["steps"]:
         lines.append(f"    {s['viewers']:>3} viewers: min {s['min_fps']:>5} fps, mean "
-                     f"{s['mean_fps']:>5}; daemon CPU {s['daemon_cpu_percent']:>6} % "
+                     f"{s['mean_fps']:>5} (egress {s['egress_fps']:>4}); "
+                     f"daemon CPU {s['daemon_cpu_percent']:>6} % "
                      f"(egress {s['egress_cpu_percent']} %), bench {s['bench_cpu_percent']} %")
     lines.append(f"  {'viewers held at >= 27 fps each':<34} {result['viewers_held']}"
                  + (f" (failed at {result['first_failed_step']})"
