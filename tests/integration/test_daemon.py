@@ -86,7 +86,9 @@ def test_supervisor_kill9_takes_workers_down_and_next_start_recovers(start_daemo
 
 
 def test_frames_flow_through_the_rings_and_commands_apply(start_daemon) -> None:
-    d = start_daemon({**SMALL, "model": {"module": "models:Counter"}})
+    # device cpu: the test attaches to the output ring as a ShmRing (a GPU machine's
+    # "auto" would put it on the device).
+    d = start_daemon({**SMALL, "device": "cpu", "model": {"module": "models:Counter"}})
     out = ShmRing.attach(RingHandle_for(d, "output"))
     reader = out.reader()
     try:
@@ -119,7 +121,8 @@ def RingHandle_for(d: Daemon, ring: str) -> RingHandle:
 
 
 def test_identity_model_passes_input_ring_frames_to_output(start_daemon) -> None:
-    d = start_daemon({**SMALL, "model": {"module": "reactor.examples.filters:Identity"}})
+    d = start_daemon({**SMALL, "device": "cpu",
+                      "model": {"module": "reactor.examples.filters:Identity"}})
     inp = ShmRing.attach(RingHandle_for(d, "input"))
     out = ShmRing.attach(RingHandle_for(d, "output"))
     reader = out.reader()
