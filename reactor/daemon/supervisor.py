@@ -168,11 +168,13 @@ class Supervisor:
         sentinels: dict[int, str] = {}
         next_telemetry = 0.0
         while not (self._stop_requested or self._signals.received):
-            for fd in sentinels:
-                poller.unregister(fd)
-            sentinels = self.pool.sentinels()
-            for fd in sentinels:
-                poller.register(fd, zmq.POLLIN)
+            current = self.pool.sentinels()
+            if current != sentinels:  # a worker started or died: only then re-register
+                for fd in sentinels:
+                    poller.unregister(fd)
+                sentinels = current
+                for fd in sentinels:
+                    poller.register(fd, zmq.POLLIN)
             timeout = max(0.0, min(next_telemetry - time.monotonic(), 0.1))
             events = dict(poller.poll(int(timeout * 1000) + 1))
             if wake in events:
