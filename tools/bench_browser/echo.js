@@ -2,7 +2,10 @@
 // frame by frame is sent over WHIP and watched back over WHEP; every frame the <video>
 // shows is read back in requestVideoFrameCallback. One clock: this page's performance.now().
 //
-//   await echo.start(base, {draw, capture, codec, minKbps})  connect both peer connections
+//   await echo.start(base, {draw, capture, codec, minKbps})
+//     draw: "raf" (requestAnimationFrame) or "timer" (setInterval); capture: "request"
+//     (captureStream(0) + requestFrame() after each draw), "auto" (captureStream()) or
+//     "fps" (captureStream(30)); codec: "h264", "vp8" or "" (the browser's order)  connect both peer connections
 //   await echo.mark(seconds)                        start the measured window (stats snapshot)
 //   await echo.finish()                             the window's samples and stats deltas
 //
@@ -209,7 +212,8 @@
       document.body.appendChild(video);
 
       const capture = opts.capture || "fps";
-      const stream = canvas.captureStream(capture === "request" ? 0 : FPS);
+      const stream = capture === "auto" ? canvas.captureStream()
+        : canvas.captureStream(capture === "request" ? 0 : FPS);
       const track = stream.getVideoTracks()[0];
       draw(0);
       startDrawing(opts.draw || "raf", capture === "request" ? track : null);
