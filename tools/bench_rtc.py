@@ -379,6 +379,7 @@ async def _measure_step(d: Any, n: int, registry: list[RtpCounter], window: floa
                         ) -> dict[str, Any]:
     cpu0, own0, t0 = cpu_total(pids), time.process_time(), time.monotonic()
     egress0, out0 = cpu_total(egress_pids), _egress_frames(d)
+    broken0 = sum(c.broken for c in registry)
     await asyncio.sleep(window)
     t1 = time.monotonic()
     out1 = _egress_frames(d)
@@ -393,7 +394,9 @@ async def _measure_step(d: Any, n: int, registry: list[RtpCounter], window: floa
         "egress_fps": round((out1[0] - out0[0]) / max(out1[1] - out0[1], 1e-3), 1),
         "daemon_cpu_percent": round(cpu, 1), "egress_cpu_percent": round(egress, 1),
         "bench_cpu_percent": round(own, 1),
-        "broken_frames": sum(c.broken for c in registry)}
+        # Frames that reached a viewer with packets missing, in this window: egress
+        # skipped them (a viewer's queue overflowed and it waits for a keyframe).
+        "broken_frames": sum(c.broken for c in registry) - broken0}
     if smooth:
         step["receive_interval"] = _interval_stats([c.intervals_ms(t0, t1) for c in registry])
         lat = d.status()["pipeline"].get("latency_ms", {})
@@ -480,7 +483,9 @@ def run_viewers(quick: bool) -> dict[str, Any]:
         if last["bench_cpu_percent"] >= 85 else
         f"the pipeline's own frame rate (egress made {last['egress_fps']} fps for everyone: "
         "the machine's load)" if last["egress_fps"] < 27 else
-        "the daemon's fan-out (or the machine's load)")
+        f"egress's fan-out: it made {last['egress_fps']} fps but could not send them all "
+        f"({last['broken_frames']} frames skipped in viewers' queues)"
+        if last["broken_frames"] else "the daemon's fan-out (or the machine's load)")
     smooth = {s["viewers"]: s for s in result_steps if "receive_interval" in s}
     worst = [v for s in smooth.values() for v in (
         s["receive_interval"].get("p99_ms_worst_viewer"),
