@@ -192,9 +192,21 @@ def rgb_to_frame(
     )
     # Tags only. Passed to reformat instead, they would ask swscale for a primaries and
     # transfer conversion from an untagged source (and cost ~1 ms at 720p).
+    return tag_frame(frame, colour, pts, time_base)
+
+
+def tag_frame(
+    frame: av.VideoFrame,
+    colour: YuvColour,
+    pts: int | None,
+    time_base: fractions.Fraction = VIDEO_TIME_BASE,
+) -> av.VideoFrame:
+    """Tag a ``yuv420p`` frame made in ``colour`` with all of its colour description and
+    stamp it with ``pts`` in ``time_base``; the pixels are not touched."""
     frame.colorspace = colour.colorspace
     frame.color_primaries = colour.primaries
     frame.color_trc = colour.trc
+    frame.color_range = colour.range
     frame.pts = pts
     frame.time_base = time_base
     return frame

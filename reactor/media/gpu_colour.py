@@ -26,7 +26,7 @@ import numpy.typing as npt
 from av.video.frame import VideoFrame
 from av.video.reformatter import ColorRange
 
-from reactor.media.convert import BT601, VIDEO_TIME_BASE, YuvColour, rgb_to_frame
+from reactor.media.convert import BT601, YuvColour, rgb_to_frame, tag_frame
 
 #: (Kr, Kb) of each matrix by :attr:`YuvColour.name`.
 _KRKB = {"bt601": (0.299, 0.114), "bt709": (0.2126, 0.0722)}
@@ -97,14 +97,7 @@ def i420_frame(
 
     The frame shares ``buf``'s memory: keep ``buf`` unchanged until it is encoded.
     """
-    frame = VideoFrame.from_numpy_buffer(buf, format="yuv420p")
-    frame.colorspace = colour.colorspace
-    frame.color_primaries = colour.primaries
-    frame.color_trc = colour.trc
-    frame.color_range = colour.range
-    frame.pts = pts
-    frame.time_base = VIDEO_TIME_BASE
-    return frame
+    return tag_frame(VideoFrame.from_numpy_buffer(buf, format="yuv420p"), colour, pts)
 
 
 class HostPlanes:

@@ -10,23 +10,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import av
 import numpy as np
 import pytest
 
 from reactor.client import Client
 from tests.support.daemon import Daemon, shm_segments, wait_for_async
 from tests.support.tracks import SquareTrack
+from tests.support.video import centre
 
 pytestmark = pytest.mark.timeout(180)
 SMALL = {"video": {"width": 640, "height": 360, "fps": 30}}
 
-
-def centre(frame: av.VideoFrame, box: tuple[slice, slice] | None = None) -> np.ndarray:
-    a = frame.to_ndarray(format="rgb24")
-    h, w = a.shape[:2]
-    region = a[box] if box else a[h // 2 - 4: h // 2 + 4, w // 2 - 4: w // 2 + 4]
-    return region.reshape(-1, 3).mean(axis=0)
 
 
 def test_a_cuda_device_the_machine_lacks_fails_the_start_naming_device(start_daemon) -> None:

@@ -15,6 +15,7 @@ import pytest
 from reactor.client import Client, WhipError
 from tests.support.daemon import Daemon, wait_for, wait_for_async
 from tests.support.tracks import SquareTrack
+from tests.support.video import centre
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -29,12 +30,6 @@ async def fps_of(viewer: Any, seconds: float) -> tuple[float, tuple[int, int]]:
         n += 1
     return n / (time.monotonic() - t0), size
 
-
-def centre(frame: av.VideoFrame, box: tuple[slice, slice] | None = None) -> np.ndarray:
-    a = frame.to_ndarray(format="rgb24")
-    h, w = a.shape[:2]
-    region = a[box] if box else a[h // 2 - 4 : h // 2 + 4, w // 2 - 4 : w // 2 + 4]
-    return region.reshape(-1, 3).mean(axis=0)
 
 
 def test_whep_viewer_gets_720p_at_full_rate(start_daemon) -> None:

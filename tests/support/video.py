@@ -45,3 +45,12 @@ def make_noise_video(path: Path, width: int, height: int, frames: int, fps: int 
     base = tile.repeat(8, 0).repeat(8, 1)[:height, :width]
     return _write(path, width, height, frames, fps, {"preset": "ultrafast", "crf": "23"},
                   lambda i: np.roll(base, 4 * i, axis=1))
+
+
+def centre(frame: av.VideoFrame, box: tuple[slice, slice] | None = None) -> np.ndarray:
+    """The mean RGB of ``box`` of a decoded frame (by default the 8x8 pixels at its
+    centre)."""
+    a = frame.to_ndarray(format="rgb24")
+    h, w = a.shape[:2]
+    region = a[box] if box else a[h // 2 - 4 : h // 2 + 4, w // 2 - 4 : w // 2 + 4]
+    return region.reshape(-1, 3).mean(axis=0)
