@@ -304,8 +304,12 @@ def _daemon_window(probes: dict[str, Any], seconds: float) -> dict[str, Any]:
 
 
 def _stages(status: dict[str, Any]) -> dict[str, Any]:
+    """Each server stage's p50/p99, and egress's frame interval beside them."""
+    windows = dict(status["pipeline"].get("latency_ms", {}))
+    if status["pipeline"].get("frame_interval_ms"):
+        windows["frame_interval"] = status["pipeline"]["frame_interval_ms"]
     return {stage: {k: round(v, 2) for k, v in lat.items() if k in ("p50", "p99")}
-            for stage, lat in status["pipeline"].get("latency_ms", {}).items()}
+            for stage, lat in windows.items()}
 
 
 def run(quick: bool) -> dict[str, Any]:

@@ -399,9 +399,9 @@ async def _measure_step(d: Any, n: int, registry: list[RtpCounter], window: floa
         "broken_frames": sum(c.broken for c in registry) - broken0}
     if smooth:
         step["receive_interval"] = _interval_stats([c.intervals_ms(t0, t1) for c in registry])
-        lat = d.status()["pipeline"].get("latency_ms", {})
-        if "frame_interval" in lat:
-            step["egress_interval"] = {k: round(v, 2) for k, v in lat["frame_interval"].items()}
+        interval = d.status()["pipeline"].get("frame_interval_ms")
+        if interval:
+            step["egress_interval"] = {k: round(v, 2) for k, v in interval.items()}
     step["ok"] = step["min_fps"] >= 27
     return step
 

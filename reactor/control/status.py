@@ -90,13 +90,23 @@ def _worker(w: WorkerStat) -> dict[str, Any]:
     }
 
 
+#: Egress's window of the time between two frames handed to the viewers (smoothness). It
+#: travels with the stages' latency windows but is no stage a frame passes, so status shows
+#: it apart (``pipeline.frame_interval_ms``): ``latency_ms`` adds up to the server's part of
+#: a frame's trip.
+FRAME_INTERVAL = "frame_interval"
+
+
 def _pipeline(p: PipelineStat) -> dict[str, Any]:
+    windows = {s.stage: {"p50": s.p50_ms, "p99": s.p99_ms} for s in p.latency}
+    interval = windows.pop(FRAME_INTERVAL, None)
     return {
         "fps_in": p.fps_in,
         "fps_model": p.fps_model,
         "fps_out": p.fps_out,
         "target_fps": p.target_fps,
-        "latency_ms": {s.stage: {"p50": s.p50_ms, "p99": s.p99_ms} for s in p.latency},
+        "latency_ms": windows,
+        "frame_interval_ms": interval,
         "rings": [_ring(r) for r in p.rings],
         "encoders_active": p.encoders_active,
         "audio": _audio(p.audio),

@@ -39,6 +39,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
+from reactor.control.status import FRAME_INTERVAL
 from reactor.daemon.gpu_telemetry import gpu_families
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
@@ -347,12 +348,19 @@ def _latency(s: Scrape) -> Iterator[Metric]:
         for key, value in s.state.totals(name).items():
             if key[0] == "latency":
                 stages.setdefault(str(key[1]), Counter())[key[2:]] += value
+    interval = HistogramMetricFamily(
+        "reactor_egress_frame_interval_seconds", "Time between two frames egress hands to "
+        "the viewers (smoothness; 1/fps when steady)")
     for stage, c in stages.items():
         buckets = [(f"{b / 1000:g}", c[(i,)]) for i, b in enumerate(LATENCY_BUCKETS_MS)]
         count = max(c[("count",)], buckets[-1][1])
         buckets.append(("+Inf", count))
-        hist.add_metric([stage], buckets, c[("sum",)])
+        if stage == FRAME_INTERVAL:
+            interval.add_metric([], buckets, c[("sum",)])
+        else:
+            hist.add_metric([stage], buckets, c[("sum",)])
     yield hist
+    yield interval
 
 
 def audio_families(s: Scrape) -> Iterator[Metric]:

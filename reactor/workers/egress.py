@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 
+from reactor.control.status import FRAME_INTERVAL
 from reactor.errors import ReactorError
 from reactor.ipc import CudaRing, ProducerGoneError, Reader, RingClosedError, ShmRing
 from reactor.ipc.cuda_ring import CudaRingHandle
@@ -89,7 +90,7 @@ class EgressWorker:
         self.lat_send = LatencyWindow("send")
         #: Between two frames handed to the viewers (the reader thread's pace, not a
         #: stage of a frame's latency): what smoothness at egress is judged on.
-        self.lat_interval = LatencyWindow("frame_interval")
+        self.lat_interval = LatencyWindow(FRAME_INTERVAL)
         self._handed_ns = 0
         self.proc = ProcessStats()
         self.failure = ""

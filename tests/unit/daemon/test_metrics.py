@@ -143,6 +143,19 @@ def test_latency_histogram_buckets_count_and_sum_in_seconds() -> None:
     assert value(text, name + "_sum", stage="encode") == pytest.approx(2.0073)
 
 
+def test_egress_frame_interval_is_its_own_histogram_not_a_stage() -> None:
+    state = MetricsState()
+    state.on_heartbeat("egress", 13, heartbeat(3, (33.0, 34.0, 60.0), "frame_interval"))
+    state.on_heartbeat("inference", 12, heartbeat(3, (1.0,), "model"))
+    text = scrape_text(state)
+    name = "reactor_egress_frame_interval_seconds"
+    assert value(text, name + "_count") == 3
+    assert value(text, name + "_sum") == pytest.approx(0.127)
+    assert value(text, name + "_bucket", le="0.05") == 2
+    stages = {s.labels["stage"] for s in families(text)["reactor_stage_latency_seconds"].samples}
+    assert stages == {"model"}
+
+
 def test_counters_never_go_backwards_when_a_worker_restarts() -> None:
     state = MetricsState()
     state.on_heartbeat("egress", 100, heartbeat(50, (5.0,) * 50, "encode",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import pytest
+
 from reactor.control.status import snapshot_to_dict
 from reactor.proto.telemetry_pb2 import Snapshot
 
@@ -54,6 +56,7 @@ def test_pipeline(make_snapshot: MakeSnapshot) -> None:
             "output_ring": {"p50": 0.1, "p99": 0.2},
             "encode": {"p50": 6.0, "p99": 9.8},
         },
+        "frame_interval_ms": None,
         "rings": [
             {"name": "input", "slots": 4, "used": 1, "dropped": 12, "policy": "latest"},
             {"name": "output", "slots": 8, "used": 8, "dropped": 0, "policy": "block"},
@@ -62,6 +65,17 @@ def test_pipeline(make_snapshot: MakeSnapshot) -> None:
         "audio": {"input": False, "output": False, "rate_in_hz": 0.0, "rate_out_hz": 0.0,
                   "dropped": 0, "av_offset_ms": None},
     }
+
+
+def test_egress_frame_interval_is_shown_apart_from_the_stages(
+        make_snapshot: MakeSnapshot) -> None:
+    snap = make_snapshot()
+    snap.pipeline.latency.add(stage="frame_interval", p50_ms=33.3, p99_ms=38.0)
+    pipeline = snapshot_to_dict(snap)["pipeline"]
+    assert pipeline["frame_interval_ms"] == {"p50": pytest.approx(33.3),
+                                             "p99": pytest.approx(38.0)}
+    assert set(pipeline["latency_ms"]) == {"decode", "input_ring", "model", "output_ring",
+                                           "encode"}
 
 
 def test_pipeline_audio_reports_rates_drops_and_a_known_offset(
