@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
-from reactor.media.gpu import GpuPlan
+from reactor.media.gpu import GpuPlan, driver_present
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NO_NVML = "nvidia-ml-py is not installed (pip install 'reactor-live[gpu]')"
+NO_DRIVER = "no NVIDIA driver on this machine"
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,9 @@ class NvmlSampler:
         self._at = 0.0
 
     def _init(self) -> None:
+        if self._nvml is None and not driver_present():
+            self._failed = NO_DRIVER  # what matters on a machine without a GPU
+            return
         if self._nvml is None:
             try:
                 import pynvml

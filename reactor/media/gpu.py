@@ -147,9 +147,9 @@ def plan_gpu(device: str, caps: GpuCaps) -> GpuPlan:
                    device_name=gpu.name, caps=caps)
 
 
-def _driver_present() -> bool:
-    # The NVIDIA driver's files: without them no CUDA device can exist, and torch (seconds
-    # to import) need not be asked.
+def driver_present() -> bool:
+    """Whether the NVIDIA driver's files exist: without them no CUDA device can exist, and
+    neither torch (seconds to import) nor NVML need be asked."""
     return Path("/proc/driver/nvidia/gpus").is_dir() or Path("/dev/nvidiactl").exists()
 
 
@@ -162,7 +162,7 @@ def detect() -> GpuCaps:
     why = ""
     if not has_torch:
         why = "torch is not installed"
-    elif not _driver_present():
+    elif not driver_present():
         why = "no NVIDIA driver"
     else:
         try:

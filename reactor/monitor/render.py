@@ -20,6 +20,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from reactor.control.status import FRAME_INTERVAL
 from reactor.monitor.gpu_panel import gpu_panels
 from reactor.proto.telemetry_pb2 import LatencyStat, SessionInfo, Snapshot, ViewerStat
 
@@ -190,7 +191,7 @@ def workers_table(snap: Snapshot, *, frames: bool = False) -> RenderableType:
 
 
 def _latency(stats: Iterable[LatencyStat]) -> Table:
-    by_stage = {s.stage: s for s in stats}
+    by_stage = {s.stage: s for s in stats if s.stage != FRAME_INTERVAL}
     stages = list(STAGES) + [name for name in by_stage if name not in STAGES]
     table = _grid()
     table.add_column("latency", no_wrap=True)
@@ -229,9 +230,16 @@ def pipeline_panel(snap: Snapshot, *, spark_width: int = 20) -> RenderableType:
          "cyan"),
         f"  encoders {p.encoders_active}",
     )
+    lines: list[RenderableType] = [fps]
+    interval = next((s for s in p.latency if s.stage == FRAME_INTERVAL), None)
+    if interval is not None:  # egress's smoothness: late frames show as a long p99
+        late = bool(target) and interval.p99_ms > 1.2 * 1000 / target
+        lines.append(_line(("frame interval", "bold"), f"  p50 {interval.p50_ms:.1f}",
+                           ("  p99 ", ""), (f"{interval.p99_ms:.1f}", "yellow" if late else ""),
+                           " ms"))
     a = p.audio
     if not (a.input or a.output):
-        return Group(fps, _latency(p.latency))
+        return Group(*lines, _latency(p.latency))
     sound = _line(
         ("audio", "bold"),
         f"  in {a.rate_in_hz / 1000:.1f} kHz" if a.input else "",
@@ -241,7 +249,7 @@ def pipeline_panel(snap: Snapshot, *, spark_width: int = 20) -> RenderableType:
         (f"{a.av_offset_ms:+.0f} ms", _offset_style(a.av_offset_ms))
         if a.av_offset_known else ("-", "dim"),
     )
-    return Group(fps, sound, _latency(p.latency))
+    return Group(*lines, sound, _latency(p.latency))
 
 
 def _offset_style(ms: float) -> str:

@@ -11,6 +11,7 @@ import pytest
 from reactor.config import Config
 from reactor.control.status import snapshot_to_dict
 from reactor.daemon.gpu_telemetry import (
+    NO_DRIVER,
     NO_NVML,
     DeviceSample,
     GpuSample,
@@ -20,7 +21,7 @@ from reactor.daemon.gpu_telemetry import (
 from reactor.daemon.metrics import MetricsState
 from reactor.daemon.rings import create_rings, remove_rings
 from reactor.ipc import CudaRing, ShmRing
-from reactor.media.gpu import GpuCaps, GpuDevice, GpuPlan, plan_gpu
+from reactor.media.gpu import GpuCaps, GpuDevice, GpuPlan, driver_present, plan_gpu
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
 from tests.support.fakes import FakeClock
@@ -182,3 +183,10 @@ def test_detected_caps_never_make_cpu_or_auto_fail(device: str) -> None:
 
     plan = plan_gpu(device, detect())
     assert plan.device == device and plan.reason
+
+
+@pytest.mark.skipif(driver_present(), reason="this machine has an NVIDIA driver")
+def test_a_machine_without_a_driver_says_so_rather_than_asking_for_nvml() -> None:
+    sample = NvmlSampler().sample()
+    assert not sample.available
+    assert sample.reason == NO_DRIVER

@@ -77,6 +77,19 @@ def test_pipeline_panel(make_snapshot: MakeSnapshot) -> None:
     """)
 
 
+def test_pipeline_panel_shows_egress_frame_interval_on_its_own_line(
+        make_snapshot: MakeSnapshot) -> None:
+    snap = make_snapshot()
+    snap.pipeline.latency.add(stage="frame_interval", p50_ms=33.3, p99_ms=38.0)
+    assert text_of(render.pipeline_panel(snap)) == block("""
+    fps  in 29.9  model 29.8  out 14.2 / 30  █████▆▅▃▄▄  encoders 1
+    frame interval  p50 33.3  p99 38.0 ms
+    latency  decode  input_ring  model  output_ring  encode
+    p50 ms      2.1         0.1   12.3          0.1     6.0
+    p99 ms      4.0         0.3   20.1          0.2     9.8
+    """)
+
+
 def test_pipeline_panel_shows_audio_rates_drops_and_offset_when_sound_is_on(
         make_snapshot: MakeSnapshot) -> None:
     snap = make_snapshot()
