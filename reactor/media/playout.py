@@ -34,6 +34,13 @@ adds both:
   frames that carry them, and a viewer that joins, loses a packet or restarts its decoder
   must still see them; it costs 4 bytes a packet.
 
+**Not with sound.** When the stream carries the model's sound (``audio.output``), egress
+turns the answer off (:func:`answer_playout_delay`): a browser keeps picture and sound in
+step by delaying whichever is ahead, and the picture is the one that waits for the sound's
+jitter buffer. With ``min = max = 0`` it cannot: Chromium then showed the picture 120 ms
+before its sound. The viewers of a silent stream get it; those of a stream with sound get
+lip sync and the video jitter buffer that comes with it.
+
 WHIP (ingress receives) answers the extension too when a sender offers it. That is harmless
 and deliberate: it only lets the *sender* stamp its packets, which aiortc's receiver ignores
 (``HeaderExtensionsMap.get`` skips ids it does not know), and the daemon sends nothing on a
@@ -50,8 +57,8 @@ from aiortc.codecs import HEADER_EXTENSIONS
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
 from aiortc.rtp import HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
 
-__all__ = ["PLAYOUT_DELAY_URI", "ZERO_PLAYOUT_DELAY", "enable_playout_delay",
-           "parse_playout_delay", "playout_delay_enabled"]
+__all__ = ["PLAYOUT_DELAY_URI", "ZERO_PLAYOUT_DELAY", "answer_playout_delay",
+           "enable_playout_delay", "parse_playout_delay", "playout_delay_enabled"]
 
 PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
 #: The element's value: 12-bit minimum and 12-bit maximum delay (10 ms units), both 0.
@@ -60,6 +67,7 @@ ZERO_PLAYOUT_DELAY = b"\x00\x00\x00"
 _PATCH_ATTR = "__reactor_playout_delay_original__"
 _ID_ATTR = "_reactor_playout_delay_id"  # on a HeaderExtensionsMap: the negotiated id
 _ONE_BYTE = 0xBEDE  # RFC 8285 one-byte header profile
+_answer = [True]  # answer_playout_delay's switch, for this process
 
 
 def parse_playout_delay(value: bytes) -> tuple[int, int]:
@@ -73,6 +81,13 @@ def parse_playout_delay(value: bytes) -> tuple[int, int]:
 def playout_delay_enabled() -> bool:
     """Whether :func:`enable_playout_delay` is installed in this process."""
     return hasattr(_pc_module.find_common_header_extensions, _PATCH_ATTR)
+
+
+def answer_playout_delay(answer: bool) -> None:
+    """Whether descriptions set from now on answer a remote's offer of the extension (on
+    by default once :func:`enable_playout_delay` is installed; egress turns it off for a
+    stream with sound, see the module docstring)."""
+    _answer[0] = answer
 
 
 def enable_playout_delay() -> None:
@@ -96,7 +111,7 @@ def _patch_negotiation() -> None:
         common = original(local_extensions, remote_extensions)
         # Identity, not equality: setRemoteDescription passes aiortc's own per-kind list,
         # and this is the only way to know the m-section's kind here.
-        if local_extensions is HEADER_EXTENSIONS["video"]:
+        if _answer[0] and local_extensions is HEADER_EXTENSIONS["video"]:
             common.extend(rx for rx in remote_extensions
                           if rx.uri == PLAYOUT_DELAY_URI and rx not in common)
         return common

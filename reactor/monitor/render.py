@@ -4,6 +4,9 @@ Every panel is a pure function of the snapshot, so the same text comes out of th
 dashboard, ``reactor monitor --once`` and ``reactor daemon status``. Every line is built
 ``no_wrap`` with an ellipsis: a line that wrapped would push the dashboard past the
 terminal's height, and the layout below counts lines to decide what fits.
+
+Long module: a little past 500 lines, because the panels and the layout that fits them to
+the terminal are one unit: the layout counts the lines each panel makes.
 """
 
 from __future__ import annotations

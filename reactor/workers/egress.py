@@ -30,6 +30,7 @@ from reactor.media.audio import AudioBroadcaster
 from reactor.media.clock import MediaClock
 from reactor.media.gpu import gpu_plan
 from reactor.media.peer import install_patches
+from reactor.media.playout import answer_playout_delay
 from reactor.media.recorder import Recorder
 from reactor.media.tracks import Broadcaster
 from reactor.proto import control_pb2 as cpb
@@ -241,6 +242,8 @@ class EgressWorker:
 
 async def _amain(ctx: WorkerContext) -> None:
     install_patches(ctx.config.server)
+    # min = max = 0 would keep browsers from delaying the picture to match the sound.
+    answer_playout_delay(not ctx.config.audio.output)
     loop = asyncio.get_running_loop()
     worker = EgressWorker(ctx, loop)
     link = ctx.attach(worker)

@@ -20,6 +20,7 @@ from aiortc.sdp import SessionDescription
 
 from reactor.media.playout import (
     PLAYOUT_DELAY_URI,
+    answer_playout_delay,
     enable_playout_delay,
     parse_playout_delay,
     playout_delay_enabled,
@@ -153,6 +154,20 @@ def test_a_viewer_that_offers_playout_delay_gets_it_zero_on_every_video_packet()
 @pytest.mark.timeout(60)
 def test_a_viewer_that_does_not_offer_playout_delay_gets_no_such_extension() -> None:
     w = asyncio.run(watch(offered_in=()))
+    assert PLAYOUT_DELAY_URI not in w.answer
+    assert len(w.arrivals) >= 15, sorted(w.arrivals)
+    negotiated = set(w.extmaps("video").values())
+    for data in w.raw:
+        assert {x_id for x_id, _ in header_extensions(data)} <= negotiated
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_with_sound_does_not_answer_playout_delay() -> None:
+    answer_playout_delay(False)  # what egress does with audio.output on
+    try:
+        w = asyncio.run(watch(offered_in=("video", "audio")))
+    finally:
+        answer_playout_delay(True)
     assert PLAYOUT_DELAY_URI not in w.answer
     assert len(w.arrivals) >= 15, sorted(w.arrivals)
     negotiated = set(w.extmaps("video").values())
