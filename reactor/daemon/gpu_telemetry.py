@@ -148,10 +148,11 @@ class NvmlSampler:
 
 
 def fill_gpu(stat: tpb.GpuStat, plan: GpuPlan, sample: GpuSample,
-             back: wpb.WorkerStats | None = None) -> None:
+             back: wpb.WorkerStats | None = None, *, ring: str | None = None) -> None:
     """Write the plan, the encoder egress runs (``back``: its last stats) and ``sample``
-    into ``stat``."""
-    stat.device, stat.ring, stat.reason = plan.device, plan.ring, plan.reason
+    into ``stat``; ``ring``: the kind of output ring the daemon made, when it is not the
+    plan's (a file run keeps it in shared memory for its sink)."""
+    stat.device, stat.ring, stat.reason = plan.device, ring or plan.ring, plan.reason
     stat.index = -1 if plan.index is None else plan.index
     stat.device_name, stat.encoder_plan = plan.device_name, plan.encoder
     if back is not None:

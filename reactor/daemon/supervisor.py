@@ -44,7 +44,8 @@ from reactor.daemon.sessions import SessionManager
 from reactor.daemon.signals import StopSignals
 from reactor.daemon.snapshot import TELEMETRY_S, Telemetry, build_snapshot
 from reactor.errors import ConfigError, ReactorError
-from reactor.media.gpu import GpuPlan, detect, plan_gpu
+from reactor.ipc import CudaRing
+from reactor.media.gpu import GpuCaps, GpuPlan, detect, plan_gpu
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
@@ -109,7 +110,10 @@ class Supervisor:
         with self._signals:
             try:
                 try:
-                    self.gpu = plan_gpu(self.config.device, detect())
+                    # device: cpu needs no look at the machine (which imports torch and
+                    # starts CUDA where a driver is present).
+                    caps = GpuCaps() if self.config.device == "cpu" else detect()
+                    self.gpu = plan_gpu(self.config.device, caps)
                 except ConfigError as exc:  # the CLI shows the log's last lines: say it there
                     log.error("start failed: %s", exc)
                     raise
@@ -435,7 +439,8 @@ class Supervisor:
             run_dir=self.rd.path, workers=[self.pool[n] for n in self.plan.workers],
             rings=self.rings, sessions=self.sessions, telemetry=self.telemetry, now=now)
         fill_gpu(snap.gpu_stat, self.gpu, self.nvml.sample(),
-                 self.pool[self.plan.worker(Role.BACK)].stats)
+                 self.pool[self.plan.worker(Role.BACK)].stats,
+                 ring="cuda" if isinstance(self.rings.get("output"), CudaRing) else "shm")
         return snap
 
     def _publish(self) -> None:

@@ -42,6 +42,13 @@ def _gpu_snapshot(plan: GpuPlan, sample: GpuSample,
     return snap
 
 
+def test_a_file_run_on_the_gpu_path_shows_its_shared_memory_output_ring() -> None:
+    snap = snapshot()
+    fill_gpu(snap.gpu_stat, PLAN, SAMPLE, ring="shm")  # what the supervisor made
+    gpu = snapshot_to_dict(snap)["gpu"]
+    assert gpu["ring"] == "shm" and gpu["index"] == 0 and gpu["device"] == "cuda"
+
+
 def test_status_shows_the_gpu_path_the_encoder_in_use_and_each_device() -> None:
     back = wpb.WorkerStats(encoder="libx264")
     gpu = snapshot_to_dict(_gpu_snapshot(PLAN, SAMPLE, back))["gpu"]

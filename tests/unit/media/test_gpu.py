@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from reactor.errors import ConfigError, EncoderError
@@ -12,6 +10,7 @@ from reactor.media.gpu import (
     GpuCaps,
     GpuDevice,
     GpuPlan,
+    driver_present,
     has_nvenc_engine,
     nvenc_failure,
     open_h264,
@@ -117,7 +116,7 @@ def test_open_h264_names_both_failures_when_libx264_does_not_open_either() -> No
 def test_an_encoder_asked_for_nvenc_on_a_machine_without_one_runs_libx264_and_says_why(
 ) -> None:
     # Real FFmpeg: its NVENC fails to open without an NVIDIA driver; libx264 takes over.
-    if Path("/dev/nvidiactl").exists():
+    if driver_present():
         pytest.skip("this machine has an NVIDIA driver")
     enc = Encoder("h264", 320, 240, hardware=True)
     assert enc.name == "libx264"
