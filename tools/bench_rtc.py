@@ -259,7 +259,7 @@ class RtpCounter:
     SRTP encrypts an RTP packet's payload, not its header, so the sequence number, the
     timestamp, the SSRC and the marker bit (the last packet of a frame) are read from the
     packet as it arrives, without decrypting it. Installed in place of the viewer's ICE
-    connection's ``data_received`` (see :func:`light_viewer`): every datagram that is not
+    connection's ``data_received`` (see :func:`_light`): every datagram that is not
     SRTP (STUN, DTLS, SRTCP) takes aiortc's own path, so ICE consent, the DTLS handshake
     and the RTCP of both sides are aiortc's; SRTP packets stop here. Each packet also
     feeds aiortc's ``StreamStatistics`` of the viewer's ``RTCRtpReceiver``, so that its
@@ -377,15 +377,19 @@ def _egress_frames(d: Any) -> tuple[int, float]:
 async def _measure_step(d: Any, n: int, registry: list[RtpCounter], window: float,
                         smooth: bool, pids: list[int], egress_pids: list[int],
                         ) -> dict[str, Any]:
+    # d.status() runs the CLI: off the loop the viewers receive on, and outside the window,
+    # or its wait would show as a gap and a burst at every viewer.
+    loop = asyncio.get_running_loop()
+    out0 = await loop.run_in_executor(None, _egress_frames, d)
     cpu0, own0, t0 = cpu_total(pids), time.process_time(), time.monotonic()
-    egress0, out0 = cpu_total(egress_pids), _egress_frames(d)
+    egress0 = cpu_total(egress_pids)
     broken0 = sum(c.broken for c in registry)
     await asyncio.sleep(window)
     t1 = time.monotonic()
-    out1 = _egress_frames(d)
     cpu = (cpu_total(pids) - cpu0) / (t1 - t0) * 100
     egress = (cpu_total(egress_pids) - egress0) / (t1 - t0) * 100
     own = (time.process_time() - own0) / (t1 - t0) * 100
+    out1 = await loop.run_in_executor(None, _egress_frames, d)
     fps = sorted(c.count(t0, t1) / (t1 - t0) for c in registry)
     step: dict[str, Any] = {
         "viewers": n, "min_fps": round(fps[0], 1), "mean_fps": round(sum(fps) / len(fps), 1),
@@ -399,7 +403,8 @@ async def _measure_step(d: Any, n: int, registry: list[RtpCounter], window: floa
         "broken_frames": sum(c.broken for c in registry) - broken0}
     if smooth:
         step["receive_interval"] = _interval_stats([c.intervals_ms(t0, t1) for c in registry])
-        interval = d.status()["pipeline"].get("frame_interval_ms")
+        status = await loop.run_in_executor(None, d.status)
+        interval = status["pipeline"].get("frame_interval_ms")
         if interval:
             step["egress_interval"] = {k: round(v, 2) for k, v in interval.items()}
     step["ok"] = step["min_fps"] >= 27
