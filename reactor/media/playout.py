@@ -66,6 +66,7 @@ ZERO_PLAYOUT_DELAY = b"\x00\x00\x00"
 
 _PATCH_ATTR = "__reactor_playout_delay_original__"
 _ID_ATTR = "_reactor_playout_delay_id"  # on a HeaderExtensionsMap: the negotiated id
+_ELEMENT_ATTR = "_reactor_playout_delay_element"  # and its one-byte element, made once
 _ONE_BYTE = 0xBEDE  # RFC 8285 one-byte header profile
 _answer = [True]  # answer_playout_delay's switch, for this process
 
@@ -130,6 +131,8 @@ def _patch_header_map() -> None:
         for ext in parameters.headerExtensions:
             if ext.uri == PLAYOUT_DELAY_URI:
                 setattr(self, _ID_ATTR, ext.id)
+                if ext.id <= 14:
+                    setattr(self, _ELEMENT_ATTR, bytes((ext.id << 4 | 2,)) + ZERO_PLAYOUT_DELAY)
 
     @functools.wraps(original_set)
     def set_(self: HeaderExtensionsMap, values: Any) -> tuple[int, bytes]:
@@ -141,7 +144,8 @@ def _patch_header_map() -> None:
             # The common case, without re-packing: a one-byte element of exactly 4 bytes
             # (id/length byte + 3 value bytes) put first keeps the block 4-byte aligned and
             # its padding at the end.
-            return _ONE_BYTE, bytes((x_id << 4 | 2,)) + ZERO_PLAYOUT_DELAY + value
+            element: bytes = getattr(self, _ELEMENT_ATTR)
+            return _ONE_BYTE, element + value
         # A two-byte header block (an id above 14 somewhere): rebuild it.
         elements = unpack_header_extensions(profile, value)
         elements.append((x_id, ZERO_PLAYOUT_DELAY))

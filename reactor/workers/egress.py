@@ -175,7 +175,7 @@ class EgressWorker:
 
     def _note_interval(self) -> None:
         if not self.broadcaster.encoders_active:
-            self._handed_ns = 0  # no viewer: the next frame starts a new run
+            self._handed_ns = 0  # nothing encoded (no viewer, no recording): a new run
             return
         now = time.perf_counter_ns()
         if self._handed_ns:

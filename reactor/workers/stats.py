@@ -74,14 +74,15 @@ class _ProcFiles:
         self._lock = threading.Lock()
 
     def read(self, pid: int) -> bytes | None:
-        fd = self._fds.get(pid)
-        if fd is not None:
-            try:
-                return os.pread(fd, 1024, 0)
-            except OSError:
-                pass  # the process has gone (or its pid is another's now): open afresh
+        # Under the lock throughout: another thread may close a descriptor (its process
+        # died), and the number could be reused before an unlocked read of it.
         with self._lock:
-            self._close(pid)
+            fd = self._fds.get(pid)
+            if fd is not None:
+                try:
+                    return os.pread(fd, 1024, 0)
+                except OSError:
+                    self._close(pid)  # the process has gone (or its pid is another's now)
             try:
                 fd = os.open(f"/proc/{pid}/{self.name}", os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
@@ -92,10 +93,10 @@ class _ProcFiles:
                 except OSError:
                     self._close(other)
             self._fds[pid] = fd
-        try:
-            return os.pread(fd, 1024, 0)
-        except OSError:
-            return None
+            try:
+                return os.pread(fd, 1024, 0)
+            except OSError:
+                return None
 
     def _close(self, pid: int) -> None:
         fd = self._fds.pop(pid, None)
