@@ -398,3 +398,9 @@ class CudaReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def attach_ring(handle: RingHandle | CudaRingHandle) -> ShmRing | CudaRing:
+    """The ring ``handle`` names, attached: a :class:`CudaRing` for a
+    :class:`CudaRingHandle` (the GPU path's output ring), else a :class:`ShmRing`."""
+    return CudaRing.attach(handle) if isinstance(handle, CudaRingHandle) else ShmRing.attach(handle)

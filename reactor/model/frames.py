@@ -60,22 +60,27 @@ def to_pipeline_frames(obj: Any, height: int, width: int) -> np.ndarray:
     raise FrameError(f"emit() expected {expected_text(height, width)}; found {_describe(arr)}")
 
 
-def _from_torch(t: Any, height: int, width: int) -> np.ndarray:
+def is_cuda(obj: Any) -> bool:
+    """Whether ``obj`` is a torch tensor in CUDA device memory."""
+    return _is_torch(obj) and bool(getattr(obj, "is_cuda", False))
+
+
+def device_frames(t: Any, height: int, width: int) -> Any:
+    """A torch tensor ``emit()`` accepts, as a ``(T, height, width, 3)`` uint8 tensor on
+    its own device (float CHW in [0, 1] converted there); `FrameError` otherwise."""
     import torch
 
     t = t.detach()
-    hwc = (height, width, 3)
-    chw = (3, height, width)
-    shape = tuple(t.shape)
+    hwc, chw, shape = (height, width, 3), (3, height, width), tuple(t.shape)
     if t.dtype == torch.uint8 and (shape == hwc or (len(shape) == 4 and shape[1:] == hwc)):
+        return t if len(shape) == 4 else t[None]
+    if t.is_floating_point() and (shape == chw or (len(shape) == 4 and shape[1:] == chw)):
         block = t if len(shape) == 4 else t[None]
-    elif t.is_floating_point() and (shape == chw or (len(shape) == 4 and shape[1:] == chw)):
-        block = t if len(shape) == 4 else t[None]
-        # Convert on the tensor's own device so only uint8 bytes cross to the host.
-        block = (block.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
-    else:
-        raise FrameError(
-            f"emit() expected {expected_text(height, width)}; found torch tensor "
-            f"shape {shape} dtype {t.dtype}"
-        )
-    return np.ascontiguousarray(block.cpu().numpy())
+        return (block.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+    raise FrameError(f"emit() expected {expected_text(height, width)}; found torch tensor "
+                     f"shape {shape} dtype {t.dtype}")
+
+
+def _from_torch(t: Any, height: int, width: int) -> np.ndarray:
+    # Converted on the tensor's own device, so only uint8 bytes cross to the host.
+    return np.ascontiguousarray(device_frames(t, height, width).cpu().numpy())

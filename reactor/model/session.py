@@ -21,7 +21,7 @@ import numpy as np
 
 from reactor.errors import AudioError, CommandError, FrameError, ReactorError, SessionStopped
 from reactor.model.audio import AudioChunk, AudioTimeline, to_pcm
-from reactor.model.frames import expected_text, to_pipeline_frames
+from reactor.model.frames import device_frames, is_cuda, to_pipeline_frames
 
 if TYPE_CHECKING:
     from reactor.config import AudioSection
@@ -104,10 +104,6 @@ def apply_command(model: VideoModel, cmd: PendingCommand) -> None:
     cmd.done(result, None)
 
 
-def _is_cuda(obj: Any) -> bool:
-    return type(obj).__module__.startswith("torch") and bool(getattr(obj, "is_cuda", False))
-
-
 def _from_cupy(array: Any) -> Any:
     """A CuPy array as a torch tensor over the same device memory (DLPack: no copy).
 
@@ -120,22 +116,6 @@ def _from_cupy(array: Any) -> Any:
         raise FrameError("emit() of a CuPy array needs torch: pip install "
                          "'reactor-live[torch]'") from None
     return from_dlpack(array)
-
-
-def device_frames(t: Any, height: int, width: int) -> Any:
-    """A torch tensor ``emit()`` accepts, as a ``(T, height, width, 3)`` uint8 tensor on
-    its own device (float CHW in [0, 1] converted there); `FrameError` otherwise."""
-    import torch
-
-    t = t.detach()
-    hwc, chw, shape = (height, width, 3), (3, height, width), tuple(t.shape)
-    if t.dtype == torch.uint8 and (shape == hwc or (len(shape) == 4 and shape[1:] == hwc)):
-        return t if len(shape) == 4 else t[None]
-    if t.is_floating_point() and (shape == chw or (len(shape) == 4 and shape[1:] == chw)):
-        block = t if len(shape) == 4 else t[None]
-        return (block.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
-    raise FrameError(f"emit() expected {expected_text(height, width)}; found torch tensor "
-                     f"shape {shape} dtype {t.dtype}")
 
 
 class Session:
@@ -228,7 +208,7 @@ class Session:
             raise SessionStopped(f"session {self.id} has ended")
         if type(frames).__module__.startswith("cupy"):
             frames = _from_cupy(frames)  # a torch view of the same device memory
-        if getattr(self._io, "device_output", False) and _is_cuda(frames):
+        if getattr(self._io, "device_output", False) and is_cuda(frames):
             # The output ring is on the GPU: the frames never leave the device.
             block = device_frames(frames, self.height, self.width)
         else:

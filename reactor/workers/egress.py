@@ -25,7 +25,7 @@ import time
 from reactor.control.status import FRAME_INTERVAL
 from reactor.errors import ReactorError
 from reactor.ipc import CudaRing, ProducerGoneError, Reader, RingClosedError, ShmRing
-from reactor.ipc.cuda_ring import CudaRingHandle
+from reactor.ipc.cuda_ring import attach_ring
 from reactor.media.audio import AudioBroadcaster
 from reactor.media.clock import MediaClock
 from reactor.media.gpu import gpu_plan
@@ -51,15 +51,11 @@ class EgressWorker:
         self.loop = loop
         cfg = ctx.config
         self.gpu = gpu_plan(ctx.extra, cfg.device)
-        out = ctx.rings["output"]
-        self.output: ShmRing | CudaRing
-        self.reader: Reader | PlanesReader
-        if isinstance(out, CudaRingHandle):  # the GPU path: colour on the device, I420 out
-            self.output = CudaRing.attach(out)
-            self.reader = PlanesReader(self.output)
-        else:
-            self.output = ShmRing.attach(out)
-            self.reader = self.output.reader()
+        self.output = attach_ring(ctx.rings["output"])
+        # The GPU path's reader converts colour on the device and hands out I420 pictures.
+        self.reader: Reader | PlanesReader = (PlanesReader(self.output)
+                                              if isinstance(self.output, CudaRing)
+                                              else self.output.reader())
         #: RTP time 0 of every stream this process sends (see the module docstring).
         self.clock = MediaClock(time.perf_counter_ns(), RTP_CLOCK)
         self.broadcaster = Broadcaster(

@@ -28,8 +28,8 @@ from reactor.errors import (
     SessionStopped,
     WorkerDiedError,
 )
-from reactor.ipc import CudaRing, ShmRing
-from reactor.ipc.cuda_ring import CudaRingHandle
+from reactor.ipc import ShmRing
+from reactor.ipc.cuda_ring import attach_ring
 from reactor.media.gpu import gpu_plan
 from reactor.model import PendingCommand, Session, VideoModel
 from reactor.model.session import apply_command
@@ -71,10 +71,8 @@ class InferenceWorker:
         self.lat_model = LatencyWindow("model")
         self.proc = ProcessStats()
         self.input = ShmRing.attach(ctx.rings["input"])
-        out = ctx.rings["output"]
         # The GPU path (reactor.media.gpu): emitted device tensors stay on the device.
-        self.output: ShmRing | CudaRing = (CudaRing.attach(out) if isinstance(out, CudaRingHandle)
-                                           else ShmRing.attach(out))
+        self.output = attach_ring(ctx.rings["output"])
         self.gpu = gpu_plan(ctx.extra, cfg.device)
         if self.gpu.on_gpu and self.gpu.index is not None:
             # The model's thread's current device: a model's torch.device("cuda"), and every

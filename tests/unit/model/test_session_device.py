@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from reactor import FrameError, Session, VideoModel
-from reactor.model.session import PendingCommand, device_frames
+from reactor.model.frames import device_frames
+from reactor.model.session import PendingCommand
 
 torch = pytest.importorskip("torch")
 
