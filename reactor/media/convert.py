@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import fractions
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import numpy as np
@@ -195,6 +196,15 @@ def rgb_to_frame(
     return tag_frame(frame, colour, pts, time_base)
 
 
+def describe_colour(target: Any, colour: YuvColour) -> None:
+    """Give ``target`` (a frame, or an encoder's codec context) all of ``colour``'s
+    description: matrix, primaries, transfer and range."""
+    target.colorspace = colour.colorspace
+    target.color_primaries = colour.primaries
+    target.color_trc = colour.trc
+    target.color_range = colour.range
+
+
 def tag_frame(
     frame: av.VideoFrame,
     colour: YuvColour,
@@ -203,10 +213,7 @@ def tag_frame(
 ) -> av.VideoFrame:
     """Tag a ``yuv420p`` frame made in ``colour`` with all of its colour description and
     stamp it with ``pts`` in ``time_base``; the pixels are not touched."""
-    frame.colorspace = colour.colorspace
-    frame.color_primaries = colour.primaries
-    frame.color_trc = colour.trc
-    frame.color_range = colour.range
+    describe_colour(frame, colour)
     frame.pts = pts
     frame.time_base = time_base
     return frame

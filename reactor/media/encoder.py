@@ -69,7 +69,14 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import PictureType
 
 from reactor.errors import EncoderError as EncoderError  # defined there, exported here too
-from reactor.media.convert import BT601, VIDEO_TIME_BASE, RgbArray, YuvColour, rgb_to_frame
+from reactor.media.convert import (
+    BT601,
+    VIDEO_TIME_BASE,
+    RgbArray,
+    YuvColour,
+    describe_colour,
+    rgb_to_frame,
+)
 from reactor.media.gpu import open_h264
 
 logger = logging.getLogger(__name__)
@@ -150,10 +157,7 @@ def _open_context(
     ctx.max_b_frames = 0
     colour = COLOUR["vp8" if name == "libvpx" else "h264"]
     # The colour description. libvpx's VP8 ignores these (VP8 cannot carry them).
-    ctx.colorspace = colour.colorspace
-    ctx.color_primaries = colour.primaries
-    ctx.color_trc = colour.trc
-    ctx.color_range = colour.range
+    describe_colour(ctx, colour)
     if name == "libvpx":
         # One thread: libvpx's VP8 row threads wait for each other by spinning (see the
         # module docstring); on a busy machine that made a 4 ms frame take hundreds of ms.

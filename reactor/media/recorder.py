@@ -43,7 +43,7 @@ from av.video.codeccontext import VideoCodecContext
 
 from reactor.config import Config
 from reactor.errors import ReactorError
-from reactor.media.convert import YuvColour, rgb_to_frame
+from reactor.media.convert import YuvColour, describe_colour, rgb_to_frame
 from reactor.media.encoder import COLOUR
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,7 @@ def _h264_stream(container: av.container.OutputContainer, width: int, height: in
         stream = container.add_stream_from_template(template)
     finally:
         scratch.close()
-    ctx = stream.codec_context
-    ctx.colorspace = colour.colorspace
-    ctx.color_primaries = colour.primaries
-    ctx.color_trc = colour.trc
-    ctx.color_range = colour.range
+    describe_colour(stream.codec_context, colour)
     return stream
 
 
@@ -92,10 +88,7 @@ def _x264_context(width: int, height: int, fps: int, bitrate_kbps: int,
     ctx.framerate = fractions.Fraction(fps, 1)
     ctx.time_base = fractions.Fraction(1, fps)
     ctx.max_b_frames = 0
-    ctx.colorspace = colour.colorspace
-    ctx.color_primaries = colour.primaries
-    ctx.color_trc = colour.trc
-    ctx.color_range = colour.range
+    describe_colour(ctx, colour)
     ctx.options = {"preset": "veryfast", "tune": "zerolatency"}
     ctx.open()
     return ctx
