@@ -17,7 +17,6 @@ lines. Every death and every restart is announced to clients as a ``worker`` ses
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
 import logging
 import os
@@ -34,6 +33,26 @@ from reactor.control.rundir import RunDir, tail_lines
 from reactor.control.sockets import make_socket
 from reactor.daemon.completion import run_complete
 from reactor.daemon.gpu_telemetry import NvmlSampler, fill_gpu
+from reactor.daemon.lifecycle import (
+    Action,
+    AllReady,
+    Announce,
+    DaemonState,
+    EndSession,
+    Event,
+    FreezeGc,
+    Lifecycle,
+    LogReady,
+    RunComplete,
+    SessionClosed,
+    ShuttingDown,
+    StartSession,
+    Stop,
+    StopRequested,
+    WorkerGaveUp,
+    WorkerReady,
+    WorkerRestarting,
+)
 from reactor.daemon.metrics import CONTENT_TYPE, MetricsState, Scrape, build_info, make_registry
 from reactor.daemon.metrics import render as render_metrics
 from reactor.daemon.plan import Plan, Role
@@ -43,7 +62,7 @@ from reactor.daemon.router import Route, Router, error_reply, viewer_limit
 from reactor.daemon.sessions import SessionManager
 from reactor.daemon.signals import StopSignals
 from reactor.daemon.snapshot import TELEMETRY_S, Telemetry, build_snapshot
-from reactor.errors import ConfigError, ReactorError
+from reactor.errors import ConfigError
 from reactor.ipc import CudaRing
 from reactor.media.gpu import GpuCaps, GpuPlan, detect, plan_gpu
 from reactor.proto import control_pb2 as cpb
@@ -55,13 +74,7 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 5.0
 
-
-class DaemonState(enum.Enum):
-    STARTING = "starting"
-    RUNNING = "running"
-    DEGRADED = "degraded"
-    STOPPING = "stopping"
-    FAILED = "failed"
+__all__ = ["DaemonState", "Supervisor"]  # DaemonState lives in lifecycle.py; still found here
 
 
 class Supervisor:
@@ -69,14 +82,18 @@ class Supervisor:
         self.config = config
         self.plan = plan or Plan()
         self.rd = RunDir(Path(run_dir))
-        self.state = DaemonState.STARTING
-        self.error = ""
-        self.started = time.monotonic()
+        self.lifecycle = Lifecycle(headless=self.plan.headless, now=time.monotonic())
+        #: The port ingress bound (the one it picked when ``server.port`` is 0), once it
+        #: said so: the URL clients are given, and where a restarted ingress listens again.
+        #: ``self.config`` stays as it was started.
+        self.bound_port: int | None = None
         self.final: tpb.Snapshot | None = None
         self.rings: dict[str, Ring] = {}
         self.gpu = GpuPlan(config.device)  # decided in run(): detect() looks at the machine
         self.nvml = NvmlSampler()
         self.schema: dict[str, Any] = {}
+        self.schema_error = ""  # why the model's schema could not be read, if it could not
+        self._publish_failures = _Throttle(PUBLISH_LOG_EVERY_S)
         self.telemetry = Telemetry()
         self.pool = WorkerPool(self.plan.workers, self._spawn, config.supervisor,
                                load_timeout_s=config.model.load_timeout_s, clock=time.monotonic)
@@ -94,10 +111,16 @@ class Supervisor:
                    "restart_worker": self._on_restart, "session": self.sessions.on_request,
                    "metrics": self._on_metrics})
         self._signals = StopSignals()
-        self._stop_requested = False
-        self._done = False  # a file run has accounted for every frame
         self._mp = multiprocess.get_context("spawn")
         self._ctx: zmq.Context[Any] | None = None
+
+    @property
+    def state(self) -> DaemonState:
+        return self.lifecycle.state
+
+    @property
+    def error(self) -> str:
+        return self.lifecycle.error
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -135,8 +158,42 @@ class Supervisor:
             finally:
                 self._shutdown()
 
-    def request_stop(self) -> None:
-        self._stop_requested = True
+    def request_stop(self, why: str = "requested") -> None:
+        self._apply(StopRequested(why))
+
+    def _apply(self, event: Event) -> None:
+        """Feed ``event`` to the life cycle and carry out what it answers."""
+        t = self.lifecycle.on(event, time.monotonic())
+        if t.ignored:
+            log.debug("life cycle: %s ignored: %s", type(event).__name__, t.ignored)
+        for action in t.actions:
+            self._perform(action)
+
+    def _perform(self, action: Action) -> None:
+        match action:
+            case Announce():
+                self.sessions.worker_event(action.worker, action.state, action.reason,
+                                           **dict(action.data))
+            case FreezeGc():
+                freeze_gc()  # as each worker does once it is ready (see freeze_gc)
+            case LogReady():
+                log.info("ready: all workers running%s", "" if self.plan.headless else
+                         f"; open {self.url()}")
+            case StartSession():
+                self.sessions.start()
+            case EndSession():
+                self.sessions.stop(action.reason, cause=action.cause)
+            case Stop():
+                log.info("stop: %s", action.why)
+
+    def _worker_config(self) -> Config:
+        """The config a worker is started with: the one the daemon started with, with the
+        port ingress bound in place of a 0, so a restarted ingress listens on the same
+        port and clients reconnect to the URL they know."""
+        if self.bound_port is None or self.config.server.port == self.bound_port:
+            return self.config
+        server = self.config.server.model_copy(update={"port": self.bound_port})
+        return self.config.model_copy(update={"server": server})
 
     def _spawn(self, name: str) -> Process:
         from reactor.workers.entry import run_worker
@@ -144,14 +201,14 @@ class Supervisor:
         handles = {k: r.handle for k, r in self.rings.items()}
         proc = self._mp.Process(
             target=run_worker, name=f"reactor-{name}", daemon=False,
-            args=(name, self.config, str(self.rd.path), handles, os.getpid(),
+            args=(name, self._worker_config(), str(self.rd.path), handles, os.getpid(),
                   dict(self.plan.extra, gpu=self.gpu)))
         proc.start()
         started: Process = proc  # multiprocess has no types: typed here, where it is made
         return started
 
     def _shutdown(self) -> None:
-        self.state = DaemonState.STOPPING
+        self._apply(ShuttingDown())
         log.info("stop: stopping workers")
         self.pool.stop_all(lambda name: self.send_to(name, wpb.ToWorker(stop="daemon stopping")),
                            STOP_GRACE_S)
@@ -171,7 +228,7 @@ class Supervisor:
             poller.register(sock, zmq.POLLIN)
         sentinels: dict[int, str] = {}
         next_telemetry = 0.0
-        while not (self._stop_requested or self._signals.received):
+        while not (self.lifecycle.stop_requested or self._signals.received):
             current = self.pool.sentinels()
             if current != sentinels:  # a worker started or died: only then re-register
                 for fd in sentinels:
@@ -190,7 +247,7 @@ class Supervisor:
             for fd, name in sentinels.items():
                 if fd in events:
                     self._on_verdict(self.pool.on_exit(
-                        name, restartable=not (self.plan.headless and not self._done)))
+                        name, restartable=self.lifecycle.restartable))
             for verdict in self.pool.tick():
                 self._on_verdict(verdict)
             now = time.monotonic()
@@ -271,46 +328,45 @@ class Supervisor:
     def _on_ready(self, name: str, ready: wpb.Ready) -> None:
         w = self.pool.mark_ready(name, ready)
         role = self.plan.role(name)
-        if self.config.server.port == 0 and ready.ingress.port:
-            # Port 0 picked a free port: a restarted ingress listens on the same one, so
-            # clients reconnect to the URL they know.
-            server = self.config.server.model_copy(update={"port": ready.ingress.port})
-            self.config = self.config.model_copy(update={"server": server})
+        if ready.ingress.port and self.bound_port is None:
+            # The first ingress says where it listens (the free port it picked when
+            # server.port is 0); a restarted one is started on the same (_worker_config).
+            self.bound_port = ready.ingress.port
         if role is Role.FRONT:
             # A restarted front door has no memory: give it the recent session and worker
             # events, so clients that reconnect (SSE Last-Event-ID) learn what happened.
             for ev in self.sessions.recent:
                 self.send_to(name, wpb.ToWorker(event=ev))
-        if w.restarts:
-            self.sessions.worker_event(name, "running", f"{name} restarted (pid {w.pid})",
-                                       pid=w.pid, restarts=w.restarts)
+        self._apply(WorkerReady(name, w.pid, w.restarts))
         if role is Role.MODEL:
-            with contextlib.suppress(ValueError):
-                self.schema = json.loads(ready.inference.schema_json)
+            self._read_schema(ready.inference.schema_json)
             self.sessions.on_inference_ready()
         if self.pool.all_running():
-            if self.state == DaemonState.STARTING:
-                freeze_gc()  # as each worker does once it is ready (see freeze_gc)
-            if self.state in (DaemonState.STARTING, DaemonState.DEGRADED):
-                url = self.config.server.url(self.port())
-                log.info("ready: all workers running%s", "" if self.plan.headless else
-                         f"; open {url}")
-            self.state = DaemonState.RUNNING
-            self.error = ""
-            if self.plan.headless and self.sessions.current is None and not self._done:
-                self.sessions.start()
+            self._apply(AllReady(session_open=self.sessions.current is not None))
+
+    def _read_schema(self, text: str) -> None:
+        """Keep the model's schema from its READY; one that cannot be read is an error
+        that `reactor schema` and GET /api/schema answer with, and the log says why."""
+        try:
+            self.schema, self.schema_error = parse_schema(text), ""
+        except ValueError as exc:
+            self.schema, self.schema_error = {}, str(exc)
+            log.error("the model's schema could not be read: %s", exc)
+            self.add_log(self.plan.worker(Role.MODEL), "ERROR",
+                         f"the model's schema could not be read: {exc}")
 
     def _check_headless_done(self) -> None:
-        if self._done:
+        if self.lifecycle.done:
             if self.sessions.current is None:
-                self.request_stop()
+                self._apply(SessionClosed())
+            return
+        if not self.lifecycle.awaiting_completion:
             return
         src, model, sink = (self.pool[n].stats for n in self.plan.workers)
-        if self.state == DaemonState.RUNNING and run_complete(
-                src, model, sink, input_dropped=int(self.rings["input"].stats()["dropped"]),
-                output_used=int(self.rings["output"].stats()["used"])):
-            self._done = True
-            self.sessions.stop("the input file ended", cause="input_ended")
+        if run_complete(src, model, sink,
+                        input_dropped=int(self.rings["input"].stats()["dropped"]),
+                        output_used=int(self.rings["output"].stats()["used"])):
+            self._apply(RunComplete())
 
     def _on_verdict(self, v: Verdict) -> None:
         name, pid = v.worker.name, v.worker.pid
@@ -326,19 +382,10 @@ class Supervisor:
             if role is Role.MODEL:
                 self.sessions.on_inference_lost(f"the inference worker died ({v.cause})")
         if v.outcome is Outcome.RESTART:
-            if self.state == DaemonState.RUNNING:
-                self.state = DaemonState.DEGRADED
-            self.sessions.worker_event(name, "restarting",
-                                       f"{name} died ({v.cause}); restarting in {v.delay_s:g} s",
-                                       pid=pid, delay_s=v.delay_s)
-            return
-        lines = tail_lines(self.rd.log(name), 15)
-        self.state = DaemonState.FAILED
-        self.error = v.why + ("\n--- last lines of " + str(self.rd.log(name)) + " ---\n"
-                              + "\n".join(lines) if lines else "")
-        self.sessions.worker_event(name, "failed", v.why)
-        if self.plan.headless:
-            self.request_stop()  # nobody is there to read the failed state
+            self._apply(WorkerRestarting(name, pid, v.cause, v.delay_s))
+        else:
+            self._apply(WorkerGaveUp(name, v.why, str(self.rd.log(name)),
+                                     tuple(tail_lines(self.rd.log(name), 15))))
 
     # --- requests ---------------------------------------------------------------------
 
@@ -388,6 +435,11 @@ class Supervisor:
         return tuple(str(c.get("name", "")) for c in self.schema.get("commands", []))
 
     def _on_schema(self, req: cpb.Request, route: Route) -> None:
+        if self.schema_error:
+            self.reply(route, error_reply(
+                req.id, f"the model's schema could not be read: {self.schema_error}; see "
+                "`reactor daemon logs inference` and the model's schema()", 500))
+            return
         if not self.schema:
             self.reply(route, error_reply(req.id, "the model is not loaded yet", 503))
             return
@@ -395,9 +447,8 @@ class Supervisor:
             schema_json=json.dumps(self.schema))))
 
     def _on_stop(self, req: cpb.Request, route: Route) -> None:
-        log.info("stop requested over the control socket")
         self.reply(route, cpb.Reply(id=req.id, ok=cpb.Ok()))
-        self.request_stop()
+        self.request_stop("requested over the control socket")
 
     def _on_restart(self, req: cpb.Request, route: Route) -> None:
         name = req.restart_worker.worker
@@ -426,16 +477,16 @@ class Supervisor:
 
     # --- telemetry --------------------------------------------------------------------
 
-    def port(self) -> int:
-        ready = self.pool[self.plan.worker(Role.FRONT)].ready
-        return ready.ingress.port if ready.HasField("ingress") else self.config.server.port
+    def url(self) -> str:
+        """The daemon's URL: on the port ingress bound, once it said (server.port may be 0)."""
+        return self.config.server.url(self.bound_port)
 
     def snapshot(self) -> tpb.Snapshot:
         now = time.monotonic()
         snap = build_snapshot(
-            state=self.state.value, error=self.error, uptime_s=now - self.started,
+            state=self.state.value, error=self.error, uptime_s=self.lifecycle.uptime(now),
             config=self.config, model=str(self.schema.get("model", self.config.model.module)),
-            url=self.config.server.url(self.port()),
+            url=self.url(),
             run_dir=self.rd.path, workers=[self.pool[n] for n in self.plan.workers],
             rings=self.rings, sessions=self.sessions, telemetry=self.telemetry, now=now)
         fill_gpu(snap.gpu_stat, self.gpu, self.nvml.sample(),
@@ -446,8 +497,62 @@ class Supervisor:
     def _publish(self) -> None:
         self.telemetry.fps_history.append(self.pool[self.plan.worker(Role.BACK)].rates()[1])
         try:
-            self.pub.send(self.snapshot().SerializeToString(), zmq.NOBLOCK)
-        except zmq.ZMQError:
-            pass
-        except ReactorError:
-            log.exception("telemetry failed")
+            data = self.snapshot().SerializeToString()
+        except Exception as exc:
+            # A bug in building the snapshot must not stop the daemon (the workers and
+            # their clients are fine), nor go unseen: logged with its traceback, at most
+            # once per PUBLISH_LOG_EVERY_S however often it repeats (4 times a second).
+            suppressed = self._publish_failures.hit(time.monotonic())
+            if suppressed is not None:
+                log.error("telemetry: building the status snapshot failed (%s); the daemon "
+                          "goes on, `reactor daemon status` and the monitor may be stale%s",
+                          f"{type(exc).__name__}: {exc}",
+                          f" ({suppressed} more failures since the last report)"
+                          if suppressed else "", exc_info=True)
+            return
+        with contextlib.suppress(zmq.ZMQError):  # no subscriber keeps up: it misses one
+            self.pub.send(data, zmq.NOBLOCK)
+
+
+PUBLISH_LOG_EVERY_S = 60.0
+
+
+class _Throttle:
+    """Says whether to report a repeating failure now: the first time, then at most once
+    every ``every_s``, with how many went unreported in between."""
+
+    def __init__(self, every_s: float) -> None:
+        self._every_s = every_s
+        self._last: float | None = None
+        self._unreported = 0
+
+    def hit(self, now: float) -> int | None:
+        """A failure at ``now``: the count unreported before it if it is to be reported,
+        else None."""
+        if self._last is not None and now - self._last < self._every_s:
+            self._unreported += 1
+            return None
+        count, self._last, self._unreported = self._unreported, now, 0
+        return count
+
+
+def parse_schema(text: str) -> dict[str, Any]:
+    """The model's schema from the inference worker's READY (``VideoModel.schema()`` as
+    JSON), checked for what the daemon reads of it; ValueError says what is wrong."""
+    try:
+        schema = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc}): {text[:80]!r}") from None
+    if not isinstance(schema, dict):
+        raise ValueError(f"expected a JSON object, found {type(schema).__name__}")
+    model = schema.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ValueError(f"'model' must be the model's name, found {model!r}")
+    commands = schema.get("commands", [])
+    if not isinstance(commands, list):
+        raise ValueError(f"'commands' must be a list, found {type(commands).__name__}")
+    for i, cmd in enumerate(commands):
+        if not isinstance(cmd, dict) or not isinstance(cmd.get("name"), str):
+            raise ValueError(f"'commands'[{i}] must be an object with a 'name' string, "
+                             f"found {cmd!r:.80}")
+    return schema
