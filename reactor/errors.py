@@ -19,6 +19,7 @@ was expected and what was found. The whole tree::
     ├── LinkError             a Link header cannot be read (also a ValueError)
     ├── WhipError             a WHIP/WHEP client request failed (status)
     ├── EncoderError          an encoder could not be made or a frame not encoded
+    ├── PatchError            an aiortc/aioice internal a patch needs is missing or changed
     ├── ReportError           a viewer's stats report is ignored (also a ValueError)
     └── RingError             a shared-memory ring could not be made, opened or used
         ├── RingTimeout       a blocking producer found no free slot (also a TimeoutError)
@@ -47,6 +48,7 @@ __all__ = [
     "HttpError",
     "LinkError",
     "ModelLoadError",
+    "PatchError",
     "ProducerGoneError",
     "ReactorError",
     "ReportError",
@@ -162,6 +164,17 @@ class ReportError(ReactorError, ValueError):
 
 class EncoderError(ReactorError):
     """An encoder could not be created, or a frame could not be encoded."""
+
+
+class PatchError(ReactorError):
+    """An aiortc/aioice internal that one of reactor's patches needs is missing or has
+    changed (:mod:`reactor.media.patches`). Raised at start, before anything is patched;
+    ``patch`` and ``target`` name the entry and the internal."""
+
+    def __init__(self, message: str, patch: str = "", target: str = "") -> None:
+        super().__init__(message)
+        self.patch = patch
+        self.target = target
 
 
 # -- shared-memory rings ------------------------------------------------------------------

@@ -17,6 +17,8 @@ Everything here is a library: no worker, socket or config lives in this package.
 - :mod:`~reactor.media.peer` makes the daemon's peer connections from the ``server``
   section (ICE servers, transport policy) and installs the patches.
 - :mod:`~reactor.media.whip_client` is an asyncio WHIP/WHEP client.
+- :mod:`~reactor.media.patches` is the registry of every aiortc/aioice patch: targets,
+  the versions checked, why, and apply/revert.
 
 Importing any of these changes nothing outside it. The aiortc/aioice patches are
 installed only by :func:`install`: the ingress and egress workers call it at start
@@ -51,16 +53,14 @@ def install(*, loopback: bool = False) -> None:
       while, which is what Firefox needs (:mod:`reactor.media.ice`);
     - ``loopback=True``: ICE offers loopback and this machine's interface addresses and
       talks to this machine only (:mod:`reactor.media.ice`); ``False`` turns that off.
+
+    Every patch is an entry of :mod:`reactor.media.patches`; before applying any, this
+    checks that every target is still as the registry expects and raises
+    :class:`~reactor.errors.PatchError` (naming the patch, the target and the installed
+    aiortc/aioice version) when one is not.
     """
     # Imported here, not above: the package's light modules (convert, encoder, recorder)
     # must not pull aiortc, aioice and OpenSSL into a process that needs none of them.
-    from reactor.media import clock, dtls, ice, jitter, playout, rate, tracks
+    from reactor.media import patches
 
-    dtls.enable_rsa_cipher_suites()
-    jitter.enable_marker_bit_completion()
-    rate.enable_fast_start()
-    tracks.enable_keyframe_requests()
-    playout.enable_playout_delay()
-    clock.enable_session_clock_reports()
-    ice.enable_end_of_candidates_grace()
-    ice.restrict_ice_to_loopback(loopback)
+    patches.install(loopback=loopback)

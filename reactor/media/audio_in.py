@@ -33,12 +33,15 @@ from __future__ import annotations
 import av
 import numpy as np
 
+from reactor.media.patches.registry import AIORTC_AUDIO_PREFETCH
 from reactor.media.resample import Resampler
 
 #: How far a frame's arrival may stray from the running timeline before it restarts.
 RESYNC_S = 0.06
-#: How many frames aiortc's audio receiver holds before it releases the oldest.
-RECEIVER_PREFETCH = 4
+#: How many frames aiortc's audio receiver holds before it releases the oldest: the
+#: registry's ``audio-prefetch`` reading, which :func:`reactor.media.install` checks
+#: against the installed aiortc at start.
+RECEIVER_PREFETCH = AIORTC_AUDIO_PREFETCH
 #: Frames (of 20 ms: one second) that must all arrive late before the timeline follows.
 SETTLE_FRAMES = 50
 #: The length of one chunk, in seconds.

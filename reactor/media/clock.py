@@ -40,7 +40,8 @@ from aiortc import clock as rtc_clock
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import RtcpSrPacket
 
-__all__ = ["MediaClock", "enable_session_clock_reports", "rtp_origin"]
+__all__ = ["MediaClock", "disable_session_clock_reports", "enable_session_clock_reports",
+           "rtp_origin"]
 
 _PATCH_ATTR = "__reactor_session_clock_original__"
 _ORIGIN = "_reactor_rtp_origin"  # on a sender: its learned timestamp_origin
@@ -132,6 +133,14 @@ def enable_session_clock_reports() -> None:
 
         setattr(_send_rtcp, _PATCH_ATTR, send_rtcp)
         RTCRtpSender._send_rtcp = _send_rtcp  # type: ignore[method-assign]
+
+
+def disable_session_clock_reports() -> None:
+    """Undo :func:`enable_session_clock_reports` (tests, comparisons). Idempotent."""
+    for name in ("_next_encoded_frame", "_send_rtcp"):
+        original = getattr(getattr(RTCRtpSender, name), _PATCH_ATTR, None)
+        if original is not None:
+            setattr(RTCRtpSender, name, original)
 
 
 def _session_clock_report(sender: RTCRtpSender, packet: RtcpSrPacket, clock: MediaClock,

@@ -50,6 +50,7 @@ import asyncio
 import functools
 import ipaddress
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aioice.ice
@@ -60,13 +61,39 @@ log = logging.getLogger(__name__)
 #: the peer's checks to arrive (it starts them as soon as it reads our answer).
 PRFLX_GRACE_S = 10.0
 
-_ORIGINAL_ADDRESSES = aioice.ice.get_host_addresses
-_ORIGINAL_REQUEST = aioice.ice.Connection.request_received
-_ORIGINAL_ADD = aioice.ice.Connection.add_remote_candidate
-_ORIGINAL_CLOSE = aioice.ice.Connection.close
-_ORIGINAL_DATAGRAM = aioice.ice.StunProtocol.datagram_received
-
 _state = {"loopback": False, "grace": False}
+
+
+@functools.cache
+def _stock() -> dict[str, Any]:
+    """aioice's own functions, read the first time they are needed rather than on import:
+    importing this module must work even when a target is gone, so that
+    :func:`reactor.media.install` can say which one (its check runs first)."""
+    conn = aioice.ice.Connection
+    stock: dict[str, Any] = {
+        "request": conn.request_received,
+        "add": conn.add_remote_candidate,
+        "close": conn.close,
+        "datagram": aioice.ice.StunProtocol.datagram_received,
+    }
+    # Each wrapper carries its original's name and signature (``__wrapped__``), so the
+    # registry's check of an installed wrapper reads aioice's.
+    for key, wrapper in (("request", _request_received), ("datagram", _datagram_received),
+                         ("add", _add_remote_candidate), ("close", _close)):
+        functools.update_wrapper(wrapper, stock[key])
+    return stock
+
+
+# aioice's get_host_addresses while the loopback policy's own is in its place.
+_replaced_gathering: list[Callable[[bool, bool], list[str]]] = []
+
+
+def _gather(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    """The addresses aioice itself would gather."""
+    gather = aioice.ice.get_host_addresses
+    if gather is loopback_host_addresses:
+        gather = _replaced_gathering[0]
+    return gather(use_ipv4, use_ipv6)
 
 
 def is_loopback_host(host: str) -> bool:
@@ -81,7 +108,7 @@ def is_loopback_host(host: str) -> bool:
 @functools.lru_cache(maxsize=1)
 def own_addresses() -> frozenset[str]:
     """The addresses of this machine's interfaces (loopback included)."""
-    return frozenset(_ORIGINAL_ADDRESSES(True, True)) | {"127.0.0.1", "::1"}
+    return frozenset(_gather(True, True)) | {"127.0.0.1", "::1"}
 
 
 def is_own_address(host: str) -> bool:
@@ -95,35 +122,34 @@ def loopback_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     # Only addresses counted as our own (read once per process), so every candidate offered
     # is one whose checks we answer.
     own = own_addresses()
-    return first + [a for a in _ORIGINAL_ADDRESSES(use_ipv4, use_ipv6)
+    return first + [a for a in _gather(use_ipv4, use_ipv6)
                     if a not in first and a in own]
 
 
-@functools.wraps(_ORIGINAL_REQUEST)
-def _request_received(self: Any, message: Any, addr: tuple[str, int], protocol: Any) -> None:
+def _request_received(self: Any, message: Any, addr: tuple[str, int], protocol: Any,
+                      *rest: Any) -> None:
+    # ``rest``: aioice 0.12 also passes the raw datagram (0.13 does not).
     if _state["loopback"] and not is_own_address(addr[0]):
         return  # unanswered, the check fails and that pair is never used
-    _ORIGINAL_REQUEST(self, message, addr, protocol)
+    _stock()["request"](self, message, addr, protocol, *rest)
 
 
-@functools.wraps(_ORIGINAL_DATAGRAM)
 def _datagram_received(self: Any, data: Any, addr: tuple[Any, ...]) -> None:
     if _state["loopback"] and not is_own_address(str(addr[0])):
         return
-    _ORIGINAL_DATAGRAM(self, data, addr)
+    _stock()["datagram"](self, data, addr)
 
 
-@functools.wraps(_ORIGINAL_ADD)
 async def _add_remote_candidate(self: Any, candidate: Any) -> None:
     if candidate is not None:
         # Other machines' addresses, and mDNS names (.local), are skipped: a local peer's
         # checks reach us anyway and teach us its address.
         if _state["loopback"] and not is_own_address(candidate.host):
             return
-        await _ORIGINAL_ADD(self, candidate)
+        await _stock()["add"](self, candidate)
         return
     if not _state["grace"] or self._remote_candidates or self._closing:
-        await _ORIGINAL_ADD(self, None)
+        await _stock()["add"](self, None)
         return
     if getattr(self, "_reactor_eoc_task", None) is not None:
         return
@@ -133,30 +159,30 @@ async def _add_remote_candidate(self: Any, candidate: Any) -> None:
         self._reactor_eoc_task = None
         if not self._closing and not self._remote_candidates_end:
             log.debug("end-of-candidates applied after %.0f s", PRFLX_GRACE_S)
-            await _ORIGINAL_ADD(self, None)
+            await _stock()["add"](self, None)
 
     self._reactor_eoc_task = asyncio.ensure_future(later())
 
 
-@functools.wraps(_ORIGINAL_CLOSE)
 async def _close(self: Any) -> None:
     task = getattr(self, "_reactor_eoc_task", None)
     if task is not None:
         task.cancel()
         self._reactor_eoc_task = None
-    await _ORIGINAL_CLOSE(self)
+    await _stock()["close"](self)
 
 
 def _install() -> None:
+    stock = _stock()
     patched = _state["loopback"] or _state["grace"]
     conn = aioice.ice.Connection
     conn.add_remote_candidate = (  # type: ignore[method-assign]
-        _add_remote_candidate if patched else _ORIGINAL_ADD)  # type: ignore[assignment]
-    conn.close = _close if patched else _ORIGINAL_CLOSE  # type: ignore[method-assign]
+        _add_remote_candidate if patched else stock["add"])
+    conn.close = _close if patched else stock["close"]  # type: ignore[method-assign]
     conn.request_received = (  # type: ignore[method-assign]
-        _request_received if _state["loopback"] else _ORIGINAL_REQUEST)
+        _request_received if _state["loopback"] else stock["request"])
     aioice.ice.StunProtocol.datagram_received = (  # type: ignore[method-assign]
-        _datagram_received if _state["loopback"] else _ORIGINAL_DATAGRAM)
+        _datagram_received if _state["loopback"] else stock["datagram"])
 
 
 def restrict_ice_to_loopback(enabled: bool = True) -> None:
@@ -164,10 +190,12 @@ def restrict_ice_to_loopback(enabled: bool = True) -> None:
     machine's addresses (``enabled``); or use every interface and talk to anyone again."""
     _state["loopback"] = enabled
     _install()
-    if enabled:
+    current = aioice.ice.get_host_addresses
+    if enabled and current is not loopback_host_addresses:
+        _replaced_gathering[:] = [current]
         aioice.ice.get_host_addresses = loopback_host_addresses
-    elif aioice.ice.get_host_addresses is loopback_host_addresses:
-        aioice.ice.get_host_addresses = _ORIGINAL_ADDRESSES  # only undo our own
+    elif not enabled and current is loopback_host_addresses:
+        aioice.ice.get_host_addresses = _replaced_gathering[0]  # only undo our own
 
 
 def enable_end_of_candidates_grace(enabled: bool = True) -> None:

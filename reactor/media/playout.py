@@ -58,7 +58,8 @@ from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParam
 from aiortc.rtp import HeaderExtensionsMap, pack_header_extensions, unpack_header_extensions
 
 __all__ = ["PLAYOUT_DELAY_URI", "ZERO_PLAYOUT_DELAY", "answer_playout_delay",
-           "enable_playout_delay", "parse_playout_delay", "playout_delay_enabled"]
+           "disable_playout_delay", "enable_playout_delay", "parse_playout_delay",
+           "playout_delay_enabled"]
 
 PLAYOUT_DELAY_URI = "http://www.webrtc.org/experiments/rtp-hdrext/playout-delay"
 #: The element's value: 12-bit minimum and 12-bit maximum delay (10 ms units), both 0.
@@ -99,6 +100,15 @@ def enable_playout_delay() -> None:
         return
     _patch_negotiation()
     _patch_header_map()
+
+
+def disable_playout_delay() -> None:
+    """Undo :func:`enable_playout_delay` (tests, comparisons). Idempotent."""
+    for owner, name in ((_pc_module, "find_common_header_extensions"),
+                        (HeaderExtensionsMap, "configure"), (HeaderExtensionsMap, "set")):
+        original = getattr(getattr(owner, name), _PATCH_ATTR, None)
+        if original is not None:
+            setattr(owner, name, original)
 
 
 def _patch_negotiation() -> None:

@@ -52,6 +52,19 @@ def enable_fast_start(start_bps: int = START_BITRATE_BPS) -> None:
     cls.__init__ = __init__  # type: ignore[method-assign]
 
 
+def disable_fast_start() -> None:
+    """Undo :func:`enable_fast_start`: estimators made from now on start as aiortc's do."""
+    cls = rate.RemoteBitrateEstimator
+    original = getattr(cls.__init__, ORIGINAL_INIT, None)
+    if original is not None:
+        cls.__init__ = original  # type: ignore[method-assign]
+
+
+def fast_start_enabled() -> bool:
+    """Whether :func:`enable_fast_start` is in effect."""
+    return hasattr(rate.RemoteBitrateEstimator.__init__, ORIGINAL_INIT)
+
+
 def with_start_bitrate(sdp: str, start_bps: int = START_BITRATE_BPS) -> str:
     """``sdp`` (our answer to a sender) with ``x-google-start-bitrate`` on each video codec.
 

@@ -13,7 +13,9 @@ calling ``self._send_keyframe()``, which only sets a flag consulted when the sen
 encodes an ``av.Frame`` itself; with packets the request is silently lost. We wrap
 ``RTCRtpSender._send_keyframe`` (idempotently, see :func:`enable_keyframe_requests`) so
 that when the sender's track is an :class:`EncodedVideoTrack`, the request reaches the
-track, and through it the shared :class:`~reactor.media.encoder.Encoder`.
+track, and through it the shared :class:`~reactor.media.encoder.Encoder`. It is the
+registry's ``keyframe-requests`` patch (:mod:`reactor.media.patches`), installed by
+:func:`reactor.media.install`, which egress calls at start; making a track patches nothing.
 
 Sender reports: a track's ``media_clock`` (:class:`~reactor.media.clock.MediaClock`, set
 by the :class:`Broadcaster` that made it) says which session-clock time its packets'
@@ -68,6 +70,18 @@ def enable_keyframe_requests() -> None:
     RTCRtpSender._send_keyframe = _send_keyframe  # type: ignore[method-assign]
 
 
+def disable_keyframe_requests() -> None:
+    """Undo :func:`enable_keyframe_requests` (tests, comparisons). Idempotent."""
+    original = getattr(RTCRtpSender._send_keyframe, _PATCH_ATTR, None)
+    if original is not None:
+        RTCRtpSender._send_keyframe = original  # type: ignore[method-assign]
+
+
+def keyframe_requests_enabled() -> bool:
+    """Whether :func:`enable_keyframe_requests` is in effect."""
+    return hasattr(RTCRtpSender._send_keyframe, _PATCH_ATTR)
+
+
 class EncodedVideoTrack(MediaStreamTrack):
     """A video track whose ``recv()`` returns pre-encoded ``av.Packet``\\ s of one codec.
 
@@ -93,7 +107,6 @@ class EncodedVideoTrack(MediaStreamTrack):
         super().__init__()
         self._on_sent = on_sent
         self._stamps: collections.deque[int] = collections.deque()
-        enable_keyframe_requests()
         self.codec: Codec = codec
         self.media_clock = media_clock
         self.queue_size = queue_size

@@ -1,16 +1,29 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import av
 import pytest
 
+from reactor.media import tracks
 from reactor.media.encoder import Codec
 from reactor.media.sdp import codec_preferences
 from reactor.media.tracks import Broadcaster, EncodedVideoTrack
 from tests.support.rtc import collect_tags, connect, new_pc, tagged_rgb
 
 W, H = 320, 240
+
+
+@pytest.fixture(autouse=True)
+def keyframe_requests() -> Iterator[None]:
+    # The registry's keyframe-requests patch, as egress installs it at start (making a
+    # track patches nothing).
+    was = tracks.keyframe_requests_enabled()
+    tracks.enable_keyframe_requests()
+    yield
+    if not was:
+        tracks.disable_keyframe_requests()
 
 
 class Viewer:

@@ -1,0 +1,264 @@
+"""Every change reactor makes to aiortc/aioice, and every internal of theirs it reads.
+
+One entry per concept. The code of each patch stays in the module named after what it
+does for reactor (its docstring has the whole story); this list is the one place that
+names its targets, the versions it was checked against, why it exists and how it is
+applied and reverted. :func:`reactor.media.patches.install` checks every target here
+before it applies any patch.
+
+The entries import nothing at module level: ``apply``/``revert`` import their module when
+called, so reading the list (the architecture test, the docs generator) loads no aiortc.
+"""
+
+from __future__ import annotations
+
+from reactor.media.patches.spec import Patch, Reading, Target
+
+#: The aiortc versions the entries were checked against: the ends of the pin in
+#: pyproject.toml (``make test-media-range`` runs the media tests at the low end).
+AIORTC_CHECKED = ("1.16.0",)
+#: The aioice versions, likewise.
+AIOICE_CHECKED = ("0.12.0", "0.13.0")
+
+#: How many frames aiortc's audio receiver holds before releasing the oldest
+#: (``JitterBuffer(capacity=16, prefetch=4)``); the ``audio-prefetch`` reading checks it.
+AIORTC_AUDIO_PREFETCH = 4
+
+_SENDER = "aiortc.rtcrtpsender:RTCRtpSender"
+_CONNECTION = "aioice.ice:Connection"
+
+
+def _apply_dtls() -> None:
+    from reactor.media import dtls
+    dtls.enable_rsa_cipher_suites()
+
+
+def _revert_dtls() -> None:
+    from reactor.media import dtls
+    dtls.disable_rsa_cipher_suites()
+
+
+def _apply_jitter() -> None:
+    from reactor.media import jitter
+    jitter.enable_marker_bit_completion()
+
+
+def _revert_jitter() -> None:
+    from reactor.media import jitter
+    jitter.disable_marker_bit_completion()
+
+
+def _apply_rate() -> None:
+    from reactor.media import rate
+    rate.enable_fast_start()
+
+
+def _revert_rate() -> None:
+    from reactor.media import rate
+    rate.disable_fast_start()
+
+
+def _apply_keyframe() -> None:
+    from reactor.media import tracks
+    tracks.enable_keyframe_requests()
+
+
+def _revert_keyframe() -> None:
+    from reactor.media import tracks
+    tracks.disable_keyframe_requests()
+
+
+def _apply_playout() -> None:
+    from reactor.media import playout
+    playout.enable_playout_delay()
+
+
+def _revert_playout() -> None:
+    from reactor.media import playout
+    playout.disable_playout_delay()
+
+
+def _apply_clock() -> None:
+    from reactor.media import clock
+    clock.enable_session_clock_reports()
+
+
+def _revert_clock() -> None:
+    from reactor.media import clock
+    clock.disable_session_clock_reports()
+
+
+def _apply_grace() -> None:
+    from reactor.media import ice
+    ice.enable_end_of_candidates_grace(True)
+
+
+def _revert_grace() -> None:
+    from reactor.media import ice
+    ice.enable_end_of_candidates_grace(False)
+
+
+def _apply_loopback() -> None:
+    from reactor.media import ice
+    ice.restrict_ice_to_loopback(True)
+
+
+def _revert_loopback() -> None:
+    from reactor.media import ice
+    ice.restrict_ice_to_loopback(False)
+
+
+PATCHES: tuple[Patch, ...] = (
+    Patch(
+        name="rsa-cipher-suites",
+        module="reactor.media.dtls",
+        targets=(
+            Target("aiortc.rtcdtlstransport:RTCCertificate._create_ssl_context",
+                   params=(("self", "srtp_profiles"),), replaced=True),
+        ),
+        checked={"aiortc": AIORTC_CHECKED},
+        why="aiortc's DTLS client offers ECDHE-ECDSA suites only, so a peer with an RSA "
+        "certificate (GStreamer's webrtcbin) fails with \"no shared cipher\"; ECDHE-RSA "
+        "suites are appended to aiortc's list",
+        upstream="aiortc/aiortc#1392, aiortc/aiortc#1421 (declined)",
+        apply=_apply_dtls, revert=_revert_dtls,
+    ),
+    Patch(
+        name="marker-bit-completion",
+        module="reactor.media.jitter",
+        targets=(
+            Target("aiortc.rtcrtpreceiver:JitterBuffer", replaced=True),
+            Target("aiortc.jitterbuffer:JitterBuffer",
+                   attrs=("_capacity", "_origin", "_packets", "_prefetch", "_is_video")),
+            Target("aiortc.jitterbuffer:JitterBuffer._remove_frame",
+                   params=(("self", "sequence_number"),)),
+            Target("aiortc.jitterbuffer:JitterBuffer.remove", params=(("self", "count"),)),
+            # The depayloaded bitstream the receiver hangs on each packet, joined into frames.
+            Target("aiortc.rtcrtpreceiver:RTCRtpReceiver", source=(r"packet\._data = ",)),
+        ),
+        checked={"aiortc": AIORTC_CHECKED},
+        why="aiortc completes a video frame only when the next frame's first packet "
+        "arrives, ignoring the RTP marker bit: every receive hop held each frame back one "
+        "frame interval (33 ms at 30 fps)",
+        own_attrs=("_data",),
+        apply=_apply_jitter, revert=_revert_jitter,
+    ),
+    Patch(
+        name="fast-start",
+        module="reactor.media.rate",
+        targets=(
+            Target("aiortc.rate:RemoteBitrateEstimator.__init__", params=(("self",),),
+                   replaced=True),
+            Target("aiortc.rate:RemoteBitrateEstimator", attrs=("rate_control",)),
+            Target("aiortc.rate:AimdRateControl.set_estimate",
+                   params=(("self", "bitrate", "now_ms"),)),
+        ),
+        checked={"aiortc": AIORTC_CHECKED},
+        why="aiortc's bandwidth estimator (REMB) says nothing for 3 s, then starts from the "
+        "browser's 300 kbit/s: a browser camera took 25-30 s to reach 720p; seeded with "
+        "2.5 Mbit/s it speaks from the first packet",
+        apply=_apply_rate, revert=_revert_rate,
+    ),
+    Patch(
+        name="keyframe-requests",
+        module="reactor.media.tracks",
+        targets=(Target(f"{_SENDER}._send_keyframe", params=(("self",),), replaced=True),),
+        checked={"aiortc": AIORTC_CHECKED},
+        why="a viewer's PLI/FIR only sets a flag for the sender's own encoder, which a "
+        "pre-encoded track does not use: the request reaches the shared encoder instead",
+        apply=_apply_keyframe, revert=_revert_keyframe,
+    ),
+    Patch(
+        name="playout-delay",
+        module="reactor.media.playout",
+        targets=(
+            Target("aiortc.rtcpeerconnection:find_common_header_extensions",
+                   params=(("local_extensions", "remote_extensions"),), replaced=True),
+            Target("aiortc.codecs:HEADER_EXTENSIONS"),
+            Target("aiortc.rtp:HeaderExtensionsMap.configure", params=(("self", "parameters"),),
+                   replaced=True),
+            Target("aiortc.rtp:HeaderExtensionsMap.set", params=(("self", "values"),),
+                   replaced=True),
+        ),
+        checked={"aiortc": AIORTC_CHECKED},
+        why="aiortc drops a browser's playout-delay header extension from its answer and "
+        "cannot write it; answered with min = max = 0, a browser renders each frame as soon "
+        "as it is decoded (not for a stream with sound, which must stay in sync)",
+        own_attrs=("_reactor_playout_delay_id", "_reactor_playout_delay_element"),
+        apply=_apply_playout, revert=_revert_playout,
+    ),
+    Patch(
+        name="session-clock-reports",
+        module="reactor.media.clock",
+        targets=(
+            Target(f"{_SENDER}._next_encoded_frame", params=(("self", "codec"),), replaced=True),
+            Target(f"{_SENDER}._send_rtcp", params=(("self", "packets"),), replaced=True),
+            Target(_SENDER, attrs=("_ssrc", "_RTCRtpSender__rtp_timestamp",
+                                   "_RTCRtpSender__lsr", "_RTCRtpSender__lsr_time")),
+        ),
+        checked={"aiortc": AIORTC_CHECKED},
+        why="aiortc's RTCP sender reports map RTP time to when the last packet was sent, so "
+        "receivers would sync sound and picture by their different encode and send delays; "
+        "reactor's map it by the session clock both are stamped from",
+        own_attrs=("_reactor_rtp_origin", "_reactor_last_timestamp"),
+        apply=_apply_clock, revert=_revert_clock,
+    ),
+    Patch(
+        name="end-of-candidates-grace",
+        module="reactor.media.ice",
+        targets=(
+            Target(f"{_CONNECTION}.add_remote_candidate", params=(("self", "remote_candidate"),),
+                   replaced=True),
+            Target(f"{_CONNECTION}.close", params=(("self",),), replaced=True),
+            Target(_CONNECTION, attrs=("_remote_candidates", "_closing",
+                                       "_remote_candidates_end")),
+        ),
+        checked={"aioice": AIOICE_CHECKED},
+        why="Firefox's offer carries mDNS-only candidates and a=end-of-candidates; aioice "
+        "then pruned every component and the answer had no candidate: the mark is held back "
+        "until the peer's checks teach us its address",
+        own_attrs=("_reactor_eoc_task",),
+        apply=_apply_grace, revert=_revert_grace,
+    ),
+    Patch(
+        name="loopback-only",
+        module="reactor.media.ice",
+        targets=(
+            Target("aioice.ice:get_host_addresses", params=(("use_ipv4", "use_ipv6"),),
+                   replaced=True),
+            Target(f"{_CONNECTION}.add_remote_candidate", params=(("self", "remote_candidate"),),
+                   replaced=True),
+            # aioice 0.12 passes the raw datagram too; the wrapper forwards what it gets.
+            Target(f"{_CONNECTION}.request_received",
+                   params=(("self", "message", "addr", "protocol"),
+                           ("self", "message", "addr", "protocol", "raw_data")),
+                   replaced=True),
+            Target("aioice.ice:StunProtocol.datagram_received",
+                   params=(("self", "data", "addr"),), replaced=True),
+        ),
+        checked={"aioice": AIOICE_CHECKED},
+        why="a daemon bound to loopback must keep its media on this machine, yet stock peers "
+        "do not pair with a loopback-only answer: it offers this machine's addresses and "
+        "answers only them",
+        loopback_only=True,
+        apply=_apply_loopback, revert=_revert_loopback,
+    ),
+)
+
+READINGS: tuple[Reading, ...] = (
+    Reading(
+        name="audio-prefetch",
+        module="reactor.media.audio_in",
+        targets=(
+            Target("aiortc.rtcrtpreceiver:RTCRtpReceiver.__init__",
+                   source=(rf"JitterBuffer\(capacity=\d+, prefetch={AIORTC_AUDIO_PREFETCH}\)",)),
+        ),
+        checked={"aiortc": AIORTC_CHECKED},
+        why=f"aiortc releases a received audio frame {AIORTC_AUDIO_PREFETCH} frames after its "
+        "packet arrived; ingress dates the clients' sound back by that much to line it up "
+        "with the picture",
+    ),
+)
+
+#: Every entry, patches first: what install() checks and the docs list.
+ENTRIES: tuple[Reading, ...] = (*PATCHES, *READINGS)

@@ -1,0 +1,135 @@
+"""The patch registry (``reactor.media.patches``): every target is checked before any patch
+is applied, a missing or changed one fails install() with a message naming the patch, the
+target and the installed version, and the versions it declares are the pin's."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.specifiers import SpecifierSet
+
+from reactor.errors import PatchError, ReactorError
+from reactor.media import patches
+from reactor.media.patches import ENTRIES, PATCHES, Patch, Target
+from reactor.media.patches.spec import installed_version, problems
+
+ROOT = Path(__file__).parents[3]
+
+
+def test_every_target_of_the_installed_aiortc_and_aioice_is_as_expected() -> None:
+    for entry in ENTRIES:
+        for target in entry.targets:
+            assert problems(target) == [], f"{entry.name}: {target.dotted}"
+
+
+def test_names_are_unique_and_every_entry_says_why() -> None:
+    names = [e.name for e in ENTRIES]
+    assert len(names) == len(set(names))
+    for entry in ENTRIES:
+        assert entry.why and entry.targets and entry.checked, entry.name
+
+
+def _fake(name: str, target: Target, applied: list[str]) -> Patch:
+    return Patch(name=name, module="tests", targets=(target,),
+                 checked={"aiortc": ("1.16.0",)}, why="test",
+                 apply=lambda: applied.append(name), revert=lambda: applied.append("-" + name))
+
+
+def test_a_missing_target_fails_install_before_any_patch_is_applied() -> None:
+    applied: list[str] = []
+    good = _fake("good", Target("aiortc.rtcrtpsender:RTCRtpSender._send_keyframe"), applied)
+    gone = _fake("gone", Target("aiortc.rtcrtpsender:RTCRtpSender._no_such_method"), applied)
+    with pytest.raises(PatchError) as info:
+        patches.install(entries=(good, gone))
+    message = str(info.value)
+    assert "'gone'" in message
+    assert "aiortc.rtcrtpsender.RTCRtpSender._no_such_method" in message
+    assert f"aiortc {installed_version('aiortc')}" in message
+    assert "checked against aiortc 1.16.0" in message
+    assert isinstance(info.value, ReactorError)
+    assert (info.value.patch, info.value.target) == (
+        "gone", "aiortc.rtcrtpsender.RTCRtpSender._no_such_method")
+    assert applied == []  # "good" comes first and was checked, not applied
+
+
+def test_a_changed_signature_is_named() -> None:
+    target = Target("aiortc.rtcrtpsender:RTCRtpSender._send_keyframe",
+                    params=(("self", "force"),))
+    assert problems(target) == ["takes (self), expected (self, force)"]
+
+
+def test_a_lost_instance_attribute_and_source_are_named() -> None:
+    target = Target("aiortc.rtcrtpsender:RTCRtpSender",
+                    attrs=("_RTCRtpSender__rtp_timestamp", "_RTCRtpSender__gone"),
+                    source=(r"prefetch=99",))
+    assert problems(target) == ["no longer sets self._RTCRtpSender__gone",
+                                "source no longer matches 'prefetch=99'"]
+
+
+def test_loopback_only_patches_are_reverted_without_loopback() -> None:
+    applied: list[str] = []
+    target = Target("aioice.ice:get_host_addresses")
+    loop = Patch(name="loop", module="tests", targets=(target,), checked={}, why="test",
+                 apply=lambda: applied.append("loop"), revert=lambda: applied.append("-loop"),
+                 loopback_only=True)
+    patches.install(entries=(loop,), loopback=False)
+    patches.install(entries=(loop,), loopback=True)
+    assert applied == ["-loop", "loop"]
+
+
+# A renamed aiortc method, as an upgrade would bring: the daemon's workers call install()
+# at start, so this is what their log shows, and aiortc is left untouched.
+RENAMED = textwrap.dedent("""
+    from aiortc import RTCCertificate
+    from aiortc.rtcrtpsender import RTCRtpSender
+    import reactor.media
+    from reactor.errors import PatchError
+
+    del RTCRtpSender._send_keyframe
+    stock = RTCCertificate._create_ssl_context
+    try:
+        reactor.media.install()
+    except PatchError as exc:
+        print(exc)
+    assert RTCCertificate._create_ssl_context is stock, "a patch was applied"
+""")
+
+
+def test_install_fails_at_start_when_aiortc_renamed_a_target() -> None:
+    done = subprocess.run([sys.executable, "-c", RENAMED], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "'keyframe-requests'" in out
+    assert "aiortc.rtcrtpsender.RTCRtpSender._send_keyframe not found" in out
+    assert f"Installed: aiortc {installed_version('aiortc')}" in out
+
+
+def _pin(name: str) -> SpecifierSet:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in deps:
+        m = re.match(rf"{name}\s*([<>=!~].*)$", dep)
+        if m:
+            return SpecifierSet(m.group(1))
+    raise AssertionError(f"pyproject.toml does not pin {name}")
+
+
+@pytest.mark.parametrize("library", ["aiortc", "aioice"])
+def test_the_checked_versions_are_the_ends_of_the_pin(library: str) -> None:
+    pin = _pin(library)
+    checked = {v for e in ENTRIES for v in e.checked.get(library, ())}
+    assert checked and all(v in pin for v in checked), (library, pin, checked)
+    low = min(spec.version for spec in pin if spec.operator == ">=")
+    assert low in checked, f"the pin's low end {library} {low} is not among {checked}"
+    assert installed_version(library) in pin
+
+
+def test_every_patch_has_a_replaced_target() -> None:
+    for patch in PATCHES:
+        assert any(t.replaced for t in patch.targets), patch.name
