@@ -217,7 +217,7 @@ def _bench_ring(
         args = (ring, count, 0.0, go, child)
         proc = ctx.Process(target=_ring_producer, args=args, daemon=True)
         proc.start()
-        while ring.stats()["written"] == 0:
+        while ring.stats().written == 0:
             time.sleep(0.005)
         go.set()
         first = reader.read(timeout=30)

@@ -5,6 +5,10 @@ the same keys. The keys the design names (``state``, ``pid``, ``uptime_s``, ``wo
 ``pipeline``, ``session``) are the public interface; the rest are extras for tools.
 Empty strings the protobuf uses for "not set" become ``null`` where a reader would
 otherwise have to know that convention (errors, the config path, a dead worker's pid).
+States are the telemetry's enums, shown by their lower-case names (``"running"``).
+
+A message whose status keys are its field names goes through protobuf's own JSON mapping
+(:func:`_fields`); only what status shows differently is written out here.
 """
 
 from __future__ import annotations
@@ -12,7 +16,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from google.protobuf import json_format
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from google.protobuf.message import Message
+
 from reactor import __distribution__, __version__
+from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto.telemetry_pb2 import (
     AudioStat,
     CommandLog,
@@ -26,7 +35,49 @@ from reactor.proto.telemetry_pb2 import (
     WorkerStat,
 )
 
-__all__ = ["snapshot_to_dict"]
+__all__ = ["daemon_state_name", "session_state_name", "snapshot_to_dict",
+           "worker_state_name"]
+
+
+def _state_name(enum: EnumTypeWrapper, value: int) -> str:
+    if value == 0:
+        return ""  # UNSPECIFIED: nothing said, as the string field's "" was
+    try:
+        name = enum.Name(value)
+    except ValueError:  # a newer daemon's state, unknown to this reader
+        return f"unknown ({value})"
+    return name.split("_STATE_", 1)[1].lower()
+
+
+def daemon_state_name(state: tpb.DaemonState) -> str:
+    """The daemon's state as status shows it: ``starting``, ``running``, ``degraded``,
+    ``stopping``, ``failed`` ("" when unset)."""
+    return _state_name(tpb.DaemonState, state)
+
+
+def worker_state_name(state: tpb.WorkerState) -> str:
+    """A worker's state as status shows it: ``starting``, ``running``, ``restarting``,
+    ``stopped``, ``failed`` ("" when unset)."""
+    return _state_name(tpb.WorkerState, state)
+
+
+def session_state_name(state: tpb.SessionState) -> str:
+    """The session's state as status shows it: ``starting``, ``live``, ``ending``."""
+    return _state_name(tpb.SessionState, state)
+
+
+def _fields(msg: Message, *, omit: tuple[str, ...] = (), **shown: object,
+            ) -> dict[str, object]:
+    """``msg``'s fields under their .proto names, in the .proto's order, as protobuf's JSON
+    mapping writes them: every field without presence included at its default, an unset
+    ``optional`` one as ``None``, 64-bit integers as numbers (below 2**53, which no counter
+    here reaches; past it the mapping keeps them strings). ``shown`` replaces the value of
+    the fields status shows differently; ``omit`` leaves fields out."""
+    plain = json_format.MessageToDict(
+        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
+        unquote_int64_if_possible=True)
+    return {f.name: shown[f.name] if f.name in shown else plain.get(f.name)
+            for f in msg.DESCRIPTOR.fields if f.name not in omit}
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
@@ -34,7 +85,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
     return {
         "distribution": __distribution__,
         "version": __version__,
-        "state": snap.state,
+        "state": daemon_state_name(snap.state),
         "pid": snap.pid or None,
         "uptime_s": snap.uptime_s,
         "workers": [_worker(w) for w in snap.workers],
@@ -50,7 +101,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
     }
 
 
-def _gpu(g: GpuStat) -> dict[str, Any]:
+def _gpu(g: GpuStat) -> dict[str, object]:
     """The GPU path and, when NVML answers, each device's load (``available``);
     otherwise ``reason`` says why there are no figures."""
     return {
@@ -64,30 +115,13 @@ def _gpu(g: GpuStat) -> dict[str, Any]:
         "encoder": g.encoder or None,
         "encoder_fallback": g.encoder_fallback or None,
         "plan": g.reason,
-        "devices": [{
-            "index": d.index, "name": d.name, "utilization_ratio": d.utilization_ratio,
-            "memory_used_bytes": d.memory_used_bytes,
-            "memory_total_bytes": d.memory_total_bytes,
-            "encoder_sessions": d.encoder_sessions,
-            "encoder_utilization_ratio": d.encoder_utilization_ratio,
-        } for d in g.devices],
+        "devices": [_fields(d) for d in g.devices],
     }
 
 
-def _worker(w: WorkerStat) -> dict[str, Any]:
-    return {
-        "name": w.name,
-        "pid": w.pid or None,
-        "state": w.state,
-        "restarts": w.restarts,
-        "cpu_percent": w.cpu_percent,
-        "rss_bytes": w.rss_bytes,
-        "uptime_s": w.uptime_s,
-        "heartbeat_age_s": w.heartbeat_age_s,
-        "last_error": w.last_error or None,
-        "frames_in": w.frames_in,
-        "frames_out": w.frames_out,
-    }
+def _worker(w: WorkerStat) -> dict[str, object]:
+    return _fields(w, pid=w.pid or None, state=worker_state_name(w.state),
+                   last_error=w.last_error or None)
 
 
 #: Egress's window of the time between two frames handed to the viewers (smoothness). It
@@ -97,7 +131,7 @@ def _worker(w: WorkerStat) -> dict[str, Any]:
 FRAME_INTERVAL = "frame_interval"
 
 
-def _pipeline(p: PipelineStat) -> dict[str, Any]:
+def _pipeline(p: PipelineStat) -> dict[str, object]:
     windows = {s.stage: {"p50": s.p50_ms, "p99": s.p99_ms} for s in p.latency}
     interval = windows.pop(FRAME_INTERVAL, None)
     return {
@@ -113,26 +147,19 @@ def _pipeline(p: PipelineStat) -> dict[str, Any]:
     }
 
 
-def _audio(a: AudioStat) -> dict[str, Any]:
-    return {
-        "input": a.input,
-        "output": a.output,
-        "rate_in_hz": a.rate_in_hz,
-        "rate_out_hz": a.rate_out_hz,
-        "dropped": a.dropped,
-        "av_offset_ms": a.av_offset_ms if a.av_offset_known else None,
-    }
+def _audio(a: AudioStat) -> dict[str, object]:
+    return _fields(a, omit=("av_offset_known",),
+                   av_offset_ms=a.av_offset_ms if a.av_offset_known else None)
 
 
-def _ring(r: RingStat) -> dict[str, Any]:
-    return {"name": r.name, "slots": r.slots, "used": r.used, "dropped": r.dropped,
-            "policy": r.policy}
+def _ring(r: RingStat) -> dict[str, object]:
+    return _fields(r, omit=("written",))
 
 
-def _session(s: SessionInfo) -> dict[str, Any]:
+def _session(s: SessionInfo) -> dict[str, object]:
     return {
         "id": s.id,
-        "state": s.state,
+        "state": session_state_name(s.state),
         "duration_s": s.duration_s,
         "viewers": s.viewers,
         "sender": s.sender,
@@ -142,11 +169,11 @@ def _session(s: SessionInfo) -> dict[str, Any]:
     }
 
 
-def _opt(v: ViewerStat, name: str) -> Any:
+def _opt(v: ViewerStat, name: str) -> object:
     return getattr(v, name) if v.HasField(name) else None
 
 
-def _viewer(v: ViewerStat) -> dict[str, Any]:
+def _viewer(v: ViewerStat) -> dict[str, object]:
     # What the viewer reported is its own word: shown, never acted on. null: not said.
     return {
         "id": v.id,
@@ -172,7 +199,7 @@ def _viewer(v: ViewerStat) -> dict[str, Any]:
     }
 
 
-def _command(c: CommandLog) -> dict[str, Any]:
+def _command(c: CommandLog) -> dict[str, object]:
     # ``result`` carries the handler's return value as JSON on success and the error
     # message on failure; split them so a reader never has to guess which it holds.
     return {
@@ -185,16 +212,15 @@ def _command(c: CommandLog) -> dict[str, Any]:
     }
 
 
-def _json_or_raw(text: str) -> Any:
+def _json_or_raw(text: str) -> object:
     try:
         return json.loads(text)
     except ValueError:
         return text
 
 
-def _log(line: LogLine) -> dict[str, Any]:
-    return {"ts": line.ts, "process": line.process, "level": line.level,
-            "message": line.message}
+def _log(line: LogLine) -> dict[str, object]:
+    return _fields(line)
 
 
 def readiness(snap: Snapshot, *, exclusive: bool) -> str | None:
@@ -204,19 +230,21 @@ def readiness(snap: Snapshot, *, exclusive: bool) -> str | None:
     The reason starts with one word an orchestrator can match: ``failed``, ``stopping``,
     ``loading``, ``restarting`` or ``busy``.
     """
-    if snap.state == "failed":
+    if snap.state == tpb.DAEMON_STATE_FAILED:
         return f"failed: {snap.error or 'the daemon gave up'}"
-    if snap.state == "stopping":
+    if snap.state == tpb.DAEMON_STATE_STOPPING:
         return "stopping: the daemon is shutting down"
     workers = {w.name: w for w in snap.workers}
     model = workers.get("inference")
-    if model is not None and model.state == "starting" and model.restarts == 0:
+    if (model is not None and model.state == tpb.WORKER_STATE_STARTING
+            and model.restarts == 0):
         return "loading: the model is loading"
-    down = [f"{w.name} ({w.state})" for w in snap.workers if w.state != "running"]
+    down = [f"{w.name} ({worker_state_name(w.state)})" for w in snap.workers
+            if w.state != tpb.WORKER_STATE_RUNNING]
     if down:
         return f"restarting: {', '.join(down)}"
-    if snap.state != "running":
-        return f"{snap.state}: {snap.error or 'not ready'}"
+    if snap.state != tpb.DAEMON_STATE_RUNNING:
+        return f"{daemon_state_name(snap.state)}: {snap.error or 'not ready'}"
     if exclusive and snap.HasField("session"):
         return (f"busy: session {snap.session.id} belongs to the client that started it "
                 "(session.exclusive)")

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 from reactor.config import Config
 from reactor.control.client import ControlClient
 from reactor.control.rundir import RunDir, pid_alive, tail_lines
+from reactor.control.status import daemon_state_name
 from reactor.errors import DaemonError, ReactorError
+from reactor.proto import telemetry_pb2 as tpb
 
 if TYPE_CHECKING:
     from reactor.daemon.plan import Plan
@@ -135,14 +137,14 @@ def _wait_ready(proc: subprocess.Popen[bytes], rd: RunDir, timeout: float) -> in
             except ReactorError:
                 time.sleep(0.1)
                 continue
-            last_state = snap.state
-            if snap.state == "running":
+            last_state = daemon_state_name(snap.state)
+            if snap.state == tpb.DAEMON_STATE_RUNNING:
                 print(f"reactor daemon running: {snap.url}")
                 print(f"  model {snap.model}, pid {snap.pid}, run dir {rd.path}")
                 print("  watch: open the URL; status: `reactor daemon status`; "
                       "stop: `reactor daemon stop`")
                 return 0
-            if snap.state == "failed":
+            if snap.state == tpb.DAEMON_STATE_FAILED:
                 _stop_pid(proc.pid, 10.0)
                 raise DaemonError(f"the daemon failed to start: {snap.error}")
         time.sleep(0.1)

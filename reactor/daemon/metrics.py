@@ -43,7 +43,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
-from reactor.control.status import FRAME_INTERVAL
+from reactor.control.status import FRAME_INTERVAL, daemon_state_name, worker_state_name
 from reactor.daemon.gpu_telemetry import gpu_families
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
@@ -55,8 +55,11 @@ __all__ = ["CONTENT_TYPE", "FAMILIES", "MetricsState", "ReactorCollector", "Scra
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-DAEMON_STATES = ("starting", "running", "degraded", "stopping", "failed")
-WORKER_STATES = ("starting", "running", "restarting", "stopped", "failed")
+#: The states a gauge is exported for, labelled with the name status shows ("running").
+DAEMON_STATES = (tpb.DAEMON_STATE_STARTING, tpb.DAEMON_STATE_RUNNING, tpb.DAEMON_STATE_DEGRADED,
+                 tpb.DAEMON_STATE_STOPPING, tpb.DAEMON_STATE_FAILED)
+WORKER_STATES = (tpb.WORKER_STATE_STARTING, tpb.WORKER_STATE_RUNNING,
+                 tpb.WORKER_STATE_RESTARTING, tpb.WORKER_STATE_STOPPED, tpb.WORKER_STATE_FAILED)
 #: How a session ended: the ``reason`` label of ``reactor_sessions_ended_total``.
 END_CAUSES = ("returned", "stopped", "orphaned", "input_ended", "error", "worker_died")
 #: The ``result`` label of ``reactor_commands_total``.
@@ -262,8 +265,8 @@ def daemon_families(s: Scrape) -> Iterator[Metric]:
     yield model
     state = GaugeMetricFamily("reactor_daemon_state", "1 for the daemon's state",
                               labels=["state"])
-    for name in DAEMON_STATES:
-        state.add_metric([name], 1.0 if snap.state == name else 0.0)
+    for code in DAEMON_STATES:
+        state.add_metric([daemon_state_name(code)], 1.0 if snap.state == code else 0.0)
     yield state
     yield GaugeMetricFamily("reactor_daemon_start_time_seconds",
                             "When the daemon started, in seconds since the epoch",
@@ -278,9 +281,9 @@ def worker_families(s: Scrape) -> Iterator[Metric]:
     restarts = CounterMetricFamily("reactor_worker_restarts", "Times the worker was "
                                    "restarted since the daemon started", labels=["worker"])
     for w in snap.workers:
-        for name in WORKER_STATES:
-            state.add_metric([w.name, name], 1.0 if w.state == name else 0.0)
-        up.add_metric([w.name], 1.0 if w.state == "running" else 0.0)
+        for code in WORKER_STATES:
+            state.add_metric([w.name, worker_state_name(code)], 1.0 if w.state == code else 0.0)
+        up.add_metric([w.name], 1.0 if w.state == tpb.WORKER_STATE_RUNNING else 0.0)
         restarts.add_metric([w.name], float(w.restarts))
     yield from (state, up, restarts)
     cpu = CounterMetricFamily("reactor_process_cpu_seconds", "CPU time of each process "

@@ -11,9 +11,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-Policy = Literal["latest", "block"]
+from reactor.ipc import Policy
 
 
 class Role(enum.Enum):

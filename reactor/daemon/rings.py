@@ -25,8 +25,7 @@ import logging
 import os
 
 from reactor.config import Config
-from reactor.daemon.plan import Policy
-from reactor.ipc import CudaRing, ShmRing
+from reactor.ipc import CudaRing, Policy, ShmRing
 from reactor.media.gpu import GpuPlan
 
 #: A ring the supervisor made: shared memory, or (``output`` on a GPU) a CudaRing.

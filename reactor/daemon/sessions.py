@@ -8,6 +8,7 @@ to ingress (server-sent events) and egress (viewers' data channels).
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import time
@@ -20,6 +21,7 @@ from typing import Protocol
 from reactor.daemon.metrics import MetricsState, session_end_cause
 from reactor.daemon.plan import Role
 from reactor.daemon.router import Route, error_reply
+from reactor.daemon.snapshot import session_state
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
@@ -42,11 +44,17 @@ class SessionHost(Protocol):
     def add_log(self, process: str, level: str, message: str) -> None: ...
 
 
+class SessionState(enum.Enum):
+    STARTING = "starting"  # asked of the model, not yet started
+    LIVE = "live"
+    ENDING = "ending"  # asked to stop, not yet ended
+
+
 @dataclass
 class LiveSession:
     id: str
     started_at: float
-    state: str = "starting"
+    state: SessionState = SessionState.STARTING
     frames_at_start: int = 0
     commands: deque[tpb.CommandLog] = field(default_factory=lambda: deque(maxlen=10))
     orphan_since: float | None = None
@@ -116,7 +124,7 @@ class SessionManager:
             return
         self.current.stop_cause = self.current.stop_cause or cause
         log.info("session stop %s: %s", self.current.id, reason)
-        self.current.state = "ending"
+        self.current.state = SessionState.ENDING
         req = cpb.Request(session=cpb.SessionRequest(
             action=cpb.SessionRequest.STOP, reason=reason, session_id=self.current.id))
         self.host.send(Role.MODEL, wpb.ToWorker(request=req))
@@ -124,7 +132,7 @@ class SessionManager:
     def on_event(self, worker: str, ev: wpb.SessionEvent) -> None:
         current = self.current
         if ev.kind == wpb.SessionEvent.STARTED and current and ev.session_id == current.id:
-            current.state = "live"
+            current.state = SessionState.LIVE
         elif ev.kind in (wpb.SessionEvent.ENDED, wpb.SessionEvent.ERROR):
             if self.current is not None and ev.session_id == self.current.id:
                 log.info("session end %s: %s", ev.session_id, ev.reason)
@@ -187,7 +195,7 @@ class SessionManager:
 
     def tick(self, now: float) -> None:
         sess = self.current
-        if sess is None or sess.orphan_since is None or sess.state == "ending":
+        if sess is None or sess.orphan_since is None or sess.state == SessionState.ENDING:
             return
         timeout = self.orphan_timeout_s
         if now - sess.orphan_since >= timeout:
@@ -209,7 +217,7 @@ class SessionManager:
             return
         emitted = self.host.frames_emitted()
         snap.session.CopyFrom(tpb.SessionInfo(
-            id=sess.id, state=sess.state, duration_s=self._clock() - sess.started_at,
+            id=sess.id, state=session_state(sess.state), duration_s=self._clock() - sess.started_at,
             viewers=self.viewers, sender=self.sender, commands=list(sess.commands),
             frames_emitted=max(0, emitted - sess.frames_at_start),
         ))

@@ -16,13 +16,16 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from reactor.config import Config
 from reactor.daemon.pool import WorkerProcess, WorkerState
-from reactor.daemon.sessions import SessionManager
 from reactor.ipc import CudaRing, ShmRing
 from reactor.proto import telemetry_pb2 as tpb
+
+if TYPE_CHECKING:  # both import this module: the session manager to fill its state
+    from reactor.daemon.sessions import SessionManager, SessionState
+    from reactor.daemon.supervisor import DaemonState
 
 TELEMETRY_S = 0.25
 
@@ -43,10 +46,31 @@ class Telemetry:
                                      message=message[:500]))
 
 
+# The supervisor's states as the telemetry's enums, by member name (RUNNING ->
+# DAEMON_STATE_RUNNING): the one place the two meet. ``Value`` raises ValueError naming a
+# member the .proto lacks (tests/unit/daemon/test_snapshot_states.py maps every member); its
+# stub says int, hence the casts.
+
+def daemon_state(state: DaemonState) -> tpb.DaemonState:
+    """``state`` as the telemetry's ``DaemonState``."""
+    return cast("tpb.DaemonState", tpb.DaemonState.Value(f"DAEMON_STATE_{state.name}"))
+
+
+def worker_state(state: WorkerState) -> tpb.WorkerState:
+    """``state`` as the telemetry's ``WorkerState``."""
+    return cast("tpb.WorkerState", tpb.WorkerState.Value(f"WORKER_STATE_{state.name}"))
+
+
+def session_state(state: SessionState) -> tpb.SessionState:
+    """``state`` as the telemetry's ``SessionState``."""
+    return cast("tpb.SessionState", tpb.SessionState.Value(f"SESSION_STATE_{state.name}"))
+
+
 def worker_stat(w: WorkerProcess, now: float) -> tpb.WorkerStat:
     alive = w.alive
     return tpb.WorkerStat(
-        name=w.name, pid=w.pid if alive else 0, state=w.state.value, restarts=w.restarts,
+        name=w.name, pid=w.pid if alive else 0, state=worker_state(w.state),
+        restarts=w.restarts,
         cpu_percent=w.cpu_percent(now) if alive else 0.0,
         rss_bytes=w.rss_bytes() if alive else 0,
         uptime_s=now - w.started_at if alive else 0.0,
@@ -80,7 +104,7 @@ def glass_to_glass_ms(latency: Iterable[tpb.LatencyStat], viewer: tpb.ViewerStat
 
 def build_snapshot(
     *,
-    state: str,
+    state: DaemonState,
     error: str,
     uptime_s: float,
     config: Config,
@@ -95,7 +119,7 @@ def build_snapshot(
 ) -> tpb.Snapshot:
     """``workers`` in pipeline order: front, model, back."""
     snap = tpb.Snapshot(
-        state=state, pid=os.getpid(), uptime_s=uptime_s, ts=time.time(),
+        state=daemon_state(state), pid=os.getpid(), uptime_s=uptime_s, ts=time.time(),
         config_path=config.source or "(packaged default)", model=model, url=url,
         run_dir=str(run_dir), error=error,
     )
@@ -118,12 +142,10 @@ def build_snapshot(
         if w.state == WorkerState.RUNNING:
             p.latency.extend(w.stats.latency)
     for ring_name, ring in rings.items():
-        st: dict[str, Any] = ring.stats()
-        p.rings.append(tpb.RingStat(
-            name=ring_name, slots=int(st["slots"]), used=int(st["used"]),
-            dropped=int(st["dropped"]), policy=str(st["policy"]),
-            written=int(st.get("written", 0)),
-        ))
+        st = ring.stats()
+        p.rings.append(tpb.RingStat(name=ring_name, slots=st.slots, used=st.used,
+                                    dropped=st.dropped, policy=st.policy,
+                                    written=st.written))
     sessions.fill(snap)
     if snap.HasField("session") and back.state == WorkerState.RUNNING:
         beat_age = max(0.0, now - back.last_beat)

@@ -363,9 +363,8 @@ class Supervisor:
         if not self.lifecycle.awaiting_completion:
             return
         src, model, sink = (self.pool[n].stats for n in self.plan.workers)
-        if run_complete(src, model, sink,
-                        input_dropped=int(self.rings["input"].stats()["dropped"]),
-                        output_used=int(self.rings["output"].stats()["used"])):
+        if run_complete(src, model, sink, input_dropped=self.rings["input"].stats().dropped,
+                        output_used=self.rings["output"].stats().used):
             self._apply(RunComplete())
 
     def _on_verdict(self, v: Verdict) -> None:
@@ -484,7 +483,7 @@ class Supervisor:
     def snapshot(self) -> tpb.Snapshot:
         now = time.monotonic()
         snap = build_snapshot(
-            state=self.state.value, error=self.error, uptime_s=self.lifecycle.uptime(now),
+            state=self.state, error=self.error, uptime_s=self.lifecycle.uptime(now),
             config=self.config, model=str(self.schema.get("model", self.config.model.module)),
             url=self.url(),
             run_dir=self.rd.path, workers=[self.pool[n] for n in self.plan.workers],

@@ -24,7 +24,7 @@ from reactor.ipc.errors import (
     RingSpaceError,
     RingTimeout,
 )
-from reactor.ipc.layout import RingHandle
+from reactor.ipc.layout import Policy, RingHandle, RingStats
 from reactor.ipc.reader import Frame, Reader
 from reactor.ipc.ring import ShmRing, WriteSlot
 from reactor.ipc.segment import Segment
@@ -32,12 +32,14 @@ from reactor.ipc.segment import Segment
 __all__ = [
     "CudaRing",
     "Frame",
+    "Policy",
     "ProducerGoneError",
     "Reader",
     "RingClosedError",
     "RingError",
     "RingHandle",
     "RingSpaceError",
+    "RingStats",
     "RingTimeout",
     "Segment",
     "ShmRing",

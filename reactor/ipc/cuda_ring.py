@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reactor.ipc.errors import RingError
-from reactor.ipc.layout import Policy, RingHandle
+from reactor.ipc.layout import Policy, RingHandle, RingStats
 from reactor.ipc.ring import ShmRing
 
 _AUX_BYTES = 64 * 1024
@@ -186,10 +186,10 @@ class CudaRing:
         return self._handle.shape
 
     @property
-    def policy(self) -> str:
+    def policy(self) -> Policy:
         return self._meta.policy
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> RingStats:
         return self._meta.stats()
 
     def close(self) -> None:

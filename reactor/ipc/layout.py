@@ -1,7 +1,8 @@
 """The byte layout of a ring's shared-memory segment, and the handle that names one.
 
 Word indices into the global header (``G_*``), a consumer row (``C_*``) and a slot row
-(``S_*``), the :class:`RingHandle`, :func:`layout` (the offsets of the regions), and the
+(``S_*``), the :class:`RingHandle`, the :data:`Policy` and :class:`RingStats` of a ring,
+:func:`layout` (the offsets of the regions), and the
 header's encoding (:func:`write_header`, :func:`read_header`).
 :mod:`reactor.ipc.segment` maps the segment; :mod:`reactor.ipc.ring` explains the protocol.
 
@@ -35,6 +36,8 @@ import mmap
 from dataclasses import dataclass
 from typing import Any, Literal
 
+#: What a full ring does: ``latest`` overwrites the oldest frame no reader holds (the
+#: reader skips ahead, the drop is counted), ``block`` makes the producer wait.
 Policy = Literal["latest", "block"]
 
 MAGIC = 0x474E5254_43414552  # b"REACTRNG" little-endian
@@ -50,7 +53,7 @@ G_WFUTEX, G_RFUTEX, G_PPARKED, G_RETIRED, G_PGEN, G_PENDING = 23, 24, 25, 26, 27
 C_PID, C_START, C_PIN, C_POS, C_NEED, C_DROPPED, C_PARKED, C_TOKEN = range(8)
 S_STATE, S_FRAME, S_CAPTURE, S_ENQUEUE, S_SESSION, S_PTS, S_LENGTH = range(7)
 P_NONE, P_ACTIVE, P_CLOSED = 0, 1, 2
-POLICIES: dict[str, int] = {"latest": 0, "block": 1}
+POLICIES: dict[Policy, int] = {"latest": 0, "block": 1}
 MAX_NDIM = 8
 
 # Waiting (see "Heads-up wake" in reactor.ipc.ring): read at call time, so tests may patch.
@@ -67,11 +70,24 @@ class RingHandle:
     slots: int
     shape: tuple[int, ...]
     dtype: str
-    policy: str
+    policy: Policy
     max_consumers: int
     slot_bytes: int
     total_bytes: int
     aux_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class RingStats:
+    """A ring's occupancy at one moment, read from its header without taking a frame."""
+
+    name: str
+    slots: int
+    used: int  # slots a reader still needs
+    dropped: int  # frames readers missed, departed readers' included
+    policy: Policy
+    written: int  # frames published since the ring was made
+    consumers: int  # readers attached now
 
 
 def layout(slots: int, max_consumers: int, aux_bytes: int) -> tuple[int, int, int, int]:

@@ -83,6 +83,7 @@ from reactor.ipc.layout import (
     S_STATE,
     Policy,
     RingHandle,
+    RingStats,
 )
 from reactor.ipc.reader import Frame, Reader
 from reactor.ipc.segment import Segment
@@ -251,23 +252,16 @@ class ShmRing:
         return self._dtype
 
     @property
-    def policy(self) -> str:
+    def policy(self) -> Policy:
         return self._handle.policy
 
-    def stats(self) -> dict[str, Any]:
-        """``name``, ``slots``, ``used`` (slots a reader still needs), ``dropped``,
-        ``policy``, ``written`` and ``consumers``."""
+    def stats(self) -> RingStats:
+        """The ring's occupancy now: slots in use, frames dropped and written, readers."""
         self._check_open()
         h, occ = self._handle, self._seg.occupancy()
-        return {
-            "name": h.name,
-            "slots": h.slots,
-            "used": occ["used"],
-            "dropped": occ["dropped"],
-            "policy": h.policy,
-            "written": occ["written"],
-            "consumers": occ["consumers"],
-        }
+        return RingStats(name=h.name, slots=h.slots, used=occ["used"],
+                         dropped=occ["dropped"], policy=h.policy, written=occ["written"],
+                         consumers=occ["consumers"])
 
     # -- producer ------------------------------------------------------------------------
 

@@ -23,8 +23,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from reactor.control.status import FRAME_INTERVAL
+from reactor.control.status import (
+    FRAME_INTERVAL,
+    daemon_state_name,
+    session_state_name,
+    worker_state_name,
+)
 from reactor.monitor.gpu_panel import gpu_panels
+from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto.telemetry_pb2 import LatencyStat, SessionInfo, Snapshot, ViewerStat
 
 __all__ = [
@@ -51,18 +57,18 @@ PLAIN_WIDTH = 100
 
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _DAEMON_STYLES = {
-    "running": "bold green",
-    "starting": "bold yellow",
-    "degraded": "bold yellow",
-    "stopping": "bold yellow",
-    "failed": "bold red",
+    tpb.DAEMON_STATE_RUNNING: "bold green",
+    tpb.DAEMON_STATE_STARTING: "bold yellow",
+    tpb.DAEMON_STATE_DEGRADED: "bold yellow",
+    tpb.DAEMON_STATE_STOPPING: "bold yellow",
+    tpb.DAEMON_STATE_FAILED: "bold red",
 }
 _WORKER_STYLES = {
-    "running": "green",
-    "starting": "yellow",
-    "restarting": "bold yellow",
-    "stopped": "bold red",
-    "failed": "bold red",
+    tpb.WORKER_STATE_RUNNING: "green",
+    tpb.WORKER_STATE_STARTING: "yellow",
+    tpb.WORKER_STATE_RESTARTING: "bold yellow",
+    tpb.WORKER_STATE_STOPPED: "bold red",
+    tpb.WORKER_STATE_FAILED: "bold red",
 }
 _LEVEL_STYLES = {"WARNING": "yellow", "ERROR": "bold red", "CRITICAL": "bold red"}
 _HEARTBEAT_LATE_S = 2.0
@@ -138,11 +144,11 @@ def sparkline(values: Sequence[float], width: int, top: float = 0.0) -> str:
 
 def header(snap: Snapshot) -> RenderableType:
     """The daemon's state, pid, uptime, model and URL; its config and run directory."""
-    state = snap.state or "unknown"
+    state = daemon_state_name(snap.state) or "unknown"
     lines = [
         _line(
             ("reactor ", "bold"),
-            ("● " + state, _DAEMON_STYLES.get(state, "bold")),
+            ("● " + state, _DAEMON_STYLES.get(snap.state, "bold")),
             f"  pid {snap.pid or '-'}  up {_duration(snap.uptime_s)}",
             ("  " + snap.url if snap.url else "", "underline"),
         ),
@@ -175,7 +181,7 @@ def workers_table(snap: Snapshot, *, frames: bool = False) -> RenderableType:
         beat = "-" if not w.pid and age <= 0 else f"{age:.1f}s"
         row: list[RenderableType] = [
             w.name,
-            Text(w.state or "-", style=_WORKER_STYLES.get(w.state, "")),
+            Text(worker_state_name(w.state) or "-", style=_WORKER_STYLES.get(w.state, "")),
             str(w.pid) if w.pid else "-",
             _duration(w.uptime_s) if w.pid else "-",
             Text(str(w.restarts), style="yellow" if w.restarts else ""),
@@ -339,7 +345,8 @@ def session_panel(snap: Snapshot, *, commands: int = 3, split: bool = False) -> 
            f"  frames {s.frames_emitted:,}")
     first = _line(
         ("session", "bold"), f" {s.id}  ",
-        (s.state or "-", "green" if s.state == "live" else "yellow"),
+        (session_state_name(s.state) or "-",
+         "green" if s.state == tpb.SESSION_STATE_LIVE else "yellow"),
         f"  {_duration(s.duration_s)}",
     )
     head: RenderableType = Group(first, _line(who)) if split else first.append("  " + who)

@@ -1,10 +1,52 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class DaemonState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DAEMON_STATE_UNSPECIFIED: _ClassVar[DaemonState]
+    DAEMON_STATE_STARTING: _ClassVar[DaemonState]
+    DAEMON_STATE_RUNNING: _ClassVar[DaemonState]
+    DAEMON_STATE_DEGRADED: _ClassVar[DaemonState]
+    DAEMON_STATE_STOPPING: _ClassVar[DaemonState]
+    DAEMON_STATE_FAILED: _ClassVar[DaemonState]
+
+class WorkerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WORKER_STATE_UNSPECIFIED: _ClassVar[WorkerState]
+    WORKER_STATE_STARTING: _ClassVar[WorkerState]
+    WORKER_STATE_RUNNING: _ClassVar[WorkerState]
+    WORKER_STATE_RESTARTING: _ClassVar[WorkerState]
+    WORKER_STATE_STOPPED: _ClassVar[WorkerState]
+    WORKER_STATE_FAILED: _ClassVar[WorkerState]
+
+class SessionState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SESSION_STATE_UNSPECIFIED: _ClassVar[SessionState]
+    SESSION_STATE_STARTING: _ClassVar[SessionState]
+    SESSION_STATE_LIVE: _ClassVar[SessionState]
+    SESSION_STATE_ENDING: _ClassVar[SessionState]
+DAEMON_STATE_UNSPECIFIED: DaemonState
+DAEMON_STATE_STARTING: DaemonState
+DAEMON_STATE_RUNNING: DaemonState
+DAEMON_STATE_DEGRADED: DaemonState
+DAEMON_STATE_STOPPING: DaemonState
+DAEMON_STATE_FAILED: DaemonState
+WORKER_STATE_UNSPECIFIED: WorkerState
+WORKER_STATE_STARTING: WorkerState
+WORKER_STATE_RUNNING: WorkerState
+WORKER_STATE_RESTARTING: WorkerState
+WORKER_STATE_STOPPED: WorkerState
+WORKER_STATE_FAILED: WorkerState
+SESSION_STATE_UNSPECIFIED: SessionState
+SESSION_STATE_STARTING: SessionState
+SESSION_STATE_LIVE: SessionState
+SESSION_STATE_ENDING: SessionState
 
 class LatencyStat(_message.Message):
     __slots__ = ("stage", "p50_ms", "p99_ms", "count", "buckets", "sum_ms")
@@ -53,7 +95,7 @@ class WorkerStat(_message.Message):
     FRAMES_OUT_FIELD_NUMBER: _ClassVar[int]
     name: str
     pid: int
-    state: str
+    state: WorkerState
     restarts: int
     cpu_percent: float
     rss_bytes: int
@@ -62,7 +104,7 @@ class WorkerStat(_message.Message):
     last_error: str
     frames_in: int
     frames_out: int
-    def __init__(self, name: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[str] = ..., restarts: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., uptime_s: _Optional[float] = ..., heartbeat_age_s: _Optional[float] = ..., last_error: _Optional[str] = ..., frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., pid: _Optional[int] = ..., state: _Optional[_Union[WorkerState, str]] = ..., restarts: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., uptime_s: _Optional[float] = ..., heartbeat_age_s: _Optional[float] = ..., last_error: _Optional[str] = ..., frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ...) -> None: ...
 
 class CommandLog(_message.Message):
     __slots__ = ("ts", "name", "args_json", "ok", "result")
@@ -133,14 +175,14 @@ class SessionInfo(_message.Message):
     FRAMES_EMITTED_FIELD_NUMBER: _ClassVar[int]
     VIEWER_STATS_FIELD_NUMBER: _ClassVar[int]
     id: str
-    state: str
+    state: SessionState
     duration_s: float
     viewers: int
     sender: bool
     commands: _containers.RepeatedCompositeFieldContainer[CommandLog]
     frames_emitted: int
     viewer_stats: _containers.RepeatedCompositeFieldContainer[ViewerStat]
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., duration_s: _Optional[float] = ..., viewers: _Optional[int] = ..., sender: _Optional[bool] = ..., commands: _Optional[_Iterable[_Union[CommandLog, _Mapping]]] = ..., frames_emitted: _Optional[int] = ..., viewer_stats: _Optional[_Iterable[_Union[ViewerStat, _Mapping]]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., duration_s: _Optional[float] = ..., viewers: _Optional[int] = ..., sender: _Optional[bool] = ..., commands: _Optional[_Iterable[_Union[CommandLog, _Mapping]]] = ..., frames_emitted: _Optional[int] = ..., viewer_stats: _Optional[_Iterable[_Union[ViewerStat, _Mapping]]] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("ts", "process", "level", "message")
@@ -210,7 +252,7 @@ class Snapshot(_message.Message):
     LOGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     GPU_STAT_FIELD_NUMBER: _ClassVar[int]
-    state: str
+    state: DaemonState
     pid: int
     uptime_s: float
     ts: float
@@ -224,7 +266,7 @@ class Snapshot(_message.Message):
     logs: _containers.RepeatedCompositeFieldContainer[LogLine]
     error: str
     gpu_stat: GpuStat
-    def __init__(self, state: _Optional[str] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., ts: _Optional[float] = ..., config_path: _Optional[str] = ..., model: _Optional[str] = ..., url: _Optional[str] = ..., run_dir: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStat, _Mapping]]] = ..., pipeline: _Optional[_Union[PipelineStat, _Mapping]] = ..., session: _Optional[_Union[SessionInfo, _Mapping]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., error: _Optional[str] = ..., gpu_stat: _Optional[_Union[GpuStat, _Mapping]] = ...) -> None: ...
+    def __init__(self, state: _Optional[_Union[DaemonState, str]] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., ts: _Optional[float] = ..., config_path: _Optional[str] = ..., model: _Optional[str] = ..., url: _Optional[str] = ..., run_dir: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStat, _Mapping]]] = ..., pipeline: _Optional[_Union[PipelineStat, _Mapping]] = ..., session: _Optional[_Union[SessionInfo, _Mapping]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., error: _Optional[str] = ..., gpu_stat: _Optional[_Union[GpuStat, _Mapping]] = ...) -> None: ...
 
 class GpuStat(_message.Message):
     __slots__ = ("device", "ring", "index", "device_name", "encoder_plan", "encoder", "encoder_fallback", "reason", "telemetry", "telemetry_reason", "devices")

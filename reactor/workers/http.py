@@ -54,6 +54,7 @@ from reactor.control.status import readiness, snapshot_to_dict
 from reactor.errors import HttpError
 from reactor.media.links import format_ice_links
 from reactor.proto import control_pb2 as cpb
+from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.workers.openapi import (
     ANY_JSON,
@@ -374,7 +375,7 @@ class Api:
                                                timeout=3.0)
         except HttpError as exc:
             return web.json_response({"ok": False, "error": exc.message}, status=503)
-        down = [w.name for w in reply.status.workers if w.state != "running"]
+        down = [w.name for w in reply.status.workers if w.state != tpb.WORKER_STATE_RUNNING]
         if down:
             return web.json_response({"ok": False, "down": down}, status=503)
         return web.json_response({"ok": True})

@@ -30,6 +30,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCSessi
 from aiortc.rtp import RtcpSrPacket
 
 from reactor.examples.pattern import BEEP_HZ, BEEP_LEVEL, BEEP_S, flash_box
+from reactor.proto import telemetry_pb2 as tpb
 from tests.support.daemon import Daemon, wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -277,7 +278,7 @@ def test_inference_restart_keeps_the_audio_track_up_and_sound_resumes(start_daem
             await asyncio.gather(
                 audio.collect(killed_at + 12),
                 asyncio.to_thread(wait_for, lambda: d.worker("inference").pid not in (0, old)
-                                  and d.worker("inference").state == "running", 30,
+                                  and d.worker("inference").state == tpb.WORKER_STATE_RUNNING, 30,
                                   "inference to restart"))
             # The audio track never stopped: packets (silence while the model was gone)
             # kept arriving, never more than a few windows apart.

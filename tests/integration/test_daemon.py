@@ -13,6 +13,7 @@ import zmq
 
 from reactor.control.rundir import RunDir, pid_alive
 from reactor.ipc import RingHandle, ShmRing
+from reactor.proto import telemetry_pb2 as tpb
 from tests.support.daemon import Daemon, descendants, run_cli, shm_segments, wait_for
 
 SMALL = {"video": {"width": 320, "height": 240, "fps": 30}}
@@ -40,7 +41,7 @@ def test_kill_each_worker_restarts_and_stop_leaves_nothing(start_daemon) -> None
 
         def restarted(name: str = name, old: int = old) -> bool:
             w = d.worker(name)
-            return w.state == "running" and w.pid not in (0, old)
+            return w.state == tpb.WORKER_STATE_RUNNING and w.pid not in (0, old)
 
         wait_for(restarted, 5.0, f"{name} to restart")
         assert time.monotonic() - t0 < 5.0
@@ -105,7 +106,7 @@ def test_frames_flow_through_the_rings_and_commands_apply(start_daemon) -> None:
                 values.append(int(f.array[0, 0, 0]))
             assert any(200 <= v <= 215 for v in values), values
             snap = c.status()
-            assert snap.session.id == sid and snap.session.state == "live"
+            assert snap.session.id == sid and snap.session.state == tpb.SESSION_STATE_LIVE
             assert snap.session.commands[-1].name == "set_value"
             c.stop_session()
             wait_for(lambda: not d.snapshot().HasField("session"), 5.0, "the session to end")
@@ -129,7 +130,8 @@ def test_identity_model_passes_input_ring_frames_to_output(start_daemon) -> None
     try:
         with d.client() as c:
             c.start_session()
-            wait_for(lambda: d.snapshot().session.state == "live", 5, "session live")
+            wait_for(lambda: d.snapshot().session.state == tpb.SESSION_STATE_LIVE, 5,
+                     "session live")
             seen = set()
             for i in range(1, 40):
                 marker = np.full((240, 320, 3), i, np.uint8)
@@ -154,13 +156,13 @@ def test_start_session_exception_is_reported_without_a_crash_loop(start_daemon) 
         snap = c.status()
         assert any("boom in start_session" in line.message for line in snap.logs)
         inference = next(w for w in snap.workers if w.name == "inference")
-        assert inference.restarts == 0 and inference.state == "running"
+        assert inference.restarts == 0 and inference.state == tpb.WORKER_STATE_RUNNING
         # The model stayed loaded: the next session works.
         c.start_session()
         wait_for(lambda: d.snapshot().session.frames_emitted > 0, 10,
                  "the next session to emit frames")
         snap = c.status()
-        assert snap.session.state == "live" and snap.session.frames_emitted > 0
+        assert snap.session.state == tpb.SESSION_STATE_LIVE and snap.session.frames_emitted > 0
     log = (d.run_dir / "logs" / "inference.log").read_text()
     assert "boom in start_session" in log
 
@@ -243,4 +245,4 @@ def test_logs_and_restart_commands(start_daemon) -> None:
     old = worker_pids(d)["egress"]
     assert d.cli("daemon", "restart", "egress").returncode == 0
     wait_for(lambda: d.worker("egress").pid not in (0, old)
-             and d.worker("egress").state == "running", 5, "egress restart")
+             and d.worker("egress").state == tpb.WORKER_STATE_RUNNING, 5, "egress restart")

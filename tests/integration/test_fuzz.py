@@ -68,7 +68,7 @@ def sdp_post(d: Daemon, path: str, body: bytes | str,
 
 def assert_unchanged(d: Daemon, pids: dict[str, int]) -> None:
     snap = d.snapshot()
-    assert snap.state == "running", snap.error
+    assert snap.state == tpb.DAEMON_STATE_RUNNING, snap.error
     logs = "\n".join(line for n in ("supervisor", *WORKERS)
                      for line in tail_lines(d.run_dir / "logs" / f"{n}.log", 15))
     assert {w.name: w.pid for w in snap.workers} == pids, logs
@@ -376,8 +376,8 @@ def test_garbage_and_fuzzed_requests_on_the_zeromq_sockets(start_daemon) -> None
         assert sub.poll(5000), "no telemetry after the garbage"
         snap = tpb.Snapshot()
         snap.ParseFromString(sub.recv())
-        assert snap.state == "running"
-        assert ask(cpb.Request(status=cpb.StatusRequest())).status.state == "running"
+        assert snap.state == tpb.DAEMON_STATE_RUNNING
+        assert ask(cpb.Request(status=cpb.StatusRequest())).status.state == tpb.DAEMON_STATE_RUNNING
     finally:
         ctx.destroy(0)
     log = d.run_dir / "logs" / "supervisor.log"

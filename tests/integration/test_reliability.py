@@ -24,6 +24,7 @@ import pytest
 
 from reactor.client import Client, WhipError
 from reactor.control.rundir import pid_alive
+from reactor.proto import telemetry_pb2 as tpb
 from tests.support.daemon import Daemon, descendants, shm_segments, wait_for
 from tests.support.http import SMALL, post_json
 from tests.support.tracks import SquareTrack
@@ -177,7 +178,7 @@ def test_twenty_worker_kills_with_clients_connected(start_daemon) -> None:
 
                     def back(name: str = name, old: int = old) -> bool:
                         w = d.worker(name)
-                        return w.state == "running" and w.pid not in (0, old)
+                        return w.state == tpb.WORKER_STATE_RUNNING and w.pid not in (0, old)
 
                     await asyncio.to_thread(wait_for, back, 5.0, f"{name} to restart")
                     timings.append((name, time.monotonic() - t0))
@@ -226,7 +227,7 @@ def test_twenty_worker_kills_with_clients_connected(start_daemon) -> None:
     assert zombies(d.pid) == []
     assert shm_segments(f"reactor-{d.pid}-") == segments
     snap = d.snapshot()
-    assert snap.state == "running"
+    assert snap.state == tpb.DAEMON_STATE_RUNNING
     restarts = {w.name: w.restarts for w in snap.workers}
     # Each worker restarts only when it is the one killed (egress outlives inference).
     assert restarts["ingress"] == 7 and restarts["inference"] == 7, restarts
@@ -246,7 +247,8 @@ def test_inference_restart_keeps_egress_and_its_viewers(start_daemon) -> None:
             os.kill(inference, signal.SIGKILL)
             await asyncio.to_thread(
                 wait_for, lambda: d.worker("inference").pid not in (0, inference)
-                and d.worker("inference").state == "running", 15, "inference to restart")
+                and d.worker("inference").state == tpb.WORKER_STATE_RUNNING, 15,
+                "inference to restart")
             assert (await asyncio.to_thread(d.worker_pids))["egress"] == egress
             for _ in range(30):  # the same viewer sees the restarted model's frames
                 await asyncio.wait_for(viewer.recv(), 10)
@@ -261,18 +263,19 @@ def test_crash_loop_gives_up_and_a_restart_request_recovers(start_daemon) -> Non
         os.kill(old, signal.SIGKILL)
         def back_or_failed(old: int = old) -> bool:
             w = d.worker("inference")
-            return bool(w.pid not in (0, old) or w.state == "failed")
+            return bool(w.pid not in (0, old) or w.state == tpb.WORKER_STATE_FAILED)
 
         wait_for(back_or_failed, 10, "inference back or failed")
-        if d.worker("inference").state != "failed":
-            wait_for(lambda: d.worker("inference").state == "running", 10, "inference up")
+        if d.worker("inference").state != tpb.WORKER_STATE_FAILED:
+            wait_for(lambda: d.worker("inference").state == tpb.WORKER_STATE_RUNNING, 10,
+                     "inference up")
     snap = d.snapshot()
-    assert snap.state == "failed"
+    assert snap.state == tpb.DAEMON_STATE_FAILED
     assert "supervisor.max_crashes" in snap.error and "crashed 3 times" in snap.error
-    assert d.worker("inference").state == "failed"
+    assert d.worker("inference").state == tpb.WORKER_STATE_FAILED
     monitor_once(d)  # a failed daemon still answers
     assert d.cli("daemon", "restart", "inference").returncode == 0
-    wait_for(lambda: d.snapshot().state == "running", 10, "the daemon to recover")
+    wait_for(lambda: d.snapshot().state == tpb.DAEMON_STATE_RUNNING, 10, "the daemon to recover")
 
 
 # --- model faults -----------------------------------------------------------------------
@@ -282,7 +285,7 @@ def test_command_handler_exception_is_a_500_and_the_session_goes_on(start_daemon
     d = start_daemon({**SMALL, "model": {"module": "models:FailingCommand"}})
     with d.client() as c:
         c.start_session()
-        wait_for(lambda: d.snapshot().session.state == "live", 5, "session live")
+        wait_for(lambda: d.snapshot().session.state == tpb.SESSION_STATE_LIVE, 5, "session live")
         sid = d.snapshot().session.id
     status, body = post_json(d, "/api/commands/explode", {"why": "on purpose"})
     assert status == 500
@@ -290,7 +293,7 @@ def test_command_handler_exception_is_a_500_and_the_session_goes_on(start_daemon
     status, body = post_json(d, "/api/commands/set_value", {"value": 7})
     assert (status, body["result"]) == (200, 7)
     snap = d.snapshot()
-    assert snap.session.id == sid and snap.session.state == "live"
+    assert snap.session.id == sid and snap.session.state == tpb.SESSION_STATE_LIVE
     assert d.worker("inference").restarts == 0
     log = [c for c in snap.session.commands if c.name == "explode"]
     assert log and not log[-1].ok
@@ -308,12 +311,13 @@ def test_model_that_ignores_stop_gets_its_worker_restarted(start_daemon) -> None
                           10, "the stuck model's error event")
         assert "stall_timeout_s" in ev["reason"]
         wait_for(lambda: d.worker("inference").pid not in (0, old)
-                 and d.worker("inference").state == "running", 10, "inference restart")
+                 and d.worker("inference").state == tpb.WORKER_STATE_RUNNING, 10,
+                 "inference restart")
         watcher.wait(lambda e: e["type"] == "worker" and e["data"]["worker"] == "inference"
                      and e["data"]["state"] == "running", 5, "the restart event")
         w = d.worker("inference")
         assert w.restarts == 1
-        wait_for(lambda: d.snapshot().state == "running", 5, "the daemon running")
+        wait_for(lambda: d.snapshot().state == tpb.DAEMON_STATE_RUNNING, 5, "the daemon running")
         restarts = {w.name: w.restarts for w in d.snapshot().workers}
         assert (restarts["ingress"], restarts["inference"]) == (0, 1)
         assert not pid_alive(old)
@@ -359,7 +363,8 @@ def test_memory_limit_ends_the_session_and_the_next_one_works(start_daemon, tmp_
         wait_for(lambda: not d.snapshot().HasField("session"), 5, "the session to end")
         if keep:  # the model kept it: only a new process gives it back
             wait_for(lambda: d.worker("inference").pid not in (0, old)
-                     and d.worker("inference").state == "running", 10, "inference restart")
+                     and d.worker("inference").state == tpb.WORKER_STATE_RUNNING, 10,
+                     "inference restart")
             # The restart says why (the worker's last_error is cleared once it restarts).
             watcher.wait(lambda e: e["type"] == "worker" and "still uses" in (e["reason"] or ""),
                          5, "a worker event naming the memory the model kept")

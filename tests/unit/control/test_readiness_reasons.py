@@ -5,15 +5,19 @@ from __future__ import annotations
 import pytest
 
 from reactor.control.status import readiness
+from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto.telemetry_pb2 import Snapshot
 
 
 def snap(state: str = "running", inference: str = "running", restarts: int = 0,
          session: str = "", error: str = "") -> Snapshot:
-    s = Snapshot(state=state, error=error)
-    s.workers.add(name="ingress", state="running")
-    s.workers.add(name="inference", state=inference, restarts=restarts)
-    s.workers.add(name="egress", state="running")
+    """A snapshot in the states status names (``running``, ...)."""
+    s = Snapshot(state=f"DAEMON_STATE_{state.upper()}", error=error)
+    running = tpb.WORKER_STATE_RUNNING
+    s.workers.add(name="ingress", state=running)
+    s.workers.add(name="inference", restarts=restarts,
+                  state=f"WORKER_STATE_{inference.upper()}")
+    s.workers.add(name="egress", state=running)
     if session:
         s.session.id = session
     return s

@@ -32,17 +32,17 @@ BUILD = {"version": "1.2.3", "python": "3.11.2", "pyav": "18.1.0", "ffmpeg": "8.
 
 
 def snapshot(restarts: int = 0, viewers: int = 2) -> tpb.Snapshot:
-    snap = tpb.Snapshot(state="running", pid=1, uptime_s=10.0, ts=1_700_000_010.0,
+    snap = tpb.Snapshot(state=tpb.DAEMON_STATE_RUNNING, pid=1, uptime_s=10.0, ts=1_700_000_010.0,
                         model="TestPattern")
     for name in ("ingress", "inference", "egress"):
-        snap.workers.add(name=name, pid=0, state="running", restarts=restarts,
+        snap.workers.add(name=name, pid=0, state=tpb.WORKER_STATE_RUNNING, restarts=restarts,
                          rss_bytes=50_000_000)
     p = snap.pipeline
     p.fps_in, p.fps_model, p.fps_out, p.target_fps = 29.5, 30.0, 29.9, 30.0
     p.encoders_active = 1
     p.rings.add(name="input", slots=4, used=1, dropped=7, policy="latest", written=100)
     p.rings.add(name="output", slots=8, used=2, dropped=0, policy="block", written=90)
-    snap.session.CopyFrom(tpb.SessionInfo(id="abc", state="live", viewers=viewers,
+    snap.session.CopyFrom(tpb.SessionInfo(id="abc", state=tpb.SESSION_STATE_LIVE, viewers=viewers,
                                           sender=True))
     return snap
 

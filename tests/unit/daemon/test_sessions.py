@@ -119,7 +119,7 @@ def test_events_go_to_the_front_and_the_back_and_an_error_ends_the_session(
     snap = tpb.Snapshot()
     sessions.fill(snap)
     assert (snap.session.state, snap.session.frames_emitted, snap.session.duration_s) == (
-        "live", 30, 2.0)
+        tpb.SESSION_STATE_LIVE, 30, 2.0)
     sessions.on_event("inference", wpb.SessionEvent(kind=wpb.SessionEvent.ERROR,
                                                     session_id=sid, reason="ValueError: x"))
     assert sessions.current is None

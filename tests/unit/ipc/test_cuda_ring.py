@@ -23,7 +23,7 @@ def test_cuda_ring_is_created_and_pickled_without_touching_cuda(name: str) -> No
     with CudaRing.create(name, slots=3, shape=(720, 1280, 3), policy="block") as ring:
         attached = pickle.loads(pickle.dumps(ring))
         assert attached.handle == ring.handle and attached.shape == (720, 1280, 3)
-        assert ring.stats()["slots"] == 3 and ring.stats()["policy"] == "block"
+        assert ring.stats().slots == 3 and ring.stats().policy == "block"
         attached.close()
         if not _has_cuda():
             with pytest.raises(RingError, match="torch|CUDA"):

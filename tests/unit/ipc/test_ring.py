@@ -15,14 +15,15 @@ import pytest
 import tests.support.ring as kit
 from reactor.errors import ReactorError
 from reactor.ipc import (
+    Policy,
     ProducerGoneError,
     RingClosedError,
     RingError,
     RingSpaceError,
+    RingStats,
     RingTimeout,
     ShmRing,
 )
-from reactor.ipc.layout import Policy
 
 CTX = multiprocess.get_context("spawn")
 
@@ -64,18 +65,10 @@ def test_latest_reader_gets_newest_and_counts_drops(name: str) -> None:
         ring.write(np.zeros((2, 3), np.uint8))
         assert reader.read(timeout=0).seq == 11  # type: ignore[union-attr]
         assert reader.dropped == 9
-        stats = ring.stats()
-        assert stats == {
-            "name": name,
-            "slots": 4,
-            "used": 1,
-            "dropped": 9,
-            "policy": "latest",
-            "written": 11,
-            "consumers": 1,
-        }
+        assert ring.stats() == RingStats(name=name, slots=4, used=1, dropped=9,
+                                         policy="latest", written=11, consumers=1)
         reader.close()
-        assert ring.stats()["dropped"] == 9  # a departed reader's drops still count
+        assert ring.stats().dropped == 9  # a departed reader's drops still count
 
 
 def test_frames_are_zero_copy_views_and_reserve_renders_in_place(name: str) -> None:
@@ -94,7 +87,7 @@ def test_frames_are_zero_copy_views_and_reserve_renders_in_place(name: str) -> N
             slot.array[...] = 1
             raise ValueError("model failed mid-frame")
         assert reader.read(timeout=0) is None  # the aborted frame was never published
-        assert ring.stats()["written"] == 1
+        assert ring.stats().written == 1
 
 
 def test_an_idle_reader_costs_no_cpu(name: str) -> None:
@@ -217,7 +210,7 @@ def test_block_producer_survives_a_reader_that_died(name: str, procs: list[Any])
         ready = CTX.Event()
         consumer = spawn(procs, kit.hold_then_hang, ring, ready)
         time.sleep(0.05)
-        while ring.stats()["consumers"] == 0:
+        while ring.stats().consumers == 0:
             time.sleep(0.01)
         ring.write(np.zeros(16, np.uint8), timeout=5)
         assert ready.wait(10)
@@ -228,7 +221,7 @@ def test_block_producer_survives_a_reader_that_died(name: str, procs: list[Any])
         t0 = time.monotonic()
         ring.write(np.zeros(16, np.uint8), timeout=5)
         assert time.monotonic() - t0 < 1.0
-        assert ring.stats()["consumers"] == 0
+        assert ring.stats().consumers == 0
 
 
 def test_closing_producer_and_owner_end_readers(name: str) -> None:
@@ -284,7 +277,7 @@ def test_pickled_handle_attaches_and_attacher_never_unlinks(name: str, procs: li
         again = ShmRing.attach(handle)
         again.close()
         assert shm_exists(name)
-        assert ring.stats()["consumers"] == 0
+        assert ring.stats().consumers == 0
     assert not shm_exists(name)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto.telemetry_pb2 import (
     CommandLog,
     LatencyStat,
@@ -23,7 +24,7 @@ T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
 def build_snapshot(*, session: bool = True) -> Snapshot:
     snap = Snapshot(
-        state="degraded",
+        state=tpb.DAEMON_STATE_DEGRADED,
         pid=4242,
         uptime_s=3723.4,
         ts=T0 + 60,
@@ -33,13 +34,15 @@ def build_snapshot(*, session: bool = True) -> Snapshot:
         run_dir="/run/reactor",
         error="egress restarting after a crash",
         workers=[
-            WorkerStat(name="ingress", pid=4243, state="running", restarts=0, cpu_percent=3.14,
+            WorkerStat(name="ingress", pid=4243, state=tpb.WORKER_STATE_RUNNING, restarts=0,
+                       cpu_percent=3.14,
                        rss_bytes=89_338_675, uptime_s=3721.0, heartbeat_age_s=0.12,
                        frames_in=111_600, frames_out=111_600),
-            WorkerStat(name="inference", pid=4244, state="running", restarts=0,
+            WorkerStat(name="inference", pid=4244, state=tpb.WORKER_STATE_RUNNING, restarts=0,
                        cpu_percent=97.0, rss_bytes=1_288_490_189, uptime_s=3720.0,
                        heartbeat_age_s=0.2, frames_in=111_590, frames_out=111_580),
-            WorkerStat(name="egress", pid=0, state="restarting", restarts=2, cpu_percent=0.0,
+            WorkerStat(name="egress", pid=0, state=tpb.WORKER_STATE_RESTARTING, restarts=2,
+                       cpu_percent=0.0,
                        rss_bytes=0, uptime_s=0.0, heartbeat_age_s=6.5,
                        last_error="RuntimeError: encoder died"),
         ],
@@ -70,7 +73,7 @@ def build_snapshot(*, session: bool = True) -> Snapshot:
     )
     if session:
         snap.session.CopyFrom(SessionInfo(
-            id="3f2a9c1d", state="live", duration_s=65.0, viewers=2, sender=True,
+            id="3f2a9c1d", state=tpb.SESSION_STATE_LIVE, duration_s=65.0, viewers=2, sender=True,
             frames_emitted=1950,
             commands=[
                 CommandLog(ts=T0 + 10, name="set_gain", args_json='{"gain": 2.0}', ok=True,

@@ -10,6 +10,7 @@ import pytest
 from rich.console import Console, RenderableType
 
 from reactor.monitor import render
+from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto.telemetry_pb2 import LogLine, Snapshot, WorkerStat
 
 MakeSnapshot = Callable[..., Snapshot]
@@ -38,7 +39,7 @@ def test_header(make_snapshot: MakeSnapshot) -> None:
 
 
 def test_header_of_a_starting_daemon() -> None:
-    assert text_of(render.header(Snapshot(state="starting"))) == block("""
+    assert text_of(render.header(Snapshot(state=tpb.DAEMON_STATE_STARTING))) == block("""
     reactor ● starting  pid -  up 0s
     model -  config (packaged default)  run dir -
     """)
@@ -56,7 +57,8 @@ def test_workers_table(make_snapshot: MakeSnapshot) -> None:
 
 def test_a_worker_in_trouble_stands_out_in_colour(make_snapshot: MakeSnapshot) -> None:
     snap = make_snapshot()
-    snap.workers.append(WorkerStat(name="spare", state="failed", heartbeat_age_s=0.1))
+    snap.workers.append(WorkerStat(name="spare", state=tpb.WORKER_STATE_FAILED,
+                                   heartbeat_age_s=0.1))
     console = Console(file=io.StringIO(), width=80, color_system="standard", force_terminal=True)
     console.print(render.workers_table(snap))
     out = console.file.getvalue()  # type: ignore[attr-defined]

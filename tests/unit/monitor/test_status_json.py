@@ -151,3 +151,28 @@ def test_an_empty_snapshot() -> None:
     assert status["config_path"] is None and status["error"] is None
     assert status["workers"] == [] and status["logs"] == []
     assert status["pipeline"]["latency_ms"] == {} and status["pipeline"]["rings"] == []
+
+
+def test_gpu_devices_and_64_bit_counters_are_json_numbers_in_proto_order(
+        make_snapshot: MakeSnapshot) -> None:
+    # protobuf's JSON mapping writes 64-bit integers as strings unless told otherwise; status
+    # keeps them numbers, and keeps each object's keys in the order it always had.
+    snap = make_snapshot()
+    snap.workers[0].rss_bytes = 2**40 + 3
+    snap.gpu_stat.devices.add(index=0, name="NVIDIA H100", utilization_ratio=0.5,
+                              memory_used_bytes=2**40 + 1, memory_total_bytes=80 * 2**30,
+                              encoder_sessions=2, encoder_utilization_ratio=0.25)
+    snap.gpu_stat.devices.add(index=1, name="spare")
+    status = snapshot_to_dict(snap)
+    assert list(status["workers"][0]) == [
+        "name", "pid", "state", "restarts", "cpu_percent", "rss_bytes", "uptime_s",
+        "heartbeat_age_s", "last_error", "frames_in", "frames_out"]
+    assert status["workers"][0]["rss_bytes"] == 2**40 + 3
+    assert status["gpu"]["devices"] == [
+        {"index": 0, "name": "NVIDIA H100", "utilization_ratio": 0.5,
+         "memory_used_bytes": 2**40 + 1, "memory_total_bytes": 80 * 2**30,
+         "encoder_sessions": 2, "encoder_utilization_ratio": 0.25},
+        {"index": 1, "name": "spare", "utilization_ratio": 0.0, "memory_used_bytes": 0,
+         "memory_total_bytes": 0, "encoder_sessions": 0, "encoder_utilization_ratio": 0.0},
+    ]
+    assert '"memory_used_bytes": 1099511627777,' in json.dumps(status)

@@ -53,9 +53,9 @@ class Backend:
         if kind == "schema":
             return cpb.Reply(schema=cpb.SchemaReply(schema_json=json.dumps(MODEL_SCHEMA)))
         if kind == "status":
-            snap = tpb.Snapshot(state="running", pid=1234)
+            snap = tpb.Snapshot(state=tpb.DAEMON_STATE_RUNNING, pid=1234)
             for name, state in self.workers.items():
-                snap.workers.add(name=name, state=state)
+                snap.workers.add(name=name, state=f"WORKER_STATE_{state.upper()}")
             if self.session is not None:
                 snap.session.id = self.session
             return cpb.Reply(status=snap)
