@@ -7,6 +7,11 @@ the valid ones for the model thread; a *watchdog thread* ends a session whose mo
 emitting for ``session.stall_timeout_s`` or whose memory passes ``session.max_rss_mb``, and
 exits the process (the supervisor restarts it) when a model ignores the stop for
 ``session.stop_grace_s``.
+
+What the threads share is explicit: the counters are the model thread's alone to write and
+the link thread reads them through :meth:`Counters.snapshot` (under a lock); commands and
+session starts cross from the link thread to the model thread through a deque and a
+queue; the session being run is one reference (see ``InferenceWorker.__init__``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 from reactor.errors import (
@@ -34,6 +40,7 @@ from reactor.media.gpu import gpu_plan
 from reactor.model import PendingCommand, Session, VideoModel
 from reactor.model.session import apply_command
 from reactor.proto import control_pb2 as cpb
+from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.workers.base import WorkerContext, set_log_session
 from reactor.workers.ring_io import RingIO
@@ -51,6 +58,104 @@ def _error_reply(exc: BaseException) -> cpb.Reply:
     return cpb.Reply(error=cpb.Error(message=f"{type(exc).__name__}: {exc}", status=500))
 
 
+@dataclass(frozen=True)
+class CountersSnapshot:
+    """The inference worker's counters at one moment, for a heartbeat."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    frames_emitted: int = 0
+    audio_samples_in: int = 0
+    audio_samples_out: int = 0
+    #: Audio chunks dropped: stale input skipped, and chunks the sessions refused.
+    audio_dropped: int = 0
+    #: The model waits in ``read_input``: it is done with every frame counted in
+    #: ``frames_in`` (what a file run's end is judged by, see reactor.daemon.completion).
+    awaiting_input: bool = False
+    latency: tuple[tpb.LatencyStat, ...] = ()
+
+
+class Counters:
+    """The inference worker's counters and latency windows.
+
+    One writer: the model thread (the worker's sessions and their ``RingIO``) calls every
+    method but :meth:`snapshot`, which the link thread calls for each heartbeat. The lock
+    makes a snapshot one moment's figures: a file run ends when ``awaiting_input`` is seen
+    with a ``frames_in`` that counts every frame read, so a frame taken off the ring is
+    counted in the same step that clears the flag (:meth:`input_read`), and the two are
+    never read apart. The writer's own reads (``frames_out`` for a frame id) need no lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._frames_in = 0
+        self._frames_out = 0
+        self._audio_samples_in = 0
+        self._audio_samples_out = 0
+        self._audio_dropped = 0  # stale input chunks, and the refused chunks of past sessions
+        self._session_refused = 0  # the running session's own count (Session.audio_dropped)
+        self._awaiting_input = False
+        self._lat_input = LatencyWindow("input_ring")
+        self._lat_model = LatencyWindow("model")
+
+    @property
+    def frames_out(self) -> int:
+        """Frames written so far (the next frame's id); for the writer."""
+        return self._frames_out
+
+    def waiting_for_input(self) -> None:
+        with self._lock:
+            self._awaiting_input = True
+
+    def input_read(self, latency_ms: float | None) -> None:
+        """The wait in ``read_input`` ended, with a frame that spent ``latency_ms`` in the
+        input ring or (None) with none."""
+        with self._lock:
+            self._awaiting_input = False
+            if latency_ms is not None:
+                self._frames_in += 1
+                self._lat_input.add(latency_ms)
+
+    def frame_written(self, model_ms: float | None) -> None:
+        """A frame went into the output ring, ``model_ms`` after its input was read (None
+        for a generative model's frame)."""
+        with self._lock:
+            self._frames_out += 1
+            if model_ms is not None:
+                self._lat_model.add(model_ms)
+
+    def audio_read(self, samples: int, stale_dropped: int) -> None:
+        with self._lock:
+            self._audio_samples_in += samples
+            self._audio_dropped += stale_dropped
+
+    def audio_written(self, samples: int) -> None:
+        with self._lock:
+            self._audio_samples_out += samples
+
+    def session_refused(self, chunks: int) -> None:
+        """The running session's count of refused audio chunks, as it is now."""
+        with self._lock:
+            self._session_refused = chunks
+
+    def session_ended(self) -> None:
+        """The session's refused chunks stay counted; the next session counts from 0."""
+        with self._lock:
+            self._audio_dropped += self._session_refused
+            self._session_refused = 0
+
+    def snapshot(self) -> CountersSnapshot:
+        with self._lock:
+            return CountersSnapshot(
+                frames_in=self._frames_in, frames_out=self._frames_out,
+                frames_emitted=self._frames_out, audio_samples_in=self._audio_samples_in,
+                audio_samples_out=self._audio_samples_out,
+                audio_dropped=self._audio_dropped + self._session_refused,
+                awaiting_input=self._awaiting_input,
+                latency=tuple(st for st in (self._lat_input.stat(), self._lat_model.stat())
+                              if st is not None))
+
+
 class InferenceWorker:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
@@ -59,18 +164,22 @@ class InferenceWorker:
         self.headless = bool(ctx.extra.get("headless"))
         self.fps = cfg.video.fps
         self.model_cls: type[VideoModel] = cfg.model_class()
-        self.model: VideoModel | None = None
-        self.commands: deque[PendingCommand] = deque()
-        self.sessions: queue.Queue[tuple[str, int]] = queue.Queue()
-        self.current: RingIO | None = None
-        self.session_count = 0
-        self.frames_in = 0
-        self.frames_out = 0
-        self.frames_emitted = 0
-        self.lat_input = LatencyWindow("input_ring")
-        self.lat_model = LatencyWindow("model")
-        self.proc = ProcessStats()
-        self.input = ShmRing.attach(ctx.rings["input"])
+        self._model: VideoModel | None = None
+        # Commands from the link thread to the model thread: a deque, whose append and
+        # popleft are atomic (each side uses one end), so the link thread never blocks.
+        self._commands: deque[PendingCommand] = deque()
+        # Session starts, from the link thread to the model thread, which waits on it.
+        self._sessions: queue.Queue[tuple[str, int]] = queue.Queue()
+        # The session being run: set and cleared by the model thread only; the link and
+        # watchdog threads read it once into a local and act on that session (its stop
+        # Event, its stop_reason). A reference read is atomic, and a stale one stops or
+        # checks a session that just ended, which is harmless.
+        self._current: RingIO | None = None
+        self._session_count = 0  # the link thread's, numbering the sessions it queues
+        #: The counters: the model thread writes them, the heartbeat reads a snapshot().
+        self.counters = Counters()
+        self._proc = ProcessStats()
+        self._input = ShmRing.attach(ctx.rings["input"])
         # The GPU path (reactor.media.gpu): emitted device tensors stay on the device.
         self.output = attach_ring(ctx.rings["output"])
         self.gpu = gpu_plan(ctx.extra, cfg.device)
@@ -84,45 +193,35 @@ class InferenceWorker:
         #: tensors (``auto`` keeps numpy frames, so a model written for any machine works).
         self.input_device: int | None = (self.gpu.index if self.gpu.on_gpu
                                          and cfg.device.startswith("cuda") else None)
-        self.input_reader = self.input.reader()
+        self.input_reader = self._input.reader()
         rings = ctx.rings
         self.audio_out = ShmRing.attach(rings["audio_out"]) if "audio_out" in rings else None
-        self.audio_in = ShmRing.attach(rings["audio_in"]) if "audio_in" in rings else None
-        self.audio_in_reader = self.audio_in.reader() if self.audio_in is not None else None
-        self.audio_samples_in = 0
-        self.audio_samples_out = 0
-        self.audio_dropped = 0  # chunks the model's sessions refused (wrong format)
-        self.session: Session | None = None
-        # True while the model waits in read_input: it is done with every frame it read
-        # (what a file run's end is judged by, see reactor.daemon.completion).
-        self.awaiting_input = False
+        self._audio_in = ShmRing.attach(rings["audio_in"]) if "audio_in" in rings else None
+        self.audio_in_reader = self._audio_in.reader() if self._audio_in is not None else None
+        self._session: Session | None = None  # the model thread's, with current
         # Timed commands of `reactor run --commands`: (frame, name, args), by frame.
-        self.timed: deque[tuple[int, str, dict[str, Any]]] = deque(sorted(
+        self._timed: deque[tuple[int, str, dict[str, Any]]] = deque(sorted(
             ((int(c["at_frame"]), c["command"], c.get("args") or {})
              for c in ctx.extra.get("commands", [])), key=lambda c: c[0]))
 
     # --- link thread ------------------------------------------------------------------
 
     def stats(self) -> wpb.WorkerStats:
-        session = self.session
-        dropped = self.audio_dropped + (session.audio_dropped if session is not None else 0)
-        # The count first, then the flag: a flag set after the count was read means the
-        # model finished every frame counted (it waits for the next one).
-        frames_in = self.frames_in
-        awaiting = self.awaiting_input
-        return worker_stats(self.proc, frames_in, self.frames_out,
-                            (self.lat_input, self.lat_model),
-                            frames_emitted=self.frames_emitted,
-                            audio_samples_in=self.audio_samples_in,
-                            audio_samples_out=self.audio_samples_out, audio_dropped=dropped,
-                            awaiting_input=awaiting)
+        c = self.counters.snapshot()
+        stats = worker_stats(self._proc, c.frames_in, c.frames_out, (),
+                             frames_emitted=c.frames_emitted,
+                             audio_samples_in=c.audio_samples_in,
+                             audio_samples_out=c.audio_samples_out,
+                             audio_dropped=c.audio_dropped, awaiting_input=c.awaiting_input)
+        stats.latency.extend(c.latency)
+        return stats
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         body = msg.WhichOneof("body")
         if body == "stop":
             self.ctx.stop.set()
-            if self.current is not None:
-                self.current.stop.set()
+            if self._current is not None:
+                self._current.stop.set()
         elif body == "request":
             self._on_request(msg.id, msg.request)
 
@@ -151,15 +250,15 @@ class InferenceWorker:
                     text = json.dumps(repr(result))
                 link.reply(msg_id, cpb.Reply(command=cpb.CommandReply(result_json=text)))
 
-            self.commands.append(PendingCommand(req.command.name, valid, done))
+            self._commands.append(PendingCommand(req.command.name, valid, done))
         elif kind == "session":
             if req.session.action == cpb.SessionRequest.START:
-                self.session_count += 1
-                self.sessions.put((req.session.session_id, self.session_count))
-            elif self.current is not None and (
-                not req.session.session_id or req.session.session_id == self.current.session_id
+                self._session_count += 1
+                self._sessions.put((req.session.session_id, self._session_count))
+            elif self._current is not None and (
+                not req.session.session_id or req.session.session_id == self._current.session_id
             ):
-                self.current.stop.set()
+                self._current.stop.set()
             link.reply(msg_id, cpb.Reply(ok=cpb.Ok()))
         else:
             link.reply(msg_id, cpb.Reply(error=cpb.Error(
@@ -170,8 +269,8 @@ class InferenceWorker:
     def schedule(self, frame: int) -> None:
         """Queue the timed commands due at ``frame`` (an input frame's id, or the count of
         frames a generative model emitted), so the model sees them before that frame."""
-        while self.timed and self.timed[0][0] <= frame:
-            at, name, args = self.timed.popleft()
+        while self._timed and self._timed[0][0] <= frame:
+            at, name, args = self._timed.popleft()
             valid = self.model_cls.validate_command(name, args)
 
             def done(result: Any, error: BaseException | None, name: str = name,
@@ -181,12 +280,18 @@ class InferenceWorker:
                 else:
                     log.info("timed command %s applied at frame %d", name, at)
 
-            self.commands.append(PendingCommand(name, valid, done))
+            self._commands.append(PendingCommand(name, valid, done))
 
     def drain_commands(self) -> list[PendingCommand]:
+        """The queued commands, oldest first. The session asks after every emit and read
+        (``Session.apply_commands``), so this is also where its own count of refused audio
+        reaches the counters: a heartbeat's figure is at most one call behind."""
+        session = self._session
+        if session is not None:
+            self.counters.session_refused(session.audio_dropped)
         out = []
-        while self.commands:
-            out.append(self.commands.popleft())
+        while self._commands:
+            out.append(self._commands.popleft())
         return out
 
     def event(self, kind: wpb.SessionEvent.Kind, session_id: str, reason: str = "",
@@ -196,8 +301,8 @@ class InferenceWorker:
 
     def load(self) -> None:
         try:
-            self.model = self.model_cls()
-            self.model.load(dict(self.ctx.config.model.args))
+            self._model = self.model_cls()
+            self._model.load(dict(self.ctx.config.model.args))
         except ReactorError:
             raise
         except Exception as exc:
@@ -206,24 +311,24 @@ class InferenceWorker:
             ) from exc
 
     def run(self) -> None:
-        assert self.model is not None
+        assert self._model is not None
         while not self.ctx.stop.is_set():
             try:
-                session_id, number = self.sessions.get(timeout=0.05)
+                session_id, number = self._sessions.get(timeout=0.05)
             except queue.Empty:
                 for cmd in self.drain_commands():  # between sessions, commands apply at once
-                    apply_command(self.model, cmd)
+                    apply_command(self._model, cmd)
                 continue
             self.run_session(session_id, number)
 
     def run_session(self, session_id: str, number: int) -> None:
-        assert self.model is not None
+        assert self._model is not None
         cfg = self.ctx.config
         io = RingIO(self, session_id, number)
-        session = Session(self.model, io, id=session_id, width=cfg.video.width,
+        session = Session(self._model, io, id=session_id, width=cfg.video.width,
                           height=cfg.video.height, fps=cfg.video.fps, audio=cfg.audio)
-        self.current, self.session = io, session
-        if self.input.policy == "latest":
+        self._current, self._session = io, session
+        if self._input.policy == "latest":
             self.input_reader.read(0)  # skip whatever the previous session left in the ring
         self.schedule(0)
         set_log_session(session_id)
@@ -231,40 +336,42 @@ class InferenceWorker:
         self.event(wpb.SessionEvent.STARTED, session_id)
         reason, kind = "ended", wpb.SessionEvent.ENDED
         try:
-            self.model.start_session(session)
+            self._model.start_session(session)
             reason = "the model returned from start_session"
         except SessionStopped:
             reason = "stopped"
         except Exception as exc:
             log.exception("session %s: start_session raised", session_id)
-            reason = f"{type(self.model).__name__}.start_session raised {type(exc).__name__}: {exc}"
+            reason = (f"{type(self._model).__name__}.start_session raised "
+                      f"{type(exc).__name__}: {exc}")
             kind = wpb.SessionEvent.ERROR
         finally:
             try:
-                self.model.end_session()
+                self._model.end_session()
             except Exception as exc:
                 log.exception("session %s: end_session raised", session_id)
                 if kind != wpb.SessionEvent.ERROR:
                     kind, reason = wpb.SessionEvent.ERROR, f"end_session raised {exc!r}"
-            self.current, self.session = None, None
-            self.audio_dropped += session.audio_dropped
+            self._current, self._session = None, None
+            self.counters.session_refused(session.audio_dropped)
+            self.counters.session_ended()
         if io.stop_reason:
             reason, kind = io.stop_reason, wpb.SessionEvent.ERROR
         log.info("session end %s: %s", session_id, reason)
         set_log_session(None)
         self.event(kind, session_id, reason=reason)
         for cmd in self.drain_commands():
-            apply_command(self.model, cmd)
+            apply_command(self._model, cmd)
         self._check_memory_released()
 
     def _check_memory_released(self) -> None:
         """After a session that passed ``session.max_rss_mb``: if the model kept the memory
         (in its own attributes, say), only a fresh process gets it back."""
         limit = self.ctx.config.session.max_rss_mb
-        if limit is None or self.proc.rss_bytes() <= limit * MIB:
+        if limit is None or self._proc.rss_bytes() <= limit * MIB:
             return
         gc.collect()
-        rss = self.proc.rss_bytes()
+        rss = self._proc.rss_bytes()
         if rss > limit * MIB:
             raise WorkerDiedError(
                 f"the inference worker still uses {rss / MIB:.0f} MiB after the session "
@@ -278,7 +385,7 @@ class InferenceWorker:
         limit, grace = cfg.stall_timeout_s, cfg.stop_grace_s
         max_rss = cfg.max_rss_mb * MIB if cfg.max_rss_mb is not None else None
         while not self.ctx.stop.wait(0.1):
-            io = self.current
+            io = self._current
             if io is None:
                 continue
             now = time.monotonic()
@@ -295,7 +402,7 @@ class InferenceWorker:
                     raise SystemExit(3)
                 continue
             if max_rss is not None:
-                rss = self.proc.rss_bytes()
+                rss = self._proc.rss_bytes()
                 if rss > max_rss:
                     io.stop_reason = (
                         f"the inference worker's memory reached {rss / MIB:.0f} MiB, over "

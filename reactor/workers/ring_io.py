@@ -3,7 +3,8 @@
 :class:`RingIO` is what a model's `Session` talks to inside the daemon (and ``reactor
 run``): it reads input frames and the clients' sound, writes frames and sound out with
 their presentation times, and paces a generative model. Its worker
-(:class:`reactor.workers.inference.InferenceWorker`) owns the rings and the counters.
+(:class:`reactor.workers.inference.InferenceWorker`) owns the rings and the counters;
+it runs on the worker's model thread, the counters' one writer.
 """
 
 from __future__ import annotations
@@ -100,23 +101,23 @@ class RingIO:
         device tensor: see :class:`DeviceUpload`), or ``None``."""
         self.in_model_since = None
         self.used_inputs = True
-        self.w.awaiting_input = True
+        counters = self.w.counters
+        counters.waiting_for_input()
+        frame = None
         try:
             frame = self.w.input_reader.read(timeout)
         except ProducerGoneError:
             # Ingress died (the supervisor restarts it): no input until it is back, which
             # is not the model's fault, so the session waits instead of failing.
             time.sleep(timeout)
-            frame = None
         finally:
-            self.w.awaiting_input = False
-        now_ns = time.perf_counter_ns()
+            now_ns = time.perf_counter_ns()
+            # The frame is counted as the wait ends, in one step (see Counters).
+            counters.input_read(None if frame is None else (now_ns - frame.enqueue_ts) / 1e6)
         self.in_model_since = time.monotonic()
         if frame is None:
             return None
         self.w.schedule(frame.frame_id)
-        self.w.frames_in += 1
-        self.w.lat_input.add((now_ns - frame.enqueue_ts) / 1e6)
         self._capture_ts = frame.capture_ts
         self._input_pts = frame.pts
         self._input_at = now_ns
@@ -143,13 +144,13 @@ class RingIO:
                 pts = self._pace()
             self.in_model_since = None
             now_ns = time.perf_counter_ns()
-            if self._input_at:
-                w.lat_model.add((now_ns - self._input_at) / 1e6)
+            model_ms = (now_ns - self._input_at) / 1e6 if self._input_at else None
             while True:
                 if self.stopping():
                     raise SessionStopped(f"session {self.session_id} has ended")
                 try:
-                    w.output.write(f, frame_id=w.frames_out, capture_ts=self._capture_ts,
+                    w.output.write(f, frame_id=w.counters.frames_out,
+                                   capture_ts=self._capture_ts,
                                    session_id=self.session_no, timeout=0.25, pts=pts)
                     break
                 except RingTimeout:
@@ -158,10 +159,9 @@ class RingIO:
                 # Live, a frame is presented when it is published (microseconds ago).
                 first = time.perf_counter_ns() if pts is None else pts
             self._frames += 1
-            w.frames_out += 1
-            w.frames_emitted += 1
+            w.counters.frame_written(model_ms)
             if not self.used_inputs:
-                w.schedule(w.frames_emitted)
+                w.schedule(w.counters.frames_out)
             self.in_model_since = time.monotonic()
         return first
 
@@ -171,7 +171,7 @@ class RingIO:
             raise ReactorError("the daemon has no audio output ring (audio.output is off)")
         step = ring.shape[0]
         rate = self.w.config.audio.sample_rate
-        self.w.audio_samples_out += len(pcm)
+        self.w.counters.audio_written(len(pcm))
         for at in range(0, len(pcm), step):
             part = pcm[at:at + step]
             slot = np.zeros(ring.shape, np.float32) if len(part) < step else part
@@ -193,6 +193,7 @@ class RingIO:
         if reader is None:
             raise ReactorError("the daemon has no audio input ring (audio.input is off)")
         self.in_model_since = None
+        stale = 0
         try:
             chunk = reader.read(timeout)
             # Newest first when behind: chunks queued longer than AUDIO_STALE_S go
@@ -202,15 +203,16 @@ class RingIO:
                 newer = reader.read(0)
                 if newer is None:
                     break
-                self.w.audio_dropped += 1
+                stale += 1
                 chunk = newer
         except ProducerGoneError:
             time.sleep(timeout)
             chunk = None
         self.in_model_since = time.monotonic()
+        self.w.counters.audio_read(0 if chunk is None else chunk.length or len(chunk.array),
+                                   stale)
         if chunk is None:
             return None
-        self.w.audio_samples_in += chunk.length or len(chunk.array)
         samples = np.array(chunk.array[:chunk.length or None])
         pts = chunk.pts
         chunk.release()
