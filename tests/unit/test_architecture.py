@@ -13,9 +13,15 @@ Three rules, each failing with the file, line and names that break it:
 * **No reaching into another module's privates.** ``obj._name`` where ``obj`` is not
   ``self``, ``cls`` or ``super()``, and ``_name`` is not defined in the same module (as a
   ``self._name``/``cls._name`` attribute, a class attribute, a function or a module-level
-  name), and ``from m import _name``, are refused. Dunder names are public, and so are the
-  underscored names the standard library documents (``PUBLIC_UNDERSCORED``). Third-party
-  internals we patch or read on purpose are listed in ``ALLOWED_PRIVATE`` with the reason.
+  name; a function nested in another one does not count), and ``from m import _name``, are
+  refused. ``self._name`` too, when the module defines no ``_name``: an attribute
+  inherited from another library's class. A private name in a string (``getattr``,
+  ``setattr``, ``hasattr`` or ``delattr`` of one, directly or through a module constant,
+  and any string spelled as a mangled ``_Class__name``) counts as a use of it. Dunder
+  names are public, and so are the underscored names the standard library documents
+  (``PUBLIC_UNDERSCORED``). The third-party internals we patch or read on purpose come
+  from the patch registry (``reactor.media.patches``): each entry allows its module the
+  private names of its targets, with its reason (``ALLOWED_PRIVATE``).
 * **Only the config imports a module by name** (``importlib.import_module``,
   ``__import__``): the model named in the YAML, in ``reactor/config.py``; nothing a request
   carries can name a module to import.
@@ -31,16 +37,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from reactor.media.patches import ENTRIES
+from reactor.media.patches.spec import is_mangled
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "reactor"
 MAX_LINES = 500
 LONG_MARKER = "Long module:"
 
-# (module, private name) -> why we touch a third-party private on purpose. Keep it short;
-# every entry is a place that can break when the library is upgraded.
+# (module, private name) -> why we touch a third-party private on purpose: the patch
+# registry's declared list (every entry is a place that can break on an upgrade, and the
+# registry checks each before patching).
 ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
-    ("reactor.media.jitter", "_data"): "aiortc's RTCRtpReceiver hangs the depayloaded "
-    "bitstream on each RtpPacket as _data; the marker-bit jitter buffer joins it into frames",
+    (entry.module, name): f"patch registry entry {entry.name!r}: {entry.why}"
+    for entry in ENTRIES for name in sorted(entry.private_names())
 }
 
 # Underscored names that are documented, public API of the standard library.
@@ -216,13 +226,26 @@ def _is_private(name: str) -> bool:
     return name.startswith("_") and not _is_dunder(name)
 
 
+def _nested_functions(tree: ast.Module) -> set[ast.AST]:
+    """Functions defined inside another function: their names are local, so they do not
+    make ``other._name`` this module's own (a wrapper named after what it wraps)."""
+    nested: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            nested.update(n for n in ast.walk(node) if n is not node
+                          and isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef))
+    return nested
+
+
 def _own_private_names(tree: ast.Module) -> set[str]:
     """Private names this module defines: functions, classes, class and module attributes,
     and ``self._x``/``cls._x`` attributes assigned anywhere in it."""
     names: set[str] = set()
+    nested = _nested_functions(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
+            if node not in nested:
+                names.add(node.name)
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
         elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
@@ -245,11 +268,50 @@ def _is_own_object(value: ast.expr) -> bool:
     )
 
 
+_ATTR_FUNCTIONS = {"getattr", "setattr", "hasattr", "delattr"}
+REGISTRY = "reactor.media.patches.registry"
+
+
+def _module_strings(tree: ast.Module) -> dict[str, str]:
+    """Module-level ``NAME = "text"`` constants."""
+    found: dict[str, str] = {}
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    found[target.id] = node.value.value
+    return found
+
+
+def _string_names(mod: Module) -> Iterator[tuple[int, str]]:
+    """``(line, name)`` of every private name used as a string: the name argument of
+    getattr/setattr/hasattr/delattr (a literal or a module constant), and any string
+    spelled as a mangled private name."""
+    constants = _module_strings(mod.tree)
+    for node in ast.walk(mod.tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in _ATTR_FUNCTIONS and len(node.args) >= 2):
+            arg = node.args[1]
+            name = (arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                    else constants.get(arg.id, "") if isinstance(arg, ast.Name) else "")
+            if _is_private(name) and not is_mangled(name):
+                yield node.lineno, name
+        elif (isinstance(node, ast.Constant) and isinstance(node.value, str)
+              and is_mangled(node.value)):
+            yield node.lineno, node.value
+
+
 def _private_access(mod: Module) -> Iterator[str]:
     own = _own_private_names(mod.tree)
+    for line, name in _string_names(mod):
+        if mod.name == REGISTRY:
+            break  # the declarations themselves
+        if name not in own and (mod.name, name) not in ALLOWED_PRIVATE:
+            yield f"{mod.rel}:{line}: {name!r} (a private name in a string)"
     for node in ast.walk(mod.tree):
         if isinstance(node, ast.Attribute) and _is_private(node.attr):
-            if _is_own_object(node.value) or node.attr in own:
+            if node.attr in own:
                 continue
             if (mod.name, node.attr) in ALLOWED_PRIVATE or ast.unparse(node) in PUBLIC_UNDERSCORED:
                 continue
@@ -271,9 +333,12 @@ def test_allow_list_entries_are_still_used() -> None:
     used: set[tuple[str, str]] = set()
     for mod in MODULES.values():
         own = _own_private_names(mod.tree)
+        used.update((mod.name, name) for _, name in _string_names(mod)
+                    if (mod.name, name) in ALLOWED_PRIVATE)
         for node in ast.walk(mod.tree):
             if isinstance(node, ast.Attribute) and (mod.name, node.attr) in ALLOWED_PRIVATE:
-                if not _is_own_object(node.value) and node.attr not in own:
+                # super()._x: an override calling the third-party method it replaces.
+                if node.attr not in own or _is_own_object(node.value):
                     used.add((mod.name, node.attr))
             elif isinstance(node, ast.ImportFrom):
                 used.update(

@@ -140,7 +140,7 @@ PATCHES: tuple[Patch, ...] = (
         why="aiortc completes a video frame only when the next frame's first packet "
         "arrives, ignoring the RTP marker bit: every receive hop held each frame back one "
         "frame interval (33 ms at 30 fps)",
-        own_attrs=("_data",),
+        names=("_data",),
         apply=_apply_jitter, revert=_revert_jitter,
     ),
     Patch(
@@ -184,7 +184,7 @@ PATCHES: tuple[Patch, ...] = (
         why="aiortc drops a browser's playout-delay header extension from its answer and "
         "cannot write it; answered with min = max = 0, a browser renders each frame as soon "
         "as it is decoded (not for a stream with sound, which must stay in sync)",
-        own_attrs=("_reactor_playout_delay_id", "_reactor_playout_delay_element"),
+        names=("_reactor_playout_delay_id", "_reactor_playout_delay_element"),
         apply=_apply_playout, revert=_revert_playout,
     ),
     Patch(
@@ -200,7 +200,7 @@ PATCHES: tuple[Patch, ...] = (
         why="aiortc's RTCP sender reports map RTP time to when the last packet was sent, so "
         "receivers would sync sound and picture by their different encode and send delays; "
         "reactor's map it by the session clock both are stamped from",
-        own_attrs=("_reactor_rtp_origin", "_reactor_last_timestamp"),
+        names=("_reactor_rtp_origin", "_reactor_last_timestamp"),
         apply=_apply_clock, revert=_revert_clock,
     ),
     Patch(
@@ -217,7 +217,7 @@ PATCHES: tuple[Patch, ...] = (
         why="Firefox's offer carries mDNS-only candidates and a=end-of-candidates; aioice "
         "then pruned every component and the answer had no candidate: the mark is held back "
         "until the peer's checks teach us its address",
-        own_attrs=("_reactor_eoc_task",),
+        names=("_reactor_eoc_task",),
         apply=_apply_grace, revert=_revert_grace,
     ),
     Patch(

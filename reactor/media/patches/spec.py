@@ -69,8 +69,8 @@ class Target:
         """The private names reactor's code uses to reach this target: the underscored
         parts of its qualified name and its ``attrs``."""
         qualname = self.path.partition(":")[2]
-        names = {part for part in qualname.split(".") if part.startswith("_")}
-        return names | {a for a in self.attrs if a.startswith("_")}
+        names = {part for part in qualname.split(".") if _is_private(part)}
+        return names | {a for a in self.attrs if _is_private(a)}
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,16 @@ class Reading:
     """The measured reason, one or two sentences (the module docstring has the rest)."""
     upstream: str = ""
     """The upstream issue or pull request, if there is one."""
-    own_attrs: tuple[str, ...] = ()
-    """Attributes reactor hangs on aiortc/aioice objects (``setattr``), named here so the
-    architecture test knows them as declared."""
+    names: tuple[str, ...] = ()
+    """Other private names of aiortc/aioice objects the entry's module uses: attributes
+    reactor hangs on them (``setattr``), or ones aiortc sets outside the class that has
+    them (``RtpPacket._data``, set by the receiver). The architecture test allows the
+    module these and its targets' private names, and no others."""
 
     def private_names(self) -> set[str]:
         """Every private name of a third-party object the entry's module may use."""
         names = {n for t in self.targets for n in t.private_names()}
-        return names | {n for n in self.own_attrs if n.startswith("_")}
+        return names | {n for n in self.names if _is_private(n)}
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,10 @@ def _assigned_attrs(cls: type) -> frozenset[str] | None:
                 attr = prefix + attr
             names.add(attr)
     return frozenset(names)
+
+
+def _is_private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
 def is_mangled(name: str) -> bool:
