@@ -5,9 +5,10 @@ its :class:`~reactor.daemon.plan.Plan` and then runs one loop that polls everyth
 watches — the control socket, the workers' socket, the workers' process sentinels and a
 signal wake-up pipe — with a timeout that drives heartbeats, restarts and telemetry.
 Signal handlers only queue; the loop does the work. The parts it ties together stand
-alone: the worker pool and its restart policy (``pool.py``), the request router
-(``router.py``), sessions (``sessions.py``), telemetry snapshots (``snapshot.py``), the
-rings (``rings.py``) and the stop signals (``signals.py``).
+alone: the daemon's state (``lifecycle.py``: the supervisor feeds it events and carries
+out the actions it answers), the worker pool and its restart policy (``pool.py``), the
+request router (``router.py``), sessions (``sessions.py``), telemetry snapshots
+(``snapshot.py``), the rings (``rings.py``) and the stop signals (``signals.py``).
 
 Start-up is a READY handshake: each worker sends a typed ``Ready`` when it can serve, and
 one that does not within ``model.load_timeout_s`` fails the start with its last log
@@ -437,7 +438,7 @@ class Supervisor:
         if self.schema_error:
             self.reply(route, error_reply(
                 req.id, f"the model's schema could not be read: {self.schema_error}; see "
-                "`reactor daemon logs inference` and the model's schema()", 500))
+                "`reactor daemon logs inference` and the model's schema()", 503))
             return
         if not self.schema:
             self.reply(route, error_reply(req.id, "the model is not loaded yet", 503))

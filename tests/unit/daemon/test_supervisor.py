@@ -146,7 +146,7 @@ def test_a_schema_that_cannot_be_read_is_an_error_not_a_model_still_loading(
     ready(sup, schema_json=schema_json)
     error = schema_reply(sup, wire).error
     assert error.message.startswith("the model's schema could not be read: ")
-    assert why in error.message and error.status == 500
+    assert why in error.message and error.status == 503  # as documented: no model to use
     assert any(r.levelno == logging.ERROR and "the model's schema could not be read" in
                r.getMessage() and why in r.getMessage() for r in caplog.records)
     snap = sup.snapshot()  # the rest of the daemon goes on
