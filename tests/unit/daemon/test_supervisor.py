@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor.config import Config
+from reactor.config import Config, ServerSection
 from reactor.daemon import supervisor as supervisor_module
 from reactor.daemon.lifecycle import DaemonState
 from reactor.daemon.pool import Outcome, Verdict
@@ -39,7 +39,7 @@ def wire() -> Wire:
 
 @pytest.fixture
 def sup(tmp_path: Path, wire: Wire, monkeypatch: pytest.MonkeyPatch) -> Supervisor:
-    s = Supervisor(Config(server={"port": 0}), tmp_path)
+    s = Supervisor(Config(server=ServerSection(port=0)), tmp_path)
     monkeypatch.setattr(s, "send_to", wire.send)
     monkeypatch.setattr(s, "reply", wire.reply)
     monkeypatch.setattr(s, "pub", Pub(), raising=False)
@@ -73,7 +73,7 @@ def worker_events(wire: Wire) -> list[dict[str, object]]:
 def test_all_workers_ready_runs_the_daemon(sup: Supervisor, caplog: pytest.LogCaptureFixture,
                                            ) -> None:
     caplog.set_level(logging.INFO, "reactor.daemon.supervisor")
-    assert sup.state is DaemonState.STARTING
+    assert sup.lifecycle.state is DaemonState.STARTING
     ready(sup)
     assert sup.state is DaemonState.RUNNING
     assert "ready: all workers running; open http://127.0.0.1:45678/" in caplog.messages
@@ -118,7 +118,7 @@ def test_the_port_ingress_bound_is_the_url_and_a_restarted_ingress_gets_it(
 
 
 def test_a_fixed_port_is_passed_on_as_it_is(tmp_path: Path) -> None:
-    sup = Supervisor(Config(server={"port": 8123}), tmp_path)
+    sup = Supervisor(Config(server=ServerSection(port=8123)), tmp_path)
     assert sup._worker_config() is sup.config
     assert sup.url() == "http://127.0.0.1:8123/"
 
