@@ -298,7 +298,7 @@ def _daemon_window(probes: dict[str, Any], seconds: float) -> dict[str, Any]:
             fps[f"{wa['name']}_{key}"] = round((wa[key] - wb[key]) / span, 1)
     drops = {rb["name"]: ra["dropped"] - rb["dropped"]
              for rb, ra in zip(b["pipeline"]["rings"], a["pipeline"]["rings"], strict=True)}
-    # Each stage's p50/p99 is over its last 512 frames (reactor.workers.stats.LatencyWindow):
+    # Each stage's p50/p99 is over its last 512 frames (reactor.runtime.latency.LatencyWindow):
     # about the window (17 s at 30 fps), taken at its end.
     return {"daemon_fps": fps, "daemon_ring_drops": drops, "daemon_stages": _stages(a)}
 

@@ -28,8 +28,8 @@ from reactor.daemon.metrics import MetricsState, ReactorCollector, Scrape, rende
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
+from reactor.runtime.latency import LatencyWindow
 from reactor.workers.http import ROUTES
-from reactor.workers.stats import LatencyWindow
 
 VIEWERS = 64
 ROLES = (("ingress", "front"), ("inference", "model"), ("egress", "back"))

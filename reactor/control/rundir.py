@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reactor.errors import DaemonError
+from reactor.runtime.stats import alive
 
 PROCESSES = ("supervisor", "ingress", "inference", "egress")
 
@@ -30,23 +31,6 @@ def resolve_run_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     if xdg:
         return Path(xdg) / "reactor"
     return Path(f"/tmp/reactor-{os.getuid()}")
-
-
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); it is dead for our purposes.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().split(b")")[-1].split()[0] != b"Z"
-    except OSError:
-        return True
 
 
 @dataclass(frozen=True)
@@ -81,7 +65,7 @@ class RunDir:
 
     def live_pid(self) -> int | None:
         pid = self.read_pid()
-        return pid if pid is not None and pid_alive(pid) else None
+        return pid if pid is not None and alive(pid) else None
 
     def claim(self) -> None:
         """Create the directory (0700) and write our pid; refuse a live daemon's directory.

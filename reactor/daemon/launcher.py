@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from reactor.config import Config
 from reactor.control.client import ControlClient
-from reactor.control.rundir import RunDir, pid_alive, tail_lines
+from reactor.control.rundir import RunDir, tail_lines
 from reactor.control.status import daemon_state_name
 from reactor.errors import DaemonError, ReactorError
 from reactor.proto import telemetry_pb2 as tpb
+from reactor.runtime.stats import alive
 
 if TYPE_CHECKING:
     from reactor.daemon.plan import Plan
@@ -39,7 +40,7 @@ def run_supervisor(
 ) -> int:
     """Run the supervisor in this process until it stops; its exit code."""
     from reactor.daemon.supervisor import Supervisor
-    from reactor.workers.base import setup_logging
+    from reactor.runtime.logs import setup_logging
 
     rd = RunDir(Path(run_dir))
     rd.path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -164,7 +165,7 @@ def _stop_pid(pid: int, timeout: float) -> bool:
         return True
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not pid_alive(pid):
+        if not alive(pid):
             return True
         time.sleep(0.05)
     print(f"reactor: the daemon (pid {pid}) ignored SIGTERM; killing it", file=sys.stderr)
@@ -186,9 +187,9 @@ def stop_daemon(run_dir: Path, *, timeout: float = 15.0) -> int:
     except ReactorError:
         pass  # not answering: the signal below still stops it
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and pid_alive(pid):
+    while time.monotonic() < deadline and alive(pid):
         time.sleep(0.05)
-    if pid_alive(pid):
+    if alive(pid):
         _stop_pid(pid, 5.0)
     print(f"reactor daemon stopped (pid {pid})")
     return 0

@@ -48,7 +48,8 @@ from reactor.daemon.gpu_telemetry import gpu_families
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
-from reactor.workers.stats import LATENCY_BUCKETS_MS, ProcessStats, proc_cpu_seconds
+from reactor.runtime import stats as procstats
+from reactor.runtime.latency import LATENCY_BUCKETS_MS
 
 __all__ = ["CONTENT_TYPE", "FAMILIES", "MetricsState", "ReactorCollector", "Scrape",
            "build_info", "make_registry", "render", "session_end_cause"]
@@ -106,7 +107,7 @@ class _Incarnations:
         if pid and pid != self.pid:
             self._retire(pid)
         if pid:
-            now = proc_cpu_seconds(pid)
+            now = procstats.cpu_seconds(pid)
             if now is not None:
                 self.cpu_live_s = now
         return self.cpu_dead_s + self.cpu_live_s
@@ -290,9 +291,9 @@ def worker_families(s: Scrape) -> Iterator[Metric]:
                               "(a worker's every process summed)", labels=["process"])
     rss = GaugeMetricFamily("reactor_process_resident_memory_bytes",
                             "Resident memory of each process", labels=["process"])
-    own = proc_cpu_seconds(s.supervisor_pid)
+    own = procstats.cpu_seconds(s.supervisor_pid)
     cpu.add_metric(["supervisor"], own or 0.0)
-    rss.add_metric(["supervisor"], float(ProcessStats.rss_bytes(s.supervisor_pid)))
+    rss.add_metric(["supervisor"], float(procstats.rss_bytes(s.supervisor_pid)))
     for w in snap.workers:
         cpu.add_metric([w.name], s.state.cpu_seconds(w.name, w.pid))
         rss.add_metric([w.name], float(w.rss_bytes))

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from reactor.config import SupervisorSection
 from reactor.proto import worker_pb2 as wpb
-from reactor.workers.stats import ProcessStats, proc_cpu_seconds
+from reactor.runtime import stats as procstats
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class WorkerProcess:
         prev = self._cpu
         if prev is not None and now - prev[0] < CPU_WINDOW_S:
             return prev[2]  # within the window: no /proc read
-        total = proc_cpu_seconds(self.pid)
+        total = procstats.cpu_seconds(self.pid)
         if total is None:
             return 0.0
         if prev is None:
@@ -146,7 +146,7 @@ class WorkerProcess:
         return last
 
     def rss_bytes(self) -> int:
-        return ProcessStats.rss_bytes(self.pid) if self.alive else 0
+        return procstats.rss_bytes(self.pid) if self.alive else 0
 
 
 class Outcome(enum.Enum):

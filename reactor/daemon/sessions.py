@@ -25,7 +25,7 @@ from reactor.daemon.snapshot import session_state
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
-from reactor.workers.base import set_log_session
+from reactor.runtime.logs import set_log_session
 
 log = logging.getLogger(__name__)
 

@@ -69,7 +69,7 @@ from reactor.media.gpu import GpuCaps, GpuPlan, detect, plan_gpu
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
-from reactor.workers.base import freeze_gc, tune_gc
+from reactor.runtime.gc import freeze_gc, tune_gc
 
 log = logging.getLogger(__name__)
 

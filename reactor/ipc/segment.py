@@ -55,6 +55,7 @@ from reactor.ipc.layout import (
     RingHandle,
     layout,
 )
+from reactor.runtime import stats as procstats
 
 __all__ = ["Segment"]
 
@@ -333,13 +334,13 @@ class Segment:
         dead = [
             i
             for i in np.flatnonzero(c[:, C_PID]).tolist()
-            if not sync.alive(int(c[i, C_PID]), int(c[i, C_START]))
+            if not procstats.alive(int(c[i, C_PID]), int(c[i, C_START]))
         ]
         if not dead and not force:
             return
         with self.locked():
             for i in dead:
-                if c[i, C_PID] != 0 and not sync.alive(int(c[i, C_PID]), int(c[i, C_START])):
+                if c[i, C_PID] != 0 and not procstats.alive(int(c[i, C_PID]), int(c[i, C_START])):
                     self._g[lay.G_RETIRED] += c[i, C_DROPPED]
                     c[i, C_PIN] = -1
                     c[i, C_PID] = 0
@@ -365,7 +366,7 @@ class Segment:
             i = free[0]
             newest = int(g[G_LATEST]) >> 16
             pos = newest if block else max(newest - 1, 0)
-            c[i, C_START] = sync.start_time(me)
+            c[i, C_START] = procstats.start_time(me)
             c[i, C_PIN], c[i, C_POS], c[i, C_NEED] = -1, pos, pos + 1
             c[i, C_DROPPED], c[i, C_PARKED] = 0, 0
             c[i, C_TOKEN] += 1
@@ -438,13 +439,13 @@ class Segment:
             if (
                 g[lay.G_PSTATE] == lay.P_ACTIVE
                 and pid != me
-                and sync.alive(pid, int(g[lay.G_PSTART]))
+                and procstats.alive(pid, int(g[lay.G_PSTART]))
             ):
                 raise RingError(
                     f"ring {self._handle.name!r} already has a producer (pid {pid}); "
                     "a ring has exactly one"
                 )
-            g[lay.G_PPID], g[lay.G_PSTART] = me, sync.start_time(me)
+            g[lay.G_PPID], g[lay.G_PSTART] = me, procstats.start_time(me)
             g[lay.G_PGEN] += 1
             g[lay.G_PSTATE] = lay.P_ACTIVE
         return int(g[G_LATEST])
@@ -465,7 +466,7 @@ class Segment:
         if state == lay.P_CLOSED:
             raise RingClosedError(f"ring {name!r}: its producer closed it")
         pid = int(g[lay.G_PPID])
-        if state == lay.P_ACTIVE and not sync.alive(pid, int(g[lay.G_PSTART])):
+        if state == lay.P_ACTIVE and not procstats.alive(pid, int(g[lay.G_PSTART])):
             raise ProducerGoneError(f"ring {name!r}: its producer (pid {pid}) died")
 
     # -- wake-ups (the waker's half of the parking handshake in reactor.ipc.ring) --------

@@ -1,4 +1,4 @@
-"""Low-level synchronisation for the rings: a full memory fence, futexes, liveness.
+"""Low-level synchronisation for the rings: a full memory fence and futexes.
 
 Everything here is Linux-specific, like the rings themselves (they live in ``/dev/shm``).
 
@@ -18,7 +18,6 @@ Everything here is Linux-specific, like the rings themselves (they live in ``/de
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
 import threading
 import time
@@ -36,7 +35,6 @@ _madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _madvise.restype = ctypes.c_int
 
 _fence_lock = threading.Lock()
-_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 class _Timespec(ctypes.Structure):
@@ -91,42 +89,3 @@ def populate(addr: int, length: int) -> None:
     """Pre-fault a mapping so the first frame through each slot pays no page faults."""
     if length > 0:
         _madvise(ctypes.c_void_p(addr), ctypes.c_size_t(length), ctypes.c_int(_MADV_POPULATE_WRITE))
-
-
-def start_time(pid: int) -> int:
-    """The process's start time in clock ticks since boot (0 when unknown).
-
-    Stored next to a pid so that a recycled pid is not mistaken for the original process.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return 0
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return int(fields[19])  # field 22 of stat(5); the fields after "(comm)" start at 3
-
-
-def alive(pid: int, started: int = 0) -> bool:
-    """Whether process ``pid`` (started at ``started`` ticks, 0 = don't check) still runs.
-
-    A zombie counts as dead: a killed child stays a zombie until its parent reaps it, and a
-    ring must not wait for that.
-    """
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return True  # no /proc: trust kill(0)
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return False
-    return not (started and int(fields[19]) != started)

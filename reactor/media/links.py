@@ -30,7 +30,8 @@ _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHI
 
 
 class IceServerLike(Protocol):
-    """What :func:`format_ice_links` needs of a server: ``reactor.config.IceServer``."""
+    """What :func:`format_ice_links` and :mod:`reactor.media.peer` need of an ICE server,
+    as plain values (``reactor.config.IceServer`` has them)."""
 
     @property
     def url_list(self) -> list[str]: ...

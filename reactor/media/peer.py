@@ -1,8 +1,8 @@
 """How the daemon's peer connections are made: configuration and the aiortc/aioice patches.
 
 Every ``RTCPeerConnection`` the daemon answers with (WHIP in ingress, WHEP in egress) is
-made by :func:`new_peer_connection`, after :func:`install_patches`. The configuration
-comes from the ``server`` section:
+made by :func:`new_peer_connection`, after :func:`install_patches`. They take plain values,
+not config objects (the workers pass the ``server`` section's fields):
 
 - ``ice_servers`` becomes ``RTCConfiguration.iceServers`` (:func:`rtc_configuration`).
   aiortc uses the *first* STUN URL and the *first* usable TURN URL (``turn:`` over UDP or
@@ -16,21 +16,9 @@ comes from the ``server`` section:
   :func:`reactor.media.sdp.announce_host_candidates` (in :func:`reactor.media.sdp.answer_sdp_for`).
 - A daemon bound to loopback installs the loopback policy of :mod:`reactor.media.ice`.
 
-The patches (all installed by :func:`reactor.media.install`), each explained in one place:
-
-1. :func:`reactor.media.dtls.enable_rsa_cipher_suites`: DTLS with peers that hold an RSA
-   certificate (GStreamer).
-2. :func:`reactor.media.ice.enable_end_of_candidates_grace`: Firefox (its offer's
-   ``a=end-of-candidates`` with mDNS-only candidates left aiortc's answer empty).
-3. :func:`reactor.media.ice.restrict_ice_to_loopback`: the loopback policy, for a daemon
-   bound to loopback.
-4. :func:`reactor.media.jitter.enable_marker_bit_completion`: received frames complete on
-   the marker bit (ingress).
-5. :func:`reactor.media.tracks.enable_keyframe_requests`: a viewer's PLI reaches the
-   encoder (egress).
-6. :func:`reactor.media.playout.enable_playout_delay`: a viewer that offers the
-   ``playout-delay`` header extension gets min = max = 0 on every video packet, so a
-   browser does not hold frames in its jitter buffer (egress).
+The patches are all installed by :func:`reactor.media.install`; the registry
+(:mod:`reactor.media.patches`) lists each with its targets, the versions it was checked
+against and why it exists.
 """
 
 from __future__ import annotations
@@ -42,46 +30,47 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import connection_kwargs
 
-from reactor.config import IceServer, ServerSection
 from reactor.media import install
 from reactor.media.ice import is_loopback_host
+from reactor.media.links import IceServerLike
 
 __all__ = ["ice_connection_kwargs", "ice_server_list", "install_patches",
            "new_peer_connection", "rtc_configuration"]
 
 
-def ice_server_list(servers: Sequence[IceServer]) -> list[RTCIceServer]:
-    """``server.ice_servers`` entries (``urls``, ``username``, ``credential``) as aiortc's
-    :class:`RTCIceServer`."""
-    return [
-        RTCIceServer(urls=s.urls if isinstance(s.urls, str) else list(s.urls),
-                     username=s.username, credential=s.credential)
-        for s in servers
-    ]
+def ice_server_list(servers: Sequence[IceServerLike]) -> list[RTCIceServer]:
+    """ICE servers (``server.ice_servers`` entries: ``url_list``, ``username``,
+    ``credential``) as aiortc's :class:`RTCIceServer`."""
+    return [RTCIceServer(urls=list(s.url_list), username=s.username, credential=s.credential)
+            for s in servers]
 
 
-def rtc_configuration(server: ServerSection) -> RTCConfiguration:
-    """The :class:`RTCConfiguration` of the daemon's peer connections, from the config's
-    ``server`` section (``ice_servers``, ``ice_transport_policy``)."""
+def rtc_configuration(ice_servers: Sequence[IceServerLike] = (),
+                      transport_policy: str = "all") -> RTCConfiguration:
+    """The :class:`RTCConfiguration` of the daemon's peer connections: its ICE servers and
+    its transport policy (``"all"`` or ``"relay"``; the ``server`` section's
+    ``ice_servers`` and ``ice_transport_policy``)."""
     return RTCConfiguration(
-        iceServers=ice_server_list(server.ice_servers),
-        iceTransportPolicy=RTCIceTransportPolicy(server.ice_transport_policy),
+        iceServers=ice_server_list(ice_servers),
+        iceTransportPolicy=RTCIceTransportPolicy(transport_policy),
     )
 
 
-def ice_connection_kwargs(server: ServerSection) -> dict[str, Any]:
+def ice_connection_kwargs(ice_servers: Sequence[IceServerLike]) -> dict[str, Any]:
     """What aioice's ``Connection`` receives for these ICE servers (aiortc's own mapping:
     the first STUN server and the first usable TURN server)."""
-    return connection_kwargs(ice_server_list(server.ice_servers))
+    return connection_kwargs(ice_server_list(ice_servers))
 
 
-def new_peer_connection(server: ServerSection) -> RTCPeerConnection:
-    """A peer connection configured from the ``server`` section."""
-    return RTCPeerConnection(rtc_configuration(server))
+def new_peer_connection(ice_servers: Sequence[IceServerLike] = (),
+                        transport_policy: str = "all") -> RTCPeerConnection:
+    """A peer connection with these ICE servers and transport policy
+    (:func:`rtc_configuration`)."""
+    return RTCPeerConnection(rtc_configuration(ice_servers, transport_policy))
 
 
-def install_patches(server: ServerSection) -> None:
+def install_patches(host: str) -> None:
     """Install every patch the daemon's peer connections need (:func:`reactor.media.
-    install`; idempotent). The loopback policy follows ``server.host``. The ingress and
-    egress workers call it once, at start."""
-    install(loopback=is_loopback_host(server.host))
+    install`; idempotent). The loopback policy follows ``host``, the address the daemon
+    binds (``server.host``). The ingress and egress workers call it once, at start."""
+    install(loopback=is_loopback_host(host))

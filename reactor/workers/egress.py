@@ -237,7 +237,7 @@ class EgressWorker:
 
 
 async def _amain(ctx: WorkerContext) -> None:
-    install_patches(ctx.config.server)
+    install_patches(ctx.config.server.host)
     # min = max = 0 would keep browsers from delaying the picture to match the sound.
     answer_playout_delay(not ctx.config.audio.output)
     loop = asyncio.get_running_loop()

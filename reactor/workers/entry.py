@@ -24,13 +24,10 @@ from reactor.control.rundir import RunDir
 from reactor.errors import ReactorError
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
-from reactor.workers.base import (
-    WorkerContext,
-    die_with_parent,
-    freeze_gc,
-    setup_logging,
-    tune_gc,
-)
+from reactor.runtime.gc import freeze_gc, tune_gc
+from reactor.runtime.logs import setup_logging
+from reactor.runtime.parent import die_with_parent
+from reactor.workers.base import WorkerContext
 
 log = logging.getLogger(__name__)
 

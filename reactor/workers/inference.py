@@ -42,9 +42,12 @@ from reactor.model.session import apply_command
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
-from reactor.workers.base import WorkerContext, set_log_session
+from reactor.runtime.latency import LatencyWindow
+from reactor.runtime.logs import set_log_session
+from reactor.runtime.stats import ProcessStats
+from reactor.workers.base import WorkerContext
 from reactor.workers.ring_io import RingIO
-from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
+from reactor.workers.stats import worker_stats
 
 log = logging.getLogger(__name__)
 

@@ -190,7 +190,8 @@ class Ingress:
             what = "video or audio" if hearing else "video"
             raise HttpError(400, f"a WHIP offer must send {what}, but its video section is "
                                 f"{info.video_direction} (to watch, POST the offer to /whep)")
-        pc = new_peer_connection(self.config.server)
+        pc = new_peer_connection(self.config.server.ice_servers,
+                                 self.config.server.ice_transport_policy)
         sender = Sender(uuid.uuid4().hex[:16], pc)
 
         @pc.on("track")
@@ -314,7 +315,7 @@ class Ingress:
 
 
 async def _amain(ctx: WorkerContext) -> None:
-    install_patches(ctx.config.server)
+    install_patches(ctx.config.server.host)
     ingress = Ingress(ctx)
     ingress.loop = asyncio.get_running_loop()
     link = ctx.attach(ingress)

@@ -33,8 +33,10 @@ from reactor.ipc import RingTimeout, ShmRing
 from reactor.media.convert import frame_to_rgb
 from reactor.media.resample import Resampler
 from reactor.proto import worker_pb2 as wpb
+from reactor.runtime.latency import LatencyWindow
+from reactor.runtime.stats import ProcessStats
 from reactor.workers.base import WorkerContext
-from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
+from reactor.workers.stats import worker_stats
 
 log = logging.getLogger(__name__)
 

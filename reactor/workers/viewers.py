@@ -130,7 +130,8 @@ class ViewerHub:
                 message="the offer only sends video; a WHEP offer must receive "
                 "(recvonly); to send video, POST to /whip", status=400))
         codec = self._choose_codec(info.video_codecs)
-        pc = new_peer_connection(self.config.server)
+        pc = new_peer_connection(self.config.server.ice_servers,
+                                 self.config.server.ice_transport_policy)
         track = self.broadcaster.add_viewer(codec)
         audio: EncodedAudioTrack | None = None
         try:

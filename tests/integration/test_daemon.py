@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import zmq
 
-from reactor.control.rundir import RunDir, pid_alive
+from reactor.control.rundir import RunDir
 from reactor.ipc import RingHandle, ShmRing
 from reactor.proto import telemetry_pb2 as tpb
+from reactor.runtime.stats import alive as pid_alive
 from tests.support.daemon import Daemon, descendants, run_cli, shm_segments, wait_for
 
 SMALL = {"video": {"width": 320, "height": 240, "fps": 30}}

@@ -29,10 +29,11 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from reactor.control.rundir import RunDir, pid_alive, tail_lines
+from reactor.control.rundir import RunDir, tail_lines
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
+from reactor.runtime.stats import alive as pid_alive
 from tests.support.daemon import Daemon, shm_segments, wait_for
 from tests.support.http import SMALL, post_json, request
 from tests.support.tracks import SquareTrack

@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reactor.control.rundir import RunDir, pid_alive
+from reactor.control.rundir import RunDir
+from reactor.runtime.stats import alive as pid_alive
 from tests.support.daemon import Daemon, models_env, run_cli, shm_segments, wait_for
 
 pytestmark = pytest.mark.timeout(120)

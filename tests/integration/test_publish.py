@@ -21,7 +21,8 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 import reactor
-from reactor.control.rundir import RunDir, pid_alive
+from reactor.control.rundir import RunDir
+from reactor.runtime.stats import alive as pid_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

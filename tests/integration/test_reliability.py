@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from reactor.client import Client, WhipError
-from reactor.control.rundir import pid_alive
 from reactor.proto import telemetry_pb2 as tpb
+from reactor.runtime.stats import alive as pid_alive
 from tests.support.daemon import Daemon, descendants, shm_segments, wait_for
 from tests.support.http import SMALL, post_json
 from tests.support.tracks import SquareTrack

@@ -24,7 +24,8 @@ import yaml
 
 import reactor
 from reactor.client import Client
-from reactor.control.rundir import RunDir, pid_alive
+from reactor.control.rundir import RunDir
+from reactor.runtime.stats import alive as pid_alive
 from tests.support.daemon import Daemon, run_cli, shm_segments, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from reactor.control.client import ControlClient
-from reactor.control.rundir import RunDir, pid_alive
+from reactor.control.rundir import RunDir
+from reactor.runtime.stats import alive as pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The folder of the test models (``models.py``): on a test daemon's PYTHONPATH.

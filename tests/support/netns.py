@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from reactor.control.rundir import pid_alive
+from reactor.runtime.stats import alive as pid_alive
 from tests.support.daemon import models_env
 
 IP = shutil.which("ip") or "/usr/sbin/ip"

@@ -173,7 +173,7 @@ def _has_ready(sup: Supervisor) -> bool:
 def test_freeze_gc_moves_start_up_objects_out_of_the_collectors_walk() -> None:
     import gc
 
-    from reactor.workers.base import GC_THRESHOLDS, freeze_gc, tune_gc
+    from reactor.runtime.gc import GC_THRESHOLDS, freeze_gc, tune_gc
 
     before = gc.get_threshold()
     try:

@@ -22,7 +22,7 @@ from reactor.daemon.sessions import SessionManager
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
-from reactor.workers.stats import LATENCY_BUCKETS_MS, LatencyWindow
+from reactor.runtime.latency import LATENCY_BUCKETS_MS, LatencyWindow
 from tests.support.fakes import FakeClock
 from tests.unit.daemon.test_sessions import Host
 

@@ -164,10 +164,10 @@ def test_own_addresses() -> None:
 
 def test_no_ice_servers_by_default() -> None:
     server = ServerSection.model_validate({})
-    cfg = rtc_configuration(server)
+    cfg = rtc_configuration(server.ice_servers, server.ice_transport_policy)
     assert cfg.iceServers == []
     assert cfg.iceTransportPolicy.value == "all"
-    assert ice_connection_kwargs(server) == {}
+    assert ice_connection_kwargs(server.ice_servers) == {}
 
 
 def test_stun_and_turn_servers_reach_aioice() -> None:
@@ -179,14 +179,14 @@ def test_stun_and_turn_servers_reach_aioice() -> None:
         ],
         "ice_transport_policy": "relay",
     })
-    cfg = rtc_configuration(server)
+    cfg = rtc_configuration(server.ice_servers, server.ice_transport_policy)
     assert cfg.iceServers is not None
     assert [s.urls for s in cfg.iceServers] == [
-        "stun:stun.example.org:3479",
+        ["stun:stun.example.org:3479"],
         ["turn:turn.example.org?transport=tcp", "turns:turn.example.org:5350"]]
     assert cfg.iceServers[1].username == "u" and cfg.iceServers[1].credential == "p"
     assert cfg.iceTransportPolicy.value == "relay"
-    assert ice_connection_kwargs(server) == {
+    assert ice_connection_kwargs(server.ice_servers) == {
         "stun_server": ("stun.example.org", 3479),
         "turn_server": ("turn.example.org", 3478),  # aiortc takes the first TURN URL
         "turn_ssl": False, "turn_transport": "tcp",
@@ -197,7 +197,7 @@ def test_stun_and_turn_servers_reach_aioice() -> None:
 def test_turn_over_udp_is_the_default_transport() -> None:
     server = ServerSection.model_validate({"ice_servers": [
         {"urls": "turn:127.0.0.1:3478", "username": "u", "credential": "p"}]})
-    kwargs = ice_connection_kwargs(server)
+    kwargs = ice_connection_kwargs(server.ice_servers)
     assert kwargs["turn_transport"] == "udp" and kwargs["turn_server"] == ("127.0.0.1", 3478)
 
 
@@ -210,7 +210,7 @@ def test_relay_policy_reaches_aioice() -> None:
         "ice_servers": [{"urls": "turn:127.0.0.1:9?transport=tcp", "username": "u",
                          "credential": "p"}],
         "ice_transport_policy": "relay"})
-    cfg = rtc_configuration(server)
+    cfg = rtc_configuration(server.ice_servers, server.ice_transport_policy)
     gatherer = RTCIceGatherer(iceServers=cfg.iceServers,
                               iceTransportPolicy=cfg.iceTransportPolicy)
     assert gatherer._connection._transport_policy == aioice.ice.TransportPolicy.RELAY

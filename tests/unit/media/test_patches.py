@@ -133,3 +133,13 @@ def test_the_checked_versions_are_the_ends_of_the_pin(library: str) -> None:
 def test_every_patch_has_a_replaced_target() -> None:
     for patch in PATCHES:
         assert any(t.replaced for t in patch.targets), patch.name
+
+
+def test_the_webrtc_guide_patch_table_is_the_registry() -> None:
+    sys.path.insert(0, str(ROOT / "tools"))
+    import docs_gen
+
+    page = docs_gen.WEBRTC_GUIDE.read_text(encoding="utf-8")
+    assert page == docs_gen.webrtc_guide(), "docs/guide/webrtc.md: run `make docs-gen`"
+    for entry in ENTRIES:
+        assert f"| `{entry.name}`" in page

@@ -6,7 +6,7 @@ import json
 import logging
 from pathlib import Path
 
-from reactor.workers.base import set_log_session, setup_logging
+from reactor.runtime.logs import set_log_session, setup_logging
 
 
 def test_json_log_lines_carry_the_session_and_the_traceback(tmp_path: Path) -> None:
