@@ -15,6 +15,7 @@ from reactor.daemon.metrics import (
     UNKNOWN_COMMAND,
     MetricsState,
     Scrape,
+    build_info,
     make_registry,
     render,
 )
@@ -264,3 +265,15 @@ def test_64_viewers_page_is_accepted_by_promtool() -> None:
                        text=True, timeout=30)
     assert r.returncode == 0, r.stdout + r.stderr
     assert value(text, "reactor_viewers") == 64
+
+
+def test_build_info_reads_codec_versions_from_pyav_and_says_what_it_cannot() -> None:
+    import av
+
+    info = build_info("cpu")
+    assert (info["pyav"], info["ffmpeg"]) == (av.__version__, av.ffmpeg_version_info)
+    assert info["libavcodec"] == ".".join(map(str, av.library_versions["libavcodec"]))
+    # PyAV has no API for the encoder libraries' versions: said, not guessed.
+    assert {info[k] for k in ("libx264", "libvpx", "opus")} == {"unknown"}
+    assert set(info) == {"version", "python", "pyav", "ffmpeg", "libavcodec", "libx264",
+                         "libvpx", "opus", "device"}
