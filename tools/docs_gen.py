@@ -433,13 +433,13 @@ def patch_table() -> str:
     rows = ["| Entry | Code | Replaces (or reads) | Checked against | Why |",
             "|---|---|---|---|---|"]
     for entry in ENTRIES:
-        is_patch = isinstance(entry, Patch)
-        shown = [t for t in entry.targets if t.replaced] if is_patch else list(entry.targets)
+        shown = ([t for t in entry.targets if t.replaced] if isinstance(entry, Patch)
+                 else list(entry.targets))
         targets = "<br>".join(f"`{t.dotted}`" for t in shown)
         checked = "<br>".join(f"{lib} {', '.join(versions)}"
                               for lib, versions in sorted(entry.checked.items()))
         name = f"`{entry.name}`"
-        if not is_patch:
+        if not isinstance(entry, Patch):
             name += " (read only)"
         elif entry.loopback_only:
             name += " (loopback only)"

@@ -90,7 +90,7 @@ _replaced_gathering: list[Callable[[bool, bool], list[str]]] = []
 
 def _gather(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     """The addresses aioice itself would gather."""
-    gather = aioice.ice.get_host_addresses
+    gather: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
     if gather is loopback_host_addresses:
         gather = _replaced_gathering[0]
     return gather(use_ipv4, use_ipv6)
@@ -177,7 +177,7 @@ def _install() -> None:
     patched = _state["loopback"] or _state["grace"]
     conn = aioice.ice.Connection
     conn.add_remote_candidate = (  # type: ignore[method-assign]
-        _add_remote_candidate if patched else stock["add"])
+        _add_remote_candidate if patched else stock["add"])  # type: ignore[assignment]
     conn.close = _close if patched else stock["close"]  # type: ignore[method-assign]
     conn.request_received = (  # type: ignore[method-assign]
         _request_received if _state["loopback"] else stock["request"])
@@ -195,7 +195,8 @@ def restrict_ice_to_loopback(enabled: bool = True) -> None:
         _replaced_gathering[:] = [current]
         aioice.ice.get_host_addresses = loopback_host_addresses
     elif not enabled and current is loopback_host_addresses:
-        aioice.ice.get_host_addresses = _replaced_gathering[0]  # only undo our own
+        # Only undo our own.
+        aioice.ice.get_host_addresses = _replaced_gathering[0]  # type: ignore[assignment]
 
 
 def enable_end_of_candidates_grace(enabled: bool = True) -> None:
