@@ -40,8 +40,10 @@ $(MEDIA_VENV)/bin/reactor: pyproject.toml
 test-fast: install
 	$(BIN)/pytest -q -m "not slow and not browser"
 
+# lint-imports: the layer rules, [tool.importlinter] in pyproject.toml.
 lint: install
 	$(BIN)/ruff check reactor tests tools
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 
 proto: install
