@@ -17,18 +17,22 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from reactor.config import Config
 from reactor.daemon.plan import Plan
 from reactor.errors import CommandError, ReactorError
+from reactor.run_options import RunOptions, TimedCommand
+
+if TYPE_CHECKING:
+    from reactor.daemon.supervisor import Supervisor
 
 #: The longest ``--duration`` (a day): a guard against a typo'd unit, not a limit of the run.
 MAX_DURATION_S = 86_400.0
 
 
 def headless_plan(input_path: str | None, output_path: str | None,
-                  commands: list[dict[str, Any]], lossless: bool,
+                  commands: tuple[TimedCommand, ...], lossless: bool,
                   duration_s: float | None = None) -> Plan:
     """A file source and a file sink around the inference worker; only commands served."""
     from reactor.daemon.plan import Role
@@ -36,18 +40,17 @@ def headless_plan(input_path: str | None, output_path: str | None,
     return Plan(
         workers=("source", "inference", "sink"),
         input_policy="block" if lossless else "latest",
-        extra={"input": input_path, "output": output_path, "commands": commands,
-               "lossless": lossless, "headless": True, "duration": duration_s},
-        headless=True,
+        options=RunOptions(input=input_path, output=output_path, duration_s=duration_s,
+                           lossless=lossless, headless=True, commands=commands),
         routes={"command": Role.MODEL},
     )
 
 
-def load_commands(path: str | Path, config: Config) -> list[dict[str, Any]]:
+def load_commands(path: str | Path, config: Config) -> tuple[TimedCommand, ...]:
     """Read and validate timed commands, one JSON object a line:
     ``{"at_frame": 30, "command": "set_gain", "args": {"gain": 2}}``."""
     model = config.model_class()
-    out: list[dict[str, Any]] = []
+    out: list[TimedCommand] = []
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except OSError as exc:
@@ -76,8 +79,8 @@ def load_commands(path: str | Path, config: Config) -> list[dict[str, Any]]:
             args = model.validate_command(name, item.get("args") or {})
         except CommandError as exc:
             raise ReactorError(f"{where}: {exc}") from None
-        out.append({"at_frame": at, "command": name, "args": args})
-    return out
+        out.append(TimedCommand(at_frame=at, command=name, args=args))
+    return tuple(out)
 
 
 def run_headless(
@@ -103,14 +106,14 @@ def run_headless(
                            " (or --duration S, to render a generative model for S seconds)")
     if input_path and not Path(input_path).is_file():
         raise ReactorError(f"--input {input_path}: no such file")
-    commands = load_commands(commands_path, config) if commands_path else []
+    commands = load_commands(commands_path, config) if commands_path else ()
     plan = headless_plan(input_path, output_path, commands, lossless, duration_s)
     keep_run_dir = run_dir is not None
     if run_dir is None:
         run_dir = Path(tempfile.mkdtemp(prefix="reactor-run-"))
-    sup: Any = None
+    sup: Supervisor | None = None
 
-    def keep(s: Any) -> None:
+    def keep(s: Supervisor) -> None:
         nonlocal sup
         sup = s
 

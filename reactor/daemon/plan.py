@@ -11,9 +11,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from reactor.ipc import Policy
+from reactor.run_options import RunOptions
 
 
 class Role(enum.Enum):
@@ -31,7 +31,8 @@ def _daemon_routes() -> dict[str, Role]:
 
 @dataclass(frozen=True)
 class Plan:
-    """The workers (front, model, back), the input ring's policy, and the request table.
+    """The workers (front, model, back), the input ring's policy, what the workers are told
+    beyond the config (:class:`RunOptions`), and the request table.
 
     The daemon's plan is ingress/inference/egress; ``reactor run --input`` uses a file
     source and a file sink around the same inference worker, answers only commands, and
@@ -40,10 +41,14 @@ class Plan:
 
     workers: tuple[str, str, str] = ("ingress", "inference", "egress")
     input_policy: Policy = "latest"
-    extra: dict[str, Any] = field(default_factory=dict)
-    headless: bool = False
+    options: RunOptions = field(default_factory=RunOptions)
     # request kind (a ``Request.body`` field) -> the role whose worker answers it
     routes: Mapping[str, Role] = field(default_factory=_daemon_routes)
+
+    @property
+    def headless(self) -> bool:
+        """A file run (``reactor run``): no clients, done when the input is."""
+        return self.options.headless
 
     def worker(self, role: Role) -> str:
         """The name of the worker that fills ``role``."""

@@ -18,6 +18,7 @@ lines. Every death and every restart is announced to clients as a ``worker`` ses
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -64,7 +65,7 @@ from reactor.daemon.sessions import SessionManager
 from reactor.daemon.signals import StopSignals
 from reactor.daemon.snapshot import TELEMETRY_S, Telemetry, build_snapshot
 from reactor.errors import ConfigError
-from reactor.ipc import CudaRing
+from reactor.ipc import CudaRing, RingHandles
 from reactor.media.gpu import GpuCaps, GpuPlan, detect, plan_gpu
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
@@ -199,11 +200,10 @@ class Supervisor:
     def _spawn(self, name: str) -> Process:
         from reactor.workers.entry import run_worker
 
-        handles = {k: r.handle for k, r in self.rings.items()}
         proc = self._mp.Process(
             target=run_worker, name=f"reactor-{name}", daemon=False,
-            args=(name, self._worker_config(), str(self.rd.path), handles, os.getpid(),
-                  dict(self.plan.extra, gpu=self.gpu)))
+            args=(name, self._worker_config(), str(self.rd.path), RingHandles.of(self.rings),
+                  os.getpid(), dataclasses.replace(self.plan.options, gpu=self.gpu)))
         proc.start()
         started: Process = proc  # multiprocess has no types: typed here, where it is made
         return started

@@ -16,7 +16,7 @@ The modules, each importing only those above it::
 
 from __future__ import annotations
 
-from reactor.ipc.cuda_ring import CudaRing
+from reactor.ipc.cuda_ring import CudaRing, RingHandles
 from reactor.ipc.errors import (
     ProducerGoneError,
     RingClosedError,
@@ -38,6 +38,7 @@ __all__ = [
     "RingClosedError",
     "RingError",
     "RingHandle",
+    "RingHandles",
     "RingSpaceError",
     "RingStats",
     "RingTimeout",

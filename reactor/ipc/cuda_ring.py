@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import pickle
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -398,6 +398,45 @@ class CudaReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class RingHandles:
+    """The handles of a pipeline's rings, as each worker process is given them (picklable).
+
+    ``output`` is a :class:`CudaRingHandle` on the GPU path (open it with
+    :func:`attach_ring`); the others are always shared memory."""
+
+    input: RingHandle
+    output: RingHandle | CudaRingHandle
+    audio_in: RingHandle | None = None  # audio.input: the clients' sound, to the model
+    audio_out: RingHandle | None = None  # audio.output: the model's sound, to the viewers
+
+    @classmethod
+    def of(cls, rings: Mapping[str, ShmRing | CudaRing]) -> RingHandles:
+        """The handles of the rings the supervisor made, by name (``input``, ``output``
+        and, with sound, ``audio_in``/``audio_out``)."""
+
+        def shm(name: str) -> RingHandle | None:
+            ring = rings.get(name)
+            if ring is not None and not isinstance(ring, ShmRing):
+                raise RingError(f"ring {name!r}: only the output ring may be a CudaRing")
+            return ring.handle if ring is not None else None
+
+        input_handle = shm("input")
+        if input_handle is None or "output" not in rings:
+            raise RingError(f"a pipeline needs an input and an output ring; found "
+                            f"{', '.join(rings) or 'none'}")
+        return cls(input=input_handle, output=rings["output"].handle,
+                   audio_in=shm("audio_in"), audio_out=shm("audio_out"))
+
+    def shm_output(self) -> RingHandle:
+        """``output`` for a reader of shared memory only (the file sink: a file run's
+        output ring stays in shared memory)."""
+        if isinstance(self.output, CudaRingHandle):
+            raise RingError(f"ring {self.output.meta.name!r} is a CudaRing; this worker reads "
+                            "shared memory only")
+        return self.output
 
 
 def attach_ring(handle: RingHandle | CudaRingHandle) -> ShmRing | CudaRing:

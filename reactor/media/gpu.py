@@ -28,10 +28,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 import av
 
@@ -90,11 +90,10 @@ class GpuPlan:
         return self.ring == "cuda"
 
 
-def gpu_plan(extra: Mapping[str, Any], device: str) -> GpuPlan:
-    """The plan the supervisor passed a worker (``extra["gpu"]``), or the CPU path's for
+def gpu_plan(plan: GpuPlan | None, device: str) -> GpuPlan:
+    """The plan the supervisor passed a worker (``RunOptions.gpu``), or the CPU path's for
     ``device`` when there is none (a worker started by a test or a tool)."""
-    plan = extra.get("gpu")
-    return plan if isinstance(plan, GpuPlan) else GpuPlan(device)
+    return plan if plan is not None else GpuPlan(device)
 
 
 def has_nvenc_engine(name: str) -> bool:

@@ -19,7 +19,9 @@ from typing import Any, Protocol
 from reactor.config import Config
 from reactor.control.link import WorkerLink
 from reactor.control.rundir import RunDir
+from reactor.ipc import RingHandles
 from reactor.proto import worker_pb2 as wpb
+from reactor.run_options import RunOptions
 from reactor.runtime.logs import set_log_session
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,9 @@ class WorkerContext:
     name: str
     config: Config
     run_dir: RunDir
-    rings: dict[str, Any]
+    rings: RingHandles
     link: WorkerLink
-    extra: dict[str, Any] = field(default_factory=dict)
+    options: RunOptions = field(default_factory=RunOptions)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def attach(self, worker: Worker) -> WorkerLink:

@@ -50,8 +50,8 @@ class EgressWorker:
         self.ctx = ctx
         self.loop = loop
         cfg = ctx.config
-        self.gpu = gpu_plan(ctx.extra, cfg.device)
-        self.output = attach_ring(ctx.rings["output"])
+        self.gpu = gpu_plan(ctx.options.gpu, cfg.device)
+        self.output = attach_ring(ctx.rings.output)
         # The GPU path's reader converts colour on the device and hands out I420 pictures.
         self.reader: Reader | PlanesReader = (PlanesReader(self.output)
                                               if isinstance(self.output, CudaRing)
@@ -69,8 +69,8 @@ class EgressWorker:
         if cfg.audio.output:
             self.audio = AudioBroadcaster(self.clock, sample_rate=cfg.audio.sample_rate,
                                           channels=cfg.audio.channels)
-            if "audio_out" in ctx.rings:
-                self.audio_ring = ShmRing.attach(ctx.rings["audio_out"])
+            if ctx.rings.audio_out is not None:
+                self.audio_ring = ShmRing.attach(ctx.rings.audio_out)
                 self.audio_reader = self.audio_ring.reader()
         self.hub = ViewerHub(self.broadcaster, cfg,
                              on_count=lambda n: ctx.link.clients(viewers=n), audio=self.audio)

@@ -16,14 +16,15 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from reactor.config import Config
 from reactor.control.link import WorkerLink
 from reactor.control.rundir import RunDir
 from reactor.errors import ReactorError
+from reactor.ipc import RingHandles
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
+from reactor.run_options import RunOptions
 from reactor.runtime.gc import freeze_gc, tune_gc
 from reactor.runtime.logs import setup_logging
 from reactor.runtime.parent import die_with_parent
@@ -105,9 +106,9 @@ def run_worker(
     name: str,
     config: Config,
     run_dir: str,
-    rings: dict[str, Any],
+    rings: RingHandles,
     parent_pid: int,
-    extra: dict[str, Any] | None = None,
+    options: RunOptions | None = None,
 ) -> None:
     """The spawn target of every worker process."""
     die_with_parent(parent_pid)
@@ -120,7 +121,7 @@ def run_worker(
     link.start()
     logging.getLogger().addHandler(_LinkLogHandler(link, name))
     ctx = WorkerContext(name=name, config=config, run_dir=rd, rings=rings, link=link,
-                        extra=extra or {})
+                        options=options or RunOptions())
 
     def on_signal(signum: int, frame: object) -> None:
         ctx.stop.set()  # only a flag: the worker's loop notices and winds down

@@ -164,7 +164,7 @@ class InferenceWorker:
         self.ctx = ctx
         cfg = ctx.config
         self.config = cfg
-        self.headless = bool(ctx.extra.get("headless"))
+        self.headless = ctx.options.headless
         self.fps = cfg.video.fps
         self.model_cls: type[VideoModel] = cfg.model_class()
         self._model: VideoModel | None = None
@@ -182,10 +182,10 @@ class InferenceWorker:
         #: The counters: the model thread writes them, the heartbeat reads a snapshot().
         self.counters = Counters()
         self._proc = ProcessStats()
-        self._input = ShmRing.attach(ctx.rings["input"])
+        self._input = ShmRing.attach(ctx.rings.input)
         # The GPU path (reactor.media.gpu): emitted device tensors stay on the device.
-        self.output = attach_ring(ctx.rings["output"])
-        self.gpu = gpu_plan(ctx.extra, cfg.device)
+        self.output = attach_ring(ctx.rings.output)
+        self.gpu = gpu_plan(ctx.options.gpu, cfg.device)
         if self.gpu.on_gpu and self.gpu.index is not None:
             # The model's thread's current device: a model's torch.device("cuda"), and every
             # CUDA context this process makes, is on the plan's device (cuda:N).
@@ -198,14 +198,14 @@ class InferenceWorker:
                                          and cfg.device.startswith("cuda") else None)
         self.input_reader = self._input.reader()
         rings = ctx.rings
-        self.audio_out = ShmRing.attach(rings["audio_out"]) if "audio_out" in rings else None
-        self._audio_in = ShmRing.attach(rings["audio_in"]) if "audio_in" in rings else None
+        self.audio_out = ShmRing.attach(rings.audio_out) if rings.audio_out else None
+        self._audio_in = ShmRing.attach(rings.audio_in) if rings.audio_in else None
         self.audio_in_reader = self._audio_in.reader() if self._audio_in is not None else None
         self._session: Session | None = None  # the model thread's, with current
         # Timed commands of `reactor run --commands`: (frame, name, args), by frame.
         self._timed: deque[tuple[int, str, dict[str, Any]]] = deque(sorted(
-            ((int(c["at_frame"]), c["command"], c.get("args") or {})
-             for c in ctx.extra.get("commands", [])), key=lambda c: c[0]))
+            ((c.at_frame, c.command, c.args) for c in ctx.options.commands),
+            key=lambda c: c[0]))
 
     # --- link thread ------------------------------------------------------------------
 

@@ -65,8 +65,8 @@ class Ingress:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
         self.config = ctx.config
-        self.input = ShmRing.attach(ctx.rings["input"])
-        handle = ctx.rings.get("audio_in")
+        self.input = ShmRing.attach(ctx.rings.input)
+        handle = ctx.rings.audio_in
         self.audio_in = ShmRing.attach(handle) if handle is not None else None
         self.audio_samples_in = 0
         """Samples per channel decoded from the sender (at the wire's rate: 48 kHz Opus)."""

@@ -32,17 +32,16 @@ log = logging.getLogger(__name__)
 class FileSink:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
-        self.output = ShmRing.attach(ctx.rings["output"])
+        self.output = ShmRing.attach(ctx.rings.shm_output())
         self.reader = self.output.reader()
         self.audio: Reader | None = None
-        if "audio_out" in ctx.rings:
-            self.audio = ShmRing.attach(ctx.rings["audio_out"]).reader()
-        path = ctx.extra.get("output")
-        duration = ctx.extra.get("duration")
-        self.duration_s: float | None = float(duration) if duration is not None else None
+        if ctx.rings.audio_out is not None:
+            self.audio = ShmRing.attach(ctx.rings.audio_out).reader()
+        path = ctx.options.output
+        self.duration_s = ctx.options.duration_s
         self.max_frames = (None if self.duration_s is None
                            else round(self.duration_s * ctx.config.video.fps))
-        self.generative = not ctx.extra.get("input")  # no input: the model renders alone
+        self.generative = not ctx.options.input  # no input: the model renders alone
         self.recorder = (Recorder.open(ctx.config, path, duration_s=self.duration_s)
                          if path else None)
         self.frames_in = 0

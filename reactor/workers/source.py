@@ -50,13 +50,14 @@ SOUND_WAIT_S = 2.0
 class FileSource:
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
-        self.path = Path(ctx.extra["input"])
-        self.lossless = bool(ctx.extra.get("lossless"))
+        if not ctx.options.input:
+            raise ReactorError("the file source needs a file: RunOptions.input is not set")
+        self.path = Path(ctx.options.input)
+        self.lossless = ctx.options.lossless
         fps = ctx.config.video.fps
-        duration = ctx.extra.get("duration")
-        self.duration_s: float | None = float(duration) if duration is not None else None
-        self.max_frames = None if duration is None else round(float(duration) * fps)
-        self.input = ShmRing.attach(ctx.rings["input"])
+        self.duration_s = ctx.options.duration_s
+        self.max_frames = None if self.duration_s is None else round(self.duration_s * fps)
+        self.input = ShmRing.attach(ctx.rings.input)
         self.live = threading.Event()
         self.frames_in = 0
         self.frames_out = 0
@@ -72,11 +73,11 @@ class FileSource:
         self.sound: SoundIn | None = None
         self.sound_stream: av.audio.stream.AudioStream | None = None
         self.sound_ring: ShmRing | None = None
-        if "audio_in" in ctx.rings and self.container.streams.audio:
+        if ctx.rings.audio_in is not None and self.container.streams.audio:
             a = ctx.config.audio
             self.sound = SoundIn(a.sample_rate, a.channels)
             self.sound_stream = self.container.streams.audio[0]
-            self.sound_ring = ShmRing.attach(ctx.rings["audio_in"])
+            self.sound_ring = ShmRing.attach(ctx.rings.audio_in)
         # Time 0 of the file: the earliest start of its streams (in seconds).
         start = self.container.start_time
         self.origin_s = start / av.time_base if start is not None else 0.0
@@ -265,7 +266,10 @@ class ClockSource:
 
     def __init__(self, ctx: WorkerContext) -> None:
         self.ctx = ctx
-        self.frames = round(float(ctx.extra["duration"]) * ctx.config.video.fps)
+        if ctx.options.duration_s is None:
+            raise ReactorError("a run without --input needs --duration: RunOptions.duration_s "
+                               "is not set")
+        self.frames = round(ctx.options.duration_s * ctx.config.video.fps)
         self.live = threading.Event()
         self.finished = False
         self.proc = ProcessStats()
@@ -291,7 +295,7 @@ class ClockSource:
 
 def main(ctx: WorkerContext) -> None:
     source: FileSource | ClockSource
-    if ctx.extra.get("input"):
+    if ctx.options.input:
         source = FileSource(ctx)
         path = str(source.path)
     else:

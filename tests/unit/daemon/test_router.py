@@ -55,7 +55,7 @@ def test_the_reply_goes_back_to_the_asker_with_its_own_id(wire: Wire, clock: Fak
 def test_a_request_no_worker_serves_gets_a_clear_error_at_once(
         wire: Wire, clock: FakeClock) -> None:
     # A WHEP offer sent to a headless `reactor run`: it has a sink, not egress.
-    router = make_router(wire, clock, headless_plan("in.mp4", None, [], lossless=False),
+    router = make_router(wire, clock, headless_plan("in.mp4", None, (), lossless=False),
                          states={"inference": "running"})
     router.forward(whep(3), CLIENT)
     assert wire.sent == []
