@@ -20,7 +20,6 @@ found and replaced by the next one with the same pid.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 
@@ -79,7 +78,17 @@ def create_rings(config: Config, input_policy: Policy,
 
 
 def remove_rings(rings: dict[str, Ring]) -> None:
-    for ring in rings.values():
-        with contextlib.suppress(Exception):
+    """Close and unlink every ring; a failure is logged and the rest still go.
+
+    Unlink is tried even when close failed: a segment left in /dev/shm outlives the daemon
+    (its memory with it) until the next start with the same pid, or a reboot."""
+    for key, ring in rings.items():
+        try:
             ring.close()
+        except Exception:  # shutting down: log it and still remove the name
+            log.exception("ring %s: closing segment %s failed", key, ring.name)
+        try:
             ring.unlink()
+        except Exception:
+            log.exception("ring %s: unlinking segment %s failed; remove /dev/shm/%s by hand "
+                          "if it is still there", key, ring.name, ring.name)
