@@ -28,6 +28,8 @@ from typing import Any
 
 from aiortc import rate
 
+from reactor.media.sdp import rtpmap, split_sections
+
 #: The estimate a receiver starts from: what Chromium itself allows a 720p camera.
 START_BITRATE_BPS = 2_500_000
 
@@ -75,24 +77,10 @@ def with_start_bitrate(sdp: str, start_bps: int = START_BITRATE_BPS) -> str:
     with it Chromium sends 1280x720 from the first second.
     """
     param = f"x-google-start-bitrate={start_bps // 1000}"
-    lines = sdp.split("\r\n")
-    video_codecs = {
-        line[len("a=rtpmap:"):].partition(" ")[0]
-        for line, section in zip(lines, _sections(lines), strict=True)
-        if section == "video"
-        and line.startswith("a=rtpmap:")
-        and line.partition(" ")[2].split("/")[0].lower() in _MEDIA_CODECS
-    }
-    has_fmtp = {line[len("a=fmtp:"):].partition(" ")[0] for line in lines
-                if line.startswith("a=fmtp:")}
-    out: list[str] = []
-    for line in lines:
-        if line.startswith("a=fmtp:") and line[len("a=fmtp:"):].partition(" ")[0] in video_codecs:
-            line = f"{line};{param}"
-        out.append(line)
-        pt = line[len("a=rtpmap:"):].partition(" ")[0] if line.startswith("a=rtpmap:") else ""
-        if pt in video_codecs and pt not in has_fmtp:
-            out.append(f"a=fmtp:{pt} {param}")
+    head, sections = split_sections(sdp.split("\r\n"))
+    out = list(head)
+    for kind, body in sections:
+        out += _with_param(body, param) if kind == "video" else body
     return "\r\n".join(out)
 
 
@@ -100,12 +88,19 @@ def with_start_bitrate(sdp: str, start_bps: int = START_BITRATE_BPS) -> str:
 _MEDIA_CODECS = ("vp8", "vp9", "h264", "h265", "av1")
 
 
-def _sections(lines: list[str]) -> list[str]:
-    """The media kind of each SDP line's section ("" for the session part)."""
-    kinds: list[str] = []
-    kind = ""
-    for line in lines:
-        if line.startswith("m="):
-            kind = line[2:].partition(" ")[0]
-        kinds.append(kind)
-    return kinds
+def _with_param(body: list[str], param: str) -> list[str]:
+    """A video section's lines with ``param`` on each picture codec's ``a=fmtp`` line
+    (a new one after its ``a=rtpmap`` where it has none)."""
+    codecs = {pt for pt, name in filter(None, map(rtpmap, body))
+              if name.lower() in _MEDIA_CODECS}
+    has_fmtp = {line[len("a=fmtp:"):].partition(" ")[0] for line in body
+                if line.startswith("a=fmtp:")}
+    out: list[str] = []
+    for line in body:
+        if line.startswith("a=fmtp:") and line[len("a=fmtp:"):].partition(" ")[0] in codecs:
+            line = f"{line};{param}"
+        out.append(line)
+        mapped = rtpmap(line)
+        if mapped is not None and mapped[0] in codecs and mapped[0] not in has_fmtp:
+            out.append(f"a=fmtp:{mapped[0]} {param}")
+    return out

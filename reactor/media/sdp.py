@@ -131,7 +131,13 @@ def _direction(body: list[str]) -> str:
     return direction
 
 
-def _media_sections(lines: list[str]) -> list[tuple[str, list[str]]]:
+def split_sections(lines: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """SDP ``lines`` as the session part and the media sections, each ``(kind, lines)``
+    with its ``m=`` line first: reactor's one SDP scanner, for offers (validated here
+    before aiortc's parser sees them) and for the edits of our answers
+    (:func:`reactor.media.rate.with_start_bitrate`). Joining the parts gives ``lines``
+    back. A malformed ``m=`` line raises :class:`SdpError`."""
+    head: list[str] = []
     sections: list[tuple[str, list[str]]] = []
     for line in lines:
         if line.startswith("m="):
@@ -141,7 +147,19 @@ def _media_sections(lines: list[str]) -> list[tuple[str, list[str]]]:
             sections.append((parts[0], [line]))
         elif sections:
             sections[-1][1].append(line)
-    return sections
+        else:
+            head.append(line)
+    return head, sections
+
+
+def rtpmap(line: str) -> tuple[str, str] | None:
+    """``(payload type, codec name)`` of an ``a=rtpmap:`` line, else ``None``."""
+    m = _RTPMAP.match(line)
+    return (m.group(1), m.group(2)) if m else None
+
+
+def _media_sections(lines: list[str]) -> list[tuple[str, list[str]]]:
+    return split_sections(lines)[1]
 
 
 def _video_codecs(body: list[str]) -> tuple[tuple[str, ...], bool]:
