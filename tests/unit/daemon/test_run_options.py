@@ -36,7 +36,7 @@ def test_the_supervisors_gpu_plan_goes_along_and_survives_pickling() -> None:
     assert gpu_plan(sent.gpu, "cuda") == gpu
     assert gpu_plan(RunOptions().gpu, "cpu") == GpuPlan("cpu")  # a worker a test started
     with pytest.raises(dataclasses.FrozenInstanceError):
-        sent.input = "other.mp4"  # type: ignore[misc]
+        sent.input = "other.mp4"
 
 
 def test_load_commands_gives_timed_commands_with_validated_args(tmp_path: Path) -> None:
