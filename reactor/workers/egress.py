@@ -35,9 +35,11 @@ from reactor.media.recorder import Recorder
 from reactor.media.tracks import Broadcaster
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
+from reactor.runtime.latency import LatencyWindow
+from reactor.runtime.stats import ProcessStats
 from reactor.workers.base import WorkerContext
 from reactor.workers.gpu_reader import PlanesReader
-from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
+from reactor.workers.stats import worker_stats
 from reactor.workers.viewers import ViewerHub
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ relays them to egress and inference.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import secrets
@@ -27,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
+from aiortc.exceptions import InvalidStateError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from reactor.control.events import event_to_json
@@ -37,12 +37,15 @@ from reactor.media.audio_in import RECEIVER_PREFETCH, AudioChunker
 from reactor.media.convert import WEBRTC_UNDESCRIBED, frame_to_rgb
 from reactor.media.peer import install_patches, new_peer_connection
 from reactor.media.rate import with_start_bitrate
-from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
+from reactor.media.sdp import SdpError, validate_offer
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
+from reactor.runtime.latency import LatencyWindow
+from reactor.runtime.stats import ProcessStats
 from reactor.workers.base import WorkerContext
 from reactor.workers.http import REQUEST_TIMEOUT_S, Api, EventFeed, build_app
-from reactor.workers.stats import LatencyWindow, ProcessStats, worker_stats
+from reactor.workers.negotiation import answer_offer, apply_offer, close_quietly
+from reactor.workers.stats import worker_stats
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,8 @@ class Sender:
     channels: list[Any] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     audio_task: asyncio.Task[None] | None = None
+    #: Session events its data channels could not take (logged once as a warning).
+    events_lost: int = 0
 
 
 class Ingress:
@@ -147,11 +152,21 @@ class Ingress:
                 self.session_id, self.owner = None, None  # the next client owns the next
         text = event_to_json(ev)
         self.events.publish(f"{ev.ts:.6f}", text)
-        if self.sender is not None:
-            for ch in self.sender.channels:
+        sender = self.sender
+        if sender is not None:
+            for ch in sender.channels:
                 if ch.readyState == "open":
-                    with contextlib.suppress(Exception):
+                    try:
                         ch.send(text)
+                    except (InvalidStateError, ValueError) as exc:
+                        # Closing under us, or the event is over the peer's message size.
+                        # An event stream can be long: the first loss is a warning, the
+                        # rest debug, with the count.
+                        sender.events_lost += 1
+                        log.log(logging.WARNING if sender.events_lost == 1 else logging.DEBUG,
+                                "sender %s: data channel %r did not take session %s's "
+                                "event (%d lost): %s", sender.id, ch.label, ev.session_id,
+                                sender.events_lost, exc)
 
     def report_clients(self) -> None:
         self.ctx.link.clients(sender=self.sender is not None)
@@ -211,15 +226,18 @@ class Ingress:
                 await self.whip_close(sender.id, f"connection {pc.connectionState}")
 
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await apply_offer(pc, sdp)
             for t in pc.getTransceivers():
                 # Sound nobody reads would pile up, decoded, in aiortc's track queue.
                 t.direction = "recvonly" if t.kind == "video" or hearing else "inactive"
             answer = with_start_bitrate(
-                await answer_sdp_for(pc, self.config.server.announced_addresses))
-        except Exception as exc:
-            await pc.close()
-            raise HttpError(400, f"cannot answer the offer: {exc}") from None
+                await answer_offer(pc, self.config.server.announced_addresses))
+        except SdpError as exc:  # the offer's fault (reactor.workers.negotiation)
+            await close_quietly(pc, f"sender {sender.id}")
+            raise HttpError(400, exc.reason) from None
+        except BaseException:  # ours: Api.guard logs the traceback and answers 500
+            await close_quietly(pc, f"sender {sender.id}")
+            raise
         if self.sender is not None:  # another offer won the race while we negotiated
             await pc.close()
             raise HttpError(409, "another client is already sending video (WHIP)")

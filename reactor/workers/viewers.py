@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import SessionDescription
 
@@ -38,11 +38,12 @@ from reactor.control.events import event_to_json
 from reactor.media.audio import AudioBroadcaster, EncodedAudioTrack
 from reactor.media.encoder import Codec
 from reactor.media.peer import new_peer_connection
-from reactor.media.sdp import SdpError, answer_sdp_for, validate_offer
+from reactor.media.sdp import SdpError, validate_offer
 from reactor.media.tracks import Broadcaster, EncodedVideoTrack, add_encoded_track
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
+from reactor.workers.negotiation import answer_offer, apply_offer, close_quietly
 from reactor.workers.viewer_stats import ViewerReports
 
 log = logging.getLogger(__name__)
@@ -114,10 +115,8 @@ class ViewerHub:
                 return cpb.Reply(error=cpb.Error(
                     message=f"no viewer {req.resource_id!r}", status=404))
             return cpb.Reply(whep=cpb.WhepReply(resource_id=req.resource_id))
-        if self.count >= self.config.server.max_viewers:
-            return cpb.Reply(error=cpb.Error(
-                message=f"{self.count} viewers already watch, the limit "
-                f"(server.max_viewers = {self.config.server.max_viewers})", status=503))
+        # server.max_viewers is the supervisor's to enforce (reactor.daemon.router's
+        # viewer_limit): it also counts the offers still being answered here.
         try:
             info = validate_offer(req.sdp)
         except SdpError as exc:
@@ -141,7 +140,7 @@ class ViewerHub:
                 audio = self.audio.add_viewer()
                 pc.addTransceiver(audio, direction="sendonly").setCodecPreferences(
                     opus_preferences())
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=req.sdp, type="offer"))
+            await apply_offer(pc, req.sdp)
             viewer = Viewer(req.resource_id, pc, track, codec, audio)
 
             @pc.on("datachannel")
@@ -154,15 +153,19 @@ class ViewerHub:
                 if pc.connectionState in ("failed", "closed"):
                     await self.remove(viewer.id, f"connection {pc.connectionState}")
 
-            sdp = await answer_sdp_for(pc, self.config.server.announced_addresses)
+            sdp = await answer_offer(pc, self.config.server.announced_addresses)
         except Exception as exc:
             self.broadcaster.remove_viewer(track)
             if audio is not None and self.audio is not None:
                 self.audio.remove_viewer(audio)
-            await pc.close()
-            log.warning("WHEP offer failed: %s", exc)
-            return cpb.Reply(error=cpb.Error(message=f"cannot answer the offer: {exc}",
-                                             status=400))
+            await close_quietly(pc, f"viewer {req.resource_id}")
+            if isinstance(exc, SdpError):  # the offer's fault (reactor.workers.negotiation)
+                log.warning("viewer %s: WHEP offer refused: %s", req.resource_id, exc.reason)
+                return cpb.Reply(error=cpb.Error(message=exc.reason, status=400))
+            log.exception("viewer %s: answering the WHEP offer failed", req.resource_id)
+            return cpb.Reply(error=cpb.Error(
+                message="internal error answering the offer; see `reactor daemon logs "
+                "egress`", status=500))
         self.viewers[viewer.id] = viewer
         self.reports.add(viewer.id)
         log.info("viewer join %s (%s%s); %d watching", viewer.id, codec,
