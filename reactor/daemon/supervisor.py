@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -33,34 +32,17 @@ import zmq
 from reactor.config import Config
 from reactor.control.rundir import RunDir, tail_lines
 from reactor.control.sockets import make_socket
+from reactor.daemon import lifecycle as lc
 from reactor.daemon.completion import run_complete
 from reactor.daemon.gpu_telemetry import NvmlSampler, fill_gpu
-from reactor.daemon.lifecycle import (
-    Action,
-    AllReady,
-    Announce,
-    DaemonState,
-    EndSession,
-    Event,
-    FreezeGc,
-    Lifecycle,
-    LogReady,
-    RunComplete,
-    SessionClosed,
-    ShuttingDown,
-    StartSession,
-    Stop,
-    StopRequested,
-    WorkerGaveUp,
-    WorkerReady,
-    WorkerRestarting,
-)
+from reactor.daemon.lifecycle import DaemonState, Lifecycle
 from reactor.daemon.metrics import CONTENT_TYPE, MetricsState, Scrape, build_info, make_registry
 from reactor.daemon.metrics import render as render_metrics
 from reactor.daemon.plan import Plan, Role
 from reactor.daemon.pool import Outcome, Process, Verdict, WorkerPool, WorkerState
 from reactor.daemon.rings import Ring, create_rings, remove_rings
 from reactor.daemon.router import Route, Router, error_reply, viewer_limit
+from reactor.daemon.schema import ModelSchema
 from reactor.daemon.sessions import SessionManager
 from reactor.daemon.signals import StopSignals
 from reactor.daemon.snapshot import TELEMETRY_S, Telemetry, build_snapshot
@@ -93,8 +75,7 @@ class Supervisor:
         self.rings: dict[str, Ring] = {}
         self.gpu = GpuPlan(config.device)  # decided in run(): detect() looks at the machine
         self.nvml = NvmlSampler()
-        self.schema: dict[str, Any] = {}
-        self.schema_error = ""  # why the model's schema could not be read, if it could not
+        self.schema = ModelSchema()
         self._publish_failures = _Throttle(PUBLISH_LOG_EVERY_S)
         self.telemetry = Telemetry()
         self.pool = WorkerPool(self.plan.workers, self._spawn, config.supervisor,
@@ -161,9 +142,9 @@ class Supervisor:
                 self._shutdown()
 
     def request_stop(self, why: str = "requested") -> None:
-        self._apply(StopRequested(why))
+        self._apply(lc.StopRequested(why))
 
-    def _apply(self, event: Event) -> None:
+    def _apply(self, event: lc.Event) -> None:
         """Feed ``event`` to the life cycle and carry out what it answers."""
         t = self.lifecycle.on(event, time.monotonic())
         if t.ignored:
@@ -171,21 +152,21 @@ class Supervisor:
         for action in t.actions:
             self._perform(action)
 
-    def _perform(self, action: Action) -> None:
+    def _perform(self, action: lc.Action) -> None:
         match action:
-            case Announce():
+            case lc.Announce():
                 self.sessions.worker_event(action.worker, action.state, action.reason,
                                            **dict(action.data))
-            case FreezeGc():
+            case lc.FreezeGc():
                 freeze_gc()  # as each worker does once it is ready (see freeze_gc)
-            case LogReady():
+            case lc.LogReady():
                 log.info("ready: all workers running%s", "" if self.plan.headless else
                          f"; open {self.url()}")
-            case StartSession():
+            case lc.StartSession():
                 self.sessions.start()
-            case EndSession():
+            case lc.EndSession():
                 self.sessions.stop(action.reason, cause=action.cause)
-            case Stop():
+            case lc.Stop():
                 log.info("stop: %s", action.why)
 
     def _worker_config(self) -> Config:
@@ -209,7 +190,7 @@ class Supervisor:
         return started
 
     def _shutdown(self) -> None:
-        self._apply(ShuttingDown())
+        self._apply(lc.ShuttingDown())
         log.info("stop: stopping workers")
         self.pool.stop_all(lambda name: self.send_to(name, wpb.ToWorker(stop="daemon stopping")),
                            STOP_GRACE_S)
@@ -320,7 +301,7 @@ class Supervisor:
             if done is not None and done.request.HasField("command"):
                 self.sessions.log_command(done.request.command, msg.reply)
                 self.metrics.on_command(done.request.command.name, msg.reply,
-                                        self._command_names())
+                                        self.schema.command_names())
         elif body == "request":
             self.router.handle(msg.request, ("worker", name.encode()))
         elif body == "log":
@@ -338,35 +319,28 @@ class Supervisor:
             # events, so clients that reconnect (SSE Last-Event-ID) learn what happened.
             for ev in self.sessions.recent:
                 self.send_to(name, wpb.ToWorker(event=ev))
-        self._apply(WorkerReady(name, w.pid, w.restarts))
+        self._apply(lc.WorkerReady(name, w.pid, w.restarts))
         if role is Role.MODEL:
-            self._read_schema(ready.inference.schema_json)
+            try:
+                self.schema.read(ready.inference.schema_json)
+            except ValueError as exc:  # schema requests answer with it too
+                log.error("the model's schema could not be read: %s", exc)
+                self.add_log(name, "ERROR", f"the model's schema could not be read: {exc}")
             self.sessions.on_inference_ready()
         if self.pool.all_running():
-            self._apply(AllReady(session_open=self.sessions.current is not None))
-
-    def _read_schema(self, text: str) -> None:
-        """Keep the model's schema from its READY; one that cannot be read is an error
-        that `reactor schema` and GET /api/schema answer with, and the log says why."""
-        try:
-            self.schema, self.schema_error = parse_schema(text), ""
-        except ValueError as exc:
-            self.schema, self.schema_error = {}, str(exc)
-            log.error("the model's schema could not be read: %s", exc)
-            self.add_log(self.plan.worker(Role.MODEL), "ERROR",
-                         f"the model's schema could not be read: {exc}")
+            self._apply(lc.AllReady(session_open=self.sessions.current is not None))
 
     def _check_headless_done(self) -> None:
         if self.lifecycle.done:
             if self.sessions.current is None:
-                self._apply(SessionClosed())
+                self._apply(lc.SessionClosed())
             return
         if not self.lifecycle.awaiting_completion:
             return
         src, model, sink = (self.pool[n].stats for n in self.plan.workers)
         if run_complete(src, model, sink, input_dropped=self.rings["input"].stats().dropped,
                         output_used=self.rings["output"].stats().used):
-            self._apply(RunComplete())
+            self._apply(lc.RunComplete())
 
     def _on_verdict(self, v: Verdict) -> None:
         name, pid = v.worker.name, v.worker.pid
@@ -382,10 +356,10 @@ class Supervisor:
             if role is Role.MODEL:
                 self.sessions.on_inference_lost(f"the inference worker died ({v.cause})")
         if v.outcome is Outcome.RESTART:
-            self._apply(WorkerRestarting(name, pid, v.cause, v.delay_s))
+            self._apply(lc.WorkerRestarting(name, pid, v.cause, v.delay_s))
         else:
-            self._apply(WorkerGaveUp(name, v.why, str(self.rd.log(name)),
-                                     tuple(tail_lines(self.rd.log(name), 15))))
+            self._apply(lc.WorkerGaveUp(name, v.why, str(self.rd.log(name)),
+                                        tuple(tail_lines(self.rd.log(name), 15))))
 
     # --- requests ---------------------------------------------------------------------
 
@@ -427,24 +401,12 @@ class Supervisor:
         back = self.pool[self.plan.worker(Role.BACK)].ready
         return Scrape(snapshot=self.snapshot(), state=self.metrics, build=self._build_info,
                       codec=back.egress.codec if back.HasField("egress") else "",
-                      commands=self._command_names(),
+                      commands=self.schema.command_names(),
                       roles=tuple((self.plan.worker(r), r.value)
                                   for r in (Role.FRONT, Role.MODEL, Role.BACK)))
 
-    def _command_names(self) -> tuple[str, ...]:
-        return tuple(str(c.get("name", "")) for c in self.schema.get("commands", []))
-
     def _on_schema(self, req: cpb.Request, route: Route) -> None:
-        if self.schema_error:
-            self.reply(route, error_reply(
-                req.id, f"the model's schema could not be read: {self.schema_error}; see "
-                "`reactor daemon logs inference` and the model's schema()", 503))
-            return
-        if not self.schema:
-            self.reply(route, error_reply(req.id, "the model is not loaded yet", 503))
-            return
-        self.reply(route, cpb.Reply(id=req.id, schema=cpb.SchemaReply(
-            schema_json=json.dumps(self.schema))))
+        self.reply(route, self.schema.reply(req.id))
 
     def _on_stop(self, req: cpb.Request, route: Route) -> None:
         self.reply(route, cpb.Reply(id=req.id, ok=cpb.Ok()))
@@ -485,7 +447,7 @@ class Supervisor:
         now = time.monotonic()
         snap = build_snapshot(
             state=self.state, error=self.error, uptime_s=self.lifecycle.uptime(now),
-            config=self.config, model=str(self.schema.get("model", self.config.model.module)),
+            config=self.config, model=self.schema.model(self.config.model.module),
             url=self.url(),
             run_dir=self.rd.path, workers=[self.pool[n] for n in self.plan.workers],
             rings=self.rings, sessions=self.sessions, telemetry=self.telemetry, now=now)
@@ -535,24 +497,3 @@ class _Throttle:
         count, self._last, self._unreported = self._unreported, now, 0
         return count
 
-
-def parse_schema(text: str) -> dict[str, Any]:
-    """The model's schema from the inference worker's READY (``VideoModel.schema()`` as
-    JSON), checked for what the daemon reads of it; ValueError says what is wrong."""
-    try:
-        schema = json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not JSON ({exc}): {text[:80]!r}") from None
-    if not isinstance(schema, dict):
-        raise ValueError(f"expected a JSON object, found {type(schema).__name__}")
-    model = schema.get("model")
-    if model is not None and not isinstance(model, str):
-        raise ValueError(f"'model' must be the model's name, found {model!r}")
-    commands = schema.get("commands", [])
-    if not isinstance(commands, list):
-        raise ValueError(f"'commands' must be a list, found {type(commands).__name__}")
-    for i, cmd in enumerate(commands):
-        if not isinstance(cmd, dict) or not isinstance(cmd.get("name"), str):
-            raise ValueError(f"'commands'[{i}] must be an object with a 'name' string, "
-                             f"found {cmd!r:.80}")
-    return schema
