@@ -89,7 +89,7 @@ class Counters:
     never read apart. The writer's own reads (``frames_out`` for a frame id) need no lock.
     A snapshot takes the two latency windows' percentiles under the lock (512 samples at
     most, tens of microseconds, twice a second): the model thread waits that long at most
-    once a heartbeat, where a copy of the windows would cost as much on every one.
+    once a heartbeat.
     """
 
     def __init__(self) -> None:
