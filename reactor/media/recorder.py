@@ -41,7 +41,6 @@ import numpy as np
 from av.codec.context import CodecContext
 from av.video.codeccontext import VideoCodecContext
 
-from reactor.config import Config
 from reactor.errors import ReactorError
 from reactor.media.convert import YuvColour, describe_colour, rgb_to_frame
 from reactor.media.encoder import COLOUR
@@ -145,17 +144,6 @@ class Recorder:
             self._audio = _AudioTrack(self._container, rate, channels, limit)
         log.info("recording to %s%s (%s)", self.path, " with sound" if audio else "",
                  "encoding" if encode else "the live H.264 packets")
-
-    @classmethod
-    def open(cls, config: Config, path: str | Path | None = None, *,
-             duration_s: float | None = None, encode: bool = True) -> Recorder:
-        """A recorder for ``config``'s video (and, with ``audio.output``, its sound)."""
-        v, a = config.video, config.audio
-        target = path or config.egress.record
-        assert target is not None
-        return cls(target, v.width, v.height, v.fps, config.egress.bitrate_kbps,
-                   audio=(a.sample_rate, a.channels) if a.output else None,
-                   duration_s=duration_s, encode=encode)
 
     @property
     def audio_samples(self) -> int:

@@ -31,13 +31,12 @@ from reactor.media.clock import MediaClock
 from reactor.media.gpu import gpu_plan
 from reactor.media.peer import install_patches
 from reactor.media.playout import answer_playout_delay
-from reactor.media.recorder import Recorder
 from reactor.media.tracks import Broadcaster
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.runtime.latency import LatencyWindow
 from reactor.runtime.stats import ProcessStats
-from reactor.workers.base import WorkerContext
+from reactor.workers.base import WorkerContext, open_recorder
 from reactor.workers.gpu_reader import PlanesReader
 from reactor.workers.stats import worker_stats
 from reactor.workers.viewers import ViewerHub
@@ -79,7 +78,7 @@ class EgressWorker:
         self._last_pts = -1
         # egress.record muxes the live H.264 packets (one encoder for viewers and file):
         # the hold keeps that encoder running while nobody watches in H.264.
-        self.recorder = Recorder.open(cfg, encode=False) if cfg.egress.record else None
+        self.recorder = open_recorder(cfg, encode=False) if cfg.egress.record else None
         if self.recorder is not None:
             self.broadcaster.hold("h264")
         self.frames_in = 0

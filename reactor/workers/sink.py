@@ -18,12 +18,11 @@ import time
 
 from reactor.errors import ReactorError
 from reactor.ipc import Reader, ShmRing
-from reactor.media.recorder import Recorder
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.runtime.latency import LatencyWindow
 from reactor.runtime.stats import ProcessStats
-from reactor.workers.base import WorkerContext
+from reactor.workers.base import WorkerContext, open_recorder
 from reactor.workers.stats import worker_stats
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,7 @@ class FileSink:
         self.max_frames = (None if self.duration_s is None
                            else round(self.duration_s * ctx.config.video.fps))
         self.generative = not ctx.options.input  # no input: the model renders alone
-        self.recorder = (Recorder.open(ctx.config, path, duration_s=self.duration_s)
+        self.recorder = (open_recorder(ctx.config, path, duration_s=self.duration_s)
                          if path else None)
         self.frames_in = 0
         self.frames_kept = 0
