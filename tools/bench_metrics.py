@@ -39,12 +39,14 @@ def _snapshot() -> tpb.Snapshot:
     snap = tpb.Snapshot(state=tpb.DAEMON_STATE_RUNNING, pid=1, uptime_s=3600.0, ts=time.time(),
                         model="TestPattern")
     for name, _ in ROLES:
-        snap.workers.add(name=name, pid=0, state=tpb.WORKER_STATE_RUNNING, restarts=1, rss_bytes=300 << 20)
+        snap.workers.add(name=name, pid=0, state=tpb.WORKER_STATE_RUNNING, restarts=1,
+                         rss_bytes=300 << 20)
     p = snap.pipeline
     p.fps_in = p.fps_model = p.fps_out = p.target_fps = 30.0
     p.rings.add(name="input", slots=4, used=1, dropped=9, policy="latest", written=10_000)
     p.rings.add(name="output", slots=8, used=2, policy="block", written=10_000)
-    snap.session.CopyFrom(tpb.SessionInfo(id="s", state=tpb.SESSION_STATE_LIVE, viewers=VIEWERS, sender=True))
+    snap.session.CopyFrom(tpb.SessionInfo(id="s", state=tpb.SESSION_STATE_LIVE, viewers=VIEWERS,
+                                          sender=True))
     for v in range(VIEWERS):
         snap.session.viewer_stats.add(
             id=f"{v:016x}", codec="h264", connected_s=60.0, agent="browser", age_s=0.4,
