@@ -20,6 +20,15 @@ AIORTC_CHECKED = ("1.16.0",)
 #: The aioice versions, likewise.
 AIOICE_CHECKED = ("0.12.0", "0.13.0")
 
+
+def supported_versions() -> str:
+    """The versions reactor supports, as advice: ``"aiortc 1.16.0 and aioice
+    0.12.0-0.13.0"`` (a range by its ends, which are the pin's)."""
+    def span(versions: tuple[str, ...]) -> str:
+        return versions[0] if len(versions) == 1 else f"{versions[0]}-{versions[-1]}"
+    return f"aiortc {span(AIORTC_CHECKED)} and aioice {span(AIOICE_CHECKED)}"
+
+
 #: How many frames aiortc's audio receiver holds before releasing the oldest
 #: (``JitterBuffer(capacity=16, prefetch=4)``); the ``audio-prefetch`` reading checks it.
 AIORTC_AUDIO_PREFETCH = 4

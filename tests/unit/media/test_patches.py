@@ -36,7 +36,7 @@ def test_names_are_unique_and_every_entry_says_why() -> None:
 
 
 def _fake(name: str, target: Target, applied: list[str]) -> Patch:
-    return Patch(name=name, module="tests", targets=(target,),
+    return Patch(name=name, module="reactor.media.patches", targets=(target,),
                  checked={"aiortc": ("1.16.0",)}, why="test",
                  apply=lambda: applied.append(name), revert=lambda: applied.append("-" + name))
 
@@ -52,10 +52,58 @@ def test_a_missing_target_fails_install_before_any_patch_is_applied() -> None:
     assert "aiortc.rtcrtpsender.RTCRtpSender._no_such_method" in message
     assert f"aiortc {installed_version('aiortc')}" in message
     assert "checked against aiortc 1.16.0" in message
+    assert "Install the versions reactor supports (aiortc 1.16.0 and aioice " in message
     assert isinstance(info.value, ReactorError)
     assert (info.value.patch, info.value.target) == (
         "gone", "aiortc.rtcrtpsender.RTCRtpSender._no_such_method")
     assert applied == []  # "good" comes first and was checked, not applied
+
+
+def test_every_problem_of_the_failing_entry_is_named() -> None:
+    applied: list[str] = []
+    two = Patch(name="two", module="reactor.media.patches", checked={}, why="test",
+                targets=(Target("aiortc.rtcrtpsender:RTCRtpSender._gone_a"),
+                         Target("aiortc.rtcrtpsender:RTCRtpSender._gone_b")),
+                apply=lambda: applied.append("two"), revert=lambda: None)
+    with pytest.raises(PatchError, match=r"_gone_a not found.*; .*_gone_b not found"):
+        patches.install(entries=(two,))
+
+
+def test_a_module_that_no_longer_imports_fails_install_before_any_patch_is_applied(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A feature module imports aiortc names beyond its targets; one gone after an upgrade
+    # must fail the check, not the apply after earlier patches were applied.
+    import aiortc.rtp
+    monkeypatch.delattr(aiortc.rtp, "RtcpSrPacket")
+    monkeypatch.delitem(sys.modules, "reactor.media.clock", raising=False)
+    applied: list[str] = []
+    good = _fake("good", Target("aiortc.rtcrtpsender:RTCRtpSender._send_keyframe"), applied)
+    clock = Patch(name="clock", module="reactor.media.clock", checked={}, why="test",
+                  targets=(Target("aiortc.rtcrtpsender:RTCRtpSender._send_rtcp"),),
+                  apply=lambda: applied.append("clock"), revert=lambda: None)
+    with pytest.raises(PatchError) as info:
+        patches.install(entries=(good, clock))
+    assert applied == []
+    assert info.value.patch == "clock"
+    assert "its module reactor.media.clock does not import (ImportError" in str(info.value)
+    assert "RtcpSrPacket" in str(info.value)
+
+
+def test_a_failing_apply_reverts_the_patches_applied_before_it() -> None:
+    applied: list[str] = []
+    target = Target("aiortc.rtcrtpsender:RTCRtpSender._send_keyframe")
+    first, second = _fake("first", target, applied), _fake("second", target, applied)
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    bad = Patch(name="bad", module="reactor.media.patches", targets=(target,), checked={},
+                why="test", apply=broken, revert=lambda: applied.append("-bad"))
+    with pytest.raises(PatchError, match=r"'bad'.*RuntimeError: boom.*2 patches") as info:
+        patches.install(entries=(first, second, bad))
+    assert applied == ["first", "second", "-second", "-first"]
+    assert info.value.patch == "bad"
+    assert isinstance(info.value.__cause__, RuntimeError)
 
 
 def test_a_changed_signature_is_named() -> None:
@@ -75,9 +123,9 @@ def test_a_lost_instance_attribute_and_source_are_named() -> None:
 def test_loopback_only_patches_are_reverted_without_loopback() -> None:
     applied: list[str] = []
     target = Target("aioice.ice:get_host_addresses")
-    loop = Patch(name="loop", module="tests", targets=(target,), checked={}, why="test",
-                 apply=lambda: applied.append("loop"), revert=lambda: applied.append("-loop"),
-                 loopback_only=True)
+    loop = Patch(name="loop", module="reactor.media.patches", targets=(target,), checked={},
+                 why="test", apply=lambda: applied.append("loop"),
+                 revert=lambda: applied.append("-loop"), loopback_only=True)
     patches.install(entries=(loop,), loopback=False)
     patches.install(entries=(loop,), loopback=True)
     assert applied == ["-loop", "loop"]
