@@ -184,6 +184,11 @@ PATCHES: tuple[Patch, ...] = (
             Target("aiortc.rtcpeerconnection:find_common_header_extensions",
                    params=(("local_extensions", "remote_extensions"),), replaced=True),
             Target("aiortc.codecs:HEADER_EXTENSIONS"),
+            # The wrapper knows it answers for a remote offer by the local list being
+            # HEADER_EXTENSIONS[kind] itself (an identity check), as aiortc passes it here.
+            Target("aiortc.rtcpeerconnection:RTCPeerConnection.setRemoteDescription",
+                   named=False,
+                   source=(r"find_common_header_extensions\(\s*HEADER_EXTENSIONS\[media\.kind\]",)),
             Target("aiortc.rtp:HeaderExtensionsMap.configure", params=(("self", "parameters"),),
                    replaced=True),
             Target("aiortc.rtp:HeaderExtensionsMap.set", params=(("self", "values"),),
@@ -204,6 +209,22 @@ PATCHES: tuple[Patch, ...] = (
             Target(f"{_SENDER}._send_rtcp", params=(("self", "packets"),), replaced=True),
             Target(_SENDER, attrs=("_ssrc", "_RTCRtpSender__rtp_timestamp",
                                    "_RTCRtpSender__lsr", "_RTCRtpSender__lsr_time")),
+            # The origin is learned as R - t: the RTP loop adds it to each frame's timestamp
+            # and asks for the next frame (once per loop) only after it sent every packet
+            # of the previous one, remembering each packet's timestamp.
+            Target(f"{_SENDER}._run_rtp", named=False, source=(
+                r"\A(?!(?s:.*)_next_encoded_frame(?s:.*)_next_encoded_frame)",
+                r"(?s)enc_frame = await self\._next_encoded_frame\(codec\)"
+                r".*?timestamp = uint32_add\(timestamp_origin, enc_frame\.timestamp\)"
+                r".*?for \w+, payload in enumerate\(enc_frame\.payloads\):"
+                r".*?timestamp=timestamp,.*?self\.__rtp_timestamp = packet\.timestamp",
+            )),
+            # The SR the wrapper rewrites is built with the sender's SSRC, and its LSR is
+            # set before _send_rtcp, whose wrapper then sets the one actually sent.
+            Target(f"{_SENDER}._run_rtcp", named=False, source=(
+                r"RtcpSrPacket\(\s*ssrc=self\._ssrc",
+                r"(?s)self\.__lsr = .*?self\.__lsr_time = .*?await self\._send_rtcp\(packets\)",
+            )),
         ),
         checked={"aiortc": AIORTC_CHECKED},
         why="aiortc's RTCP sender reports map RTP time to when the last packet was sent, so "

@@ -14,7 +14,9 @@ A :class:`Target` names one object of aiortc or aioice by ``"module:qualified.na
   writes;
 - ``source``: its source matches each of these regular expressions (a value reactor
   relies on, such as the audio jitter buffer's ``prefetch``);
-- ``replaced``: the patch assigns a new object to it (the others are read or relied on).
+- ``replaced``: the patch assigns a new object to it (the others are read or relied on);
+- ``named``: false for a target reactor's code never names, whose behaviour it relies on
+  (the architecture test then allows no private name for it).
 
 A :class:`Reading` declares targets reactor only reads; a :class:`Patch` also has
 ``apply`` and ``revert``. :func:`problems` lists what is wrong with one target, as text
@@ -54,6 +56,9 @@ class Target:
     """Regular expressions the target's source must match."""
     replaced: bool = False
     """Whether the patch replaces the target (else it only reads or relies on it)."""
+    named: bool = True
+    """Whether reactor's code names the target (reads, calls or replaces it); false for
+    one whose behaviour it only relies on, which ``source`` checks."""
 
     @property
     def library(self) -> str:
@@ -68,7 +73,7 @@ class Target:
     def private_names(self) -> set[str]:
         """The private names reactor's code uses to reach this target: the underscored
         parts of its qualified name and its ``attrs``."""
-        qualname = self.path.partition(":")[2]
+        qualname = self.path.partition(":")[2] if self.named else ""
         names = {part for part in qualname.split(".") if _is_private(part)}
         return names | {a for a in self.attrs if _is_private(a)}
 

@@ -4,12 +4,14 @@ target and the installed version, and the versions it declares are the pin's."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
 import textwrap
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from packaging.specifiers import SpecifierSet
@@ -129,6 +131,53 @@ def test_loopback_only_patches_are_reverted_without_loopback() -> None:
     patches.install(entries=(loop,), loopback=False)
     patches.install(entries=(loop,), loopback=True)
     assert applied == ["-loop", "loop"]
+
+
+def _entry(name: str) -> Patch:
+    return next(p for p in PATCHES if p.name == name)
+
+
+# Stand-ins for aiortc methods an upgrade might rewrite: the names and signatures stay,
+# the behaviour a patch relies on does not. Never called; check() reads their source.
+async def _remote_description_with_own_extensions(self: Any, description: Any) -> None:
+    local: list[Any] = []  # a copy, not HEADER_EXTENSIONS[media.kind] itself
+    find_common_header_extensions(local, description)  # type: ignore[name-defined] # noqa: F821
+
+
+async def _rtcp_that_sends_before_lsr(self: Any) -> None:
+    packets = [RtcpSrPacket(ssrc=self._ssrc)]  # type: ignore[name-defined] # noqa: F821
+    await self._send_rtcp(packets)
+    self.__lsr = 0
+    self.__lsr_time = 0.0
+
+
+async def _rtp_that_prefetches(self: Any, codec: Any) -> None:
+    nxt = await self._next_encoded_frame(codec)
+    while True:
+        enc_frame, nxt = nxt, self._next_encoded_frame(codec)
+        timestamp = uint32_add(timestamp_origin, enc_frame.timestamp)  # type: ignore[name-defined] # noqa: F821
+        for _, payload in enumerate(enc_frame.payloads):
+            packet = RtpPacket(timestamp=timestamp, payload=payload)  # type: ignore[name-defined] # noqa: F821
+            self.__rtp_timestamp = packet.timestamp
+
+
+@pytest.mark.parametrize(("patch", "where", "stand_in"), [
+    ("playout-delay", "aiortc.rtcpeerconnection:RTCPeerConnection.setRemoteDescription",
+     _remote_description_with_own_extensions),
+    ("session-clock-reports", "aiortc.rtcrtpsender:RTCRtpSender._run_rtcp",
+     _rtcp_that_sends_before_lsr),
+    ("session-clock-reports", "aiortc.rtcrtpsender:RTCRtpSender._run_rtp",
+     _rtp_that_prefetches),
+])
+def test_behaviour_a_patch_relies_on_is_checked_in_the_source(
+        monkeypatch: pytest.MonkeyPatch, patch: str, where: str, stand_in: object) -> None:
+    module, _, qualname = where.partition(":")
+    owner, _, method = qualname.partition(".")
+    monkeypatch.setattr(getattr(importlib.import_module(module), owner), method, stand_in)
+    with pytest.raises(PatchError, match=rf"{re.escape(where.replace(':', '.'))} source no "
+                       "longer matches") as info:
+        patches.check((_entry(patch),))
+    assert info.value.patch == patch
 
 
 # A renamed aiortc method, as an upgrade would bring: the daemon's workers call install()
