@@ -21,8 +21,10 @@ test: install
 	$(BIN)/pytest -q
 
 # test-media-range: the media tests at the LOW end of the aiortc/aioice pin (pyproject.toml),
-# in a second venv; `make test` runs them at the high end (.venv). The registry's checked
-# versions (reactor/media/patches/registry.py) name the same two ends.
+# in a second venv. `make test` runs them at the HIGH end: pip gives .venv the newest
+# versions the pin allows, which is its high end (aiortc 1.16.0, aioice 0.13.0) because the
+# pin admits nothing past the versions tested. The registry's checked versions
+# (reactor/media/patches/registry.py) name the same two ends.
 MEDIA_VENV ?= .venv-media-low
 AIORTC_LOW ?= 1.16.0
 AIOICE_LOW ?= 0.12.0

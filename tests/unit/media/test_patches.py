@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 from reactor.errors import PatchError, ReactorError
 from reactor.media import patches
@@ -219,12 +220,23 @@ def _pin(name: str) -> SpecifierSet:
 
 @pytest.mark.parametrize("library", ["aiortc", "aioice"])
 def test_the_checked_versions_are_the_ends_of_the_pin(library: str) -> None:
+    # The pin admits only versions the tests ran against: its ends are the lowest and the
+    # highest checked version (make test-media-range runs the low end, make test the high).
     pin = _pin(library)
-    checked = {v for e in ENTRIES for v in e.checked.get(library, ())}
+    checked = sorted({v for e in ENTRIES for v in e.checked.get(library, ())}, key=Version)
     assert checked and all(v in pin for v in checked), (library, pin, checked)
-    low = min(spec.version for spec in pin if spec.operator == ">=")
-    assert low in checked, f"the pin's low end {library} {low} is not among {checked}"
+    low = [s.version for s in pin if s.operator in (">=", "==")]
+    high = [s.version for s in pin if s.operator in ("<=", "==")]
+    assert low == [checked[0]], f"{library} {pin}: the low end is not {checked[0]}"
+    assert high == [checked[-1]], f"{library} {pin}: the high end is not {checked[-1]}"
     assert installed_version(library) in pin
+
+
+def test_the_media_range_target_runs_the_low_end() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    for library, name in (("aiortc", "AIORTC_LOW"), ("aioice", "AIOICE_LOW")):
+        low = min((v for e in ENTRIES for v in e.checked.get(library, ())), key=Version)
+        assert re.search(rf"^{name} \?= {re.escape(low)}$", makefile, re.M), name
 
 
 def test_every_patch_has_a_replaced_target() -> None:
