@@ -52,6 +52,14 @@ class OfferInfo:
     media_kinds: tuple[str, ...] = field(default=())
     audio_direction: str = ""
     """The first audio section's direction (as ``video_direction``); ``""`` without one."""
+    audio_codecs: tuple[str, ...] = ()
+    """The first audio section's codec names, upper case, in the offer's order (``OPUS``…)."""
+
+    @property
+    def receives_opus(self) -> bool:
+        """Whether the first audio section can receive Opus: ``recvonly`` or ``sendrecv``
+        with an Opus payload type (what a WHEP viewer's sound needs)."""
+        return self.audio_direction in ("recvonly", "sendrecv") and "OPUS" in self.audio_codecs
 
 
 def validate_offer(text: str | bytes, max_bytes: int = MAX_OFFER_BYTES, *,
@@ -90,10 +98,12 @@ def validate_offer(text: str | bytes, max_bytes: int = MAX_OFFER_BYTES, *,
     video = [body for kind, body in sections if kind == "video"]
     audio = [body for kind, body in sections if kind == "audio"]
     candidates = sum(1 for line in lines if line.startswith("a=candidate:"))
+    audio_direction = _direction(audio[0]) if audio else ""
+    audio_codecs = _codecs(audio[0]) if audio else ()
     if not video and audio and not require_video:
         return OfferInfo(video_codecs=(), codec="vp8", video_direction="", has_audio=True,
                          candidates=candidates, trickle_less=candidates > 0, media_kinds=kinds,
-                         audio_direction=_direction(audio[0]))
+                         audio_direction=audio_direction, audio_codecs=audio_codecs)
     if not video:
         raise SdpError(f"offer has no 'm=video' section (media: {', '.join(kinds) or 'none'})")
     body = video[0]
@@ -119,7 +129,8 @@ def validate_offer(text: str | bytes, max_bytes: int = MAX_OFFER_BYTES, *,
         candidates=candidates,
         trickle_less=candidates > 0,
         media_kinds=kinds,
-        audio_direction=_direction(audio[0]) if audio else "",
+        audio_direction=audio_direction,
+        audio_codecs=audio_codecs,
     )
 
 
@@ -162,26 +173,21 @@ def _media_sections(lines: list[str]) -> list[tuple[str, list[str]]]:
     return split_sections(lines)[1]
 
 
+def _payload_types(body: list[str]) -> list[tuple[str, str]]:
+    # (payload type, upper-case codec name) of the section's m= line, in its order.
+    names = {m.group(1): m.group(2).upper() for line in body if (m := _RTPMAP.match(line))}
+    return [(pt, names[pt]) for pt in body[0].split()[3:] if pt in names]
+
+
+def _codecs(body: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name for _, name in _payload_types(body)))
+
+
 def _video_codecs(body: list[str]) -> tuple[tuple[str, ...], bool]:
-    names: dict[str, str] = {}
-    fmtp: dict[str, str] = {}
-    for line in body:
-        if m := _RTPMAP.match(line):
-            names[m.group(1)] = m.group(2).upper()
-        elif m := _FMTP.match(line):
-            fmtp[m.group(1)] = m.group(2)
-    payload_types = body[0].split()[3:]
-    offered: list[str] = []
-    usable_h264 = False
-    for pt in payload_types:
-        name = names.get(pt)
-        if name is None:
-            continue
-        if name not in offered:
-            offered.append(name)
-        if name == "H264" and _h264_usable(fmtp.get(pt, "")):
-            usable_h264 = True
-    return tuple(offered), usable_h264
+    fmtp = {m.group(1): m.group(2) for line in body if (m := _FMTP.match(line))}
+    usable_h264 = any(name == "H264" and _h264_usable(fmtp.get(pt, ""))
+                      for pt, name in _payload_types(body))
+    return _codecs(body), usable_h264
 
 
 def _h264_usable(fmtp: str) -> bool:

@@ -31,7 +31,6 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
-from aiortc.sdp import SessionDescription
 
 from reactor.config import Config
 from reactor.control.events import event_to_json
@@ -60,19 +59,6 @@ class Viewer:
     joined: float = field(default_factory=time.monotonic)
     #: Round trip from the RTCP receiver reports of its video (egress's measure), ms.
     rtcp_rtt_ms: float | None = None
-
-
-def offer_receives_opus(sdp: str) -> bool:
-    """Whether the offer's first audio section can receive Opus (``recvonly`` or
-    ``sendrecv`` with an ``opus/48000`` payload type). Call after ``validate_offer``."""
-    try:
-        parsed = SessionDescription.parse(sdp)
-    except Exception:  # validated already; aiortc's own parse reports anything else
-        return False
-    audio = [m for m in parsed.media if m.kind == "audio"]
-    if not audio or audio[0].direction not in (None, "recvonly", "sendrecv"):
-        return False
-    return any(c.mimeType.lower() == "audio/opus" for c in audio[0].rtp.codecs)
 
 
 def opus_preferences() -> list[RTCRtpCodecCapability]:
@@ -136,7 +122,7 @@ class ViewerHub:
         try:
             # Before the offer is applied, so exactly the encoder's codec is negotiated.
             add_encoded_track(pc, track)
-            if self.audio is not None and offer_receives_opus(req.sdp):
+            if self.audio is not None and info.receives_opus:
                 audio = self.audio.add_viewer()
                 pc.addTransceiver(audio, direction="sendonly").setCodecPreferences(
                     opus_preferences())

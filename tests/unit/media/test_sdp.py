@@ -230,3 +230,16 @@ def test_audio_direction_is_described_next_to_video() -> None:
     info = validate_offer(_offer("96", VP8) + AUDIO.format(direction="sendrecv"))
     assert info.video_direction == "recvonly" and info.audio_direction == "sendrecv"
     assert validate_offer(_offer("96", VP8)).audio_direction == ""
+
+
+def test_the_first_audio_sections_codecs_say_whether_it_receives_opus() -> None:
+    # The WHEP viewers' one answer to "does this offer take our sound": no second parse.
+    info = validate_offer(_offer("96", VP8) + AUDIO.format(direction="recvonly"))
+    assert info.audio_codecs == ("OPUS",) and info.receives_opus
+    assert not validate_offer(_offer("96", VP8) + AUDIO.format(direction="sendonly")
+                              ).receives_opus
+    assert not validate_offer(_offer("96", VP8)).receives_opus
+    pcmu = ("m=audio 9 UDP/TLS/RTP/SAVPF 0 111\r\nc=IN IP4 0.0.0.0\r\na=sendrecv\r\n"
+            "a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 opus/48000/2\r\n")  # 8 is not on the m= line
+    info = validate_offer(_offer("96", VP8) + pcmu)
+    assert info.audio_codecs == ("PCMU",) and not info.receives_opus
