@@ -13,7 +13,9 @@ not config objects (the workers pass the ``server`` section's fields):
   candidates are gathered, so the answer carries relay candidates only, and aioice
   ignores the peer's mDNS candidates.
 - ``announced_addresses`` are written into the answer's host candidates by
-  :func:`reactor.media.sdp.announce_host_candidates` (in :func:`reactor.media.sdp.answer_sdp_for`).
+  :func:`reactor.media.sdp.announce_host_candidates` (called by
+  :func:`reactor.media.sdp.answer_sdp_for` and the workers'
+  :func:`reactor.workers.negotiation.answer_offer`, which wraps it).
 - A daemon bound to loopback installs the loopback policy of :mod:`reactor.media.ice`.
 
 The patches are all installed by :func:`reactor.media.install`; the registry

@@ -223,7 +223,9 @@ async def answer_sdp_for(pc: RTCPeerConnection, announced: Sequence[str] = ()) -
 
     Call after ``setRemoteDescription`` and after adding tracks / setting codec preferences.
     ``announced`` (``server.announced_addresses``) replaces the host candidates'
-    addresses, see :func:`announce_host_candidates`.
+    addresses, see :func:`announce_host_candidates`. The workers answer through
+    :func:`reactor.workers.negotiation.answer_offer`, which wraps this and says whose
+    fault a failure is (the offer's or ours).
     """
     await pc.setLocalDescription(await pc.createAnswer())
     # setLocalDescription has gathered every candidate and written them into the SDP.

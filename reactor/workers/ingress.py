@@ -226,16 +226,17 @@ class Ingress:
                 await self.whip_close(sender.id, f"connection {pc.connectionState}")
 
         try:
-            await apply_offer(pc, sdp)
-            for t in pc.getTransceivers():
-                # Sound nobody reads would pile up, decoded, in aiortc's track queue.
-                t.direction = "recvonly" if t.kind == "video" or hearing else "inactive"
-            answer = with_start_bitrate(
-                await answer_offer(pc, self.config.server.announced_addresses))
-        except SdpError as exc:  # the offer's fault (reactor.workers.negotiation)
-            await close_quietly(pc, f"sender {sender.id}")
-            raise HttpError(400, exc.reason) from None
-        except BaseException:  # ours: Api.guard logs the traceback and answers 500
+            try:
+                await apply_offer(pc, sdp)
+                for t in pc.getTransceivers():
+                    # Sound nobody reads would pile up, decoded, in aiortc's track queue.
+                    t.direction = "recvonly" if t.kind == "video" or hearing else "inactive"
+                answer = await answer_offer(pc, self.config.server.announced_addresses)
+            except SdpError as exc:  # the offer's fault (reactor.workers.negotiation)
+                raise HttpError(400, exc.reason) from None
+            # Our own answer: an SdpError here is a bug of ours, not the client's (500).
+            answer = with_start_bitrate(answer)
+        except BaseException:  # a 400 above, or ours: Api.guard logs the traceback, 500
             await close_quietly(pc, f"sender {sender.id}")
             raise
         if self.sender is not None:  # another offer won the race while we negotiated

@@ -23,7 +23,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 
 from reactor.errors import SdpError
-from reactor.media.sdp import announce_host_candidates
+from reactor.media.sdp import announce_host_candidates, answer_sdp_for
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +49,14 @@ async def apply_offer(pc: RTCPeerConnection, sdp: str) -> None:
 
 
 async def answer_offer(pc: RTCPeerConnection, announced: Sequence[str] = ()) -> str:
-    """The complete, non-trickle answer to the offer applied (as
-    :func:`~reactor.media.sdp.answer_sdp_for` writes it); :class:`SdpError` if aiortc
-    cannot write one for it. Only aiortc's step is the offer's fault: announcing
-    ``server.announced_addresses`` is ours."""
+    """:func:`reactor.media.sdp.answer_sdp_for` with its failures sorted: one while aiortc
+    writes the answer to the offer applied is the offer's (:class:`SdpError`); announcing
+    ``server.announced_addresses`` in our answer is ours, so its failure is raised as it
+    is (a 500)."""
     try:
-        await pc.setLocalDescription(await pc.createAnswer())
+        sdp = await answer_sdp_for(pc)
     except Exception as exc:
         raise _refused("answer", exc) from exc
-    # setLocalDescription has gathered every candidate and written them into the SDP.
-    sdp: str = pc.localDescription.sdp
     return announce_host_candidates(sdp, announced) if announced else sdp
 
 

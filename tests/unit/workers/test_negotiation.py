@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiortc import RTCPeerConnection
 
 from reactor.config import Config, parse_config
+from reactor.errors import SdpError
 from reactor.media.tracks import Broadcaster
 from reactor.proto import control_pb2 as cpb
 from reactor.workers import ingress as ingress_module
@@ -71,6 +72,20 @@ def test_whip_a_bug_while_answering_is_a_500_with_its_traceback_logged(
     (record,) = [r for r in caplog.records if r.exc_info]
     assert record.getMessage() == "POST /whip failed"
     assert "RuntimeError: boom" in caplog.text
+
+
+def test_whip_an_sdp_error_in_our_own_answer_is_ours(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # with_start_bitrate edits our answer: what it cannot read is a bug of ours, not a 400.
+    def unreadable(sdp: str) -> str:
+        raise SdpError("malformed media line: 'm=video'")
+
+    monkeypatch.setattr(ingress_module, "with_start_bitrate", unreadable)
+    status, body = whip(lambda sdp: sdp)
+    assert (status, body) == (500, {"error": "internal error; see `reactor daemon logs ingress`"})
+    (record,) = [r for r in caplog.records if r.exc_info]
+    assert record.getMessage() == "POST /whip failed"
+    assert "SdpError" in caplog.text and "malformed media line" in caplog.text
 
 
 def test_whip_an_offer_aiortc_refuses_is_a_400_naming_why(
