@@ -1,7 +1,7 @@
 """The daemon's life cycle: its state, decided in one place from what happened.
 
-:class:`Lifecycle` is a pure state machine: it reads no clock (each event comes with the
-time), touches no socket or process, and answers every event with a :class:`Transition` —
+:class:`Lifecycle` is a pure state machine: it reads no clock (it is told when it started, for
+its uptime), touches no socket or process, and answers every event with a :class:`Transition` —
 the state it is in now and the :data:`Action` values the supervisor carries out (announce
 a worker event to clients, start or end a file run's session, stop). The supervisor is
 the shell around it: it turns what its loop sees (a READY, a pool verdict, a finished file
@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+from reactor.daemon.pool import WorkerState
 
 
 class DaemonState(enum.Enum):
@@ -110,11 +112,11 @@ Event = (WorkerReady | AllReady | WorkerRestarting | WorkerGaveUp | RunComplete
 
 @dataclass(frozen=True)
 class Announce:
-    """Tell clients about a worker (a ``worker`` session event): ``state`` and ``data``
-    go in its JSON, ``reason`` says it in words."""
+    """Tell clients about a worker (a ``worker`` session event): ``state`` (as its
+    value) and ``data`` go in its JSON, ``reason`` says it in words."""
 
     worker: str
-    state: str
+    state: WorkerState
     reason: str
     data: tuple[tuple[str, int | float], ...] = ()
 
@@ -168,7 +170,7 @@ class Lifecycle:
     ``headless``: a file run (``reactor run``), which starts its one session when ready,
     ends when the input is done, never restarts a worker mid-run and stops when given up
     on (nobody is there to read a failed state). ``now`` is the supervisor's clock
-    (``time.monotonic()``), passed in with each event.
+    (``time.monotonic()``) when it starts: :meth:`uptime` counts from it.
     """
 
     def __init__(self, *, headless: bool, now: float) -> None:
@@ -178,10 +180,6 @@ class Lifecycle:
         #: empty unless FAILED.
         self.error = ""
         self.started_at = now
-        #: When the current state began.
-        self.since = now
-        #: When every worker was first running (None before).
-        self.ready_at: float | None = None
         #: A file run has accounted for every frame.
         self.done = False
         #: The loop should end: a stop was asked for, or a file run is over.
@@ -201,19 +199,19 @@ class Lifecycle:
         """A file run is under way and running: whether it is complete is worth asking."""
         return self.headless and not self.done and self.state is DaemonState.RUNNING
 
-    def on(self, event: Event, now: float) -> Transition:
-        """Apply ``event`` (seen at ``now``) and say what follows."""
+    def on(self, event: Event) -> Transition:
+        """Apply ``event`` and say what follows."""
         if self.state is DaemonState.STOPPING:
             return self._ignore(f"{type(event).__name__} after the shutdown began")
         match event:
             case WorkerReady():
                 return self._worker_ready(event)
             case AllReady():
-                return self._all_ready(event, now)
+                return self._all_ready(event)
             case WorkerRestarting():
-                return self._restarting(event, now)
+                return self._restarting(event)
             case WorkerGaveUp():
-                return self._gave_up(event, now)
+                return self._gave_up(event)
             case RunComplete():
                 return self._run_complete()
             case SessionClosed():
@@ -221,7 +219,7 @@ class Lifecycle:
             case StopRequested():
                 return self._stop_requested(event)
             case ShuttingDown():
-                self._enter(DaemonState.STOPPING, now)
+                self.state = DaemonState.STOPPING
                 return Transition(self.state)
 
     # --- the rules ------------------------------------------------------------------------
@@ -230,38 +228,35 @@ class Lifecycle:
         if not ev.restarts:
             return Transition(self.state)
         return Transition(self.state, (Announce(
-            ev.worker, "running", f"{ev.worker} restarted (pid {ev.pid})",
+            ev.worker, WorkerState.RUNNING, f"{ev.worker} restarted (pid {ev.pid})",
             (("pid", ev.pid), ("restarts", ev.restarts))),))
 
-    def _all_ready(self, ev: AllReady, now: float) -> Transition:
+    def _all_ready(self, ev: AllReady) -> Transition:
         actions: list[Action] = []
         if self.state is DaemonState.STARTING:
             actions.append(FreezeGc())
         if self.state in (DaemonState.STARTING, DaemonState.DEGRADED):
             actions.append(LogReady())
-        if self.ready_at is None:
-            self.ready_at = now
-        if self.state is not DaemonState.RUNNING:
-            self._enter(DaemonState.RUNNING, now)
+        self.state = DaemonState.RUNNING
         self.error = ""
         if self.headless and not ev.session_open and not self.done:
             actions.append(StartSession())
         return Transition(self.state, tuple(actions))
 
-    def _restarting(self, ev: WorkerRestarting, now: float) -> Transition:
+    def _restarting(self, ev: WorkerRestarting) -> Transition:
         if self.state is DaemonState.RUNNING:
-            self._enter(DaemonState.DEGRADED, now)
+            self.state = DaemonState.DEGRADED
         # Starting, degraded or failed stays so: a restart is no news about the whole.
         return Transition(self.state, (Announce(
-            ev.worker, "restarting",
+            ev.worker, WorkerState.RESTARTING,
             f"{ev.worker} died ({ev.cause}); restarting in {ev.delay_s:g} s",
             (("pid", ev.pid), ("delay_s", ev.delay_s))),))
 
-    def _gave_up(self, ev: WorkerGaveUp, now: float) -> Transition:
-        self._enter(DaemonState.FAILED, now)
+    def _gave_up(self, ev: WorkerGaveUp) -> Transition:
+        self.state = DaemonState.FAILED
         self.error = ev.why + (f"\n--- last lines of {ev.log_path} ---\n"
                                + "\n".join(ev.log_tail) if ev.log_tail else "")
-        actions: list[Action] = [Announce(ev.worker, "failed", ev.why)]
+        actions: list[Action] = [Announce(ev.worker, WorkerState.FAILED, ev.why)]
         if self.headless:
             self.stop_requested = True  # nobody is there to read the failed state
             actions.append(Stop(f"the run failed: {ev.why}"))
@@ -290,10 +285,6 @@ class Lifecycle:
             return self._ignore("StopRequested twice")
         self.stop_requested = True
         return Transition(self.state, (Stop(ev.why),))
-
-    def _enter(self, state: DaemonState, now: float) -> None:
-        self.state = state
-        self.since = now
 
     def _ignore(self, why: str) -> Transition:
         return Transition(self.state, ignored=why)

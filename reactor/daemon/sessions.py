@@ -20,6 +20,7 @@ from typing import Protocol
 
 from reactor.daemon.metrics import MetricsState, session_end_cause
 from reactor.daemon.plan import Role
+from reactor.daemon.pool import WorkerState
 from reactor.daemon.router import Route, error_reply
 from reactor.daemon.snapshot import session_state
 from reactor.proto import control_pb2 as cpb
@@ -152,13 +153,15 @@ class SessionManager:
         for role in (Role.FRONT, Role.BACK):
             self.host.send(role, wpb.ToWorker(event=ev))
 
-    def worker_event(self, worker: str, state: str, reason: str, **data: object) -> None:
+    def worker_event(self, worker: str, state: WorkerState, reason: str,
+                     **data: object) -> None:
         """Tell clients a worker died, restarted or was given up on (a ``worker`` event:
-        ``data`` holds ``worker``, ``state`` and details; ``reason`` says it in words)."""
+        ``data`` holds ``worker``, ``state`` (its value: ``"restarting"``…) and details;
+        ``reason`` says it in words)."""
         sid = self.current.id if self.current is not None else ""
         self.broadcast(wpb.SessionEvent(
             kind=wpb.SessionEvent.WORKER, session_id=sid, reason=reason,
-            json=json.dumps({"worker": worker, "state": state, **data})))
+            json=json.dumps({"worker": worker, "state": state.value, **data})))
 
     def on_count(self, count: wpb.ClientCount) -> None:
         """A worker's ``ClientCount``: egress knows the viewers, ingress the sender."""

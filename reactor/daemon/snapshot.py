@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from reactor.config import Config
+from reactor.daemon.lifecycle import DaemonState
 from reactor.daemon.pool import WorkerProcess, WorkerState
 from reactor.ipc import CudaRing, ShmRing
 from reactor.proto import telemetry_pb2 as tpb
 
 if TYPE_CHECKING:  # both import this module: the session manager to fill its state
     from reactor.daemon.sessions import SessionManager, SessionState
-    from reactor.daemon.supervisor import DaemonState
 
 TELEMETRY_S = 0.25
 

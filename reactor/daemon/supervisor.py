@@ -35,7 +35,6 @@ from reactor.control.sockets import make_socket
 from reactor.daemon import lifecycle as lc
 from reactor.daemon.completion import run_complete
 from reactor.daemon.gpu_telemetry import NvmlSampler, fill_gpu
-from reactor.daemon.lifecycle import DaemonState, Lifecycle
 from reactor.daemon.metrics import CONTENT_TYPE, MetricsState, Scrape, build_info, make_registry
 from reactor.daemon.metrics import render as render_metrics
 from reactor.daemon.plan import Plan, Role
@@ -53,12 +52,13 @@ from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.runtime.gc import freeze_gc, tune_gc
+from reactor.runtime.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 5.0
 
-__all__ = ["DaemonState", "Supervisor"]  # DaemonState lives in lifecycle.py; still found here
+__all__ = ["Supervisor"]
 
 
 class Supervisor:
@@ -66,7 +66,7 @@ class Supervisor:
         self.config = config
         self.plan = plan or Plan()
         self.rd = RunDir(Path(run_dir))
-        self.lifecycle = Lifecycle(headless=self.plan.headless, now=time.monotonic())
+        self.lifecycle = lc.Lifecycle(headless=self.plan.headless, now=time.monotonic())
         #: The port ingress bound (the one it picked when ``server.port`` is 0), once it
         #: said so: the URL clients are given, and where a restarted ingress listens again.
         #: ``self.config`` stays as it was started.
@@ -76,7 +76,7 @@ class Supervisor:
         self.gpu = GpuPlan(config.device)  # decided in run(): detect() looks at the machine
         self.nvml = NvmlSampler()
         self.schema = ModelSchema()
-        self._publish_failures = _Throttle(PUBLISH_LOG_EVERY_S)
+        self._publish_failures = Throttle(PUBLISH_LOG_EVERY_S)
         self.telemetry = Telemetry()
         self.pool = WorkerPool(self.plan.workers, self._spawn, config.supervisor,
                                load_timeout_s=config.model.load_timeout_s, clock=time.monotonic)
@@ -98,7 +98,7 @@ class Supervisor:
         self._ctx: zmq.Context[Any] | None = None
 
     @property
-    def state(self) -> DaemonState:
+    def state(self) -> lc.DaemonState:
         return self.lifecycle.state
 
     @property
@@ -137,7 +137,7 @@ class Supervisor:
                 self.pool.start_all()
                 self._loop()
                 self.final = self.snapshot()
-                return 1 if self.state == DaemonState.FAILED else 0
+                return 1 if self.state == lc.DaemonState.FAILED else 0
             finally:
                 self._shutdown()
 
@@ -146,7 +146,7 @@ class Supervisor:
 
     def _apply(self, event: lc.Event) -> None:
         """Feed ``event`` to the life cycle and carry out what it answers."""
-        t = self.lifecycle.on(event, time.monotonic())
+        t = self.lifecycle.on(event)
         if t.ignored:
             log.debug("life cycle: %s ignored: %s", type(event).__name__, t.ignored)
         for action in t.actions:
@@ -477,23 +477,3 @@ class Supervisor:
 
 
 PUBLISH_LOG_EVERY_S = 60.0
-
-
-class _Throttle:
-    """Says whether to report a repeating failure now: the first time, then at most once
-    every ``every_s``, with how many went unreported in between."""
-
-    def __init__(self, every_s: float) -> None:
-        self._every_s = every_s
-        self._last: float | None = None
-        self._unreported = 0
-
-    def hit(self, now: float) -> int | None:
-        """A failure at ``now``: the count unreported before it if it is to be reported,
-        else None."""
-        if self._last is not None and now - self._last < self._every_s:
-            self._unreported += 1
-            return None
-        count, self._last, self._unreported = self._unreported, now, 0
-        return count
-

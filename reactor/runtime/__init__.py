@@ -5,7 +5,8 @@ its records carry), :mod:`~reactor.runtime.gc` (the collector's tuning),
 :mod:`~reactor.runtime.parent` (dying with the supervisor), :mod:`~reactor.runtime.stats`
 (a process's CPU, memory and liveness, from ``/proc``) and
 :mod:`~reactor.runtime.latency` (the latency windows a worker keeps and the histogram
-bounds the supervisor adds them up with).
+bounds the supervisor adds them up with), :mod:`~reactor.runtime.throttle` (a repeating
+failure logged once a period).
 
 This is a low layer: it imports nothing of reactor but :mod:`reactor.proto`, so the
 daemon, the workers and the rings may all import it (``[tool.importlinter]`` in

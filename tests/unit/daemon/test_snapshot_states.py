@@ -12,10 +12,10 @@ from reactor.control.status import (
     snapshot_to_dict,
     worker_state_name,
 )
+from reactor.daemon.lifecycle import DaemonState
 from reactor.daemon.pool import WorkerState
 from reactor.daemon.sessions import SessionState
 from reactor.daemon.snapshot import daemon_state, session_state, worker_state
-from reactor.daemon.supervisor import DaemonState
 from reactor.proto import telemetry_pb2 as tpb
 
 

@@ -13,10 +13,10 @@ from reactor.config import Config, ServerSection
 from reactor.daemon import supervisor as supervisor_module
 from reactor.daemon.lifecycle import DaemonState
 from reactor.daemon.pool import Outcome, Verdict
-from reactor.daemon.supervisor import PUBLISH_LOG_EVERY_S, Supervisor, _Throttle
+from reactor.daemon.supervisor import Supervisor
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
-from tests.support.fakes import FakeClock, Wire
+from tests.support.fakes import Wire
 
 GOOD_SCHEMA = json.dumps({"model": "echo", "video": {"width": 64, "height": 48, "fps": 30},
                           "commands": [{"name": "set_gain"}]})
@@ -177,15 +177,3 @@ def test_a_bug_in_the_snapshot_is_logged_and_the_daemon_goes_on(
     monkeypatch.setattr(sup, "snapshot", Supervisor.snapshot.__get__(sup))  # fixed
     sup._publish()  # the next turn publishes again
     assert isinstance(pub, Pub) and len(pub.sent) == 1
-
-
-def test_a_repeating_failure_is_reported_once_a_period_with_the_count(clock: FakeClock) -> None:
-    throttle = _Throttle(PUBLISH_LOG_EVERY_S)
-    assert throttle.hit(clock()) == 0
-    for _ in range(3):
-        clock.advance(1.0)
-        assert throttle.hit(clock()) is None
-    clock.advance(PUBLISH_LOG_EVERY_S)
-    assert throttle.hit(clock()) == 3
-    clock.advance(1.0)
-    assert throttle.hit(clock()) is None
