@@ -14,8 +14,9 @@ Everything here is a library: no worker, socket or config lives in this package.
 - :mod:`~reactor.media.sdp` validates WHIP/WHEP offers before aiortc sees them.
 - :mod:`~reactor.media.ice` patches aioice: the loopback policy, and Firefox's
   end-of-candidates.
-- :mod:`~reactor.media.peer` makes the daemon's peer connections from the ``server``
-  section (ICE servers, transport policy) and installs the patches.
+- :mod:`~reactor.media.peer` makes the daemon's peer connections from plain values (the
+  ICE servers, the transport policy and the host the workers read from the ``server``
+  section) and installs the patches.
 - :mod:`~reactor.media.whip_client` is an asyncio WHIP/WHEP client.
 - :mod:`~reactor.media.patches` is the registry of every aiortc/aioice patch: targets,
   the versions checked, why, and apply/revert.
