@@ -14,14 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 from reactor.config import Config
 from reactor.control.link import WorkerLink
 from reactor.control.rundir import RunDir
 from reactor.ipc import RingHandles
-from reactor.media.recorder import Recorder
 from reactor.proto import worker_pb2 as wpb
 from reactor.run_options import RunOptions
 from reactor.runtime.logs import set_log_session
@@ -67,16 +65,3 @@ class WorkerContext:
 
         self.link.attach(on_message, worker.stats)
         return self.link
-
-
-def open_recorder(config: Config, path: str | Path | None = None, *,
-                  duration_s: float | None = None, encode: bool = True) -> Recorder:
-    """A recorder for ``config``'s video (and, with ``audio.output``, its sound), to
-    ``path`` or else ``egress.record``: the config is read here, media takes plain values."""
-    v, a = config.video, config.audio
-    target = path or config.egress.record
-    if target is None:
-        raise ValueError("open_recorder: no path and no egress.record")
-    return Recorder(target, v.width, v.height, v.fps, config.egress.bitrate_kbps,
-                    audio=(a.sample_rate, a.channels) if a.output else None,
-                    duration_s=duration_s, encode=encode)

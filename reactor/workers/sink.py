@@ -22,7 +22,8 @@ from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.runtime.latency import LatencyWindow
 from reactor.runtime.stats import ProcessStats
-from reactor.workers.base import WorkerContext, open_recorder
+from reactor.workers.base import WorkerContext
+from reactor.workers.recording import open_recorder
 from reactor.workers.stats import worker_stats
 
 log = logging.getLogger(__name__)
