@@ -9,6 +9,6 @@ bounds the supervisor adds them up with), :mod:`~reactor.runtime.throttle` (a re
 failure logged once a period).
 
 This is a low layer: it imports nothing of reactor but :mod:`reactor.proto`, so the
-daemon, the workers and the rings may all import it (``[tool.importlinter]`` in
-``pyproject.toml`` holds it to that).
+daemon, the workers and the rings may all import it (the layers contract of
+``[tool.importlinter]`` in ``pyproject.toml`` holds it below every layer but proto).
 """
