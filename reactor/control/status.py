@@ -17,6 +17,7 @@ import json
 from typing import Any
 
 from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
 
@@ -70,14 +71,35 @@ def _fields(msg: Message, *, omit: tuple[str, ...] = (), **shown: object,
             ) -> dict[str, object]:
     """``msg``'s fields under their .proto names, in the .proto's order, as protobuf's JSON
     mapping writes them: every field without presence included at its default, an unset
-    ``optional`` one as ``None``, 64-bit integers as numbers (below 2**53, which no counter
-    here reaches; past it the mapping keeps them strings). ``shown`` replaces the value of
-    the fields status shows differently; ``omit`` leaves fields out."""
+    ``optional`` one as ``None``, 64-bit integers as numbers where a double holds them
+    exactly (every value below 2**53, which no counter here reaches; past it the mapping
+    writes a string unless the value happens to be exact as a double), and doubles and
+    floats as Python floats, NaN and the infinities included (the mapping writes those as
+    the strings ``"NaN"``, ``"Infinity"``; ``json.dumps`` writes the floats as before).
+    ``shown`` replaces the value of the fields status shows differently; ``omit`` leaves
+    fields out."""
     plain = json_format.MessageToDict(
         msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
         unquote_int64_if_possible=True)
-    return {f.name: shown[f.name] if f.name in shown else plain.get(f.name)
-            for f in msg.DESCRIPTOR.fields if f.name not in omit}
+    out: dict[str, object] = {}
+    for f in msg.DESCRIPTOR.fields:
+        if f.name in omit:
+            continue
+        value = shown[f.name] if f.name in shown else plain.get(f.name)
+        if f.name not in shown and f.cpp_type in _FLOATS:
+            value = _as_float(value)
+        out[f.name] = value
+    return out
+
+
+_FLOATS = (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT)
+
+
+def _as_float(value: object) -> object:
+    # The JSON mapping writes NaN and the infinities as "NaN", "Infinity", "-Infinity".
+    if isinstance(value, list):
+        return [_as_float(v) for v in value]
+    return float(value) if isinstance(value, (str, int, float)) else value
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:

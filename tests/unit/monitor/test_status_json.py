@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 
 import pytest
@@ -176,3 +177,15 @@ def test_gpu_devices_and_64_bit_counters_are_json_numbers_in_proto_order(
          "memory_total_bytes": 0, "encoder_sessions": 0, "encoder_utilization_ratio": 0.0},
     ]
     assert '"memory_used_bytes": 1099511627777,' in json.dumps(status)
+
+
+def test_nan_and_infinite_doubles_are_floats(make_snapshot: MakeSnapshot) -> None:
+    # protobuf's JSON mapping writes them as the strings "NaN" and "Infinity"; status
+    # shows numbers as numbers, as its hand mapping did.
+    snap = make_snapshot()
+    snap.workers[0].cpu_percent = float("nan")
+    snap.workers[0].heartbeat_age_s = float("inf")
+    ingress = snapshot_to_dict(snap)["workers"][0]
+    assert isinstance(ingress["cpu_percent"], float) and math.isnan(ingress["cpu_percent"])
+    assert ingress["heartbeat_age_s"] == float("inf")
+    assert json.dumps(ingress["heartbeat_age_s"]) == "Infinity"
