@@ -24,7 +24,10 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from reactor.media.patches import Target
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "docs" / "reference"
@@ -426,16 +429,18 @@ PATCH_TABLE_END = "<!-- End of the generated patch table. -->"
 
 
 def patch_table() -> str:
-    """The registry's entries as a Markdown table: each patch and reading, what it replaces
-    (or reads), the versions it was checked against and why."""
+    """The registry's entries as a Markdown table: each patch and reading, what it replaces,
+    what it only reads or relies on (with the instance attributes it uses, and its other
+    private names of aiortc/aioice objects), the versions it was checked against and why."""
     from reactor.media.patches import ENTRIES, Patch
 
-    rows = ["| Entry | Code | Replaces (or reads) | Checked against | Why |",
-            "|---|---|---|---|---|"]
+    rows = ["| Entry | Code | Replaces | Reads or relies on | Checked against | Why |",
+            "|---|---|---|---|---|---|"]
     for entry in ENTRIES:
-        shown = ([t for t in entry.targets if t.replaced] if isinstance(entry, Patch)
-                 else list(entry.targets))
-        targets = "<br>".join(f"`{t.dotted}`" for t in shown)
+        replaced = "<br>".join(f"`{t.dotted}`" for t in entry.targets if t.replaced) or "—"
+        read = [_read(t) for t in entry.targets if not t.replaced]
+        read += [f"other private names: {', '.join(f'`{n}`' for n in entry.names)}"
+                 ] if entry.names else []
         checked = "<br>".join(f"{lib} {', '.join(versions)}"
                               for lib, versions in sorted(entry.checked.items()))
         name = f"`{entry.name}`"
@@ -444,8 +449,20 @@ def patch_table() -> str:
         elif entry.loopback_only:
             name += " (loopback only)"
         why = entry.why + (f" (upstream: {entry.upstream})" if entry.upstream else "")
-        rows.append(f"| {name} | `{entry.module}` | {targets} | {checked} | {_cell(why)} |")
+        rows.append(f"| {name} | `{entry.module}` | {replaced} | {'<br>'.join(read) or '—'} "
+                    f"| {checked} | {_cell(why)} |")
     return "\n".join(rows)
+
+
+def _read(target: Target) -> str:
+    """One target a patch reads or relies on: its name, the instance attributes it uses,
+    and whether what it relies on is checked in its source."""
+    text = f"`{target.dotted}`"
+    if target.attrs:
+        text += ": " + ", ".join(f"`{a}`" for a in target.attrs)
+    if target.source:
+        text += " (its source)"
+    return text
 
 
 def webrtc_guide() -> str:

@@ -252,3 +252,7 @@ def test_the_webrtc_guide_patch_table_is_the_registry() -> None:
     assert page == docs_gen.webrtc_guide(), "docs/guide/webrtc.md: run `make docs-gen`"
     for entry in ENTRIES:
         assert f"| `{entry.name}`" in page
+    # What a patch only reads is shown too: an upgrade that changes it breaks the patch.
+    for shown in ("`aiortc.codecs.HEADER_EXTENSIONS`", "`_capacity`", "`_RTCRtpSender__lsr`",
+                  "`aiortc.rtcrtpsender.RTCRtpSender._run_rtcp` (its source)", "`_data`"):
+        assert shown in page, shown
