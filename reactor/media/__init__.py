@@ -45,6 +45,9 @@ def install(*, loopback: bool = False) -> None:
       browser's camera reaches 720p in seconds, not half a minute (:mod:`reactor.media.rate`);
     - a keyframe request from a viewer of a pre-encoded track reaches its encoder
       (:mod:`reactor.media.tracks`);
+    - a pre-encoded video track's viewer has a bandwidth estimate fed by its REMB and
+      receiver reports (:mod:`reactor.media.bwe`), and its packets leave paced at 2.5x
+      that estimate, never as one burst a frame (:mod:`reactor.media.pacer`);
     - a video viewer that offers the ``playout-delay`` RTP header extension gets it, with
       min = max = 0 on every packet, so a browser renders frames as soon as they are
       decoded (:mod:`reactor.media.playout`);

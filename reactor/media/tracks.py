@@ -40,6 +40,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from reactor.media.bwe import BandwidthEstimate
 from reactor.media.clock import MediaClock
 from reactor.media.convert import RgbArray
 from reactor.media.encoder import CODECS, Codec, Encoder
@@ -48,6 +49,8 @@ from reactor.media.sdp import codec_preferences
 logger = logging.getLogger(__name__)
 
 _PATCH_ATTR = "__reactor_keyframe_original__"
+#: The longest a keyframe request waits, however often requests come (see push()).
+MAX_KEYFRAME_INTERVAL_S = 2.0
 
 
 def enable_keyframe_requests() -> None:
@@ -103,8 +106,11 @@ class EncodedVideoTrack(MediaStreamTrack):
         on_keyframe_request: Callable[[EncodedVideoTrack], None] | None = None,
         media_clock: MediaClock | None = None,
         on_sent: Callable[[float], None] | None = None,
+        estimate: BandwidthEstimate | None = None,
     ) -> None:
         super().__init__()
+        #: What this viewer's path carries (fed by its RTCP, :mod:`reactor.media.bwe`).
+        self.estimate = estimate
         self._on_sent = on_sent
         self._stamps: collections.deque[int] = collections.deque()
         self.codec: Codec = codec
@@ -193,6 +199,8 @@ class ViewerStats:
     sent: int
     dropped: int
     queued: int
+    estimate_bps: float | None = None
+    loss: float | None = None
 
 
 class Broadcaster:
@@ -205,8 +213,12 @@ class Broadcaster:
     be called from any thread (e.g. ``await loop.run_in_executor(None, b.push, rgb, pts)``
     to keep the loop free while encoding): delivery is handed to the loop thread.
     PLI/FIR requests are coalesced to at most one forced keyframe per
-    ``min_keyframe_interval_s``, so one lossy viewer cannot make everyone's stream all
-    keyframes; a join forces one at once. ``clock`` (90 kHz) is what pushed ``pts`` are
+    ``min_keyframe_interval_s``, a gap that doubles (up to :data:`MAX_KEYFRAME_INTERVAL_S`)
+    while requests keep coming within twice the gap, so one lossy viewer cannot make
+    everyone's stream all keyframes; a join forces one at once. With ``min_bitrate_kbps``
+    each viewer's track has a :class:`~reactor.media.bwe.BandwidthEstimate` (starting at
+    ``start_bitrate_kbps``, at most ``bitrate_kbps``) and each encoder runs at the lowest
+    estimate of its viewers. ``clock`` (90 kHz) is what pushed ``pts`` are
     read on; its viewers' tracks carry it (``media_clock``) for their sender reports.
     """
 
@@ -217,6 +229,8 @@ class Broadcaster:
         *,
         fps: int = 30,
         bitrate_kbps: int = 4000,
+        min_bitrate_kbps: int | None = None,
+        start_bitrate_kbps: int | None = None,
         hardware: bool = False,
         queue_size: int = 4,
         min_keyframe_interval_s: float = 0.25,
@@ -229,7 +243,12 @@ class Broadcaster:
         self.width = width
         self.height = height
         self.fps = fps
+        #: The most an encoder is given; it follows the lowest estimate of its viewers
+        #: down to ``min_bitrate_kbps`` (None: it stays at ``bitrate_kbps``).
         self.bitrate_kbps = bitrate_kbps
+        self.min_bitrate_kbps = min_bitrate_kbps
+        # A start above the most (bitrate_kbps lowered below the default start) is the most.
+        self.start_bitrate_kbps = min(start_bitrate_kbps or bitrate_kbps, bitrate_kbps)
         self.hardware = hardware
         self.queue_size = queue_size
         self.min_keyframe_interval_s = min_keyframe_interval_s
@@ -244,6 +263,7 @@ class Broadcaster:
         self._encode_lock = threading.Lock()
         self._pending_keyframe: set[Codec] = set()
         self._last_forced: dict[Codec, float] = {}
+        self._keyframe_gap: dict[Codec, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
@@ -271,9 +291,14 @@ class Broadcaster:
         """A new track for one viewer; add it to that viewer's peer connection."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
+        estimate = None
+        if self.min_bitrate_kbps is not None:
+            estimate = BandwidthEstimate(self.start_bitrate_kbps * 1000,
+                                         self.min_bitrate_kbps * 1000,
+                                         self.bitrate_kbps * 1000)
         track = EncodedVideoTrack(
             codec, queue_size=self.queue_size, on_keyframe_request=self._keyframe_requested,
-            media_clock=self.clock, on_sent=self.on_sent,
+            media_clock=self.clock, on_sent=self.on_sent, estimate=estimate,
         )
         track.on("ended", lambda: self.remove_viewer(track))
         with self._lock:
@@ -309,6 +334,7 @@ class Broadcaster:
                 self.width,
                 self.height,
                 fps=self.fps,
+                # Opened at the most (its VBV limits stay); push() sets the target.
                 bitrate_kbps=self.bitrate_kbps,
                 hardware=self.hardware,
             )
@@ -352,20 +378,41 @@ class Broadcaster:
             encoders = dict(self._encoders)
             now = time.monotonic()
             for codec in list(self._pending_keyframe):
-                if now - self._last_forced.get(codec, 0.0) >= self.min_keyframe_interval_s:
+                last = self._last_forced.get(codec, 0.0)
+                gap = self._keyframe_gap.get(codec, self.min_keyframe_interval_s)
+                if now - last >= gap:
+                    # Requests that keep coming right after a forced keyframe (a link
+                    # that loses every keyframe) back off, doubling the gap up to
+                    # MAX_KEYFRAME_INTERVAL_S; a quiet spell resets it.
+                    self._keyframe_gap[codec] = (
+                        min(2 * gap, MAX_KEYFRAME_INTERVAL_S) if now - last < 2 * gap
+                        else self.min_keyframe_interval_s)
                     self._pending_keyframe.discard(codec)
                     self._last_forced[codec] = now
                     if codec in encoders:
                         encoders[codec].force_keyframe()
+            targets = {codec: self._target_kbps(codec) for codec in encoders}
         with self._encode_lock:
             for codec, encoder in encoders.items():
                 if encoder.closed:
                     continue  # its last viewer left while we took the list
+                target = targets[codec]
+                if abs(target - encoder.bitrate_kbps) > 0.05 * encoder.bitrate_kbps:
+                    encoder.set_bitrate(target)
                 out[codec] = encoder.encode(rgb, pts)
                 self.frames_encoded += 1
         if any(out.values()):
             self._dispatch(out, time.perf_counter_ns())
         return out
+
+    def _target_kbps(self, codec: Codec) -> int:
+        """Under ``_lock``: the rate ``codec``'s encoder should run at: the lowest
+        estimate of its viewers (encode once: the narrowest viewer sets it), else the
+        configured rate (a recording alone, or no estimates)."""
+        estimates = [t.estimate.bps for t in self._viewers[codec] if t.estimate is not None]
+        if not estimates:
+            return self.bitrate_kbps
+        return max(1, round(min(estimates) / 1000))
 
     def _dispatch(self, packets: dict[Codec, list[av.Packet[Any]]], encoded_ns: int) -> None:
         if self._loop is None or self._loop.is_closed():
@@ -392,7 +439,10 @@ class Broadcaster:
     def stats(self) -> list[ViewerStats]:
         """A snapshot of every viewer's counters."""
         return [
-            ViewerStats(t.id, t.codec, t.sent, t.dropped, len(t._queue)) for t in self.viewers
+            ViewerStats(t.id, t.codec, t.sent, t.dropped, len(t._queue),
+                        t.estimate.bps if t.estimate else None,
+                        t.estimate.loss if t.estimate else None)
+            for t in self.viewers
         ]
 
     def close(self) -> None:

@@ -77,6 +77,26 @@ def _revert_keyframe() -> None:
     tracks.disable_keyframe_requests()
 
 
+def _apply_pacing() -> None:
+    from reactor.media import pacer
+    pacer.enable_pacing()
+
+
+def _revert_pacing() -> None:
+    from reactor.media import pacer
+    pacer.disable_pacing()
+
+
+def _apply_feedback() -> None:
+    from reactor.media import bwe
+    bwe.enable_viewer_feedback()
+
+
+def _revert_feedback() -> None:
+    from reactor.media import bwe
+    bwe.disable_viewer_feedback()
+
+
 def _apply_playout() -> None:
     from reactor.media import playout
     playout.enable_playout_delay()
@@ -176,6 +196,43 @@ PATCHES: tuple[Patch, ...] = (
         why="a viewer's PLI/FIR only sets a flag for the sender's own encoder, which a "
         "pre-encoded track does not use: the request reaches the shared encoder instead",
         apply=_apply_keyframe, revert=_revert_keyframe,
+    ),
+    Patch(
+        name="pacing",
+        module="reactor.media.pacer",
+        targets=(
+            Target("aiortc.rtcdtlstransport:RTCDtlsTransport._send_rtp",
+                   params=(("self", "data"),), replaced=True),
+            # Every RTP packet of a sender, retransmissions included, goes through the
+            # transport's _send_rtp, awaited one at a time; abs-send-time is stamped
+            # before (the pacer stamps it again when a packet waited).
+            Target(f"{_SENDER}._run_rtp", named=False, source=(
+                r"(?s)abs_send_time = .*?await self\.transport\._send_rtp\(packet_bytes\)",
+            )),
+            Target(f"{_SENDER}._retransmit", named=False,
+                   source=(r"await self\.transport\._send_rtp\(",)),
+        ),
+        checked={"aiortc": AIORTC_CHECKED},
+        why="aiortc sends every packet of a frame at once: on a 1.5 Mbit/s link with a "
+        "200 ms queue a 720p keyframe overflowed the queue, every PLI brought another, and "
+        "a high-entropy stream showed no frame in 20 s (9454 packets dropped); each viewer's "
+        "packets now leave at 2.5x its bitrate",
+        names=("_reactor_pacer",),
+        apply=_apply_pacing, revert=_revert_pacing,
+    ),
+    Patch(
+        name="viewer-feedback",
+        module="reactor.media.bwe",
+        targets=(
+            Target(f"{_SENDER}._handle_rtcp_packet", params=(("self", "packet"),),
+                   replaced=True),
+            Target(_SENDER, attrs=("_ssrc",)),
+        ),
+        checked={"aiortc": AIORTC_CHECKED},
+        why="aiortc hands a viewer's REMB to the sender's own encoder only and keeps its "
+        "receiver reports' loss to itself: a pre-encoded stream could not follow the "
+        "viewer's path, and a 4 Mbit/s stream on a 1.5 Mbit/s link showed no frame",
+        apply=_apply_feedback, revert=_revert_feedback,
     ),
     Patch(
         name="playout-delay",

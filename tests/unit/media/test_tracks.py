@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Iterator
 
 import av
@@ -251,3 +252,55 @@ async def _send_stage_and_dropped_total() -> None:
 @pytest.mark.timeout(10)
 def test_send_stage_is_timed_per_packet_taken_and_dropped_packets_outlive_their_viewer() -> None:
     asyncio.run(_send_stage_and_dropped_total())
+
+
+async def _lowest_estimate() -> None:
+    bc = Broadcaster(W, H, bitrate_kbps=3000, min_bitrate_kbps=100, start_bitrate_kbps=2500)
+    narrow, wide = bc.add_viewer("h264"), bc.add_viewer("h264")
+    try:
+        assert narrow.estimate is not None and wide.estimate is not None
+        bc.push(tagged_rgb(0, W, H), 0)
+        encoder = bc.encoder("h264")
+        assert encoder is not None and encoder.bitrate_kbps == 2500
+        narrow.estimate.on_remb(600_000)  # below 2500/1.5: the encoder reopens at it
+        bc.push(tagged_rgb(1, W, H), 3000)
+        assert (encoder.bitrate_kbps, encoder.reopened) == (600, 1)
+        assert [s.estimate_bps for s in bc.stats()] == [600_000, 2_500_000]
+        bc.remove_viewer(narrow)
+        bc.push(tagged_rgb(2, W, H), 6000)
+        assert encoder.bitrate_kbps == 2500
+    finally:
+        bc.close()
+
+
+def test_the_encoder_follows_the_lowest_estimate_of_its_viewers() -> None:
+    asyncio.run(_lowest_estimate())
+
+
+async def _keyframe_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(tracks.time, "monotonic", lambda: now[0])
+    bc = Broadcaster(W, H, min_keyframe_interval_s=0.25)
+    track = bc.add_viewer("h264")
+    try:
+        encoder = bc.encoder("h264")
+        assert encoder is not None
+        forced = []
+        # A viewer that asks for a keyframe every frame (it loses every one), 10 s.
+        for frame in range(300):
+            now[0] += 1 / 30
+            track.request_keyframe()
+            before = encoder.keyframes
+            bc.push(tagged_rgb(frame, W, H), frame * 3000)
+            if encoder.keyframes > before:
+                forced.append(now[0])
+        gaps = [b - a for a, b in itertools.pairwise(forced)]
+        assert gaps[0] == pytest.approx(0.25, abs=0.04)
+        assert max(gaps) == pytest.approx(tracks.MAX_KEYFRAME_INTERVAL_S, abs=0.04)
+        assert len(forced) <= 10  # not 40, as one every 0.25 s would be
+    finally:
+        bc.close()
+
+
+def test_keyframe_requests_that_keep_coming_back_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    asyncio.run(_keyframe_backoff(monkeypatch))

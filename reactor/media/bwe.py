@@ -1,0 +1,140 @@
+"""Each viewer's bandwidth estimate, from what the viewer sends back.
+
+Two signals, as libwebrtc's send-side estimation reads them:
+
+- **Loss**, from the RTCP receiver reports of the viewer's video (``fraction lost`` since
+  the previous report). Above :data:`LOSS_HIGH` (10 %) the estimate is cut by half the
+  loss (at most once per :data:`DECREASE_INTERVAL_S`); below :data:`LOSS_LOW` (2 %) it
+  grows :data:`INCREASE_PER_S` (8 %) a second; in between it holds.
+- **REMB**, the receiver's delay-based estimate, when the viewer sends one (Chromium
+  without transport-wide feedback, aiortc): it caps the estimate.
+
+The estimate stays within ``[min_bps, max_bps]`` and starts at ``start_bps``. It sets the
+viewer's :class:`~reactor.media.pacer.Pacer` to :data:`~reactor.media.pacer.PACING_FACTOR`
+times itself, and the :class:`~reactor.media.tracks.Broadcaster` encodes at the lowest
+estimate of its viewers (see ``docs/guide/webrtc.md``).
+
+The feedback reaches the estimate through the registry's ``viewer-feedback`` patch
+(:mod:`reactor.media.patches`): ``RTCRtpSender._handle_rtcp_packet`` of a sender whose
+track is an :class:`~reactor.media.tracks.EncodedVideoTrack` hands REMB and receiver
+reports to the track's estimate first, then does what aiortc does.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
+
+from reactor.media.pacer import PACING_FACTOR, Pacer
+
+LOSS_HIGH = 0.10
+LOSS_LOW = 0.02
+INCREASE_PER_S = 1.08
+#: The least time between two loss-based cuts (libwebrtc: 300 ms plus the round trip).
+DECREASE_INTERVAL_S = 0.3
+
+_ORIGINAL = "__reactor_feedback_original__"
+
+
+class BandwidthEstimate:
+    """One viewer's estimate of what its path carries, in bit/s (see the module)."""
+
+    def __init__(self, start_bps: float, min_bps: float, max_bps: float, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not 0 < min_bps <= max_bps:
+            raise ValueError(f"need 0 < min_bps <= max_bps, found {min_bps}, {max_bps}")
+        self.min_bps = min_bps
+        self.max_bps = max_bps
+        self._clock = clock
+        self._loss_based = min(max(start_bps, min_bps), max_bps)
+        self.remb_bps: float | None = None
+        self.loss: float | None = None  # the last report's fraction lost, 0..1
+        self.reports = 0
+        self._last_update: float | None = None
+        self._last_decrease = -1e9
+        self.pacer: Pacer | None = None
+        self._apply()
+
+    @property
+    def bps(self) -> float:
+        """The estimate now: the loss-based one, capped by the REMB, within the limits."""
+        est = self._loss_based if self.remb_bps is None else min(self._loss_based,
+                                                                 self.remb_bps)
+        return min(max(est, self.min_bps), self.max_bps)
+
+    def on_remb(self, bps: float) -> None:
+        self.remb_bps = float(bps)
+        self._apply()
+
+    def on_loss(self, fraction: float) -> None:
+        """One receiver report: ``fraction`` of the packets since the last one lost."""
+        now = self._clock()
+        self.loss = fraction
+        self.reports += 1
+        elapsed = 0.0 if self._last_update is None else min(now - self._last_update, 1.0)
+        self._last_update = now
+        if fraction > LOSS_HIGH:
+            if now - self._last_decrease >= DECREASE_INTERVAL_S:
+                self._last_decrease = now
+                self._loss_based = max(self.min_bps,
+                                       min(self._loss_based, self.bps) * (1 - 0.5 * fraction))
+        elif fraction < LOSS_LOW:
+            # Grow from what is used (a REMB below it caps it), not from an old high mark.
+            self._loss_based = min(self.max_bps,
+                                   self.bps * INCREASE_PER_S ** elapsed + 1000 * elapsed)
+        self._apply()
+
+    def _apply(self) -> None:
+        if self.pacer is not None:
+            self.pacer.rate_bps = PACING_FACTOR * self.bps
+
+
+def enable_viewer_feedback() -> None:
+    """Hand REMB and receiver reports of a pre-encoded video track's viewer to the
+    track's estimate. Idempotent."""
+    current = RTCRtpSender._handle_rtcp_packet
+    if hasattr(current, _ORIGINAL):
+        return
+
+    @functools.wraps(current)
+    async def _handle_rtcp_packet(self: RTCRtpSender, packet: Any) -> None:
+        estimate: BandwidthEstimate | None = getattr(self.track, "estimate", None)
+        if estimate is not None:
+            note_feedback(estimate, self._ssrc, packet)
+        await current(self, packet)
+
+    setattr(_handle_rtcp_packet, _ORIGINAL, current)
+    RTCRtpSender._handle_rtcp_packet = _handle_rtcp_packet  # type: ignore[method-assign]
+
+
+def disable_viewer_feedback() -> None:
+    """Undo :func:`enable_viewer_feedback`. Idempotent."""
+    original = getattr(RTCRtpSender._handle_rtcp_packet, _ORIGINAL, None)
+    if original is not None:
+        RTCRtpSender._handle_rtcp_packet = original  # type: ignore[method-assign]
+
+
+def note_feedback(estimate: BandwidthEstimate, ssrc: int, packet: Any) -> None:
+    """What one RTCP packet from the viewer says about stream ``ssrc``'s path."""
+    if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+        for report in packet.reports:
+            if report.ssrc == ssrc:
+                estimate.on_loss(report.fraction_lost / 256)
+    elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+        try:
+            bitrate, ssrcs = unpack_remb_fci(packet.fci)
+        except ValueError:
+            return
+        if ssrc in ssrcs:
+            estimate.on_remb(bitrate)

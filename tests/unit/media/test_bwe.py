@@ -1,0 +1,95 @@
+"""A viewer's bandwidth estimate from REMB and receiver-report loss sequences."""
+
+from __future__ import annotations
+
+import pytest
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    pack_remb_fci,
+)
+
+from reactor.media.bwe import BandwidthEstimate, note_feedback
+from reactor.media.pacer import PACING_FACTOR, Pacer
+
+SSRC = 1234
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def estimate(start: float = 1e6, lo: float = 150e3, hi: float = 4e6) -> tuple[
+        BandwidthEstimate, Clock]:
+    clock = Clock()
+    return BandwidthEstimate(start, lo, hi, clock=clock), clock
+
+
+def report(lost: float) -> RtcpRrPacket:
+    info = RtcpReceiverInfo(ssrc=SSRC, fraction_lost=round(lost * 256), packets_lost=0,
+                            highest_sequence=0, jitter=0, lsr=0, dlsr=0)
+    return RtcpRrPacket(ssrc=1, reports=[info])
+
+
+def remb(bps: int, ssrcs: list[int] | None = None) -> RtcpPsfbPacket:
+    return RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0,
+                          fci=pack_remb_fci(bps, ssrcs or [SSRC]))
+
+
+def test_no_loss_grows_about_eight_percent_a_second_up_to_the_most() -> None:
+    est, clock = estimate()
+    for _ in range(10):
+        clock.now += 1.0
+        est.on_loss(0.0)
+    assert est.bps == pytest.approx(1e6 * 1.08 ** 9, rel=0.02)  # the first report sets t0
+    for _ in range(60):
+        clock.now += 1.0
+        est.on_loss(0.0)
+    assert est.bps == 4e6
+
+
+def test_heavy_loss_cuts_it_by_half_the_loss_and_moderate_loss_holds() -> None:
+    est, clock = estimate(start=4e6)
+    est.on_loss(0.4)
+    assert est.bps == pytest.approx(4e6 * 0.8)
+    clock.now += 0.1
+    est.on_loss(0.4)  # too soon after the last cut
+    assert est.bps == pytest.approx(4e6 * 0.8)
+    clock.now += 0.5
+    est.on_loss(0.05)
+    assert est.bps == pytest.approx(4e6 * 0.8)
+    for _ in range(40):
+        clock.now += 0.5
+        est.on_loss(0.5)
+    assert est.bps == 150e3  # never below the least
+
+
+def test_remb_caps_it_and_the_pacer_follows() -> None:
+    est, clock = estimate(start=4e6)
+    pacer = Pacer(1.0, video_types=frozenset({96}))
+    est.pacer = pacer
+    note_feedback(est, SSRC, remb(1_200_000))
+    assert est.bps == pytest.approx(1.2e6, rel=0.01)
+    assert pacer.rate_bps == pytest.approx(PACING_FACTOR * est.bps)
+    note_feedback(est, SSRC, remb(900_000, [SSRC + 1]))  # another stream's: ignored
+    assert est.bps == pytest.approx(1.2e6, rel=0.01)
+    note_feedback(est, SSRC, report(0.0))
+    clock.now += 1.0
+    note_feedback(est, SSRC, report(0.0))
+    assert est.bps == pytest.approx(1.2e6, rel=0.01)  # still capped by the REMB
+    note_feedback(est, SSRC, remb(3_000_000))
+    assert est.bps == pytest.approx(1.2e6 * 1.08, rel=0.01)  # grows from what was used
+
+
+def test_receiver_reports_of_other_streams_are_ignored() -> None:
+    est, _ = estimate()
+    note_feedback(est, SSRC + 1, report(0.5))
+    assert est.loss is None and est.bps == 1e6
+    note_feedback(est, SSRC, report(0.5))
+    assert est.loss == pytest.approx(0.5)

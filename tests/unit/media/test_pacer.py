@@ -1,0 +1,147 @@
+"""The pacer, on a fake clock: what leaves when."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from reactor.media.pacer import Pacer, abs_send_time, pacer_for_answer, restamp
+
+VIDEO_PT, RTX_PT, AUDIO_PT = 102, 103, 111
+AST_ID = 3
+
+
+def rtp(seq: int, size: int = 1200, pt: int = VIDEO_PT, stamp: int = 0) -> bytes:
+    """An RTP packet with a one-byte-header extension block holding abs-send-time."""
+    header = bytes([0x90, pt]) + seq.to_bytes(2, "big") + bytes(8)
+    ext = b"\xbe\xde\x00\x01" + bytes([(AST_ID << 4) | 2]) + stamp.to_bytes(3, "big")
+    return header + ext + bytes(size - len(header) - len(ext))
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        return 1_700_000_000.0 + self.now
+
+    async def sleep(self, s: float) -> None:
+        self.now += s
+
+
+def make(t: FakeTime, rate_bps: float) -> Pacer:
+    return Pacer(rate_bps, video_types=frozenset({VIDEO_PT, RTX_PT}),
+                 rtx_types=frozenset({RTX_PT}), abs_send_time_id=AST_ID,
+                 clock=t.clock, sleep=t.sleep, wall=t.wall)
+
+
+def test_a_60kb_keyframe_leaves_spread_at_the_pacing_rate_in_order() -> None:
+    t = FakeTime()
+    pacer = make(t, 3_000_000)
+    sent: list[tuple[float, int]] = []
+
+    async def main() -> None:
+        for seq in range(50):  # 50 x 1200 B = 60 KB
+            data = await pacer.pace(rtp(seq))
+            assert data is not None
+            sent.append((t.now, int.from_bytes(data[2:4], "big")))
+
+    asyncio.run(main())
+    assert [s for _, s in sent] == list(range(50))
+    # 60 KB at 3 Mbit/s: 160 ms; the last packet leaves one packet's time before that.
+    assert sent[-1][0] - sent[0][0] == pytest.approx(49 * 1200 * 8 / 3e6)
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(sent)]
+    assert min(gaps) == pytest.approx(1200 * 8 / 3e6)
+    assert pacer.waited == 49
+
+
+def test_a_waiting_packet_is_stamped_again_when_it_leaves() -> None:
+    t = FakeTime()
+    pacer = make(t, 1_000_000)
+
+    async def main() -> list[bytes | None]:
+        return [await pacer.pace(rtp(seq)) for seq in range(3)]
+
+    out = asyncio.run(main())
+    stamps = [int.from_bytes(p[17:20], "big") for p in out if p is not None]
+    assert stamps[0] == 0  # did not wait: left as aiortc stamped it
+    assert stamps[2] == abs_send_time(t.wall())
+    assert stamps[2] - stamps[1] == pytest.approx(1200 * 8 / 1e6 * (1 << 18), abs=2)
+
+
+def test_audio_and_rtcp_go_at_once_but_use_the_budget() -> None:
+    t = FakeTime()
+    pacer = make(t, 1_000_000)
+
+    async def main() -> None:
+        for seq in range(10):
+            await pacer.pace(rtp(seq))
+        before = t.now
+        await pacer.pace(rtp(0, pt=AUDIO_PT, size=200))
+        await pacer.pace(bytes([0x80, 200]) + bytes(26))  # an RTCP SR
+        assert t.now == before
+        await pacer.pace(rtp(10))
+
+    asyncio.run(main())
+    assert pacer.bypassed == 2
+    # The eleventh video packet waited for the ten before it and the bypassed ones.
+    assert t.now - 100.0 == pytest.approx((10 * 1200 + 200 + 28) * 8 / 1e6)
+
+
+def test_retransmissions_are_paced_and_dropped_when_too_late() -> None:
+    t = FakeTime()
+    pacer = make(t, 1_000_000)
+
+    async def main() -> list[bytes | None]:
+        for seq in range(10):
+            await pacer.pace(rtp(seq))
+        assert pacer.is_retransmission(rtp(3))  # NACKed, sent again without RTX
+        assert pacer.is_retransmission(rtp(0, pt=RTX_PT))
+        assert not pacer.is_retransmission(rtp(10))
+        out = [await pacer.pace(rtp(3)), await pacer.pace(rtp(0, pt=RTX_PT))]
+        pacer.rate_bps = 10_000  # a 1200 B packet now takes 0.96 s
+        await pacer.pace(rtp(10))
+        out.append(await pacer.pace(rtp(4)))
+        return out
+
+    out = asyncio.run(main())
+    assert out[0] is not None and out[1] is not None and out[2] is None
+    assert (pacer.retransmits, pacer.retransmits_dropped) == (2, 1)
+
+
+def test_a_new_rate_applies_to_the_next_packet() -> None:
+    t = FakeTime()
+    pacer = make(t, 1_000_000)
+
+    async def main() -> None:
+        await pacer.pace(rtp(0))
+        pacer.rate_bps = 4_000_000
+        await pacer.pace(rtp(1))
+        await pacer.pace(rtp(2))
+
+    asyncio.run(main())
+    assert t.now - 100.0 == pytest.approx(1200 * 8 / 1e6 + 1200 * 8 / 4e6)
+
+
+def test_restamp_leaves_a_packet_without_the_extension_alone() -> None:
+    plain = bytes([0x80, VIDEO_PT]) + bytes(10) + b"payload"
+    assert restamp(plain, AST_ID, 5) == plain
+    assert restamp(rtp(1), AST_ID + 1, 5) == rtp(1)
+
+
+def test_the_answer_names_the_video_types_and_the_extension() -> None:
+    sdp = "\r\n".join([
+        "v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=rtpmap:111 opus/48000/2",
+        "m=video 9 UDP/TLS/RTP/SAVPF 102 103", "a=rtpmap:102 H264/90000",
+        "a=rtpmap:103 rtx/90000", "a=fmtp:103 apt=102",
+        "a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", ""])
+    pacer = pacer_for_answer(sdp, 1e6)
+    assert pacer.video_types == {102, 103}
+    assert pacer.rtx_types == {103}
+    assert pacer.abs_send_time_id == 3
