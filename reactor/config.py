@@ -334,10 +334,43 @@ class SupervisorSection(_Section):
 class EgressSection(_Section):
     """Encoding and recording of the output stream."""
 
+    @model_validator(mode="after")
+    def _bitrates_in_order(self) -> EgressSection:
+        top = self.max_bitrate_kbps or self.bitrate_kbps
+        start = min(self.start_bitrate_kbps or top, top)
+        if not self.min_bitrate_kbps <= start <= top:
+            raise ValueError(
+                f"egress bitrates must satisfy min_bitrate_kbps <= start_bitrate_kbps <= "
+                f"max_bitrate_kbps, found {self.min_bitrate_kbps}, {start}, {top}")
+        return self
+
+    @property
+    def top_bitrate_kbps(self) -> int:
+        """max_bitrate_kbps, else bitrate_kbps."""
+        return self.max_bitrate_kbps or self.bitrate_kbps
+
     codec: Literal["h264", "vp8"] = Field(
         "h264", description="Preferred codec; VP8 is used for a viewer that offers only VP8."
     )
-    bitrate_kbps: int = Field(4000, ge=100, le=100_000, description="Target encoder bitrate.")
+    bitrate_kbps: int = Field(
+        4000, ge=100, le=100_000,
+        description="Target encoder bitrate; the default of max_bitrate_kbps.")
+    max_bitrate_kbps: int | None = Field(
+        None, ge=100, le=100_000,
+        description="The most the encoder is given when it follows its viewers' bandwidth "
+        "estimates; null: bitrate_kbps.")
+    min_bitrate_kbps: int = Field(
+        150, ge=30, le=100_000,
+        description="The least the encoder is given, however narrow a viewer's link.")
+    start_bitrate_kbps: int | None = Field(
+        1000, ge=30, le=100_000,
+        description="A new viewer's estimate before its feedback arrives (it grows about "
+        "8 %/s while the viewer reports no loss, up to its REMB); null: max_bitrate_kbps. "
+        "With several viewers the encoder follows the lowest estimate.")
+    adapt: bool = Field(
+        True,
+        description="Follow each viewer's bandwidth estimate (REMB, receiver-report loss) "
+        "and pace its packets; false: encode at bitrate_kbps whatever the link.")
     record: str | None = Field(
         None, description="A file path: record the output stream there (MP4)."
     )

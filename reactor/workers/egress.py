@@ -62,7 +62,11 @@ class EgressWorker:
         self.clock = MediaClock(time.perf_counter_ns(), RTP_CLOCK)
         self.broadcaster = Broadcaster(
             cfg.video.width, cfg.video.height, fps=cfg.video.fps,
-            bitrate_kbps=cfg.egress.bitrate_kbps, hardware=self.gpu.encoder == "h264_nvenc",
+            bitrate_kbps=cfg.egress.top_bitrate_kbps,
+            # egress.adapt: the encoder follows the viewers' estimates (reactor.media.bwe).
+            min_bitrate_kbps=cfg.egress.min_bitrate_kbps if cfg.egress.adapt else None,
+            start_bitrate_kbps=cfg.egress.start_bitrate_kbps,
+            hardware=self.gpu.encoder == "h264_nvenc",
             clock=self.clock, on_sent=self._sent,
         )
         self.audio: AudioBroadcaster | None = None

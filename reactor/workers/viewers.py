@@ -36,6 +36,7 @@ from reactor.config import Config
 from reactor.control.events import event_to_json
 from reactor.media.audio import AudioBroadcaster, EncodedAudioTrack
 from reactor.media.encoder import Codec
+from reactor.media.pacer import PACING_FACTOR, attach, pacer_for_answer
 from reactor.media.peer import new_peer_connection
 from reactor.media.sdp import SdpError, validate_offer
 from reactor.media.tracks import Broadcaster, EncodedVideoTrack, add_encoded_track
@@ -121,7 +122,7 @@ class ViewerHub:
         audio: EncodedAudioTrack | None = None
         try:
             # Before the offer is applied, so exactly the encoder's codec is negotiated.
-            add_encoded_track(pc, track)
+            transceiver = add_encoded_track(pc, track)
             if self.audio is not None and info.receives_opus:
                 audio = self.audio.add_viewer()
                 pc.addTransceiver(audio, direction="sendonly").setCodecPreferences(
@@ -140,6 +141,12 @@ class ViewerHub:
                     await self.remove(viewer.id, f"connection {pc.connectionState}")
 
             sdp = await answer_offer(pc, self.config.server.announced_addresses)
+            if track.estimate is not None:
+                # This viewer's packets leave paced at 2.5x its estimate (media.pacer).
+                pacer = pacer_for_answer(pc.localDescription.sdp,
+                                         PACING_FACTOR * track.estimate.bps)
+                track.estimate.pacer = pacer
+                attach(transceiver.sender.transport, pacer)
         except Exception as exc:
             self.broadcaster.remove_viewer(track)
             if audio is not None and self.audio is not None:
@@ -189,6 +196,14 @@ class ViewerHub:
         """Note each viewer's round trip as its video sender last measured it from the
         viewer's RTCP receiver reports (aiortc's ``remote-inbound-rtp`` stats)."""
         for v in list(self.viewers.values()):
+            est = v.track.estimate
+            if est is not None:
+                p = est.pacer
+                log.debug("viewer %s: estimate %.0f kbps (remb %s, loss %s), sent %d "
+                         "dropped %d, pacer backlog %.0f ms max wait %.0f ms, kf req %d",
+                         v.id, est.bps / 1000, est.remb_bps, est.loss, v.track.sent,
+                         v.track.dropped, p.backlog_s() * 1000 if p else -1,
+                         p.max_wait_s * 1000 if p else -1, v.track.keyframe_requests)
             for sender in v.pc.getSenders():
                 if sender.track is not v.track:
                     continue
