@@ -1,0 +1,109 @@
+"""A viewer on a narrow link: the daemon in a network namespace whose side of the veth
+is shaped with ``tc tbf`` (1.5 Mbit/s, a 200 ms queue), an aiortc viewer outside.
+
+What is measured is what a user sees: frames arriving at the viewer, after the first 3 s
+(start-up), their rate and the gaps between them; a gap over 500 ms is a freeze.
+The namespace, and with it the qdisc, goes when the test ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.netns import Netns, NetnsUnavailable, RemoteDaemon, netns
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
+
+TC = "/usr/sbin/tc"
+#: The narrow link of issue 26: 1.5 Mbit/s, a 200 ms queue, on the daemon's egress.
+NARROW = ("rate", "1500kbit", "burst", "16kb", "latency", "200ms")
+GRAIN = {"model": {"module": "network_models:Grain"},
+         "video": {"width": 1280, "height": 720, "fps": 30}}
+WARMUP_S = 3.0
+FREEZE_MS = 500.0
+
+VIEWER = textwrap.dedent('''
+    import asyncio, json, sys, time
+    from reactor.client import Client
+
+    url, token, seconds, warmup = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+
+    async def main():
+        out = {}
+        async with Client(url, token=token) as client:
+            viewer = await client.watch(codec="h264")
+            try:
+                t0 = time.monotonic()
+                times = []
+                while time.monotonic() - t0 < seconds:
+                    try:
+                        await asyncio.wait_for(viewer.recv(), seconds)
+                    except asyncio.TimeoutError:
+                        break
+                    times.append(time.monotonic() - t0)
+                late = [t for t in times if t >= warmup]
+                gaps = [b - a for a, b in zip([warmup] + late, late + [seconds])]
+                span = seconds - warmup
+                out.update(frames=len(times), fps=round(len(late) / span, 2),
+                           max_gap_ms=round(max(gaps) * 1000) if gaps else None,
+                           freezes=sum(g > 0.5 for g in gaps),
+                           frozen_s=round(sum(g for g in gaps if g > 0.5), 2))
+            finally:
+                await viewer.close()
+        print(json.dumps(out), flush=True)
+
+    asyncio.run(main())
+''')
+
+
+def shape(ns: Netns, *tbf: str) -> None:
+    """Shape the daemon's side of the link (what it sends to the viewers)."""
+    r = ns.run(TC, "qdisc", "replace", "dev", ns.inner_if, "root", "tbf", *tbf)
+    assert r.returncode == 0, f"tc failed: {r.stderr}"
+
+
+def link_stats(ns: Netns) -> str:
+    return ns.run(TC, "-s", "qdisc", "show", "dev", ns.inner_if).stdout
+
+
+def watch(d: RemoteDaemon, seconds: float = 20.0) -> dict[str, Any]:
+    """One aiortc viewer (its own process) for ``seconds``: fps and freezes after 3 s."""
+    r = subprocess.run([sys.executable, "-c", VIEWER, d.url, d.token, str(seconds),
+                        str(WARMUP_S)], capture_output=True, text=True, timeout=seconds + 60)
+    lines = r.stdout.strip().splitlines()
+    assert r.returncode == 0 and lines, f"viewer failed:\n{r.stdout}\n{r.stderr[-3000:]}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+@pytest.fixture
+def narrow_ns() -> Iterator[Netns]:
+    try:
+        with netns() as ns:
+            shape(ns, *NARROW)
+            yield ns
+    except NetnsUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize("model", ["pattern", "grain"])
+def test_aiortc_viewer_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path,
+                                                model: str) -> None:
+    cfg = GRAIN if model == "grain" else {}
+    with RemoteDaemon(narrow_ns, cfg, tmp_path / "daemon") as d:
+        seen = watch(d)
+        status = d.status()
+        report = (f"{model}: {seen}\nviewers: {status.get('viewers_detail')}\n"
+                  f"{link_stats(narrow_ns)}")
+        print(report)
+        if seen["fps"] < 25 or seen["freezes"]:
+            print(d.logs(20000))
+        assert seen["fps"] >= 25 and seen["freezes"] == 0, report
