@@ -279,7 +279,8 @@ def test_the_encoder_follows_the_lowest_estimate_of_its_viewers() -> None:
 
 async def _keyframe_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [1000.0]
-    monkeypatch.setattr(tracks.time, "monotonic", lambda: now[0])
+    # The broadcaster reads time.monotonic(); nothing in this test waits on the loop.
+    monkeypatch.setattr("time.monotonic", lambda: now[0])
     bc = Broadcaster(W, H, min_keyframe_interval_s=0.25)
     track = bc.add_viewer("h264")
     try:
