@@ -218,6 +218,11 @@ def _viewer(v: ViewerStat) -> dict[str, object]:
         "height": _opt(v, "height"),
         "fps": _opt(v, "fps"),
         "glass_to_glass_ms": _opt(v, "glass_to_glass_ms"),
+        # Egress's measures (reactor.media.bwe), not the viewer's word.
+        "estimate_kbps": _opt(v, "estimate_kbps"),
+        "loss": _opt(v, "loss"),
+        "remb_kbps": _opt(v, "remb_kbps"),
+        "bitrate_kbps": _opt(v, "bitrate_kbps"),
     }
 
 

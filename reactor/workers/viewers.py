@@ -189,6 +189,16 @@ class ViewerHub:
             st.codec, st.connected_s = v.codec, now - v.joined
             if not st.HasField("rtt_ms") and v.rtcp_rtt_ms is not None:
                 st.rtt_ms, st.rtt_source = v.rtcp_rtt_ms, "rtcp"
+            est = v.track.estimate
+            if est is not None:
+                st.estimate_kbps = est.bps / 1000
+                if est.loss is not None:
+                    st.loss = est.loss
+                if est.remb_bps is not None:
+                    st.remb_kbps = est.remb_bps / 1000
+            encoder = self.broadcaster.encoder(v.codec)
+            if encoder is not None:
+                st.bitrate_kbps = encoder.bitrate_kbps
             out.append(st)
         return out
 

@@ -101,7 +101,8 @@ def test_aiortc_viewer_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path
     with RemoteDaemon(narrow_ns, cfg, tmp_path / "daemon") as d:
         seen = watch(d)
         status = d.status()
-        report = (f"{model}: {seen}\nviewers: {status.get('viewers_detail')}\n"
+        detail = (status.get("session") or {}).get("viewers_detail")
+        report = (f"{model}: {seen}\nviewers: {detail}\n"
                   f"{link_stats(narrow_ns)}")
         print(report)
         if seen["fps"] < 25 or seen["freezes"]:
