@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,14 +75,24 @@ def link_stats(ns: Netns) -> str:
     return ns.run(TC, "-s", "qdisc", "show", "dev", ns.inner_if).stdout
 
 
-def watch(d: RemoteDaemon, seconds: float = 20.0) -> dict[str, Any]:
-    """One aiortc viewer (its own process) for ``seconds``: fps and freezes after 3 s."""
-    r = subprocess.run([sys.executable, "-c", VIEWER, d.url, d.token, str(seconds),
-                        str(WARMUP_S)], capture_output=True, text=True, timeout=seconds + 60)
-    lines = r.stdout.strip().splitlines()
-    assert r.returncode == 0 and lines, f"viewer failed:\n{r.stdout}\n{r.stderr[-3000:]}"
+def watch(d: RemoteDaemon, seconds: float = 20.0) -> tuple[dict[str, Any], Any]:
+    """One aiortc viewer (its own process) for ``seconds``: fps and freezes after 3 s,
+    and egress's view of it (``viewers_detail``) near the end."""
+    proc = subprocess.Popen([sys.executable, "-c", VIEWER, d.url, d.token, str(seconds),
+                             str(WARMUP_S)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        time.sleep(seconds - 2)
+        detail = (d.status().get("session") or {}).get("viewers_detail")
+        out, err = proc.communicate(timeout=seconds + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = out.strip().splitlines()
+    assert proc.returncode == 0 and lines, f"viewer failed:\n{out}\n{err[-3000:]}"
     result: dict[str, Any] = json.loads(lines[-1])
-    return result
+    return result, detail
 
 
 @pytest.fixture
@@ -99,9 +110,7 @@ def test_aiortc_viewer_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path
                                                 model: str) -> None:
     cfg = GRAIN if model == "grain" else {}
     with RemoteDaemon(narrow_ns, cfg, tmp_path / "daemon") as d:
-        seen = watch(d)
-        status = d.status()
-        detail = (status.get("session") or {}).get("viewers_detail")
+        seen, detail = watch(d)
         report = (f"{model}: {seen}\nviewers: {detail}\n"
                   f"{link_stats(narrow_ns)}")
         print(report)
