@@ -254,3 +254,14 @@ def test_ice_urls_with_names_and_addresses_are_accepted() -> None:
                   "turn:198.18.0.1:3478?transport=tcp", "turns:turn.example.net"],
          "username": "u", "credential": "c"}]}})
     assert len(cfg.server.ice_servers[0].url_list) == 4
+
+
+def test_egress_bitrates_default_to_bitrate_kbps_and_must_be_in_order(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "egress:\n  bitrate_kbps: 1200\n"))
+    # bitrate_kbps is the most; a default start above it starts at the most.
+    assert cfg.egress.top_bitrate_kbps == 1200
+    cfg = load_config(write(tmp_path, "egress:\n  max_bitrate_kbps: 6000\n"))
+    assert cfg.egress.top_bitrate_kbps == 6000
+    p = write(tmp_path, "egress:\n  min_bitrate_kbps: 3000\n  start_bitrate_kbps: 1000\n")
+    with pytest.raises(ConfigError, match="min_bitrate_kbps <= start_bitrate_kbps"):
+        load_config(p)
