@@ -7,7 +7,8 @@ versions it was checked against, the measured reason and ``apply``/``revert``. I
 reactor only reads are :data:`~reactor.media.patches.registry.READINGS`. The patch code
 itself lives in the module named after what it does (:mod:`reactor.media.dtls`,
 :mod:`~reactor.media.jitter`, :mod:`~reactor.media.rate`, :mod:`~reactor.media.tracks`,
-:mod:`~reactor.media.pacer`, :mod:`~reactor.media.bwe`, :mod:`~reactor.media.playout`, :mod:`~reactor.media.clock`, :mod:`~reactor.media.ice`).
+:mod:`~reactor.media.pacer`, :mod:`~reactor.media.bwe`, :mod:`~reactor.media.playout`,
+:mod:`~reactor.media.clock`, :mod:`~reactor.media.ice`).
 
 :func:`install` (what :func:`reactor.media.install` calls) checks *every* entry's targets
 before it applies *any* patch: a target that is gone or changed raises
