@@ -300,11 +300,19 @@ class Encoder:
         self.bitrate_kbps = kbps
         if self.codec == "h264" and not (self._vbv_kbps / REOPEN_FACTOR <= kbps
                                          <= self._vbv_kbps * REOPEN_FACTOR):
-            self._ctx = self._open(self.name, kbps)
-            self._vbv_kbps = kbps
-            self.reopened += 1
-            self._keyframe_requested.set()
-            return
+            try:
+                ctx = self._open(self.name, kbps)
+            except (av.FFmpegError, ValueError) as exc:
+                # NVENC's session limit, say: keep the open encoder, its VBV as it was.
+                logger.warning("%s could not be opened again at %d kbps (%s); its rate "
+                               "changes, its VBV stays at %d kbps", self.name, kbps, exc,
+                               self._vbv_kbps)
+            else:
+                self._ctx = ctx
+                self._vbv_kbps = kbps
+                self.reopened += 1
+                self._keyframe_requested.set()
+                return
         self._ctx.bit_rate = kbps * 1000
 
     @property

@@ -153,3 +153,18 @@ def test_vp8_encodes_on_the_calling_thread_only() -> None:
     for i, rgb in enumerate(_moving_720p(3)):
         enc.encode(rgb, i * 3000)
     assert _threads() == before
+
+
+def test_a_rate_far_from_the_opening_one_reopens_the_encoder_else_it_only_changes() -> None:
+    from reactor.media.encoder import Encoder
+    enc = Encoder("h264", 160, 120, fps=30, bitrate_kbps=2000)
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    enc.encode(rgb, 0)
+    enc.encode(rgb, 3000)
+    keyframes = enc.keyframes
+    enc.set_bitrate(1500)  # within 1.5x: the rate control follows, no keyframe
+    enc.encode(rgb, 6000)
+    assert (enc.bitrate_kbps, enc.reopened, enc.keyframes) == (1500, 0, keyframes)
+    enc.set_bitrate(500)  # past it: opened again at 500, starting with a keyframe
+    enc.encode(rgb, 9000)
+    assert (enc.bitrate_kbps, enc.reopened, enc.keyframes) == (500, 1, keyframes + 1)
