@@ -414,12 +414,13 @@ def viewer_families(s: Scrape) -> Iterator[Metric]:
          "reports (browsers)", "render_ms", 1e-3),
         ("reactor_viewer_frames_per_second", "Frames a second each viewer decodes", "fps",
          1.0),
-        ("reactor_viewer_estimate_bits_per_second", "Egress's bandwidth estimate of the "
-         "path to each viewer (REMB and receiver-report loss)", "estimate_kbps", 1e3),
+        # Bytes, as Prometheus's conventions (promtool) want; kbit/s * 125 = bytes/s.
+        ("reactor_viewer_estimate_bytes_per_second", "Egress's bandwidth estimate of the "
+         "path to each viewer (REMB and receiver-report loss)", "estimate_kbps", 125.0),
         ("reactor_viewer_loss_ratio", "Fraction lost in each viewer's last RTCP receiver "
          "report", "loss", 1.0),
-        ("reactor_viewer_bitrate_bits_per_second", "The rate the encoder each viewer "
-         "watches runs at", "bitrate_kbps", 1e3),
+        ("reactor_viewer_encoder_bytes_per_second", "The rate the encoder each viewer "
+         "watches runs at", "bitrate_kbps", 125.0),
     ]
     for name, doc, fld, scale in gauges:
         g = GaugeMetricFamily(name, doc, labels=["viewer"])
