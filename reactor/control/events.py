@@ -13,6 +13,7 @@ KIND_NAMES = {
     wpb.SessionEvent.MESSAGE: "message",
     wpb.SessionEvent.ERROR: "error",
     wpb.SessionEvent.WORKER: "worker",
+    wpb.SessionEvent.VIEWER: "viewer",
 }
 
 

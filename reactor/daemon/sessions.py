@@ -132,6 +132,8 @@ class SessionManager:
 
     def on_event(self, worker: str, ev: wpb.SessionEvent) -> None:
         current = self.current
+        if ev.kind == wpb.SessionEvent.VIEWER and not ev.session_id and current:
+            ev.session_id = current.id  # egress knows its viewers, not the session
         if ev.kind == wpb.SessionEvent.STARTED and current and ev.session_id == current.id:
             current.state = SessionState.LIVE
         elif ev.kind in (wpb.SessionEvent.ENDED, wpb.SessionEvent.ERROR):

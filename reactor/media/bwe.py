@@ -12,7 +12,8 @@ Two signals, as libwebrtc's send-side estimation reads them:
 The estimate stays within ``[min_bps, max_bps]`` and starts at ``start_bps``. It sets the
 viewer's :class:`~reactor.media.pacer.Pacer` to :data:`~reactor.media.pacer.PACING_FACTOR`
 times itself, and the :class:`~reactor.media.tracks.Broadcaster` encodes at the lowest
-estimate of its viewers (see ``docs/guide/webrtc.md``).
+estimate of its viewers (see ``docs/guide/webrtc.md``); :class:`RateSteps` says which of
+that rate's changes clients are told of (egress's ``viewer`` event).
 
 The feedback reaches the estimate through the registry's ``viewer-feedback`` patch
 (:mod:`reactor.media.patches`): ``RTCRtpSender._handle_rtcp_packet`` of a sender whose
@@ -25,6 +26,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc.rtcrtpsender import RTCRtpSender
@@ -44,7 +46,50 @@ INCREASE_PER_S = 1.08
 #: The least time between two loss-based cuts (libwebrtc: 300 ms plus the round trip).
 DECREASE_INTERVAL_S = 0.3
 
+#: A change of an encoder's rate is told (a ``viewer`` event) once it moved this share
+#: from the rate last told...
+RATE_EVENT_STEP = 0.2
+#: ...and at most once per this many seconds per encoder: an estimate that swings would
+#: otherwise tell of it every few frames.
+RATE_EVENT_INTERVAL_S = 2.0
+
 _ORIGINAL = "__reactor_feedback_original__"
+
+
+@dataclass(frozen=True)
+class RateChange:
+    """An encoder's rate stepped: every viewer of ``codec`` (``viewers``) now gets
+    ``to_kbps``; ``lowest`` is the viewer whose estimate set it."""
+
+    codec: str
+    from_kbps: int
+    to_kbps: int
+    viewers: tuple[str, ...]
+    lowest: str | None
+
+
+class RateSteps:
+    """Which changes of each encoder's rate are steps worth telling clients of: one of
+    :data:`RATE_EVENT_STEP` or more from the rate last told, at most one per
+    :data:`RATE_EVENT_INTERVAL_S`. An encoder's first rate is no step (a join is not a
+    switch)."""
+
+    def __init__(self) -> None:
+        self._told: dict[str, tuple[int, float]] = {}  # the rate last told, and when
+
+    def step(self, key: str, kbps: int, now: float) -> tuple[int, int] | None:
+        """``(from_kbps, to_kbps)`` when ``key``'s encoder running at ``kbps`` is a step."""
+        told = self._told.get(key)
+        if told is not None:
+            rate, at = told
+            if abs(kbps - rate) < RATE_EVENT_STEP * rate or now - at < RATE_EVENT_INTERVAL_S:
+                return None
+        self._told[key] = (kbps, now)
+        return None if told is None else (told[0], kbps)
+
+    def forget(self, key: str) -> None:
+        """``key``'s encoder stopped: its next one starts afresh."""
+        self._told.pop(key, None)
 
 
 class BandwidthEstimate:

@@ -40,7 +40,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpsender import RTCRtpSender
 
-from reactor.media.bwe import BandwidthEstimate
+from reactor.media.bwe import BandwidthEstimate, RateChange, RateSteps
 from reactor.media.clock import MediaClock
 from reactor.media.convert import RgbArray
 from reactor.media.encoder import CODECS, Codec, Encoder
@@ -218,7 +218,8 @@ class Broadcaster:
     everyone's stream all keyframes; a join forces one at once. With ``min_bitrate_kbps``
     each viewer's track has a :class:`~reactor.media.bwe.BandwidthEstimate` (starting at
     ``start_bitrate_kbps``, at most ``bitrate_kbps``) and each encoder runs at the lowest
-    estimate of its viewers. ``clock`` (90 kHz) is what pushed ``pts`` are
+    estimate of its viewers; ``on_rate`` hears of the steps :class:`RateSteps` tells.
+    ``clock`` (90 kHz) is what pushed ``pts`` are
     read on; its viewers' tracks carry it (``media_clock``) for their sender reports.
     """
 
@@ -236,7 +237,10 @@ class Broadcaster:
         min_keyframe_interval_s: float = 0.25,
         clock: MediaClock | None = None,
         on_sent: Callable[[float], None] | None = None,
+        on_rate: Callable[[RateChange], None] | None = None,
     ) -> None:
+        self.on_rate = on_rate  # called on push()'s thread
+        self._steps = RateSteps()
         self.clock = clock
         self.on_sent = on_sent  # ms from an encoded frame to a viewer's sender taking it
         self._dropped_gone = 0  # packets skipped by viewers that have left
@@ -347,6 +351,7 @@ class Broadcaster:
         if self._viewers[codec] or self._holds[codec] or codec not in self._encoders:
             return None
         self._pending_keyframe.discard(codec)
+        self._steps.forget(codec)
         return self._encoders.pop(codec)
 
     def _close_retired(self, retired: Encoder | None, why: str) -> None:
@@ -401,9 +406,31 @@ class Broadcaster:
                     encoder.set_bitrate(target)
                 out[codec] = encoder.encode(rgb, pts)
                 self.frames_encoded += 1
+        changes: list[RateChange] = []
+        on_rate = self.on_rate
+        if on_rate is not None:
+            # The encoders' own rates (within 5 % of the targets), as status shows them;
+            # one retired meanwhile is no longer in _encoders, and reports nothing.
+            with self._lock:
+                changes = [c for codec, encoder in encoders.items()
+                           if self._encoders.get(codec) is encoder
+                           and (c := self._rate_change(codec, encoder.bitrate_kbps, now))]
         if any(out.values()):
             self._dispatch(out, time.perf_counter_ns())
+        if on_rate is not None:
+            for change in changes:
+                on_rate(change)
         return out
+
+    def _rate_change(self, codec: Codec, kbps: int, now: float) -> RateChange | None:
+        """Under ``_lock``: the step to tell of ``codec``'s encoder now at ``kbps``."""
+        step = self._steps.step(codec, kbps, now)
+        if step is None:
+            return None
+        tracks = self._viewers[codec]
+        measured = [(t.estimate.bps, t.id) for t in tracks if t.estimate is not None]
+        return RateChange(codec, *step, tuple(t.id for t in tracks),
+                          min(measured)[1] if measured else None)
 
     def _target_kbps(self, codec: Codec) -> int:
         """Under ``_lock``: the rate ``codec``'s encoder should run at: the lowest

@@ -166,6 +166,7 @@
       case "error": return `error: ${ev.reason || data}`;
       case "client": return `clients: ${data}`;
       case "worker": return `worker: ${ev.reason || data}`;
+      case "viewer": return `viewers: ${ev.reason || data}`;
       default: return `${ev.type}: ${data}`;
     }
   }

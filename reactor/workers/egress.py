@@ -18,6 +18,7 @@ RTCP sender reports map both to NTP by that clock, so receivers play them in syn
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -27,6 +28,7 @@ from reactor.errors import ReactorError
 from reactor.ipc import CudaRing, ProducerGoneError, Reader, RingClosedError, ShmRing
 from reactor.ipc.cuda_ring import attach_ring
 from reactor.media.audio import AudioBroadcaster
+from reactor.media.bwe import RateChange
 from reactor.media.clock import MediaClock
 from reactor.media.gpu import gpu_plan
 from reactor.media.peer import install_patches
@@ -45,6 +47,19 @@ from reactor.workers.viewers import ViewerHub
 log = logging.getLogger(__name__)
 
 RTP_CLOCK = 90_000
+
+
+def rate_event(change: RateChange) -> wpb.SessionEvent:
+    """The ``viewer`` session event telling clients the viewers of ``change.codec`` were
+    switched down or up; the supervisor fills in the session (egress does not track it)."""
+    way = "down" if change.to_kbps < change.from_kbps else "up"
+    return wpb.SessionEvent(
+        kind=wpb.SessionEvent.VIEWER,
+        reason=(f"{change.codec} viewers switched {way} from {change.from_kbps} to "
+                f"{change.to_kbps} kbps (the lowest estimate)"),
+        json=json.dumps({"state": way, "why": "estimate", "codec": change.codec,
+                         "from_kbps": change.from_kbps, "to_kbps": change.to_kbps,
+                         "viewers": list(change.viewers), "lowest": change.lowest}))
 
 
 class EgressWorker:
@@ -67,7 +82,7 @@ class EgressWorker:
             min_bitrate_kbps=cfg.egress.min_bitrate_kbps if cfg.egress.adapt else None,
             start_bitrate_kbps=cfg.egress.start_bitrate_kbps,
             hardware=self.gpu.encoder == "h264_nvenc",
-            clock=self.clock, on_sent=self._sent,
+            clock=self.clock, on_sent=self._sent, on_rate=self._rate_changed,
         )
         self.audio: AudioBroadcaster | None = None
         self.audio_ring: ShmRing | None = None
@@ -120,6 +135,12 @@ class EgressWorker:
     def _sent(self, ms: float) -> None:
         # On the event loop, once per packet a viewer's sender takes: one sample a frame.
         self.lat_send.add(ms)
+
+    def _rate_changed(self, change: RateChange) -> None:
+        # On the reader thread, at most once per RATE_EVENT_INTERVAL_S per encoder.
+        event = rate_event(change)
+        log.info("rate %s", event.reason)
+        self.ctx.link.event(event)
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         """On the link thread: hand everything to the event loop."""

@@ -11,7 +11,7 @@ from aiortc.rtp import (
     pack_remb_fci,
 )
 
-from reactor.media.bwe import BandwidthEstimate, note_feedback
+from reactor.media.bwe import BandwidthEstimate, RateSteps, note_feedback
 from reactor.media.pacer import PACING_FACTOR, Pacer
 
 SSRC = 1234
@@ -93,3 +93,14 @@ def test_receiver_reports_of_other_streams_are_ignored() -> None:
     assert est.loss is None and est.bps == 1e6
     note_feedback(est, SSRC, report(0.5))
     assert est.loss == pytest.approx(0.5)
+
+
+def test_rate_steps_tell_a_fifth_at_most_every_2_s_and_a_new_encoder_starts_afresh() -> None:
+    steps = RateSteps()
+    assert steps.step("h264", 2500, 0.0) is None  # the first rate: a join
+    assert steps.step("h264", 2100, 5.0) is None  # 16 %
+    assert steps.step("h264", 1900, 5.0) == (2500, 1900)
+    assert steps.step("h264", 900, 6.9) is None  # within 2 s of the last
+    assert steps.step("h264", 900, 7.0) == (1900, 900)
+    steps.forget("h264")
+    assert steps.step("h264", 4000, 8.0) is None

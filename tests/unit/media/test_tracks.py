@@ -8,6 +8,7 @@ import av
 import pytest
 
 from reactor.media import tracks
+from reactor.media.bwe import RateChange
 from reactor.media.encoder import Codec
 from reactor.media.sdp import codec_preferences
 from reactor.media.tracks import Broadcaster, EncodedVideoTrack
@@ -305,3 +306,47 @@ async def _keyframe_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_keyframe_requests_that_keep_coming_back_off(monkeypatch: pytest.MonkeyPatch) -> None:
     asyncio.run(_keyframe_backoff(monkeypatch))
+
+
+async def _rate_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("time.monotonic", lambda: now[0])
+    changes: list[RateChange] = []
+    bc = Broadcaster(W, H, bitrate_kbps=3000, min_bitrate_kbps=100, start_bitrate_kbps=2500,
+                     on_rate=changes.append)
+    narrow, wide = bc.add_viewer("h264"), bc.add_viewer("h264")
+    frame = 0
+
+    def push(seconds: float) -> None:
+        nonlocal frame
+        for _ in range(round(seconds * 30)):
+            now[0] += 1 / 30
+            frame += 1
+            bc.push(tagged_rgb(frame, W, H), frame * 3000)
+
+    try:
+        assert narrow.estimate is not None
+        push(3)  # the first rate (a join) is no switch
+        narrow.estimate.on_remb(2_200_000)  # 12 %: the encoder follows, nobody is told
+        push(3)
+        assert changes == []
+        narrow.estimate.on_remb(600_000)
+        push(0.5)
+        assert changes == [RateChange("h264", 2500, 600, (narrow.id, wide.id),
+                                             narrow.id)]
+        narrow.estimate.on_remb(300_000)  # within 2 s of the last: held back...
+        push(1)
+        assert len(changes) == 1
+        push(1.5)  # ...then told once
+        assert changes[1:] == [RateChange("h264", 600, 300, (narrow.id, wide.id),
+                                                 narrow.id)]
+        bc.remove_viewer(narrow)
+        push(3)
+        assert changes[2:] == [RateChange("h264", 300, 2500, (wide.id,), wide.id)]
+    finally:
+        bc.close()
+
+
+def test_a_rate_step_of_a_fifth_is_told_once_and_at_most_every_2_s(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    asyncio.run(_rate_events(monkeypatch))
