@@ -223,6 +223,7 @@ def _viewer(v: ViewerStat) -> dict[str, object]:
         "loss": _opt(v, "loss"),
         "remb_kbps": _opt(v, "remb_kbps"),
         "bitrate_kbps": _opt(v, "bitrate_kbps"),
+        "max_kbps": _opt(v, "max_kbps"),
     }
 
 

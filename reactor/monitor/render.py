@@ -292,10 +292,22 @@ def rings_panel(snap: Snapshot, *, bar_width: int = 16) -> RenderableType:
 VIEWER_ROWS = 4
 
 
-def viewer_lines(snap: Snapshot) -> int:
-    """How many lines the session panel's viewer list takes."""
-    n = len(snap.session.viewer_stats) if snap.HasField("session") else 0
+#: A loss at which a viewer's line is coloured: where its estimate starts to fall
+#: (reactor.media.bwe cuts it above 10 %).
+HIGH_LOSS = 0.1
+
+
+def _rows(n: int) -> int:
     return min(n, VIEWER_ROWS) + (1 if n > VIEWER_ROWS else 0)
+
+
+def viewer_lines(snap: Snapshot) -> int:
+    """How many lines the session panel's viewer lists take (what each sees, then the
+    path egress measured to each viewer it estimates)."""
+    if not snap.HasField("session"):
+        return 0
+    stats = snap.session.viewer_stats
+    return _rows(len(stats)) + _rows(sum(v.HasField("estimate_kbps") for v in stats))
 
 
 def _ms(v: ViewerStat, name: str) -> str:
@@ -330,10 +342,40 @@ def _viewers(s: SessionInfo) -> Table:
     return table
 
 
+def _kbps(v: ViewerStat, name: str) -> str:
+    return f"{getattr(v, name):.0f}" if v.HasField(name) else "?"
+
+
+def _paths(s: SessionInfo) -> Table | None:
+    """One line a viewer egress estimates (``egress.adapt``): its estimate, loss and round
+    trip, and the rate its encoder runs at against the most it may; yellow when the loss
+    is high or the estimate holds it below that most."""
+    measured = [v for v in s.viewer_stats if v.HasField("estimate_kbps")]
+    if not measured:
+        return None
+    table = _grid()
+    for name in ("id", "codec", "estimate", "loss", "rtt", "rate"):
+        table.add_column(name, no_wrap=True)
+    table.show_header = False
+    for v in measured[:VIEWER_ROWS]:
+        loss = f"loss {v.loss * 100:.1f}%" if v.HasField("loss") else "loss ?"
+        rate = f"rate {_kbps(v, 'bitrate_kbps')}"
+        rate += f"/{v.max_kbps:.0f} kbps" if v.HasField("max_kbps") else " kbps"
+        narrow = ((v.HasField("loss") and v.loss >= HIGH_LOSS)
+                  or (v.HasField("max_kbps") and v.estimate_kbps < v.max_kbps))
+        table.add_row(_cell(v.id[:8]), v.codec or "-", f"est {v.estimate_kbps:.0f} kbps",
+                      loss, f"rtt {_ms(v, 'rtt_ms')} ms", rate,
+                      style="yellow" if narrow else "")
+    if len(measured) > VIEWER_ROWS:
+        table.add_row(Text(f"+{len(measured) - VIEWER_ROWS} more", style="dim"))
+    return table
+
+
 def session_panel(snap: Snapshot, *, commands: int = 3, split: bool = False) -> RenderableType:
     """The session's id, state, duration, viewers and sender; each viewer (up to
-    :data:`VIEWER_ROWS`) with what it sees and its estimated glass-to-glass latency; the
-    last ``commands``.
+    :data:`VIEWER_ROWS`) with what it sees and its estimated glass-to-glass latency, then
+    each one egress estimates with its estimate, loss, round trip and rate; the last
+    ``commands``.
 
     ``split`` puts viewers, sender and frames on a line of their own, for a narrow column
     that would otherwise cut them off.
@@ -352,6 +394,9 @@ def session_panel(snap: Snapshot, *, commands: int = 3, split: bool = False) -> 
     head: RenderableType = Group(first, _line(who)) if split else first.append("  " + who)
     if s.viewer_stats:
         head = Group(head, _indent(_viewers(s)))
+    paths = _paths(s)
+    if paths is not None:
+        head = Group(head, _indent(paths))
     shown = list(s.commands)[-commands:] if commands > 0 else []
     if not shown:
         return head

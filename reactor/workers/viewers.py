@@ -196,6 +196,7 @@ class ViewerHub:
                     st.loss = est.loss
                 if est.remb_bps is not None:
                     st.remb_kbps = est.remb_bps / 1000
+                st.max_kbps = self.broadcaster.bitrate_kbps
             encoder = self.broadcaster.encoder(v.codec)
             if encoder is not None:
                 st.bitrate_kbps = encoder.bitrate_kbps

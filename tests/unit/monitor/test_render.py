@@ -302,3 +302,62 @@ def test_dashboard_with_viewers_still_fits_the_terminal(make_snapshot: MakeSnaps
         out = text_of(render.dashboard(snap, width, height), width, height)
         assert len(out.splitlines()) <= height, (width, height)
         assert "~43 ms" in out
+
+
+def _with_paths(snap: Snapshot, n: int = 3) -> Snapshot:
+    _with_viewers(snap, n)
+    wide, narrow = snap.session.viewer_stats[:2]
+    wide.estimate_kbps, wide.loss, wide.bitrate_kbps, wide.max_kbps = 4000, 0.0, 900, 4000
+    narrow.estimate_kbps, narrow.bitrate_kbps, narrow.max_kbps = 900, 900, 4000
+    narrow.loss, narrow.rtt_ms = 0.125, 182.4
+    return snap
+
+
+def test_session_panel_shows_each_estimated_viewer_s_path(make_snapshot: MakeSnapshot) -> None:
+    snap = _with_paths(make_snapshot())
+    assert text_of(render.session_panel(snap, commands=0)) == block("""
+    session 3f2a9c1d  live  1m 05s  viewers 2  sender yes  frames 1,950
+      a1b2c3d4  h264  1280x720@30  ~43 ms     rtt 1 jb 18 dec 3 ren 11  drop 0/0
+      0f9e8d7c  vp8   320x240@30   ~10 ms     rtt 182 jb ? dec ? ren ?  drop 3/1
+      00000000  h264  -            no report  rtt ? jb ? dec ? ren ?
+      a1b2c3d4  h264  est 4000 kbps  loss 0.0%   rtt 1 ms    rate 900/4000 kbps
+      0f9e8d7c  vp8   est 900 kbps   loss 12.5%  rtt 182 ms  rate 900/4000 kbps
+    """)
+    assert render.viewer_lines(snap) == 5
+
+
+def _path_lines_in_colour(snap: Snapshot) -> list[str]:
+    out = io.StringIO()
+    console = Console(file=out, width=100, color_system="standard", force_terminal=True,
+                      legacy_windows=False)
+    console.print(render.session_panel(snap, commands=0))
+    return out.getvalue().splitlines()[-2:]
+
+
+def test_a_narrow_or_lossy_viewer_is_yellow(make_snapshot: MakeSnapshot) -> None:
+    snap = _with_paths(make_snapshot())
+    wide, narrow = _path_lines_in_colour(snap)  # the narrow one: 900 of 4000 kbps
+    assert "\x1b[33m" not in wide and "\x1b[33m" in narrow
+    snap.session.viewer_stats[1].estimate_kbps = 4000  # at the most, but losing 12.5 %
+    snap.session.viewer_stats[0].loss = 0.02
+    wide, narrow = _path_lines_in_colour(snap)
+    assert "\x1b[33m" not in wide and "\x1b[33m" in narrow
+
+
+def test_viewer_paths_past_the_rows_are_counted(make_snapshot: MakeSnapshot) -> None:
+    snap = _with_viewers(make_snapshot(), render.VIEWER_ROWS + 2)
+    for v in snap.session.viewer_stats:
+        v.estimate_kbps = 1000
+    lines = text_of(render.session_panel(snap, commands=0)).splitlines()
+    assert len(lines) == 1 + 2 * (render.VIEWER_ROWS + 1) == 1 + render.viewer_lines(snap)
+    assert lines[-1].strip() == "+2 more"
+    assert lines[-2].strip() == "00000000  h264  est 1000 kbps  loss ?  rtt ? ms  rate ? kbps"
+
+
+def test_dashboard_with_viewer_paths_still_fits_the_terminal(
+        make_snapshot: MakeSnapshot) -> None:
+    snap = _with_paths(make_snapshot(), 6)
+    for width, height in ((80, 24), (100, 30), (160, 40)):
+        out = text_of(render.dashboard(snap, width, height), width, height)
+        assert len(out.splitlines()) <= height, (width, height)
+        assert "est 900 kbps" in out
