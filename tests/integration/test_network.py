@@ -3,9 +3,12 @@ is shaped with ``tc tbf`` (1.5 Mbit/s, a 200 ms queue), an aiortc viewer or Chro
 outside. Without pacing and estimation (``egress.adapt: false``) both decoded no frame
 of the film grain in 20 s.
 
+The same link with loss or an outage instead: an ``nftables`` rule inside the namespace
+drops a share of the UDP packets the daemon sends (``numgen random``), or all of them.
+
 What is measured is what a user sees: frames arriving at the viewer, after the first 3 s
 (start-up), their rate and the gaps between them; a gap over 500 ms is a freeze.
-The namespace, and with it the qdisc, goes when the test ends, however it ends.
+The namespace, and with it the qdisc and the rules, goes when the test ends, however it ends.
 """
 
 from __future__ import annotations
@@ -162,3 +165,166 @@ def test_chromium_plays_high_entropy_video_over_a_narrow_link(narrow_ns: Netns,
         # Chromium counts a freeze past max(3 frame intervals, 150 ms + mean interval),
         # shorter than ours: no more than 500 ms frozen in all means no freeze over 500 ms.
         assert fps >= 25 and last["frozen_s"] - first["frozen_s"] <= 0.5, report
+
+
+# --- loss, an outage, a step down and back up -----------------------------------------------
+
+# One aiortc viewer that prints the time (time.monotonic, the same clock in every process)
+# of each frame it receives, and every state its one peer connection went through.
+TIMED_VIEWER = textwrap.dedent('''
+    import asyncio, json, sys, time
+    from reactor.client import Client
+
+    url, token, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+
+    async def main():
+        out = {}
+        async with Client(url, token=token) as client:
+            viewer = await client.watch(codec="h264")
+            states = [viewer.pc.connectionState]
+            viewer.pc.on("connectionstatechange",
+                         lambda: states.append(viewer.pc.connectionState))
+            try:
+                end = time.monotonic() + seconds
+                times = []
+                while time.monotonic() < end:
+                    try:
+                        await asyncio.wait_for(viewer.recv(), end - time.monotonic())
+                    except asyncio.TimeoutError:
+                        break
+                    times.append(time.monotonic())
+                out.update(times=times, states=states, resource=viewer.resource)
+            finally:
+                await viewer.close()
+        print(json.dumps(out), flush=True)
+
+    asyncio.run(main())
+''')
+
+
+class TimedViewer:
+    """:data:`TIMED_VIEWER` in its own process: ``start`` is when it was started,
+    :meth:`result` its frame times (monotonic) and connection states."""
+
+    def __init__(self, d: RemoteDaemon, seconds: float) -> None:
+        self.seconds = seconds
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-c", TIMED_VIEWER, d.url, d.token,
+                                      str(seconds)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+
+    def sleep_until(self, at_s: float) -> None:
+        """Sleep until ``at_s`` seconds after the viewer was started."""
+        time.sleep(max(0.0, self.start + at_s - time.monotonic()))
+
+    def result(self) -> dict[str, Any]:
+        try:
+            out, err = self.proc.communicate(timeout=self.seconds + 60)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        lines = out.strip().splitlines()
+        assert self.proc.returncode == 0 and lines, f"viewer failed:\n{out}\n{err[-3000:]}"
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result
+
+
+def fps_between(times: list[float], a: float, b: float) -> float:
+    """Frames per second received between monotonic times ``a`` and ``b``."""
+    return sum(a <= t < b for t in times) / (b - a)
+
+
+def nft(ns: Netns, *rule: str) -> None:
+    """One ``nft`` command inside the namespace (its tables go with it)."""
+    r = ns.run("nft", *rule)
+    assert r.returncode == 0, f"nft {' '.join(rule)} failed: {r.stderr}"
+
+
+def drop_udp(ns: Netns, per_mille: int) -> None:
+    """Drop ``per_mille`` of the UDP packets the namespace sends (the daemon's media), at
+    random; 1000 is an outage. Undo with :func:`undrop`."""
+    nft(ns, "add", "table", "inet", "reactor_loss")
+    nft(ns, "add", "chain", "inet", "reactor_loss", "out",
+        "{ type filter hook output priority 0 ; }")
+    if per_mille >= 1000:
+        nft(ns, "add", "rule", "inet", "reactor_loss", "out", "meta", "l4proto", "udp",
+            "counter", "drop")
+    else:
+        nft(ns, "add", "rule", "inet", "reactor_loss", "out", "meta", "l4proto", "udp",
+            "numgen", "random", "mod", "1000", "<", str(per_mille), "counter", "drop")
+
+
+def undrop(ns: Netns) -> None:
+    nft(ns, "delete", "table", "inet", "reactor_loss")
+
+
+def dropped(ns: Netns) -> str:
+    return ns.run("nft", "list", "ruleset").stdout
+
+
+@pytest.fixture
+def plain_ns() -> Iterator[Netns]:
+    try:
+        with netns() as ns:
+            yield ns
+    except NetnsUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize(("model", "per_mille", "floor"), [
+    ("pattern", 50, 27), ("grain", 50, 27), ("grain", 100, 25)])
+def test_aiortc_viewer_plays_through_random_loss(plain_ns: Netns, tmp_path: Path, model: str,
+                                                 per_mille: int, floor: float) -> None:
+    """5 % of the daemon's UDP packets dropped at random: 27 fps or more after the first
+    3 s, NACK recovering through the pacer (measured twice: the pattern 30.0 and 30.0 fps,
+    the grain 29.7 and 29.9). 10 %: it keeps playing, held to 25 fps (measured: the grain
+    30.1 and 29.6 fps). They guard NACK recovery through the pacer, not the adaptation:
+    with ``egress.adapt: false`` the grain at 10 % played at 29.9 fps too (once)."""
+    cfg = GRAIN if model == "grain" else {}
+    drop_udp(plain_ns, per_mille)
+    with RemoteDaemon(plain_ns, cfg, tmp_path / "daemon") as d:
+        viewer = TimedViewer(d, 20.0)
+        viewer.sleep_until(18.0)
+        detail = (d.status().get("session") or {}).get("viewers_detail")
+        seen = viewer.result()
+    times = seen["times"]
+    assert times, f"no frame at all\n{dropped(plain_ns)}"
+    fps = fps_between(times, times[0] + WARMUP_S, viewer.start + viewer.seconds)
+    report = (f"{model}, {per_mille / 10} % loss: {fps:.1f} fps, states {seen['states']}\n"
+              f"viewers: {detail}\n{dropped(plain_ns)}")
+    print(report)
+    assert fps >= floor, report
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 26: frames come back 2.1-3.2 s after the link returns (three runs; 1.3 s "
+    "in one with egress.adapt off)"))
+def test_aiortc_viewer_resumes_after_an_outage(plain_ns: Netns, tmp_path: Path) -> None:
+    """Every packet of the daemon dropped for 3 s, then none: frames are back within 1 s
+    of the link returning, on the same peer connection (no new WHEP). Not yet: they came
+    back after 2.1, 2.2 and 3.2 s (1.3 s in one run with ``egress.adapt: false``); the
+    connection stayed up."""
+    with RemoteDaemon(plain_ns, {}, tmp_path / "daemon") as d:
+        viewer = TimedViewer(d, 16.0)
+        viewer.sleep_until(6.0)
+        drop_udp(plain_ns, 1000)
+        down = time.monotonic()
+        time.sleep(3.0)
+        undrop(plain_ns)
+        up = time.monotonic()
+        seen = viewer.result()
+    times = seen["times"]
+    before = [t for t in times if t < down]
+    during = [t for t in times if down + 0.3 <= t < up]  # 0.3 s: what was on the way
+    after = [t for t in times if t >= up]
+    back_s = after[0] - up if after else None
+    report = (f"{len(before)} frames before, {len(during)} during, {len(after)} after; "
+              f"back after {back_s} s; states {seen['states']}")
+    print(report)
+    assert before and not during, report
+    assert back_s is not None and back_s <= 1.0, report
+    assert "failed" not in seen["states"] and "disconnected" not in seen["states"], report
+    # It keeps playing after it is back.
+    assert fps_between(times, up + 1.0, viewer.start + viewer.seconds - 1.0) >= 25, report
+
