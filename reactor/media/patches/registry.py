@@ -12,6 +12,9 @@ called, so reading the list (the architecture test, the docs generator) loads no
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+
 from reactor.media.patches.spec import Patch, Reading, Target
 
 #: The aiortc versions the entries were checked against: the ends of the pin in
@@ -37,104 +40,16 @@ _SENDER = "aiortc.rtcrtpsender:RTCRtpSender"
 _CONNECTION = "aioice.ice:Connection"
 
 
-def _apply_dtls() -> None:
-    from reactor.media import dtls
-    dtls.enable_rsa_cipher_suites()
+def _call(module: str, function: str, *args: bool) -> Callable[[], None]:
+    """``reactor.media.<module>.<function>(*args)``, imported when called: a patch's
+    feature module (and the aiortc names it imports) loads only after :func:`check` has
+    vetted it."""
 
+    def call() -> None:
+        getattr(importlib.import_module(f"reactor.media.{module}"), function)(*args)
 
-def _revert_dtls() -> None:
-    from reactor.media import dtls
-    dtls.disable_rsa_cipher_suites()
-
-
-def _apply_jitter() -> None:
-    from reactor.media import jitter
-    jitter.enable_marker_bit_completion()
-
-
-def _revert_jitter() -> None:
-    from reactor.media import jitter
-    jitter.disable_marker_bit_completion()
-
-
-def _apply_rate() -> None:
-    from reactor.media import rate
-    rate.enable_fast_start()
-
-
-def _revert_rate() -> None:
-    from reactor.media import rate
-    rate.disable_fast_start()
-
-
-def _apply_keyframe() -> None:
-    from reactor.media import tracks
-    tracks.enable_keyframe_requests()
-
-
-def _revert_keyframe() -> None:
-    from reactor.media import tracks
-    tracks.disable_keyframe_requests()
-
-
-def _apply_pacing() -> None:
-    from reactor.media import pacer
-    pacer.enable_pacing()
-
-
-def _revert_pacing() -> None:
-    from reactor.media import pacer
-    pacer.disable_pacing()
-
-
-def _apply_feedback() -> None:
-    from reactor.media import bwe
-    bwe.enable_viewer_feedback()
-
-
-def _revert_feedback() -> None:
-    from reactor.media import bwe
-    bwe.disable_viewer_feedback()
-
-
-def _apply_playout() -> None:
-    from reactor.media import playout
-    playout.enable_playout_delay()
-
-
-def _revert_playout() -> None:
-    from reactor.media import playout
-    playout.disable_playout_delay()
-
-
-def _apply_clock() -> None:
-    from reactor.media import clock
-    clock.enable_session_clock_reports()
-
-
-def _revert_clock() -> None:
-    from reactor.media import clock
-    clock.disable_session_clock_reports()
-
-
-def _apply_grace() -> None:
-    from reactor.media import ice
-    ice.enable_end_of_candidates_grace(True)
-
-
-def _revert_grace() -> None:
-    from reactor.media import ice
-    ice.enable_end_of_candidates_grace(False)
-
-
-def _apply_loopback() -> None:
-    from reactor.media import ice
-    ice.restrict_ice_to_loopback(True)
-
-
-def _revert_loopback() -> None:
-    from reactor.media import ice
-    ice.restrict_ice_to_loopback(False)
+    call.__qualname__ = f"reactor.media.{module}.{function}"
+    return call
 
 
 PATCHES: tuple[Patch, ...] = (
@@ -150,7 +65,8 @@ PATCHES: tuple[Patch, ...] = (
         "certificate (GStreamer's webrtcbin) fails with \"no shared cipher\"; ECDHE-RSA "
         "suites are appended to aiortc's list",
         upstream="aiortc/aiortc#1392, aiortc/aiortc#1421 (declined)",
-        apply=_apply_dtls, revert=_revert_dtls,
+        apply=_call("dtls", "enable_rsa_cipher_suites"),
+        revert=_call("dtls", "disable_rsa_cipher_suites"),
     ),
     Patch(
         name="marker-bit-completion",
@@ -170,7 +86,8 @@ PATCHES: tuple[Patch, ...] = (
         "arrives, ignoring the RTP marker bit: every receive hop held each frame back one "
         "frame interval (33 ms at 30 fps)",
         names=("_data",),
-        apply=_apply_jitter, revert=_revert_jitter,
+        apply=_call("jitter", "enable_marker_bit_completion"),
+        revert=_call("jitter", "disable_marker_bit_completion"),
     ),
     Patch(
         name="fast-start",
@@ -186,7 +103,8 @@ PATCHES: tuple[Patch, ...] = (
         why="aiortc's bandwidth estimator (REMB) says nothing for 3 s, then starts from the "
         "browser's 300 kbit/s: a browser camera took 25-30 s to reach 720p; seeded with "
         "2.5 Mbit/s it speaks from the first packet",
-        apply=_apply_rate, revert=_revert_rate,
+        apply=_call("rate", "enable_fast_start"),
+        revert=_call("rate", "disable_fast_start"),
     ),
     Patch(
         name="keyframe-requests",
@@ -195,7 +113,8 @@ PATCHES: tuple[Patch, ...] = (
         checked={"aiortc": AIORTC_CHECKED},
         why="a viewer's PLI/FIR only sets a flag for the sender's own encoder, which a "
         "pre-encoded track does not use: the request reaches the shared encoder instead",
-        apply=_apply_keyframe, revert=_revert_keyframe,
+        apply=_call("tracks", "enable_keyframe_requests"),
+        revert=_call("tracks", "disable_keyframe_requests"),
     ),
     Patch(
         name="pacing",
@@ -218,7 +137,8 @@ PATCHES: tuple[Patch, ...] = (
         "a high-entropy stream showed no frame in 20 s (9454 packets dropped); each viewer's "
         "packets now leave at 2.5x its bitrate",
         names=("_reactor_pacer",),
-        apply=_apply_pacing, revert=_revert_pacing,
+        apply=_call("pacer", "enable_pacing"),
+        revert=_call("pacer", "disable_pacing"),
     ),
     Patch(
         name="viewer-feedback",
@@ -232,7 +152,8 @@ PATCHES: tuple[Patch, ...] = (
         why="aiortc hands a viewer's REMB to the sender's own encoder only and keeps its "
         "receiver reports' loss to itself: a pre-encoded stream could not follow the "
         "viewer's path, and a 4 Mbit/s stream on a 1.5 Mbit/s link showed no frame",
-        apply=_apply_feedback, revert=_revert_feedback,
+        apply=_call("bwe", "enable_viewer_feedback"),
+        revert=_call("bwe", "disable_viewer_feedback"),
     ),
     Patch(
         name="playout-delay",
@@ -256,7 +177,8 @@ PATCHES: tuple[Patch, ...] = (
         "cannot write it; answered with min = max = 0, a browser renders each frame as soon "
         "as it is decoded (not for a stream with sound, which must stay in sync)",
         names=("_reactor_playout_delay_id", "_reactor_playout_delay_element"),
-        apply=_apply_playout, revert=_revert_playout,
+        apply=_call("playout", "enable_playout_delay"),
+        revert=_call("playout", "disable_playout_delay"),
     ),
     Patch(
         name="session-clock-reports",
@@ -288,7 +210,8 @@ PATCHES: tuple[Patch, ...] = (
         "receivers would sync sound and picture by their different encode and send delays; "
         "reactor's map it by the session clock both are stamped from",
         names=("_reactor_rtp_origin", "_reactor_last_timestamp"),
-        apply=_apply_clock, revert=_revert_clock,
+        apply=_call("clock", "enable_session_clock_reports"),
+        revert=_call("clock", "disable_session_clock_reports"),
     ),
     Patch(
         name="end-of-candidates-grace",
@@ -305,7 +228,8 @@ PATCHES: tuple[Patch, ...] = (
         "then pruned every component and the answer had no candidate: the mark is held back "
         "until the peer's checks teach us its address",
         names=("_reactor_eoc_task",),
-        apply=_apply_grace, revert=_revert_grace,
+        apply=_call("ice", "enable_end_of_candidates_grace", True),
+        revert=_call("ice", "enable_end_of_candidates_grace", False),
     ),
     Patch(
         name="loopback-only",
@@ -328,7 +252,8 @@ PATCHES: tuple[Patch, ...] = (
         "do not pair with a loopback-only answer: it offers this machine's addresses and "
         "answers only them",
         loopback_only=True,
-        apply=_apply_loopback, revert=_revert_loopback,
+        apply=_call("ice", "restrict_ice_to_loopback", True),
+        revert=_call("ice", "restrict_ice_to_loopback", False),
     ),
 )
 
