@@ -25,17 +25,21 @@ from typing import Any
 import pytest
 
 from tests.support.chromium import TRACK_PCS_JS, chromium_args, launch_chromium
+from tests.support.netlink import (
+    GRAIN,
+    NARROW,
+    WARMUP_S,
+    TimedViewer,
+    drop_udp,
+    dropped,
+    fps_between,
+    link_stats,
+    shape,
+    undrop,
+)
 from tests.support.netns import Netns, NetnsUnavailable, RemoteDaemon, netns
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
-
-TC = "/usr/sbin/tc"
-#: The narrow link of issue 26: 1.5 Mbit/s, a 200 ms queue, on the daemon's egress.
-NARROW = ("rate", "1500kbit", "burst", "16kb", "latency", "200ms")
-GRAIN = {"model": {"module": "network_models:Grain"},
-         "video": {"width": 1280, "height": 720, "fps": 30}}
-WARMUP_S = 3.0
-FREEZE_MS = 500.0
 
 VIEWER = textwrap.dedent('''
     import asyncio, json, sys, time
@@ -69,16 +73,6 @@ VIEWER = textwrap.dedent('''
 
     asyncio.run(main())
 ''')
-
-
-def shape(ns: Netns, *tbf: str) -> None:
-    """Shape the daemon's side of the link (what it sends to the viewers)."""
-    r = ns.run(TC, "qdisc", "replace", "dev", ns.inner_if, "root", "tbf", *tbf)
-    assert r.returncode == 0, f"tc failed: {r.stderr}"
-
-
-def link_stats(ns: Netns) -> str:
-    return ns.run(TC, "-s", "qdisc", "show", "dev", ns.inner_if).stdout
 
 
 def watch(d: RemoteDaemon, seconds: float = 20.0) -> tuple[dict[str, Any], Any]:
@@ -168,100 +162,6 @@ def test_chromium_plays_high_entropy_video_over_a_narrow_link(narrow_ns: Netns,
 
 
 # --- loss, an outage, a step down and back up -----------------------------------------------
-
-# One aiortc viewer that prints the time (time.monotonic, the same clock in every process)
-# of each frame it receives, and every state its one peer connection went through.
-TIMED_VIEWER = textwrap.dedent('''
-    import asyncio, json, sys, time
-    from reactor.client import Client
-
-    url, token, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-
-    async def main():
-        out = {}
-        async with Client(url, token=token) as client:
-            viewer = await client.watch(codec="h264")
-            states = [viewer.pc.connectionState]
-            viewer.pc.on("connectionstatechange",
-                         lambda: states.append(viewer.pc.connectionState))
-            try:
-                end = time.monotonic() + seconds
-                times = []
-                while time.monotonic() < end:
-                    try:
-                        await asyncio.wait_for(viewer.recv(), end - time.monotonic())
-                    except asyncio.TimeoutError:
-                        break
-                    times.append(time.monotonic())
-                out.update(times=times, states=states, resource=viewer.resource)
-            finally:
-                await viewer.close()
-        print(json.dumps(out), flush=True)
-
-    asyncio.run(main())
-''')
-
-
-class TimedViewer:
-    """:data:`TIMED_VIEWER` in its own process: ``start`` is when it was started,
-    :meth:`result` its frame times (monotonic) and connection states."""
-
-    def __init__(self, d: RemoteDaemon, seconds: float) -> None:
-        self.seconds = seconds
-        self.start = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-c", TIMED_VIEWER, d.url, d.token,
-                                      str(seconds)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-
-    def sleep_until(self, at_s: float) -> None:
-        """Sleep until ``at_s`` seconds after the viewer was started."""
-        time.sleep(max(0.0, self.start + at_s - time.monotonic()))
-
-    def result(self) -> dict[str, Any]:
-        try:
-            out, err = self.proc.communicate(timeout=self.seconds + 60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        lines = out.strip().splitlines()
-        assert self.proc.returncode == 0 and lines, f"viewer failed:\n{out}\n{err[-3000:]}"
-        result: dict[str, Any] = json.loads(lines[-1])
-        return result
-
-
-def fps_between(times: list[float], a: float, b: float) -> float:
-    """Frames per second received between monotonic times ``a`` and ``b``."""
-    return sum(a <= t < b for t in times) / (b - a)
-
-
-def nft(ns: Netns, *rule: str) -> None:
-    """One ``nft`` command inside the namespace (its tables go with it)."""
-    r = ns.run("nft", *rule)
-    assert r.returncode == 0, f"nft {' '.join(rule)} failed: {r.stderr}"
-
-
-def drop_udp(ns: Netns, per_mille: int) -> None:
-    """Drop ``per_mille`` of the UDP packets the namespace sends (the daemon's media), at
-    random; 1000 is an outage. Undo with :func:`undrop`."""
-    nft(ns, "add", "table", "inet", "reactor_loss")
-    nft(ns, "add", "chain", "inet", "reactor_loss", "out",
-        "{ type filter hook output priority 0 ; }")
-    if per_mille >= 1000:
-        nft(ns, "add", "rule", "inet", "reactor_loss", "out", "meta", "l4proto", "udp",
-            "counter", "drop")
-    else:
-        nft(ns, "add", "rule", "inet", "reactor_loss", "out", "meta", "l4proto", "udp",
-            "numgen", "random", "mod", "1000", "<", str(per_mille), "counter", "drop")
-
-
-def undrop(ns: Netns) -> None:
-    nft(ns, "delete", "table", "inet", "reactor_loss")
-
-
-def dropped(ns: Netns) -> str:
-    return ns.run("nft", "list", "ruleset").stdout
-
 
 @pytest.fixture
 def plain_ns() -> Iterator[Netns]:

@@ -22,6 +22,8 @@ namespace package and pytest keeps importing test modules by their own names.
 * :mod:`tests.support.chromium`, :mod:`tests.support.firefox`: stock browsers, launched
   and read.
 * :mod:`tests.support.netns`: network namespaces, a daemon inside one, a certificate.
+* :mod:`tests.support.netlink`: shaping, loss and outages on a namespace's link, and an
+  aiortc viewer across it that times every frame (the network tests and ``bench.py network``).
 * :mod:`tests.support.turn`: a real TURN server (coturn) on one address.
 * :mod:`tests.support.gst`: the GStreamer ``webrtcbin`` client's Python, and the probe that
   skips where it or an element it builds is missing.
