@@ -5,7 +5,7 @@
     python tools/bench.py all [--json] [--quick] [--output bench-results.json]
 
 Sections: ``ring``, ``pipeline``, ``e2e``, ``browser``, ``viewers``, ``control``,
-``metrics``, ``gpu`` (all of them run by ``all``, which also writes
+``metrics``, ``network``, ``gpu`` (all of them run by ``all``, which also writes
 ``bench-results.json``), ``soak`` and ``av`` (both with ``--minutes N``; not part of
 ``all``). Each section registers itself with :func:`section`;
 it receives the parsed arguments and returns a JSON-able dict, which ``--json`` prints as
@@ -41,6 +41,7 @@ import bench_av
 import bench_browser
 import bench_common
 import bench_metrics
+import bench_network
 import bench_pipeline
 import bench_record
 import bench_rtc
@@ -391,6 +392,11 @@ section("record", "egress CPU with egress.record off vs on (720p30, one H.264 vi
         "recording muxes the live encoder's packets", bench_record.render)(
     lambda args: bench_record.run(args.quick))
 
+section("network", "viewers across shaped, lossy and cut links (a daemon in a network "
+        "namespace, aiortc viewers): fps, freezes, recovery, bitrate against the cap; the "
+        "pacer's and estimate's CPU per viewer against none", bench_network.render)(
+    lambda args: bench_network.run(args.quick))
+
 section("metrics", "GET /metrics: the page's render time with 64 viewers, and the CPU a 1 s "
         "scrape costs the supervisor and ingress", bench_metrics.render_text)(
     lambda args: bench_metrics.run(args.quick))
@@ -600,7 +606,7 @@ def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
 # -- all --------------------------------------------------------------------------------
 
 ALL = ("ring", "pipeline", "e2e", "browser", "viewers", "encode", "control", "record",
-       "metrics", "gpu")
+       "metrics", "network", "gpu")
 
 
 def run_all(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:

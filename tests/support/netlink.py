@@ -187,14 +187,11 @@ def recovered_at(times: list[float], since: float, until: float, floor_fps: floa
     ``window_s`` window after ``since`` from which every window (sliding by ``step_s``)
     up to ``until`` holds it. ``since`` itself when it never dropped below; None when
     the last window is still below."""
-    t = until - window_s
     good_from: float | None = None
-    while t >= since - 1e-9:
-        if fps_between(times, t, t + window_s) >= floor_fps:
-            good_from = t
-        else:
-            break
-        t -= step_s
-    if good_from is None:
-        return None
-    return good_from if t >= since - 1e-9 else since
+    k = 0
+    while (t := until - window_s - k * step_s) >= since - 1e-9:
+        if fps_between(times, t, t + window_s) < floor_fps:
+            return good_from
+        good_from = t
+        k += 1
+    return None if good_from is None else since
