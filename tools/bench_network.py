@@ -99,13 +99,15 @@ class Condition:
     ``cap_kbit``: a ``tbf`` rate with a 200 ms queue from the start (None: unshaped);
     ``loss_per_mille``: UDP the daemon sends dropped at random; ``step_to_kbit``: the
     rate replaced by this one ``event_s`` after the viewer starts; ``outage_s``: every
-    packet dropped for this long from ``event_s``.
+    packet dropped for this long from ``event_s``. ``daemon``: the daemon it is watched on
+    (a key of :data:`DAEMONS`), when not the model's own.
     """
 
     key: str
     label: str
     model: str
     seconds: float
+    daemon: str = ""
     cap_kbit: int | None = None
     loss_per_mille: int = 0
     step_to_kbit: int | None = None
