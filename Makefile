@@ -56,6 +56,8 @@ proto-check: install
 
 # bench: every section but soak (tools/bench.py all), the table on stdout and every figure
 # in bench-results.json; BENCH_ARGS=--quick for a smoke run. bench-soak: MINUTES=10.
+# Its network section runs daemons in network namespaces (root, iproute2, tc, nft); without
+# them it says why in one line and measures only the pacer's CPU.
 MINUTES ?= 10
 bench: install
 	$(BIN)/python tools/bench.py all $(BENCH_ARGS)

@@ -45,7 +45,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -456,11 +456,12 @@ def run(quick: bool) -> dict[str, Any]:
         result["links_skipped"] = f"network namespaces unavailable: {exc}"
         _log(f"links skipped: {exc}")
     result["links_seconds"] = round(time.monotonic() - t0, 1)
-    for key, call in (("pacer_cpu", lambda: pacer_cost(quick)),
-                      ("pacer_micro", lambda: pacer_micro(quick))):
+    parts: dict[str, Callable[[bool], dict[str, Any]]] = {"pacer_cpu": pacer_cost,
+                                                           "pacer_micro": pacer_micro}
+    for key, call in parts.items():
         _log(f"{key} ...")
         try:
-            result[key] = call()
+            result[key] = call(quick)
         except Exception as exc:  # one part failing still reports the others
             result[key] = {"error": f"{type(exc).__name__}: {exc}"}
             _log(f"{key} failed: {exc}")
@@ -538,7 +539,11 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"  {'link':<20} {'model':<8} {'client':<7} {'fps':>5} "
                      f"{'freezes':>8} {'frozen':>7} {'recovery':>9} {'kbit/s':>7} "
                      f"{'cap':>6} {'estimate':>9} {'encoder':>8}")
-        for key, r in result["links"].items():
+        # In the conditions' order (a JSON round trip sorts the keys).
+        order = [c.key for c in conditions(bool(result.get("quick")))]
+        for key in sorted(result["links"], key=lambda k: order.index(k) if k in order
+                          else len(order)):
+            r = result["links"][key]
             if "error" in r:
                 lines.append(f"  {r['label']:<20} {r['model']:<8} aiortc  FAILED: "
                              f"{r['error']}")
