@@ -175,7 +175,10 @@ class _WireMeter:
 
 def _egress_view(d: RemoteDaemon) -> dict[str, Any]:
     """Egress's view of the one viewer: its estimate, loss and the encoder's bitrate."""
-    detail = (d.status().get("session") or {}).get("viewers_detail") or []
+    try:
+        detail = (d.status().get("session") or {}).get("viewers_detail") or []
+    except Exception as exc:  # the figures the viewer saw still count without it
+        return {"error": f"{type(exc).__name__}: {exc}"}
     if not detail:
         return {}
     v = detail[-1]
@@ -187,6 +190,7 @@ def watch_condition(ns: Netns, d: RemoteDaemon, c: Condition) -> dict[str, Any]:
     """One viewer across ``c``'s link; the link is plain again afterwards."""
     event = down = up = None
     dropping = False
+    viewer: TimedViewer | None = None
     try:
         if c.cap_kbit is not None:
             shape(ns, *tbf(c.cap_kbit))
@@ -213,9 +217,13 @@ def watch_condition(ns: Netns, d: RemoteDaemon, c: Condition) -> dict[str, Any]:
             egress = _egress_view(d)
             seen = viewer.result()
     finally:
+        if viewer is not None and viewer.proc.poll() is None:  # it failed half-way
+            viewer.proc.kill()
+            viewer.proc.wait()
         if dropping:
             undrop(ns)
         unshape(ns)
+    assert viewer is not None
     times: list[float] = seen["times"]
     end = viewer.end
     judged_from = (times[0] if times else viewer.start) + WARMUP_S
