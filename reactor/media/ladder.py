@@ -167,7 +167,7 @@ class Placement:
         self._probe_start, self._probe_from_kbps = now, kbps
         return self._move(bigger, "probe")
 
-    def _fail(self, now: float, easy: dict[int, float], kbps: float) -> Move:
+    def _fail(self, now: float, easy: dict[int, float], kbps: float) -> Move | None:
         self._probe_start = None
         self._next_probe = now + self._backoff
         self._backoff = min(2 * self._backoff, PROBE_BACKOFF_MAX_S)

@@ -3,8 +3,9 @@
 Threads: the asyncio event loop (this process's main thread) owns the WHEP viewers' peer
 connections; the *reader thread* takes frames from the output ring and pushes them
 through the :class:`~reactor.media.tracks.Broadcaster`, which encodes each frame once per
-codec and rendition in use (PyAV releases the GIL while it encodes) and hands the same packets to every
-viewer on the loop; the link thread relays WHEP offers and session events to the loop.
+codec and rendition in use (PyAV releases the GIL while it encodes) and hands the same
+packets to every viewer of a rendition on the loop; the link thread relays WHEP offers
+and session events to the loop.
 With ``audio.output`` on, the *audio thread* reads the ``audio_out`` ring and drives the
 :class:`~reactor.media.audio.AudioBroadcaster`: the model's sound on a 48 kHz timeline,
 one Opus packet per 20 ms window for every viewer, silence when the model sends none.

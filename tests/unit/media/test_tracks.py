@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import av
 import pytest
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
 from reactor.media import tracks
 from reactor.media.bwe import RateChange
@@ -475,13 +477,13 @@ def test_a_switching_viewer_keeps_the_old_rendition_until_the_new_ones_keyframe(
 class _SizeViewer(Viewer):
     async def start(self) -> None:
         async def sizes(t: object) -> None:
-            assert isinstance(t, tracks.MediaStreamTrack)
+            assert isinstance(t, MediaStreamTrack)
             try:
                 while True:
                     frame = await t.recv()
                     assert isinstance(frame, av.VideoFrame)
                     self.frames.append(frame)
-            except tracks.MediaStreamError:
+            except MediaStreamError:
                 pass
 
         transceiver = self.server.addTransceiver(self.track, direction="sendonly")
