@@ -331,6 +331,22 @@ class SupervisorSection(_Section):
     )
 
 
+#: The most rungs ``egress.renditions`` may have (each one in use is one more encode).
+MAX_RENDITIONS = 4
+
+
+class RenditionSpec(_Section):
+    """One rung of the rendition ladder: a size and the most bitrate it gets."""
+
+    scale: float = Field(
+        ..., gt=0, le=1,
+        description="Its size as a share of video.width and video.height (each side "
+        "rounded down to an even number of pixels).")
+    bitrate_share: float = Field(
+        ..., gt=0, le=1,
+        description="The most its encoder gets, as a share of max_bitrate_kbps.")
+
+
 class EgressSection(_Section):
     """Encoding and recording of the output stream."""
 
@@ -343,6 +359,42 @@ class EgressSection(_Section):
                 f"egress bitrates must satisfy min_bitrate_kbps <= start_bitrate_kbps <= "
                 f"max_bitrate_kbps, found {self.min_bitrate_kbps}, {start}, {top}")
         return self
+
+    @model_validator(mode="after")
+    def _ladder_in_order(self) -> EgressSection:
+        rungs = self.renditions
+        if not 1 <= len(rungs) <= MAX_RENDITIONS:
+            raise ValueError(f"egress.renditions: 1 to {MAX_RENDITIONS} renditions, "
+                             f"found {len(rungs)}")
+        if (rungs[0].scale, rungs[0].bitrate_share) != (1.0, 1.0):
+            raise ValueError(
+                "egress.renditions[0] must be the full size at the top rate (scale: 1.0, "
+                f"bitrate_share: 1.0), found scale {rungs[0].scale}, bitrate_share "
+                f"{rungs[0].bitrate_share}")
+        for i in range(1, len(rungs)):
+            a, b = rungs[i - 1], rungs[i]
+            if not (b.scale < a.scale and b.bitrate_share < a.bitrate_share):
+                raise ValueError(
+                    f"egress.renditions[{i}] must be smaller than renditions[{i - 1}] in "
+                    f"both scale and bitrate_share (biggest first), found scale {b.scale} "
+                    f"after {a.scale}, bitrate_share {b.bitrate_share} after "
+                    f"{a.bitrate_share}")
+        low = round(self.top_bitrate_kbps * rungs[-1].bitrate_share)
+        if self.adapt and len(rungs) > 1 and low < self.min_bitrate_kbps:
+            raise ValueError(
+                f"egress.renditions[{len(rungs) - 1}].bitrate_share "
+                f"{rungs[-1].bitrate_share} of max_bitrate_kbps {self.top_bitrate_kbps} is "
+                f"{low} kbps, below min_bitrate_kbps {self.min_bitrate_kbps}: raise the "
+                "share or lower min_bitrate_kbps")
+        return self
+
+    @property
+    def ladder(self) -> list[tuple[float, float]]:
+        """The renditions as (scale, bitrate_share), the full size first; the full size
+        alone when egress.adapt is off."""
+        if not self.adapt:
+            return [(1.0, 1.0)]
+        return [(r.scale, r.bitrate_share) for r in self.renditions]
 
     @property
     def top_bitrate_kbps(self) -> int:
@@ -371,6 +423,13 @@ class EgressSection(_Section):
         True,
         description="Follow each viewer's bandwidth estimate (REMB, receiver-report loss) "
         "and pace its packets; false: encode at bitrate_kbps whatever the link.")
+    renditions: list[RenditionSpec] = Field(
+        default_factory=lambda: [RenditionSpec(scale=1.0, bitrate_share=1.0),
+                                 RenditionSpec(scale=0.5, bitrate_share=0.25)],
+        description="The rendition ladder (with adapt), biggest first, at most 4: each is "
+        "encoded once for all its viewers, and each viewer gets the biggest its estimate "
+        "affords, switched on a keyframe. The first must be the full size at the top rate "
+        "(recordings use it); one entry: no ladder.")
     record: str | None = Field(
         None, description="A file path: record the output stream there (MP4)."
     )
@@ -426,6 +485,19 @@ class Config(_Section):
     source: str | None = Field(
         None, description="The file this config was read from (set by the loader, not in YAML)."
     )
+
+    @model_validator(mode="after")
+    def _rendition_sizes(self) -> Config:
+        # Each side rounds down to even pixels; a rung that small is no picture.
+        for i, r in enumerate(self.egress.renditions):
+            w = int(self.video.width * r.scale) // 2 * 2
+            h = int(self.video.height * r.scale) // 2 * 2
+            if min(w, h) < 16:
+                raise ValueError(
+                    f"egress.renditions[{i}].scale {r.scale} of video "
+                    f"{self.video.width}x{self.video.height} is {w}x{h}; each side must be "
+                    "at least 16 pixels: raise the scale or drop the rendition")
+        return self
 
     @model_validator(mode="after")
     def _tls_files(self) -> Config:

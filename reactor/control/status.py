@@ -224,6 +224,10 @@ def _viewer(v: ViewerStat) -> dict[str, object]:
         "remb_kbps": _opt(v, "remb_kbps"),
         "bitrate_kbps": _opt(v, "bitrate_kbps"),
         "max_kbps": _opt(v, "max_kbps"),
+        # The rung of egress.renditions it is sent (0: the full size), and its size.
+        "rendition": _opt(v, "rendition"),
+        "sent_width": _opt(v, "sent_width"),
+        "sent_height": _opt(v, "sent_height"),
     }
 
 

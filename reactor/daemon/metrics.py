@@ -421,6 +421,10 @@ def viewer_families(s: Scrape) -> Iterator[Metric]:
          "report", "loss", 1.0),
         ("reactor_viewer_encoder_bytes_per_second", "The rate the encoder each viewer "
          "watches runs at", "bitrate_kbps", 125.0),
+        ("reactor_viewer_rendition", "The rung of egress.renditions each viewer is sent "
+         "(0: the full size)", "rendition", 1.0),
+        ("reactor_viewer_sent_height_pixels", "The height of the picture each viewer is "
+         "sent (its rendition's)", "sent_height", 1.0),
     ]
     for name, doc, fld, scale in gauges:
         g = GaugeMetricFamily(name, doc, labels=["viewer"])

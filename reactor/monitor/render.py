@@ -348,7 +348,8 @@ def _kbps(v: ViewerStat, name: str) -> str:
 
 def _paths(s: SessionInfo) -> Table | None:
     """One line a viewer egress estimates (``egress.adapt``): its estimate, loss and round
-    trip, and the rate its encoder runs at against the most it may; yellow when the loss
+    trip, and the rate its encoder runs at against the most it may, and the size it is
+    sent where there is a ladder; yellow when the loss
     is high or the estimate holds it below that most."""
     measured = [v for v in s.viewer_stats if v.HasField("estimate_kbps")]
     if not measured:
@@ -361,6 +362,8 @@ def _paths(s: SessionInfo) -> Table | None:
         loss = f"loss {v.loss * 100:.1f}%" if v.HasField("loss") else "loss ?"
         rate = f"rate {_kbps(v, 'bitrate_kbps')}"
         rate += f"/{v.max_kbps:.0f} kbps" if v.HasField("max_kbps") else " kbps"
+        if v.HasField("sent_height"):  # its rung of the ladder (egress.renditions)
+            rate += f" {v.sent_width}x{v.sent_height}"
         narrow = ((v.HasField("loss") and v.loss >= HIGH_LOSS)
                   or (v.HasField("max_kbps") and v.estimate_kbps < v.max_kbps))
         table.add_row(_cell(v.id[:8]), v.codec or "-", f"est {v.estimate_kbps:.0f} kbps",

@@ -121,7 +121,7 @@ class CommandLog(_message.Message):
     def __init__(self, ts: _Optional[float] = ..., name: _Optional[str] = ..., args_json: _Optional[str] = ..., ok: _Optional[bool] = ..., result: _Optional[str] = ...) -> None: ...
 
 class ViewerStat(_message.Message):
-    __slots__ = ("id", "codec", "connected_s", "agent", "age_s", "jitter_buffer_ms", "frames_decoded", "frames_dropped", "freeze_count", "freeze_s", "rtt_ms", "decode_ms", "width", "height", "fps", "reports", "rejected", "glass_to_glass_ms", "rtt_source", "render_ms", "estimate_kbps", "loss", "remb_kbps", "bitrate_kbps", "max_kbps")
+    __slots__ = ("id", "codec", "connected_s", "agent", "age_s", "jitter_buffer_ms", "frames_decoded", "frames_dropped", "freeze_count", "freeze_s", "rtt_ms", "decode_ms", "width", "height", "fps", "reports", "rejected", "glass_to_glass_ms", "rtt_source", "render_ms", "estimate_kbps", "loss", "remb_kbps", "bitrate_kbps", "max_kbps", "rendition", "sent_width", "sent_height")
     ID_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     CONNECTED_S_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +147,9 @@ class ViewerStat(_message.Message):
     REMB_KBPS_FIELD_NUMBER: _ClassVar[int]
     BITRATE_KBPS_FIELD_NUMBER: _ClassVar[int]
     MAX_KBPS_FIELD_NUMBER: _ClassVar[int]
+    RENDITION_FIELD_NUMBER: _ClassVar[int]
+    SENT_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    SENT_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     id: str
     codec: str
     connected_s: float
@@ -172,7 +175,10 @@ class ViewerStat(_message.Message):
     remb_kbps: float
     bitrate_kbps: float
     max_kbps: float
-    def __init__(self, id: _Optional[str] = ..., codec: _Optional[str] = ..., connected_s: _Optional[float] = ..., agent: _Optional[str] = ..., age_s: _Optional[float] = ..., jitter_buffer_ms: _Optional[float] = ..., frames_decoded: _Optional[int] = ..., frames_dropped: _Optional[int] = ..., freeze_count: _Optional[int] = ..., freeze_s: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., reports: _Optional[int] = ..., rejected: _Optional[int] = ..., glass_to_glass_ms: _Optional[float] = ..., rtt_source: _Optional[str] = ..., render_ms: _Optional[float] = ..., estimate_kbps: _Optional[float] = ..., loss: _Optional[float] = ..., remb_kbps: _Optional[float] = ..., bitrate_kbps: _Optional[float] = ..., max_kbps: _Optional[float] = ...) -> None: ...
+    rendition: int
+    sent_width: int
+    sent_height: int
+    def __init__(self, id: _Optional[str] = ..., codec: _Optional[str] = ..., connected_s: _Optional[float] = ..., agent: _Optional[str] = ..., age_s: _Optional[float] = ..., jitter_buffer_ms: _Optional[float] = ..., frames_decoded: _Optional[int] = ..., frames_dropped: _Optional[int] = ..., freeze_count: _Optional[int] = ..., freeze_s: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., reports: _Optional[int] = ..., rejected: _Optional[int] = ..., glass_to_glass_ms: _Optional[float] = ..., rtt_source: _Optional[str] = ..., render_ms: _Optional[float] = ..., estimate_kbps: _Optional[float] = ..., loss: _Optional[float] = ..., remb_kbps: _Optional[float] = ..., bitrate_kbps: _Optional[float] = ..., max_kbps: _Optional[float] = ..., rendition: _Optional[int] = ..., sent_width: _Optional[int] = ..., sent_height: _Optional[int] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
     __slots__ = ("id", "state", "duration_s", "viewers", "sender", "commands", "frames_emitted", "viewer_stats")

@@ -3,8 +3,9 @@
 Threads: the asyncio event loop (this process's main thread) owns the WHEP viewers' peer
 connections; the *reader thread* takes frames from the output ring and pushes them
 through the :class:`~reactor.media.tracks.Broadcaster`, which encodes each frame once per
-codec in use (PyAV releases the GIL while it encodes) and hands the same packets to every
-viewer on the loop; the link thread relays WHEP offers and session events to the loop.
+codec and rendition in use (PyAV releases the GIL while it encodes) and hands the same
+packets to every viewer of a rendition on the loop; the link thread relays WHEP offers
+and session events to the loop.
 With ``audio.output`` on, the *audio thread* reads the ``audio_out`` ring and drives the
 :class:`~reactor.media.audio.AudioBroadcaster`: the model's sound on a 48 kHz timeline,
 one Opus packet per 20 ms window for every viewer, silence when the model sends none.
@@ -33,7 +34,7 @@ from reactor.media.clock import MediaClock
 from reactor.media.gpu import gpu_plan
 from reactor.media.peer import install_patches
 from reactor.media.playout import answer_playout_delay
-from reactor.media.tracks import Broadcaster
+from reactor.media.tracks import Broadcaster, LadderRateChange, Switch
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.runtime.latency import LatencyWindow
@@ -53,13 +54,40 @@ def rate_event(change: RateChange) -> wpb.SessionEvent:
     """The ``viewer`` session event telling clients the viewers of ``change.codec`` were
     switched down or up; the supervisor fills in the session (egress does not track it)."""
     way = "down" if change.to_kbps < change.from_kbps else "up"
+    rendition = change.rendition if isinstance(change, LadderRateChange) else None
+    body: dict[str, object] = {
+        "state": way, "why": "estimate", "codec": change.codec,
+        "from_kbps": change.from_kbps, "to_kbps": change.to_kbps,
+        "viewers": list(change.viewers), "lowest": change.lowest}
+    at = ""
+    if rendition is not None:  # one rung of the ladder (egress.renditions)
+        body.update(rendition=rendition.index, width=rendition.width,
+                    height=rendition.height)
+        at = f" {rendition.size}"
     return wpb.SessionEvent(
         kind=wpb.SessionEvent.VIEWER,
-        reason=(f"{change.codec} viewers switched {way} from {change.from_kbps} to "
+        reason=(f"{change.codec}{at} viewers switched {way} from {change.from_kbps} to "
                 f"{change.to_kbps} kbps (the lowest estimate)"),
-        json=json.dumps({"state": way, "why": "estimate", "codec": change.codec,
-                         "from_kbps": change.from_kbps, "to_kbps": change.to_kbps,
-                         "viewers": list(change.viewers), "lowest": change.lowest}))
+        json=json.dumps(body))
+
+
+def switch_event(switch: Switch) -> wpb.SessionEvent:
+    """The ``viewer`` session event telling clients one viewer was switched to another
+    rendition (``"change": "rendition"``): its resolution, from and to; the frame rate
+    stays (reactor.media.ladder)."""
+    src, dst = switch.src, switch.dst
+    return wpb.SessionEvent(
+        kind=wpb.SessionEvent.VIEWER,
+        reason=(f"viewer {switch.viewer} switched {switch.way} from {src.size} to "
+                f"{dst.size} ({switch.why}, estimate {switch.estimate_kbps:.0f} kbps)"),
+        json=json.dumps({
+            "state": switch.way, "change": "rendition", "why": switch.why,
+            "viewer": switch.viewer, "codec": switch.codec,
+            "estimate_kbps": round(switch.estimate_kbps),
+            "from": {"rendition": src.index, "width": src.width, "height": src.height,
+                     "max_kbps": src.top_kbps},
+            "to": {"rendition": dst.index, "width": dst.width, "height": dst.height,
+                   "max_kbps": dst.top_kbps}}))
 
 
 class EgressWorker:
@@ -81,8 +109,10 @@ class EgressWorker:
             # egress.adapt: the encoder follows the viewers' estimates (reactor.media.bwe).
             min_bitrate_kbps=cfg.egress.min_bitrate_kbps if cfg.egress.adapt else None,
             start_bitrate_kbps=cfg.egress.start_bitrate_kbps,
+            renditions=cfg.egress.ladder,
             hardware=self.gpu.encoder == "h264_nvenc",
             clock=self.clock, on_sent=self._sent, on_rate=self._rate_changed,
+            on_switch=self._switched,
         )
         self.audio: AudioBroadcaster | None = None
         self.audio_ring: ShmRing | None = None
@@ -141,6 +171,10 @@ class EgressWorker:
         event = rate_event(change)
         log.info("rate %s", event.reason)
         self.ctx.link.event(event)
+
+    def _switched(self, switch: Switch) -> None:
+        # On the event loop, when the viewer's new rendition's keyframe reaches it.
+        self.ctx.link.event(switch_event(switch))
 
     def on_message(self, msg: wpb.ToWorker) -> None:
         """On the link thread: hand everything to the event loop."""

@@ -197,9 +197,13 @@ class ViewerHub:
                 if est.remb_bps is not None:
                     st.remb_kbps = est.remb_bps / 1000
                 st.max_kbps = self.broadcaster.bitrate_kbps
-            encoder = self.broadcaster.encoder(v.codec)
+            encoder = self.broadcaster.encoder(v.codec, v.track.rendition)
             if encoder is not None:
                 st.bitrate_kbps = encoder.bitrate_kbps
+            ladder = self.broadcaster.ladder
+            if len(ladder) > 1:  # the rung it is sent now (egress.renditions)
+                r = ladder[v.track.rendition]
+                st.rendition, st.sent_width, st.sent_height = r.index, r.width, r.height
             out.append(st)
         return out
 

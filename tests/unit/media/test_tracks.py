@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import av
 import pytest
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
 from reactor.media import tracks
 from reactor.media.bwe import RateChange
@@ -350,3 +352,168 @@ async def _rate_events(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_rate_step_of_a_fifth_is_told_once_and_at_most_every_2_s(
         monkeypatch: pytest.MonkeyPatch) -> None:
     asyncio.run(_rate_events(monkeypatch))
+
+
+# --- the rendition ladder --------------------------------------------------------------------
+
+LADDER = ((1.0, 1.0), (0.5, 0.25))  # 320x240 at 3000 kbps, 160x120 at 750 (needs 1350)
+
+
+def _ladder(**kwargs: object) -> Broadcaster:
+    return Broadcaster(W, H, bitrate_kbps=3000, min_bitrate_kbps=100, start_bitrate_kbps=2500,
+                       renditions=LADDER, queue_size=1000, **kwargs)  # type: ignore[arg-type]
+
+
+async def _one_encode_per_rendition() -> None:
+    bc = _ladder()
+    wide, narrow, narrower = (bc.add_viewer("h264") for _ in range(3))
+    try:
+        bc.push(tagged_rgb(0, W, H), 0)
+        full = bc.encoder("h264", 0)
+        assert full is not None and bc.encoder("h264", 1) is None
+        for track in (narrow, narrower):
+            assert track.estimate is not None
+            track.estimate.on_remb(600_000)
+        for tag in range(1, 31):
+            bc.push(tagged_rgb(tag, W, H), tag * 3000)
+        small = bc.encoder("h264", 1)
+        assert small is not None and (small.width, small.height) == (160, 120)
+        # Three viewers, two renditions: one encoder each, each frame encoded once per
+        # rendition and scaled once, not once per viewer.
+        assert bc.encoders_active == 2
+        assert full.frames_encoded == 31
+        assert small.frames_encoded == 30 == bc.frames_scaled
+        assert [s.rendition for s in bc.stats()] == [0, 1, 1]
+        assert [(s.width, s.height) for s in bc.stats()][1] == (160, 120)
+        # The full size follows its own viewer; the half size the lowest of its two.
+        assert (full.bitrate_kbps, small.bitrate_kbps) == (2500, 600)
+        # The wide viewer leaves: nobody watches the full size, its encoder stops.
+        bc.remove_viewer(wide)
+        bc.push(tagged_rgb(31, W, H), 31 * 3000)
+        assert bc.encoder("h264", 0) is None and bc.encoders_active == 1
+    finally:
+        bc.close()
+
+
+def test_each_rendition_is_encoded_once_whatever_the_number_of_its_viewers() -> None:
+    asyncio.run(_one_encode_per_rendition())
+
+
+def _sizes(packets: list[av.Packet]) -> list[tuple[int, int, bool]]:
+    """Decode ``packets`` as one viewer's stream would be: (width, height, keyframe) of
+    each frame; a decoder error fails the test."""
+    decoder = av.CodecContext.create("h264", "r")
+    out = []
+    for packet in packets:
+        for frame in decoder.decode(packet):
+            out.append((frame.width, frame.height, bool(packet.is_keyframe)))
+    return out
+
+
+async def _switch_on_keyframe() -> None:
+    switches: list[tracks.Switch] = []
+    bc = _ladder(on_switch=switches.append)
+    track = bc.add_viewer("h264")
+    try:
+        assert track.estimate is not None
+        for tag in range(5):
+            bc.push(tagged_rgb(tag, W, H), tag * 3000)
+        track.estimate.on_remb(600_000)
+        for tag in range(5, 10):
+            bc.push(tagged_rgb(tag, W, H), tag * 3000)
+        track.estimate.on_remb(3_000_000)  # back up: the full size's keyframe first
+        for tag in range(10, 15):
+            bc.push(tagged_rgb(tag, W, H), tag * 3000)
+        sizes = _sizes(list(track._queue))
+        assert [s[:2] for s in sizes] == [(320, 240)] * 5 + [(160, 120)] * 5 + [(320, 240)] * 5
+        # Each size starts with a keyframe of it (its SPS carries the new size).
+        assert sizes[5][2] and sizes[10][2]
+        assert [(s.way, s.src.size, s.dst.size, s.why) for s in switches] == [
+            ("down", "320x240", "160x120", "estimate"), ("up", "160x120", "320x240", "estimate")]
+    finally:
+        bc.close()
+
+
+def test_a_viewer_switches_rendition_on_a_keyframe_of_the_new_one() -> None:
+    asyncio.run(_switch_on_keyframe())
+
+
+async def _waits_for_keyframe() -> None:
+    """The new rendition's keyframe is late (its encoder ran already, for someone else,
+    and the forced keyframe is lost here): the viewer keeps the old one's packets."""
+    bc = _ladder()
+    track, other = bc.add_viewer("h264"), bc.add_viewer("h264")
+    try:
+        assert other.estimate is not None and track.estimate is not None
+        other.estimate.on_remb(600_000)
+        for tag in range(3):
+            bc.push(tagged_rgb(tag, W, H), tag * 3000)
+        small = bc.encoder("h264", 1)
+        assert small is not None and other.rendition == 1
+        track.estimate.on_remb(600_000)
+        # The keyframe forced for the switch does not come for 5 frames.
+        small._keyframe_requested.clear()
+        original = small.force_keyframe
+        small.force_keyframe = lambda: None  # type: ignore[method-assign]
+        for tag in range(3, 8):
+            bc.push(tagged_rgb(tag, W, H), tag * 3000)
+        assert (track.rendition, track.target) == (0, 1)
+        small.force_keyframe = original  # type: ignore[method-assign]
+        small.force_keyframe()
+        for tag in range(8, 11):
+            bc.push(tagged_rgb(tag, W, H), tag * 3000)
+        assert track.rendition == 1
+        sizes = _sizes(list(track._queue))
+        assert [s[:2] for s in sizes] == [(320, 240)] * 8 + [(160, 120)] * 3
+        assert sizes[8][2]  # its first packet of the half size is a keyframe
+    finally:
+        bc.close()
+
+
+def test_a_switching_viewer_keeps_the_old_rendition_until_the_new_ones_keyframe() -> None:
+    asyncio.run(_waits_for_keyframe())
+
+
+class _SizeViewer(Viewer):
+    async def start(self) -> None:
+        async def sizes(t: object) -> None:
+            assert isinstance(t, MediaStreamTrack)
+            try:
+                while True:
+                    frame = await t.recv()
+                    assert isinstance(frame, av.VideoFrame)
+                    self.frames.append(frame)
+            except MediaStreamError:
+                pass
+
+        transceiver = self.server.addTransceiver(self.track, direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences(self.track.codec))
+        self.client.on("track", lambda t: self.tasks.append(asyncio.ensure_future(sizes(t))))
+        await connect(self.server, self.client)
+
+
+async def _aiortc_plays_across_switches(codec: Codec) -> None:
+    bc = _ladder()
+    track = bc.add_viewer(codec)
+    viewer = _SizeViewer(track)
+    try:
+        await viewer.start()
+        assert track.estimate is not None
+        await _push(bc, range(0, 20))
+        track.estimate.on_remb(600_000)
+        await _push(bc, range(20, 40))
+        track.estimate.on_remb(3_000_000)
+        await _push(bc, range(40, 60))
+        await _wait_for(lambda: len(viewer.frames) >= 55)
+        sizes = [(f.width, f.height) for f in viewer.frames]
+        runs = [s for i, s in enumerate(sizes) if i == 0 or s != sizes[i - 1]]
+        assert runs == [(320, 240), (160, 120), (320, 240)], sizes
+    finally:
+        await viewer.close()
+        bc.close()
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+@pytest.mark.timeout(30)
+def test_an_aiortc_viewer_decodes_across_rendition_switches(codec: Codec) -> None:
+    asyncio.run(_aiortc_plays_across_switches(codec))

@@ -120,7 +120,7 @@ def test_session_viewers_detail_shows_reports_and_null_for_what_was_not_said(
         rtt_source="viewer", frames_decoded=360, frames_dropped=1, freeze_count=0,
         freeze_s=0.0, width=1280, height=720, fps=29.5, glass_to_glass_ms=43.0,
         estimate_kbps=1200.0, loss=0.0, remb_kbps=1250.0, bitrate_kbps=1200.0,
-        max_kbps=4000.0)
+        max_kbps=4000.0, rendition=1, sent_width=640, sent_height=360)
     snap.session.viewer_stats.add(id="d4e5f6", codec="vp8", connected_s=0.3, age_s=-1.0)
     detail = snapshot_to_dict(snap)["session"]["viewers_detail"]
     assert detail[0] == {
@@ -130,14 +130,15 @@ def test_session_viewers_detail_shows_reports_and_null_for_what_was_not_said(
         "frames_decoded": 360,
         "frames_dropped": 1, "freeze_count": 0, "freeze_s": 0.0, "width": 1280,
         "height": 720, "fps": 29.5, "glass_to_glass_ms": 43.0, "estimate_kbps": 1200.0,
-        "loss": 0.0, "remb_kbps": 1250.0, "bitrate_kbps": 1200.0, "max_kbps": 4000.0}
+        "loss": 0.0, "remb_kbps": 1250.0, "bitrate_kbps": 1200.0, "max_kbps": 4000.0,
+        "rendition": 1, "sent_width": 640, "sent_height": 360}
     assert v.HasField("freeze_count")  # a reported 0 stays 0, not "not reported"
     fresh = detail[1]
     assert (fresh["agent"], fresh["report_age_s"], fresh["glass_to_glass_ms"]) == (
         None, None, None)
     assert all(fresh[k] is None for k in ("jitter_buffer_ms", "rtt_ms", "width", "fps",
                                           "estimate_kbps", "loss", "bitrate_kbps",
-                                          "max_kbps"))
+                                          "max_kbps", "rendition", "sent_height"))
 
 
 def test_no_session_is_null(make_snapshot: MakeSnapshot) -> None:

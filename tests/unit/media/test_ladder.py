@@ -1,0 +1,98 @@
+"""Which rendition a viewer is placed on, and when it moves (reactor.media.ladder)."""
+
+from __future__ import annotations
+
+from reactor.media.ladder import (
+    PROBE_BACKOFF_S,
+    PROBE_S,
+    UP_HOLD_S,
+    Move,
+    Placement,
+    build_ladder,
+)
+
+#: The default ladder of a 720p stream at 4 Mbit/s: 1800 kbps needed to stay on 720p.
+LADDER = build_ladder(1280, 720, 4000, [(1.0, 1.0), (0.5, 0.25)])
+FRAME = 1 / 30
+
+
+def run(p: Placement, kbps: float, t0: float, seconds: float,
+        easy: dict[int, float] | None = None) -> list[tuple[float, Move]]:
+    """Feed ``kbps`` once a frame from ``t0`` for ``seconds``: the moves, with when."""
+    moves = []
+    for i in range(round(seconds / FRAME)):
+        now = t0 + i * FRAME
+        move = p.update(kbps * 1000, now, easy or {})
+        if move is not None:
+            moves.append((now, move))
+    return moves
+
+
+def test_sizes_round_down_to_even_and_the_smallest_needs_nothing() -> None:
+    full, half = LADDER
+    assert (full.size, full.top_kbps, full.floor_kbps) == ("1280x720", 4000, 1800)
+    assert (half.size, half.top_kbps, half.floor_kbps) == ("640x360", 1000, 0)
+    odd = build_ladder(1278, 718, 4000, [(1.0, 1.0), (0.5, 0.25)])
+    assert odd[1].size == "638x358"  # 639x359 rounded down to even
+
+
+def test_a_viewer_starts_on_the_biggest_its_estimate_affords() -> None:
+    assert Placement(LADDER, 1_000_000, 0.0).current == 1
+    assert Placement(LADDER, 3_000_000, 0.0).current == 0
+
+
+def test_an_estimate_below_the_need_switches_down_at_once() -> None:
+    p = Placement(LADDER, 3_000_000, 0.0)
+    assert run(p, 1500, 0.0, 0.1) == [(0.0, Move(0, 1, "estimate"))]
+
+
+def test_an_estimate_that_covers_the_bigger_rendition_with_margin_switches_up() -> None:
+    p = Placement(LADDER, 1_000_000, 0.0)
+    assert run(p, 1900, 0.0, 1.0) == []  # above the need, not by the margin: no flapping
+    assert run(p, 2200, 1.0, 0.1) == [(1.0, Move(1, 0, "estimate"))]
+
+
+def test_headroom_over_what_is_sent_probes_up_after_it_held() -> None:
+    """On the half size at its top (1000 kbps), an estimate of 1300 kbps cannot say
+    whether 720p fits: after UP_HOLD_S it is tried, and given PROBE_S to reach 1800."""
+    p = Placement(LADDER, 1_000_000, 0.0)
+    moves = run(p, 1300, 0.0, UP_HOLD_S + 1)
+    assert [m for _, m in moves] == [Move(1, 0, "probe")]
+    assert moves[0][0] >= UP_HOLD_S
+
+
+def test_a_probe_that_does_not_reach_the_need_goes_back_and_backs_off() -> None:
+    p = Placement(LADDER, 1_000_000, 0.0)
+    moves = run(p, 1300, 0.0, 60)
+    probes = [t for t, m in moves if m.why == "probe"]
+    failed = [t for t, m in moves if m.why == "probe failed"]
+    assert [m.dst for _, m in moves[:2]] == [0, 1]
+    assert failed[0] - probes[0] >= PROBE_S - FRAME
+    # Each next probe waits twice as long as the one before (8 s, 16 s, ...).
+    waits = [b - a for a, b in zip(failed, probes[1:], strict=False)]
+    assert waits[0] >= PROBE_BACKOFF_S - FRAME
+    assert waits[1] >= 2 * PROBE_BACKOFF_S - FRAME
+    assert len(probes) == 3
+
+
+def test_a_probe_fails_at_once_when_the_estimate_falls() -> None:
+    p = Placement(LADDER, 1_000_000, 0.0)
+    run(p, 1300, 0.0, UP_HOLD_S + 0.1)
+    assert p.probing
+    assert run(p, 1000, 10.0, 0.1) == [(10.0, Move(0, 1, "probe failed"))]
+
+
+def test_a_probe_that_reaches_the_need_stays() -> None:
+    p = Placement(LADDER, 1_000_000, 0.0)
+    run(p, 1300, 0.0, UP_HOLD_S + 0.1)
+    assert run(p, 1600, 3.0, 2.0) == []
+    assert run(p, 1850, 5.0, 20.0) == []  # the need met: no longer a probe
+    assert not p.probing and p.current == 0
+
+
+def test_an_easy_picture_needs_only_what_its_encoder_produces() -> None:
+    """The test pattern at 720p takes 700 kbps: 720p needs 770 kbps, not 1800."""
+    p = Placement(LADDER, 1_000_000, 0.0)
+    assert run(p, 1000, 0.0, 0.1, easy={0: 700.0, 1: 250.0}) == [
+        (0.0, Move(1, 0, "estimate"))]
+    assert run(p, 1000, 1.0, 5.0, easy={0: 700.0, 1: 250.0}) == []
