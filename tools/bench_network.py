@@ -29,8 +29,8 @@ egress's CPU from /proc with ``egress.adapt`` off and on, in alternating rounds.
 it: :class:`~reactor.media.pacer.Pacer` and
 :class:`~reactor.media.bwe.BandwidthEstimate` alone, in this process's event loop, paced
 as a 4 Mbit/s viewer's packets, against the same loop sending at once.
-:func:`ladder_cost` is where the rendition ladder's cost (one encode against full + half
-size) goes once ``egress.renditions`` exists.
+Beside them, the rendition ladder's cost: one 720p encode against full plus half size
+(``tools/bench_ladder.py``).
 
 Without root or ``ip`` the links part is skipped with the reason; the CPU part runs
 anyway. ``--quick`` runs every condition for a few seconds (goals not judged).
@@ -376,36 +376,12 @@ def pacer_cost(quick: bool) -> dict[str, Any]:
     return result
 
 
-def ladder_cost(one: dict[str, Any], ladder: dict[str, Any], quick: bool) -> dict[str, Any]:
-    """The rendition ladder against one encode: egress CPU with ``one`` (a daemon config
-    whose ``egress.renditions`` has one entry) and ``ladder`` (full + half size), side by
-    side. Not run yet: ``egress.renditions`` is not in reactor's config (branch
-    ``ladder``); :func:`run` calls this once it is, with the two configs."""
-    result = egress_cpu_side_by_side({"one encode": one, "full + half": ladder},
-                                     2 if quick else CPU_VIEWERS, 1 if quick else 2,
-                                     2.0 if quick else 4.0, 3.0 if quick else 10.0)
-    mean = result["egress_cpu_percent"]
-    result["ladder_added_percent"] = round(mean["full + half"] - mean["one encode"], 1)
-    return result
-
-
-#: The two daemon configs :func:`ladder_cost` compares (one rendition; full size plus half
-#: size), filled in when ``egress.renditions`` lands (branch ``ladder``): the grain at
-#: 4 Mbit/s with one rendition, and with full size at 4 Mbit/s plus half size at a quarter
-#: of it. None: not measured, and the section says why.
-LADDER_CONFIGS: tuple[dict[str, Any], dict[str, Any]] | None = None
-
-
 def _ladder(quick: bool) -> dict[str, Any]:
-    from reactor.config import EgressSection
+    """The rendition ladder against one encode (tools/bench_ladder.py): the CPU of one
+    720p encode, and of full plus half size (one conversion, one scale, two encodes)."""
+    from bench_ladder import bench_ladder
 
-    if "renditions" not in EgressSection.model_fields:
-        return {"skipped": "egress.renditions is not in reactor's config yet: the ladder's "
-                           "cost against one encode is measured once it is"}
-    if LADDER_CONFIGS is None:
-        return {"skipped": "egress.renditions exists, but tools/bench_network.py "
-                           "LADDER_CONFIGS does not name the two configs to compare yet"}
-    return ladder_cost(*LADDER_CONFIGS, quick)
+    return bench_ladder(seconds=3.0 if quick else 10.0)
 
 
 async def _pace_loop(seconds: float, paced: bool, bitrate_bps: float = 4e6,
@@ -596,19 +572,16 @@ def render(result: dict[str, Any]) -> str:
                      f"{micro['cpu_percent']['paced']} %, at once "
                      f"{micro['cpu_percent']['at once']} %)")
     ladder = result.get("ladder_cpu", {})
-    if "skipped" in ladder:
-        lines.append(f"  {'ladder CPU':<30} not measured: {ladder['skipped']}")
-    elif "error" in ladder:
+    if "error" in ladder:
         lines.append(f"  ladder CPU: FAILED: {ladder['error']}")
-    elif "egress_cpu_percent" in ladder:
-        mean = ladder["egress_cpu_percent"]
-        lines.append(f"  {'ladder CPU':<30} one encode {mean['one encode']} %, full + half "
-                     f"{mean['full + half']} %: +{ladder['ladder_added_percent']} %")
+    elif "one_encode" in ladder:
+        lines.append(f"  {'ladder CPU (720p, h264)':<30} one encode "
+                     f"{ladder['one_encode']['core_pct']} % of a core, full + half "
+                     f"{ladder['full_plus_half']['core_pct']} %: +{ladder['extra_core_pct']} %")
     for g in result["goals"]:
         mark = {True: "met", False: "NOT MET", None: "not judged"}[g["met"]]
         lines.append(f"  goal: {g['target']}: {g['figure']} ({mark})")
     return "\n".join(lines)
 
 
-__all__ = ["LADDER_CONFIGS", "conditions", "egress_cpu_side_by_side", "goals", "ladder_cost",
-           "render", "run"]
+__all__ = ["conditions", "egress_cpu_side_by_side", "goals", "render", "run"]

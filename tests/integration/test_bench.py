@@ -102,7 +102,8 @@ def test_quick_network_bench_prints_a_row_per_link_and_every_goal() -> None:
                 (label, model, r.stdout)
     assert any("egress CPU" in line and "adapt off" in line and "per viewer" in line
                for line in lines), r.stdout
-    assert any("ladder CPU" in line for line in lines), r.stdout
+    assert any("ladder CPU" in line and "one encode" in line and "full + half" in line
+               for line in lines), r.stdout
     for goal in NETWORK_GOALS:
         found = [line for line in lines if line.strip().startswith(goal)]
         # --quick judges nothing; the goal rows are there all the same.
