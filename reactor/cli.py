@@ -19,6 +19,10 @@ from reactor.errors import ReactorError
 Handler = Callable[[argparse.Namespace], int]
 
 
+CONFIG_HELP = ("config YAML, or a packaged example by name (reactor init --list); "
+               "default: the packaged test pattern")
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=False))
 
@@ -50,11 +54,27 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from reactor.scaffold import scaffold
 
+    if args.list:
+        return _list_examples()
+    if args.name is None:
+        raise ReactorError("reactor init needs NAME, the new model's folder (or --list, "
+                         "to list the packaged examples)")
     root = scaffold(args.name)
     print(f"created {root}/ with model.py, reactor.yaml, README.md, requirements.txt and "
           "test_model.py")
     print(f"next: reactor schema -c {args.name}/reactor.yaml")
     print(f"      reactor daemon start -c {args.name}/reactor.yaml")
+    return 0
+
+
+def _list_examples() -> int:
+    from reactor.config import example_configs
+
+    print("packaged example configs (use by name: reactor run -c NAME; "
+          "a file of that name wins):")
+    for name, path in example_configs().items():
+        first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
+        print(f"  {name:<14} {first}")
     return 0
 
 
@@ -224,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon = sub.add_parser("daemon", help="start, stop and inspect the daemon")
     dsub = daemon.add_subparsers(dest="daemon_cmd", metavar="ACTION", required=True)
     p = dsub.add_parser("start", help="start the daemon (detached unless --foreground)")
-    p.add_argument("-c", "--config", help="config YAML (default: the packaged test pattern)")
+    p.add_argument("-c", "--config", help=CONFIG_HELP)
     p.add_argument("--foreground", action="store_true", help="log to the terminal; Ctrl+C stops")
     _add_server_options(p)
     _add_run_dir(p)
@@ -250,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run in the foreground; with --input or --duration, "
                        "process a file or render one")
-    p.add_argument("-c", "--config", help="config YAML (default: the packaged test pattern)")
+    p.add_argument("-c", "--config", help=CONFIG_HELP)
     p.add_argument("--input", metavar="FILE", help="a video file to feed the model (its sound "
                    "too, with audio.input)")
     p.add_argument("--output", metavar="FILE", help="write the model's output here (MP4; "
@@ -273,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("schema", help="print the model's commands as JSON Schema")
-    p.add_argument("-c", "--config", help="config YAML (default: the packaged test pattern)")
+    p.add_argument("-c", "--config", help=CONFIG_HELP)
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("monitor", help="live dashboard of the running daemon")
@@ -283,13 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("init", help="scaffold a new model: NAME/model.py, reactor.yaml, README")
-    p.add_argument("name", help="the folder and model name")
+    p.add_argument("name", nargs="?", help="the folder and model name")
+    p.add_argument("--list", action="store_true",
+                   help="list the packaged example configs (-c NAME takes them by name)")
     p.set_defaults(func=cmd_init)
 
     config = sub.add_parser("config", help="work with config files")
     csub = config.add_subparsers(dest="config_cmd", metavar="ACTION", required=True)
     p = csub.add_parser("check", help="validate a config and import its model")
-    p.add_argument("config", help="config YAML")
+    p.add_argument("config", help=CONFIG_HELP.split("; default")[0])
     p.set_defaults(func=cmd_config_check)
     return parser
 

@@ -13,6 +13,7 @@ their cross-field validators) that the docs' configuration reference is generate
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import ipaddress
 import re
@@ -581,15 +582,39 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         raise ConfigError(_format_errors(err, source)) from None
 
 
+#: Where the example configs shipped in the wheel lie (``-c pattern``, ``reactor init
+#: --list``); a checkout's ``configs/`` is a link to it.
+EXAMPLE_CONFIGS = Path(__file__).parent / "examples" / "configs"
+
+
+def example_configs() -> dict[str, Path]:
+    """The packaged example configs by name (``brightness``: ``.../brightness.yaml``)."""
+    return {p.stem: p for p in sorted(EXAMPLE_CONFIGS.glob("*.yaml"), key=lambda p: p.stem)}
+
+
+def resolve_config(path: str | Path) -> Path:
+    """The file ``-c path`` means: the path when it exists (a path always wins), else
+    the packaged example of that name (``pattern``, ``brightness.yaml``)."""
+    p = Path(path)
+    if p.is_file() or p.parent != Path("."):
+        return p
+    return example_configs().get(p.name.removesuffix(".yaml"), p)
+
+
 def load_config(path: str | Path | None = None) -> Config:
-    """Read and validate a YAML config file; ``None`` gives the packaged default."""
+    """Read and validate a YAML config file (or a packaged example, by name:
+    :func:`resolve_config`); ``None`` gives the packaged default."""
     if path is None:
         return Config.model_validate({})
-    p = Path(path)
+    p = resolve_config(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
+        names = list(example_configs())
+        close = difflib.get_close_matches(p.stem, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close and p.parent == Path(".") else ""
+        raise ConfigError(f"{p}: config file not found, nor a packaged example of that name "
+                          f"(they are: {', '.join(names)}){hint}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read config file: {exc}") from None
     try:

@@ -9,7 +9,7 @@ import pytest
 
 import reactor as reactor_pkg
 from reactor.cli import build_parser, main, parse_assignments
-from reactor.config import load_config
+from reactor.config import EXAMPLE_CONFIGS, load_config
 from reactor.daemon.launcher import public_bind_warning
 
 
@@ -145,3 +145,49 @@ def test_log_level_in_the_config_is_checked(tmp_path: Path) -> None:
     r = reactor("config", "check", str(p))
     assert r.returncode == 1
     assert "log.level" in r.stderr and "'verbose'" in r.stderr
+
+
+# --- packaged example configs, by name ------------------------------------------------------
+
+
+def test_a_packaged_example_is_found_by_name_outside_the_checkout(tmp_path: Path) -> None:
+    for name in ("brightness", "brightness.yaml"):
+        r = reactor("config", "check", name, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert "model Brightness (reactor.examples.filters:Brightness)" in r.stdout
+    assert load_config("pattern-audio").audio.output
+
+
+def test_a_file_of_an_examples_name_wins_over_the_example(tmp_path: Path) -> None:
+    (tmp_path / "brightness").write_text(
+        "model:\n  module: reactor.examples.filters:Identity\n")
+    r = reactor("config", "check", "brightness", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "model Identity" in r.stdout
+
+
+def test_an_unknown_config_name_lists_the_examples_and_the_closest(tmp_path: Path) -> None:
+    r = reactor("run", "-c", "brightnes", "--duration", "1", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "brightnes: config file not found" in r.stderr
+    assert "they are: brightness, identity, meter, pattern, pattern-audio" in r.stderr
+    assert "did you mean 'brightness'?" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_init_list_names_every_packaged_example(tmp_path: Path) -> None:
+    r = reactor("init", "--list", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    listed = [line.split()[0] for line in r.stdout.splitlines()[1:]]
+    assert listed == sorted(p.stem for p in EXAMPLE_CONFIGS.glob("*.yaml"))
+    assert listed and "brightness" in listed and "pattern" in listed
+
+
+def test_init_without_a_name_says_what_it_needs(tmp_path: Path) -> None:
+    r = reactor("init", cwd=tmp_path)
+    assert r.returncode == 1 and "reactor init needs NAME" in r.stderr and "--list" in r.stderr
+
+
+def test_the_checkouts_configs_folder_is_the_packaged_examples() -> None:
+    root = Path(__file__).parents[2]
+    assert (root / "configs").resolve() == EXAMPLE_CONFIGS.resolve()
