@@ -35,12 +35,46 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     model = cfg.model_class()
+    loaded = ""
+    if args.load:
+        timeout = args.timeout if args.timeout is not None else cfg.model.load_timeout_s
+        loaded = f", load() took {_try_load(model, cfg.model.args, timeout):.1f} s"
     print(
         f"{args.config}: ok — model {model.name} ({cfg.model.module}), "
         f"{cfg.video.width}x{cfg.video.height}@{cfg.video.fps}, "
-        f"{cfg.server.url()}"
+        f"{cfg.server.url()}{loaded}"
     )
     return 0
+
+
+def _try_load(model: type[Any], model_args: dict[str, Any], timeout_s: float) -> float:
+    """Build ``model`` and run its ``load(model_args)`` as the daemon would, within
+    ``timeout_s``; the seconds it took. Its failure is a ModelLoadError naming it."""
+    import threading
+    import time
+
+    from reactor.errors import ModelLoadError
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            model().load(dict(model_args))
+        except BaseException as exc:  # reported below, whatever load() raised
+            failure.append(exc)
+
+    started = time.monotonic()
+    # A daemon thread: a load() that hangs cannot keep the command from exiting.
+    worker = threading.Thread(target=run, name="load", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise ModelLoadError(f"{model.__name__}.load() did not return within {timeout_s:g} s "
+                             "(model.load_timeout_s; --timeout to wait longer here)")
+    if failure:
+        exc = failure[0]
+        raise ModelLoadError(f"{model.__name__}.load() raised {type(exc).__name__}: {exc}")
+    return time.monotonic() - started
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -310,8 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="work with config files")
     csub = config.add_subparsers(dest="config_cmd", metavar="ACTION", required=True)
-    p = csub.add_parser("check", help="validate a config and import its model")
+    p = csub.add_parser("check", help="validate a config and import its model (--load: and load it)")
     p.add_argument("config", help=CONFIG_HELP.split("; default")[0])
+    p.add_argument("--load", action="store_true",
+                   help="also build the model and run its load() (weights and all), as the "
+                   "daemon does at start")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="with --load: give load() S seconds (default: model.load_timeout_s)")
     p.set_defaults(func=cmd_config_check)
     return parser
 

@@ -13,7 +13,6 @@ their cross-field validators) that the docs' configuration reference is generate
 from __future__ import annotations
 
 import contextlib
-import difflib
 import importlib
 import ipaddress
 import re
@@ -34,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from reactor.errors import ConfigError, ModelLoadError
+from reactor.errors import ConfigError, ModelLoadError, did_you_mean
 
 if TYPE_CHECKING:
     from reactor.model import VideoModel
@@ -611,8 +610,7 @@ def load_config(path: str | Path | None = None) -> Config:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         names = list(example_configs())
-        close = difflib.get_close_matches(p.stem, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close and p.parent == Path(".") else ""
+        hint = did_you_mean(p.stem, names) if p.parent == Path(".") else ""
         raise ConfigError(f"{p}: config file not found, nor a packaged example of that name "
                           f"(they are: {', '.join(names)}){hint}") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -643,6 +641,16 @@ def _searched_first(folders: Sequence[str]) -> Iterator[None]:
                 sys.path.remove(folder)
 
 
+def _modules_in(folders: Sequence[str]) -> list[str]:
+    """The importable module names at the top of ``folders``."""
+    names = set()
+    for folder in folders:
+        for path in Path(folder).iterdir() if Path(folder).is_dir() else ():
+            if path.suffix == ".py" or (path / "__init__.py").is_file():
+                names.add(path.stem)
+    return sorted(names)
+
+
 def import_model(spec: str, search_path: Sequence[str] = ()) -> type[VideoModel]:
     """Import ``"package.module:ClassName"`` and check that it is a ``VideoModel``.
 
@@ -661,8 +669,12 @@ def import_model(spec: str, search_path: Sequence[str] = ()) -> type[VideoModel]
             module = importlib.import_module(mod_name)
     except ModuleNotFoundError as exc:
         if exc.name and (mod_name == exc.name or mod_name.startswith(exc.name + ".")):
+            where = (f"a {mod_name.split('.')[0]}.py or package in {', '.join(search_path)} "
+                     "(the config's folder), an installed package, or on PYTHONPATH"
+                     if search_path else "an installed package, or on PYTHONPATH")
+            close = did_you_mean(mod_name, _modules_in(search_path))
             raise ModelLoadError(
-                f"model.module: module {mod_name!r} not found (is it installed, or on PYTHONPATH?)"
+                f"model.module: module {mod_name!r} not found: looked for {where}{close}"
             ) from None
         raise ModelLoadError(
             f"model.module: importing {mod_name!r} failed: {exc}"
@@ -676,8 +688,13 @@ def import_model(spec: str, search_path: Sequence[str] = ()) -> type[VideoModel]
         try:
             obj = getattr(obj, part)
         except AttributeError:
+            models = sorted(name for name, value in vars(module).items()
+                            if isinstance(value, type) and issubclass(value, VideoModel)
+                            and value is not VideoModel)
+            found = (f"; its VideoModel classes: {', '.join(models)}{did_you_mean(attr, models)}"
+                     if models else "; it defines no VideoModel class")
             raise ModelLoadError(
-                f"model.module: module {mod_name!r} has no attribute {attr!r}"
+                f"model.module: module {mod_name!r} has no attribute {attr!r}{found}"
             ) from None
     if not (isinstance(obj, type) and issubclass(obj, VideoModel)):
         raise ModelLoadError(

@@ -37,6 +37,9 @@ This module imports nothing from reactor, so that every other module can import 
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "AudioError",
     "CommandError",
@@ -198,3 +201,10 @@ class RingClosedError(RingError):
 
 class ProducerGoneError(RingClosedError):
     """The ring's producer process died."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the candidate closest to a misspelt ``name``; "" when
+    none is close. For the end of an error message."""
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -191,3 +191,65 @@ def test_init_without_a_name_says_what_it_needs(tmp_path: Path) -> None:
 def test_the_checkouts_configs_folder_is_the_packaged_examples() -> None:
     root = Path(__file__).parents[2]
     assert (root / "configs").resolve() == EXAMPLE_CONFIGS.resolve()
+
+
+# --- errors that say what to fix ------------------------------------------------------------
+
+MODELS = '''
+import time
+from reactor import VideoModel
+
+class Blur(VideoModel):
+    def start_session(self, session): pass
+
+class Fails(VideoModel):
+    def load(self, config): raise FileNotFoundError("weights.pt: no such file")
+    def start_session(self, session): pass
+
+class Hangs(VideoModel):
+    def load(self, config): time.sleep(60)
+    def start_session(self, session): pass
+'''
+
+
+def _model_folder(tmp_path: Path, spec: str) -> Path:
+    (tmp_path / "model.py").write_text(MODELS)
+    config = tmp_path / "reactor.yaml"
+    config.write_text(f"model:\n  module: {spec}\n")
+    return config
+
+
+def test_a_misspelt_module_names_the_configs_folder_and_the_closest(tmp_path: Path) -> None:
+    r = reactor("config", "check", str(_model_folder(tmp_path, "modle:Blur")))
+    assert r.returncode == 1
+    assert (f"module 'modle' not found: looked for a modle.py or package in {tmp_path} "
+            "(the config's folder)") in r.stderr
+    assert "(did you mean 'model'?)" in r.stderr
+
+
+def test_a_misspelt_class_lists_the_modules_video_models(tmp_path: Path) -> None:
+    r = reactor("config", "check", str(_model_folder(tmp_path, "model:Blr")))
+    assert r.returncode == 1
+    assert ("module 'model' has no attribute 'Blr'; its VideoModel classes: Blur, Fails, "
+            "Hangs (did you mean 'Blur'?)") in r.stderr
+
+
+def test_config_check_load_runs_load_and_reports_its_failure(tmp_path: Path) -> None:
+    config = _model_folder(tmp_path, "model:Fails")
+    assert reactor("config", "check", str(config)).returncode == 0  # import alone passes
+    r = reactor("config", "check", "--load", str(config))
+    assert r.returncode == 1
+    assert "Fails.load() raised FileNotFoundError: weights.pt: no such file" in r.stderr
+
+
+def test_config_check_load_gives_up_on_a_load_that_hangs(tmp_path: Path) -> None:
+    r = reactor("config", "check", "--load", "--timeout", "1",
+                str(_model_folder(tmp_path, "model:Hangs")))
+    assert r.returncode == 1
+    assert "Hangs.load() did not return within 1 s" in r.stderr
+
+
+def test_config_check_load_says_how_long_load_took(tmp_path: Path) -> None:
+    r = reactor("config", "check", "--load", str(_model_folder(tmp_path, "model:Blur")))
+    assert r.returncode == 0, r.stderr
+    assert "model Blur (model:Blur)" in r.stdout and "load() took 0.0 s" in r.stdout
