@@ -344,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="work with config files")
     csub = config.add_subparsers(dest="config_cmd", metavar="ACTION", required=True)
-    p = csub.add_parser("check", help="validate a config and import its model (--load: and load it)")
+    p = csub.add_parser("check",
+                        help="validate a config and import its model (--load: and load it)")
     p.add_argument("config", help=CONFIG_HELP.split("; default")[0])
     p.add_argument("--load", action="store_true",
                    help="also build the model and run its load() (weights and all), as the "
