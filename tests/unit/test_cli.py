@@ -57,6 +57,10 @@ def test_init_scaffolds_a_model_schema_accepts(tmp_path: Path) -> None:
                         str(root / "test_model.py")], capture_output=True, text=True, cwd=root,
                        timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+    # Without pytest too: what the scaffold's README tells a user who has none.
+    r = subprocess.run([sys.executable, str(root / "test_model.py")], capture_output=True,
+                       text=True, cwd=root, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "passed: 1 of 1 tests", r.stderr
     again = reactor("init", "cool_model", cwd=tmp_path)
     assert again.returncode != 0 and "already exists" in again.stderr
 
@@ -253,3 +257,34 @@ def test_config_check_load_says_how_long_load_took(tmp_path: Path) -> None:
     r = reactor("config", "check", "--load", str(_model_folder(tmp_path, "model:Blur")))
     assert r.returncode == 0, r.stderr
     assert "model Blur (model:Blur)" in r.stdout and "load() took 0.0 s" in r.stdout
+
+
+def test_the_scaffolded_model_allocates_no_frame_per_frame(tmp_path: Path) -> None:
+    """The guide says to allocate buffers once; the model `reactor init` writes does. The
+    runner keeps every emitted frame, so what the frame loop allocates and frees again is
+    the peak's excess over what is held at the end."""
+    import importlib.util
+    import tracemalloc
+
+    import numpy as np
+
+    from reactor.testing import ModelRunner
+
+    assert reactor("init", "lean", cwd=tmp_path).returncode == 0
+    spec = importlib.util.spec_from_file_location("lean_model", tmp_path / "lean" / "model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    runner = ModelRunner(module.Lean, width=640, height=360)
+    frame_bytes = 640 * 360 * 3
+    runner.run(frames=2)  # buffers made, caches warm
+    tracemalloc.start()
+    try:
+        frames = runner.run(frames=30, commands={10: ("set_color", {"color": "red"})})
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(frames) == 30
+    assert peak - current < frame_bytes, f"{(peak - current) / frame_bytes:.1f} frames"
+    # And it tints: red from frame 10 on, over a blue-tinted gradient before.
+    assert np.mean(frames[20][..., 0]) > np.mean(frames[5][..., 0]) + 50
