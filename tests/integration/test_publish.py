@@ -216,6 +216,15 @@ def test_real_wheel_installs_into_a_fresh_venv_and_the_cli_runs(
     assert "brightness: ok — model Brightness" in run("-m", "reactor.cli", "config", "check",
                                                     "brightness")
     assert "pattern-audio" in run("-m", "reactor.cli", "init", "--list")
+    # A model's stack that pins protobuf<5 (MediaPipe 0.10, older TensorFlow) installs
+    # beside it, and the control plane and status work on that runtime.
+    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "protobuf<5"],
+                       capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert r.returncode == 0, f"pip install protobuf<5 failed:\n{r.stdout}\n{r.stderr}"
+    old = json.loads(run("-c", OLD_PROTOBUF_CHECK))
+    assert old["protobuf"].startswith("4."), old
+    assert old["state"] == "running" and old["viewers_detail"][0]["estimate_kbps"] == 900.0, old
+    assert "usage: reactor" in run("-m", "reactor.cli", "--help")
     # The console script the wheel declares works too.
     r = subprocess.run([str(venv / "bin" / "reactor"), "--help"], capture_output=True, text=True,
                        timeout=60, env=env, cwd=tmp_path)
@@ -275,6 +284,21 @@ print(json.dumps({"file": reactor.__file__, "version": reactor.__version__,
                   "metadata": importlib.metadata.version(reactor.__distribution__),
                   "python": "%d.%d" % sys.version_info[:2], "missing": missing,
                   "model": config.model_class().__name__}))
+"""
+
+# Run after protobuf<5 went in: reactor's messages round-trip, and status reads them.
+OLD_PROTOBUF_CHECK = """
+import json
+import google.protobuf
+from reactor.control.status import snapshot_to_dict
+from reactor.proto import control_pb2, telemetry_pb2 as tpb, worker_pb2
+snap = tpb.Snapshot(state=tpb.DAEMON_STATE_RUNNING, pid=7)
+snap.session.viewer_stats.add(id="v1", codec="h264", estimate_kbps=900.0)
+reply = control_pb2.Reply(id=1, status=snap)
+back = control_pb2.Reply.FromString(reply.SerializeToString())
+status = snapshot_to_dict(back.status)
+print(json.dumps({"protobuf": google.protobuf.__version__, "state": status["state"],
+                  "viewers_detail": status["session"]["viewers_detail"]}))
 """
 
 WATCH = """
