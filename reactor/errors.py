@@ -12,6 +12,7 @@ was expected and what was found. The whole tree::
     ├── AudioError            audio has the wrong type, shape, channels or values, or
     │                         the config does not enable it (audio.output, audio.input)
     ├── SessionStopped        raised inside a model when its session must stop
+    ├── SessionError          a client's session failed or ended (Viewer.recv)
     ├── WorkerDiedError       a worker process died or never became ready
     ├── DaemonError           the daemon is not running, already running, or silent
     ├── HttpError             an HTTP request was refused (status, message, field)
@@ -60,6 +61,7 @@ __all__ = [
     "RingSpaceError",
     "RingTimeout",
     "SdpError",
+    "SessionError",
     "SessionStopped",
     "WhipError",
     "WorkerDiedError",
@@ -111,6 +113,11 @@ class AudioError(ReactorError):
 
 class SessionStopped(ReactorError):
     """Raised inside a model when its session has been asked to stop."""
+
+
+class SessionError(ReactorError):
+    """A client's session failed or ended (``reactor.client.Viewer.recv``): the message is
+    the daemon's (the model's error, or why the session ended)."""
 
 
 # -- the daemon and its workers -----------------------------------------------------------
