@@ -19,6 +19,10 @@ from reactor.errors import ReactorError
 Handler = Callable[[argparse.Namespace], int]
 
 
+CONFIG_HELP = ("config YAML, or a packaged example by name (reactor init --list); "
+               "default: the packaged test pattern")
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, sort_keys=False))
 
@@ -31,12 +35,46 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     model = cfg.model_class()
+    loaded = ""
+    if args.load:
+        timeout = args.timeout if args.timeout is not None else cfg.model.load_timeout_s
+        loaded = f", load() took {_try_load(model, cfg.model.args, timeout):.1f} s"
     print(
         f"{args.config}: ok — model {model.name} ({cfg.model.module}), "
         f"{cfg.video.width}x{cfg.video.height}@{cfg.video.fps}, "
-        f"{cfg.server.url()}"
+        f"{cfg.server.url()}{loaded}"
     )
     return 0
+
+
+def _try_load(model: type[Any], model_args: dict[str, Any], timeout_s: float) -> float:
+    """Build ``model`` and run its ``load(model_args)`` as the daemon would, within
+    ``timeout_s``; the seconds it took. Its failure is a ModelLoadError naming it."""
+    import threading
+    import time
+
+    from reactor.errors import ModelLoadError
+
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            model().load(dict(model_args))
+        except BaseException as exc:  # reported below, whatever load() raised
+            failure.append(exc)
+
+    started = time.monotonic()
+    # A daemon thread: a load() that hangs cannot keep the command from exiting.
+    worker = threading.Thread(target=run, name="load", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        raise ModelLoadError(f"{model.__name__}.load() did not return within {timeout_s:g} s "
+                             "(model.load_timeout_s; --timeout to wait longer here)")
+    if failure:
+        exc = failure[0]
+        raise ModelLoadError(f"{model.__name__}.load() raised {type(exc).__name__}: {exc}")
+    return time.monotonic() - started
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -50,11 +88,27 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from reactor.scaffold import scaffold
 
+    if args.list:
+        return _list_examples()
+    if args.name is None:
+        raise ReactorError("reactor init needs NAME, the new model's folder (or --list, "
+                         "to list the packaged examples)")
     root = scaffold(args.name)
     print(f"created {root}/ with model.py, reactor.yaml, README.md, requirements.txt and "
           "test_model.py")
     print(f"next: reactor schema -c {args.name}/reactor.yaml")
     print(f"      reactor daemon start -c {args.name}/reactor.yaml")
+    return 0
+
+
+def _list_examples() -> int:
+    from reactor.config import example_configs
+
+    print("packaged example configs (use by name: reactor run -c NAME; "
+          "a file of that name wins):")
+    for name, path in example_configs().items():
+        first = path.read_text(encoding="utf-8").splitlines()[0].lstrip("# ")
+        print(f"  {name:<14} {first}")
     return 0
 
 
@@ -224,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     daemon = sub.add_parser("daemon", help="start, stop and inspect the daemon")
     dsub = daemon.add_subparsers(dest="daemon_cmd", metavar="ACTION", required=True)
     p = dsub.add_parser("start", help="start the daemon (detached unless --foreground)")
-    p.add_argument("-c", "--config", help="config YAML (default: the packaged test pattern)")
+    p.add_argument("-c", "--config", help=CONFIG_HELP)
     p.add_argument("--foreground", action="store_true", help="log to the terminal; Ctrl+C stops")
     _add_server_options(p)
     _add_run_dir(p)
@@ -250,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run in the foreground; with --input or --duration, "
                        "process a file or render one")
-    p.add_argument("-c", "--config", help="config YAML (default: the packaged test pattern)")
+    p.add_argument("-c", "--config", help=CONFIG_HELP)
     p.add_argument("--input", metavar="FILE", help="a video file to feed the model (its sound "
                    "too, with audio.input)")
     p.add_argument("--output", metavar="FILE", help="write the model's output here (MP4; "
@@ -273,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_send)
 
     p = sub.add_parser("schema", help="print the model's commands as JSON Schema")
-    p.add_argument("-c", "--config", help="config YAML (default: the packaged test pattern)")
+    p.add_argument("-c", "--config", help=CONFIG_HELP)
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("monitor", help="live dashboard of the running daemon")
@@ -283,13 +337,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("init", help="scaffold a new model: NAME/model.py, reactor.yaml, README")
-    p.add_argument("name", help="the folder and model name")
+    p.add_argument("name", nargs="?", help="the folder and model name")
+    p.add_argument("--list", action="store_true",
+                   help="list the packaged example configs (-c NAME takes them by name)")
     p.set_defaults(func=cmd_init)
 
     config = sub.add_parser("config", help="work with config files")
     csub = config.add_subparsers(dest="config_cmd", metavar="ACTION", required=True)
-    p = csub.add_parser("check", help="validate a config and import its model")
-    p.add_argument("config", help="config YAML")
+    p = csub.add_parser("check",
+                        help="validate a config and import its model (--load: and load it)")
+    p.add_argument("config", help=CONFIG_HELP.split("; default")[0])
+    p.add_argument("--load", action="store_true",
+                   help="also build the model and run its load() (weights and all), as the "
+                   "daemon does at start")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="with --load: give load() S seconds (default: model.load_timeout_s)")
     p.set_defaults(func=cmd_config_check)
     return parser
 

@@ -56,8 +56,9 @@ import aiohttp
 import av
 from aiortc import MediaStreamTrack, RTCDataChannel, RTCPeerConnection
 
-from reactor.errors import CommandError, DaemonError
+from reactor.errors import CommandError, DaemonError, SessionError
 from reactor.media.encoder import Codec
+from reactor.media.frame_track import FrameTrack, file_track
 from reactor.media.pcm_track import PcmTrack
 from reactor.media.whip_client import (
     WhipError,
@@ -67,10 +68,14 @@ from reactor.media.whip_client import (
     whip_publish,
 )
 
-__all__ = ["Client", "PcmTrack", "Publisher", "Viewer", "WhipError"]
+__all__ = ["Client", "FrameTrack", "PcmTrack", "Publisher", "SessionError", "Viewer",
+           "WhipError", "file_track"]
 
 #: How often a viewer reports what it sees to the daemon (over its data channel).
 REPORT_PERIOD_S = 1.0
+#: How long after its session failed or ended a viewer waits for a new one (a worker's
+#: restart is told within milliseconds) before `Viewer.recv` raises `SessionError`.
+SESSION_GRACE_S = 1.0
 
 
 class Viewer:
@@ -91,7 +96,8 @@ class Viewer:
     def __init__(self, pc: RTCPeerConnection, track: MediaStreamTrack, resource: str,
                  token: str | None, ssl: SSLContext | bool = True,
                  audio_track: MediaStreamTrack | None = None,
-                 channel: RTCDataChannel | None = None) -> None:
+                 channel: RTCDataChannel | None = None, asked_at: float | None = None,
+                 early: list[object] | None = None) -> None:
         self.pc = pc
         self.track = track
         self.audio_track = audio_track
@@ -105,13 +111,81 @@ class Viewer:
         self._size = (0, 0)
         self._recent: deque[float] = deque(maxlen=240)  # monotonic() of recent frames
         self._reporter: asyncio.Task[None] | None = None
+        # The watched session's end, from the daemon's events (see recv()).
+        self._ended = asyncio.Event()
+        self._end_reason = ""
+        self._end_timer: asyncio.TimerHandle | None = None
+        self._restarting = False
+        # When the offer was sent (time.time(), the daemon's events' clock): events before
+        # it are an earlier session's.
+        self._joined = time.time() if asked_at is None else asked_at
         if channel is not None:
             self._reporter = asyncio.ensure_future(self._report_loop(channel))
+            channel.on("message", self._on_event)
+            if early is not None:  # what came while the connection was being set up
+                channel.remove_listener("message", early.append)
+                for text in early:
+                    self._on_event(text)
+
+    def _on_event(self, text: object) -> None:
+        """One session event from the daemon (the data channel's JSON, as the page gets)."""
+        try:
+            ev = json.loads(text) if isinstance(text, str) else None
+        except ValueError:
+            return
+        if not isinstance(ev, dict) or (ev.get("ts") or self._joined) < self._joined - 1:
+            return  # not an event, or one from before this viewer joined
+        kind, reason, sid = ev.get("type"), ev.get("reason") or "", ev.get("session_id")
+        raw = ev.get("data")
+        data: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if kind == "started":
+            self._restarting = False
+            self._end_reason = ""
+            self._ended.clear()
+            if self._end_timer is not None:
+                self._end_timer.cancel()
+        elif kind == "worker" and data.get("state") == "restarting":
+            self._restarting = True
+        elif kind == "worker" and data.get("state") == "failed":
+            self._end(f"the daemon gave up on its {data.get('worker', 'a')} worker: {reason}")
+        elif kind in ("error", "ended"):
+            what = "failed" if kind == "error" else "ended"
+            self._end_reason = f"session {sid or '?'} {what}: {reason or 'no reason given'}"
+            if self._end_timer is None or self._end_timer.cancelled():
+                self._end_timer = asyncio.get_running_loop().call_later(
+                    SESSION_GRACE_S, self._grace_over)
+
+    def _grace_over(self) -> None:
+        self._end_timer = None
+        if self._end_reason and not self._restarting:
+            self._ended.set()
+
+    def _end(self, reason: str) -> None:
+        self._end_reason = reason
+        self._ended.set()
 
     async def recv(self) -> av.VideoFrame:
-        """The next decoded frame of the model's output; raises aiortc's
-        `MediaStreamError` once the stream has ended."""
-        frame = await self.track.recv()
+        """The next decoded frame of the model's output.
+
+        Raises `SessionError` with the daemon's message once the session this viewer
+        watches failed (the model raised) or ended and no other took its place within
+        :data:`SESSION_GRACE_S` (a worker that restarts brings a new session, and its
+        frames come to the same viewer); it needs the ``events`` data channel
+        (``watch(report=True)``, the default). Raises aiortc's `MediaStreamError` once the
+        stream has ended."""
+        if self._ended.is_set():
+            raise SessionError(self._end_reason)
+        frame_wait = asyncio.ensure_future(self.track.recv())
+        end_wait = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait((frame_wait, end_wait), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            end_wait.cancel()
+            if not frame_wait.done():
+                frame_wait.cancel()
+        if not frame_wait.done() or frame_wait.cancelled():
+            raise SessionError(self._end_reason)
+        frame = frame_wait.result()
         assert isinstance(frame, av.VideoFrame)
         self.frames += 1
         self._size = (frame.width, frame.height)
@@ -297,15 +371,21 @@ class Client:
         asked = audio is not False
         channels: list[RTCDataChannel] = []
 
-        def open_channel(pc: RTCPeerConnection) -> None:
-            channels.append(pc.createDataChannel("events"))
+        early: list[object] = []  # events that arrive before the Viewer exists
 
+        def open_channel(pc: RTCPeerConnection) -> None:
+            channel = pc.createDataChannel("events")
+            channel.on("message", early.append)
+            channels.append(channel)
+
+        asked_at = time.time()
         pc, track, resource = await whep_watch(self._endpoint("/whep"), self.token, codec=codec,
                                                audio=asked, ssl=self.ssl,
                                                prepare=open_channel if report else None)
         return Viewer(pc, track, resource, self.token, self.ssl,
                       audio_track=received_audio(pc) if asked else None,
-                      channel=channels[0] if channels else None)
+                      channel=channels[0] if channels else None, asked_at=asked_at,
+                      early=early)
 
     async def publish(self, track: MediaStreamTrack | None = None, codec: Codec | None = None,
                       *, audio: MediaStreamTrack | None = None) -> Publisher:

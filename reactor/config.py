@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from reactor.errors import ConfigError, ModelLoadError
+from reactor.errors import ConfigError, ModelLoadError, did_you_mean
 
 if TYPE_CHECKING:
     from reactor.model import VideoModel
@@ -653,15 +653,38 @@ def parse_config(data: Any, source: str = "<config>") -> Config:
         raise ConfigError(_format_errors(err, source)) from None
 
 
+#: Where the example configs shipped in the wheel lie (``-c pattern``, ``reactor init
+#: --list``); a checkout's ``configs/`` is a link to it.
+EXAMPLE_CONFIGS = Path(__file__).parent / "examples" / "configs"
+
+
+def example_configs() -> dict[str, Path]:
+    """The packaged example configs by name (``brightness``: ``.../brightness.yaml``)."""
+    return {p.stem: p for p in sorted(EXAMPLE_CONFIGS.glob("*.yaml"), key=lambda p: p.stem)}
+
+
+def resolve_config(path: str | Path) -> Path:
+    """The file ``-c path`` means: the path when it exists (a path always wins), else
+    the packaged example of that name (``pattern``, ``brightness.yaml``)."""
+    p = Path(path)
+    if p.is_file() or p.parent != Path("."):
+        return p
+    return example_configs().get(p.name.removesuffix(".yaml"), p)
+
+
 def load_config(path: str | Path | None = None) -> Config:
-    """Read and validate a YAML config file; ``None`` gives the packaged default."""
+    """Read and validate a YAML config file (or a packaged example, by name:
+    :func:`resolve_config`); ``None`` gives the packaged default."""
     if path is None:
         return Config.model_validate({})
-    p = Path(path)
+    p = resolve_config(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
+        names = list(example_configs())
+        hint = did_you_mean(p.stem, names) if p.parent == Path(".") else ""
+        raise ConfigError(f"{p}: config file not found, nor a packaged example of that name "
+                          f"(they are: {', '.join(names)}){hint}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read config file: {exc}") from None
     try:
@@ -690,6 +713,16 @@ def _searched_first(folders: Sequence[str]) -> Iterator[None]:
                 sys.path.remove(folder)
 
 
+def _modules_in(folders: Sequence[str]) -> list[str]:
+    """The importable module names at the top of ``folders``."""
+    names = set()
+    for folder in folders:
+        for path in Path(folder).iterdir() if Path(folder).is_dir() else ():
+            if path.suffix == ".py" or (path / "__init__.py").is_file():
+                names.add(path.stem)
+    return sorted(names)
+
+
 def import_model(spec: str, search_path: Sequence[str] = ()) -> type[VideoModel]:
     """Import ``"package.module:ClassName"`` and check that it is a ``VideoModel``.
 
@@ -708,8 +741,12 @@ def import_model(spec: str, search_path: Sequence[str] = ()) -> type[VideoModel]
             module = importlib.import_module(mod_name)
     except ModuleNotFoundError as exc:
         if exc.name and (mod_name == exc.name or mod_name.startswith(exc.name + ".")):
+            where = (f"a {mod_name.split('.')[0]}.py or package in {', '.join(search_path)} "
+                     "(the config's folder), an installed package, or on PYTHONPATH"
+                     if search_path else "an installed package, or on PYTHONPATH")
+            close = did_you_mean(mod_name, _modules_in(search_path))
             raise ModelLoadError(
-                f"model.module: module {mod_name!r} not found (is it installed, or on PYTHONPATH?)"
+                f"model.module: module {mod_name!r} not found: looked for {where}{close}"
             ) from None
         raise ModelLoadError(
             f"model.module: importing {mod_name!r} failed: {exc}"
@@ -723,8 +760,13 @@ def import_model(spec: str, search_path: Sequence[str] = ()) -> type[VideoModel]
         try:
             obj = getattr(obj, part)
         except AttributeError:
+            models = sorted(name for name, value in vars(module).items()
+                            if isinstance(value, type) and issubclass(value, VideoModel)
+                            and value is not VideoModel)
+            found = (f"; its VideoModel classes: {', '.join(models)}{did_you_mean(attr, models)}"
+                     if models else "; it defines no VideoModel class")
             raise ModelLoadError(
-                f"model.module: module {mod_name!r} has no attribute {attr!r}"
+                f"model.module: module {mod_name!r} has no attribute {attr!r}{found}"
             ) from None
     if not (isinstance(obj, type) and issubclass(obj, VideoModel)):
         raise ModelLoadError(

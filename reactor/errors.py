@@ -12,6 +12,7 @@ was expected and what was found. The whole tree::
     ├── AudioError            audio has the wrong type, shape, channels or values, or
     │                         the config does not enable it (audio.output, audio.input)
     ├── SessionStopped        raised inside a model when its session must stop
+    ├── SessionError          a client's session failed or ended (Viewer.recv)
     ├── WorkerDiedError       a worker process died or never became ready
     ├── DaemonError           the daemon is not running, already running, or silent
     ├── HttpError             an HTTP request was refused (status, message, field)
@@ -37,6 +38,9 @@ This module imports nothing from reactor, so that every other module can import 
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "AudioError",
     "CommandError",
@@ -57,6 +61,7 @@ __all__ = [
     "RingSpaceError",
     "RingTimeout",
     "SdpError",
+    "SessionError",
     "SessionStopped",
     "WhipError",
     "WorkerDiedError",
@@ -108,6 +113,11 @@ class AudioError(ReactorError):
 
 class SessionStopped(ReactorError):
     """Raised inside a model when its session has been asked to stop."""
+
+
+class SessionError(ReactorError):
+    """A client's session failed or ended (``reactor.client.Viewer.recv``): the message is
+    the daemon's (the model's error, or why the session ended)."""
 
 
 # -- the daemon and its workers -----------------------------------------------------------
@@ -198,3 +208,10 @@ class RingClosedError(RingError):
 
 class ProducerGoneError(RingClosedError):
     """The ring's producer process died."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the candidate closest to a misspelt ``name``; "" when
+    none is close. For the end of an error message."""
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -20,12 +20,20 @@ from reactor import Field, Session, VideoModel, command
 
 
 class {cls}(VideoModel):
-    """Tints the incoming camera, or draws a moving gradient when nobody sends video."""
+    """Draws a moving gradient and tints it; commands set the tint's strength and colour.
+
+    To tint the camera instead, loop over ``session.inputs()`` and emit
+    ``self._tint(frame)`` (the getting-started guide walks through it).
+    """
 
     def load(self, config: dict[str, Any]) -> None:
         # Runs once when the daemon starts: load weights here.
         self.strength = float(config.get("strength", 0.5))
         self.color: str = "blue"
+        # Frame buffers, made once per frame size: allocating a 720p frame or two on
+        # every frame would cost more than the tint itself.
+        self._work = np.empty(0, dtype=np.float32)
+        self._out = np.empty(0, dtype=np.uint8)
 
     @command
     def set_strength(self, strength: float = Field(0.5, ge=0.0, le=1.0)) -> None:
@@ -38,18 +46,25 @@ class {cls}(VideoModel):
         self.color = color
 
     def _tint(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` mixed with the tint colour, in a buffer reused every frame."""
+        if self._out.shape != frame.shape:
+            self._work = np.empty(frame.shape, dtype=np.float32)
+            self._out = np.empty(frame.shape, dtype=np.uint8)
         channel = {{"red": 0, "green": 1, "blue": 2}}[self.color]
-        out = frame.astype(np.float32) * (1.0 - self.strength)
-        out[..., channel] += 255.0 * self.strength
-        return out.astype(np.uint8)
+        np.multiply(frame, 1.0 - self.strength, out=self._work)
+        self._work[..., channel] += 255.0 * self.strength
+        np.copyto(self._out, self._work, casting="unsafe")
+        return self._out
 
     def start_session(self, session: Session) -> None:
         # Runs once per client session; emit frames until the session stops.
         x = np.linspace(0, 255, session.width, dtype=np.float32)
+        row = np.empty_like(x)
+        gradient = np.empty((session.height, session.width, 3), dtype=np.uint8)
         t = 0
         while not session.should_stop():
-            gradient = np.empty((session.height, session.width, 3), dtype=np.uint8)
-            gradient[:] = ((x + t) % 256).astype(np.uint8)[None, :, None]
+            np.mod(x + t, 256, out=row)
+            gradient[:] = row[None, :, None]  # every row and channel: the same ramp
             session.emit(self._tint(gradient))
             t += 4
 '''
@@ -73,7 +88,7 @@ _README = """# {title}
 A [reactor](https://pypi.org/project/{distribution}/) model.
 
     pip install -r {name}/requirements.txt
-    reactor config check {name}/reactor.yaml   # validate the config
+    reactor config check --load {name}/reactor.yaml   # validate the config, load the model
     reactor schema -c {name}/reactor.yaml      # the commands clients can send
     reactor daemon start -c {name}/reactor.yaml
     # open http://127.0.0.1:8081/ and watch; move the sliders
@@ -83,12 +98,10 @@ A [reactor](https://pypi.org/project/{distribution}/) model.
 Edit `model.py`: `load()` runs once, `start_session()` once per client session, and each
 `@command` method becomes a control in the web page.
 
-Test it without a daemon:
+Test it without a daemon (`test_model.py` runs the model in-process with
+`reactor.testing.ModelRunner`; `python -m pytest {name}` runs it too, if you use pytest):
 
-    from reactor.testing import ModelRunner
-    from model import {cls}
-
-    frames = ModelRunner({cls}, width=64, height=48).run(frames=10)
+    python {name}/test_model.py
 """
 
 _REQUIREMENTS = """# What {name} needs: pip install -r {name}/requirements.txt
@@ -113,6 +126,13 @@ def test_emits_frames_and_obeys_commands() -> None:
     frames = runner.run(frames=4, commands={{2: ("set_color", {{"color": "red"}})}})
     assert len(frames) == 4
     assert frames[3][..., 0].mean() > frames[1][..., 0].mean()
+
+
+if __name__ == "__main__":  # python test_model.py: runs every test_ function, no pytest needed
+    tests = [f for name, f in sorted(globals().items()) if name.startswith("test_")]
+    for test in tests:
+        test()
+    print(f"passed: {{len(tests)}} of {{len(tests)}} tests")
 '''
 
 

@@ -90,7 +90,7 @@ def run_reactor(cfg: Path, src: Path, out: Path, frames: int, tmp: Path) -> dict
     if proc.returncode != 0 or f"{frames} frames written" not in stdout:
         raise RuntimeError(f"reactor run failed ({proc.returncode}):\n{stdout}\n{stderr[-2000:]}")
     inside = sorted({p for p in points if 0 < p[1] < frames})
-    if len(inside) >= 2 and inside[-1][0] > inside[0][0]:
+    if len(inside) >= 2 and inside[-1][0] > inside[0][0] and inside[-1][1] > inside[0][1]:
         window = (inside[0][0], inside[-1][0], inside[-1][1] - inside[0][1])
         method = "sink heartbeats, steady state"
     else:  # too short for two heartbeats mid-run (--quick): the whole run, start-up included
@@ -102,19 +102,27 @@ def run_reactor(cfg: Path, src: Path, out: Path, frames: int, tmp: Path) -> dict
 
 def _steady(sampler: ProcSampler, window: tuple[float, float, int], frames: int,
             wall: float) -> dict[str, Any]:
-    """fps and CPU per frame over ``window`` = (t0, t1, frames in it), peak RSS overall."""
+    """fps and CPU per frame over ``window`` = (t0, t1, frames in it), peak RSS overall.
+
+    A window in which no frame moved (a busy machine's stall: two heartbeats with the same
+    count) is reported as a stall, fps 0 and no CPU per frame, never divided by."""
     t0, t1, n = window
     steady = t1 != float("inf")
+    count = n if steady else frames
     per: dict[str, Any] = {}
     for name, st in sampler.per_process().items():
         if st.label == "resource_tracker":
             continue
         cpu = st.cpu_at(t1) - st.cpu_at(t0) if steady else st.cpu - st.cpu0
-        per[name] = {"cpu_ms_per_frame": round(cpu * 1000 / n, 2),
+        per[name] = {"cpu_ms_per_frame": round(cpu * 1000 / count, 2) if count > 0 else None,
                      "peak_rss_mb": round(st.peak_rss / 2**20, 1)}
-    return {"fps": round(n / (t1 - t0), 1) if steady else round(frames / wall, 1),
-            "wall_s": round(wall, 2), "fps_wall": round(frames / wall, 1), "processes": per,
-            "cpu_ms_per_frame": round(sum(p["cpu_ms_per_frame"] for p in per.values()), 2)}
+    span = t1 - t0 if steady else wall
+    stalled = count <= 0 or span <= 0
+    cpu_total = [p["cpu_ms_per_frame"] for p in per.values() if p["cpu_ms_per_frame"] is not None]
+    return {"fps": 0.0 if stalled else round(count / span, 1), "stalled": stalled,
+            "wall_s": round(wall, 2),
+            "fps_wall": round(frames / wall, 1) if wall > 0 else 0.0, "processes": per,
+            "cpu_ms_per_frame": None if stalled else round(sum(cpu_total), 2)}
 
 
 # -- the naive pipeline ---------------------------------------------------------------------
@@ -216,13 +224,15 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"{size} ({res['width']}x{res['height']}, {res['frames']} frames)")
         lines.append(f"  {'sustained fps reactor / naive':<34} {r['fps']!s:>8} / {nv['fps']!s:<8}"
                      f" ({res['vs_naive']}x)")
+        lines += [f"  {who}: STALLED, no frame moved in its window (a busy machine?)"
+                  for who, run in (("reactor", r), ("naive", nv)) if run.get("stalled")]
         lines.append(f"  {'CPU ms/frame reactor / naive':<34} {r['cpu_ms_per_frame']!s:>8} / "
                      f"{nv['cpu_ms_per_frame']!s:<8} ({res['cpu_vs_naive']}x)")
         for name, p in r["processes"].items():
-            lines.append(f"    reactor {name:<24} {p['cpu_ms_per_frame']:>8} ms/frame "
+            lines.append(f"    reactor {name:<24} {p['cpu_ms_per_frame']!s:>8} ms/frame "
                          f"{p['peak_rss_mb']:>8} MB peak RSS")
         for name, p in nv["processes"].items():
-            lines.append(f"    naive   {name:<24} {p['cpu_ms_per_frame']:>8} ms/frame "
+            lines.append(f"    naive   {name:<24} {p['cpu_ms_per_frame']!s:>8} ms/frame "
                          f"{p['peak_rss_mb']:>8} MB peak RSS")
         for stage, lat in r["latency_ms"].items():
             lines.append(f"    stage {stage:<26} p50 {lat['p50_ms']:>7} ms  "

@@ -13,10 +13,10 @@ A message whose status keys are its field names goes through protobuf's own JSON
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
@@ -71,35 +71,50 @@ def _fields(msg: Message, *, omit: tuple[str, ...] = (), **shown: object,
             ) -> dict[str, object]:
     """``msg``'s fields under their .proto names, in the .proto's order, as protobuf's JSON
     mapping writes them: every field without presence included at its default, an unset
-    ``optional`` one as ``None``, 64-bit integers as numbers where a double holds them
-    exactly (every value below 2**53, which no counter here reaches; past it the mapping
-    writes a string unless the value happens to be exact as a double), and doubles and
-    floats as Python floats, NaN and the infinities included (the mapping writes those as
-    the strings ``"NaN"``, ``"Infinity"``; ``json.dumps`` writes the floats as before).
-    ``shown`` replaces the value of the fields status shows differently; ``omit`` leaves
-    fields out."""
-    plain = json_format.MessageToDict(
-        msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
-        unquote_int64_if_possible=True)
+    ``optional`` one (or message) as ``None``, enums by name, 64-bit integers as numbers,
+    and doubles and floats as Python floats, NaN and the infinities included (``json.dumps``
+    writes them as before). ``shown`` replaces the value of the fields status shows
+    differently; ``omit`` leaves fields out.
+
+    Read from the descriptors rather than through ``json_format``, whose options were
+    renamed in protobuf 5.26: this reads the same on every protobuf reactor supports."""
     out: dict[str, object] = {}
     for f in msg.DESCRIPTOR.fields:
         if f.name in omit:
             continue
-        value = shown[f.name] if f.name in shown else plain.get(f.name)
-        if f.name not in shown and f.cpp_type in _FLOATS:
-            value = _as_float(value)
-        out[f.name] = value
+        if f.name in shown:
+            out[f.name] = shown[f.name]
+        elif _repeated(f):
+            out[f.name] = [_value(f, v) for v in getattr(msg, f.name)]
+        elif ((f.message_type is not None or f.containing_oneof is not None)
+              and not msg.HasField(f.name)):
+            out[f.name] = None  # proto3 `optional` is a one-field oneof: it has presence
+        else:
+            out[f.name] = _value(f, getattr(msg, f.name))
     return out
 
 
-_FLOATS = (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT)
+# A field descriptor: its class differs by protobuf backend (upb, python) and version.
+_Field = Any
 
 
-def _as_float(value: object) -> object:
-    # The JSON mapping writes NaN and the infinities as "NaN", "Infinity", "-Infinity".
-    if isinstance(value, list):
-        return [_as_float(v) for v in value]
-    return float(value) if isinstance(value, (str, int, float)) else value
+def _repeated(f: _Field) -> bool:
+    # `is_repeated` came in protobuf 5.x and `label` went in 7.x.
+    repeated = getattr(f, "is_repeated", None)
+    return bool(repeated) if repeated is not None else getattr(f, "label", 0) == 3
+
+
+def _value(f: _Field, value: Any) -> object:
+    if f.message_type is not None:
+        return _fields(value)
+    if f.enum_type is not None:
+        known = f.enum_type.values_by_number.get(value)
+        return known.name if known is not None else value
+    if f.cpp_type in (FieldDescriptor.CPPTYPE_DOUBLE, FieldDescriptor.CPPTYPE_FLOAT):
+        return float(value)
+    if f.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode("ascii")
+    return value
 
 
 def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from reactor.errors import CommandError
+from reactor.errors import CommandError, did_you_mean
 from reactor.model.commands import CommandSpec, collect_commands
 
 if TYPE_CHECKING:
@@ -67,7 +67,8 @@ class VideoModel:
         if spec is None:
             known = ", ".join(sorted(cls.commands)) or "none"
             raise CommandError(
-                f"unknown command {name!r} for model {cls.name} (commands: {known})", status=404
+                f"unknown command {name!r} for model {cls.name} (commands: {known})"
+                f"{did_you_mean(name, cls.commands)}", status=404
             )
         return spec.validate(args)
 

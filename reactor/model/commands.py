@@ -18,7 +18,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from reactor.errors import CommandError
+from reactor.errors import CommandError, did_you_mean
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -147,7 +147,8 @@ class CommandSpec:
         except ValidationError as err:
             first = err.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or None
-            problems = "; ".join(_describe(e) for e in err.errors())
+            known = list(self.args_model.model_fields)
+            problems = "; ".join(_describe(e, known) for e in err.errors())
             raise CommandError(f"{self.name}: {problems}", field=field) from None
         return {k: getattr(model, k) for k in type(model).model_fields}
 
@@ -163,10 +164,11 @@ class CommandSpec:
         return {"name": self.name, "description": self.description, "parameters": params}
 
 
-def _describe(e: Any) -> str:
+def _describe(e: Any, known: list[str]) -> str:
     loc = ".".join(str(p) for p in e["loc"])
     if e["type"] == "extra_forbidden":
-        return f"{loc}: unknown argument"
+        takes = f"it takes {', '.join(known)}" if known else "it takes none"
+        return f"{loc}: unknown argument ({takes}){did_you_mean(loc, known)}"
     if e["type"] == "missing":
         return f"{loc}: required argument is missing"
     return f"{loc}: {e['msg']} (found {e.get('input')!r})"

@@ -82,6 +82,9 @@ class ViewerHub:
         self.on_count = on_count
         self.viewers: dict[str, Viewer] = {}
         self.reports = ViewerReports()
+        # The last session start, end or error (when egress heard it, its JSON): a viewer
+        # whose data channel opens after one that came after it joined still hears it.
+        self._lifecycle: tuple[float, str] | None = None
 
     @property
     def count(self) -> int:
@@ -134,6 +137,19 @@ class ViewerHub:
             def on_channel(channel: Any) -> None:
                 viewer.channels.append(channel)
                 channel.on("message", lambda message: self.reports.take(viewer.id, message))
+
+                def tell_missed() -> None:
+                    # A model that fails on its first frame ends the session this viewer
+                    # started before its channel opened: tell it now (later events
+                    # reach the open channel through on_session_event).
+                    missed = self._lifecycle
+                    if missed is not None and missed[0] >= viewer.joined:
+                        channel.send(missed[1])
+
+                if channel.readyState == "open":
+                    tell_missed()
+                else:
+                    channel.once("open", tell_missed)
 
             @pc.on("connectionstatechange")
             async def on_state() -> None:
@@ -237,6 +253,9 @@ class ViewerHub:
 
     def on_session_event(self, ev: wpb.SessionEvent) -> None:
         text = event_to_json(ev)
+        if ev.kind in (wpb.SessionEvent.STARTED, wpb.SessionEvent.ENDED,
+                       wpb.SessionEvent.ERROR):
+            self._lifecycle = (time.monotonic(), text)
         for viewer in list(self.viewers.values()):
             for ch in viewer.channels:
                 if ch.readyState == "open":

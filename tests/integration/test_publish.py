@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 import reactor
+from reactor.config import EXAMPLE_CONFIGS
 from reactor.control.rundir import RunDir
 from reactor.runtime.stats import alive as pid_alive
 
@@ -49,6 +50,19 @@ def package_files(artifact: Path) -> list[str]:
         with tarfile.open(artifact) as tf:
             names = [m.name.partition("/")[2] for m in tf.getmembers() if m.isfile()]
     return sorted(n for n in names if n.startswith("reactor/"))
+
+
+def license_text(artifact: Path) -> str | None:
+    """The LICENSE a wheel (in its .dist-info) or an sdist (at its top) carries."""
+    if artifact.suffix == ".whl":
+        with zipfile.ZipFile(artifact) as zf:
+            names = [n for n in zf.namelist()
+                     if re.fullmatch(r"[^/]+\.dist-info/licenses/LICENSE", n)]
+            return zf.read(names[0]).decode() if names else None
+    with tarfile.open(artifact) as tf:
+        members = [m for m in tf.getmembers() if re.fullmatch(r"[^/]+/LICENSE", m.name)]
+        handle = tf.extractfile(members[0]) if members else None
+        return handle.read().decode() if handle else None
 
 
 def generated_in(files: list[str]) -> set[str]:
@@ -152,9 +166,13 @@ def test_real_wheel_ships_no_private_files_and_exactly_the_imported_protos(
     assert stdout.startswith(f"publish: reactor-live {reactor.__version__} ")
     expected = expected_generated(REPO)
     assert expected, "the public source imports no generated protobuf module?"
+    examples = sorted(f"reactor/examples/configs/{p.name}" for p in EXAMPLE_CONFIGS.glob("*.yaml"))
+    assert examples
     for artifact in (wheels[0], sdists[0]):
         files = package_files(artifact)
         assert [f for f in files if is_private_path(f)] == [], artifact.name
+        assert [f for f in files if f.startswith("reactor/examples/configs/")] == examples
+        assert license_text(artifact) == (REPO / "LICENSE").read_text(), artifact.name
         assert "reactor/__init__.py" in files and "reactor/cli.py" in files
         assert generated_in(files) == expected, artifact.name
     for path in sorted((REPO / "reactor").rglob("_*")):
@@ -194,6 +212,19 @@ def test_real_wheel_installs_into_a_fresh_venv_and_the_cli_runs(
     assert f"{config}: ok — model TestPattern" in run("-m", "reactor.cli", "config", "check",
                                                     str(config))
     assert '"commands"' in run("-m", "reactor.cli", "schema")
+    # The README's examples, by name, from the wheel alone (no configs/ folder here).
+    assert "brightness: ok — model Brightness" in run("-m", "reactor.cli", "config", "check",
+                                                    "brightness")
+    assert "pattern-audio" in run("-m", "reactor.cli", "init", "--list")
+    # A model's stack that pins protobuf<5 (MediaPipe 0.10, older TensorFlow) installs
+    # beside it, and the control plane and status work on that runtime.
+    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "protobuf<5"],
+                       capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
+    assert r.returncode == 0, f"pip install protobuf<5 failed:\n{r.stdout}\n{r.stderr}"
+    old = json.loads(run("-c", OLD_PROTOBUF_CHECK))
+    assert old["protobuf"].startswith("4."), old
+    assert old["state"] == "running" and old["viewers_detail"][0]["estimate_kbps"] == 900.0, old
+    assert "usage: reactor" in run("-m", "reactor.cli", "--help")
     # The console script the wheel declares works too.
     r = subprocess.run([str(venv / "bin" / "reactor"), "--help"], capture_output=True, text=True,
                        timeout=60, env=env, cwd=tmp_path)
@@ -253,6 +284,21 @@ print(json.dumps({"file": reactor.__file__, "version": reactor.__version__,
                   "metadata": importlib.metadata.version(reactor.__distribution__),
                   "python": "%d.%d" % sys.version_info[:2], "missing": missing,
                   "model": config.model_class().__name__}))
+"""
+
+# Run after protobuf<5 went in: reactor's messages round-trip, and status reads them.
+OLD_PROTOBUF_CHECK = """
+import json
+import google.protobuf
+from reactor.control.status import snapshot_to_dict
+from reactor.proto import control_pb2, telemetry_pb2 as tpb, worker_pb2
+snap = tpb.Snapshot(state=tpb.DAEMON_STATE_RUNNING, pid=7)
+snap.session.viewer_stats.add(id="v1", codec="h264", estimate_kbps=900.0)
+reply = control_pb2.Reply(id=1, status=snap)
+back = control_pb2.Reply.FromString(reply.SerializeToString())
+status = snapshot_to_dict(back.status)
+print(json.dumps({"protobuf": google.protobuf.__version__, "state": status["state"],
+                  "viewers_detail": status["session"]["viewers_detail"]}))
 """
 
 WATCH = """

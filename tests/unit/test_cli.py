@@ -9,7 +9,7 @@ import pytest
 
 import reactor as reactor_pkg
 from reactor.cli import build_parser, main, parse_assignments
-from reactor.config import load_config
+from reactor.config import EXAMPLE_CONFIGS, load_config
 from reactor.daemon.launcher import public_bind_warning
 
 
@@ -57,6 +57,10 @@ def test_init_scaffolds_a_model_schema_accepts(tmp_path: Path) -> None:
                         str(root / "test_model.py")], capture_output=True, text=True, cwd=root,
                        timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+    # Without pytest too: what the scaffold's README tells a user who has none.
+    r = subprocess.run([sys.executable, str(root / "test_model.py")], capture_output=True,
+                       text=True, cwd=root, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "passed: 1 of 1 tests", r.stderr
     again = reactor("init", "cool_model", cwd=tmp_path)
     assert again.returncode != 0 and "already exists" in again.stderr
 
@@ -145,3 +149,142 @@ def test_log_level_in_the_config_is_checked(tmp_path: Path) -> None:
     r = reactor("config", "check", str(p))
     assert r.returncode == 1
     assert "log.level" in r.stderr and "'verbose'" in r.stderr
+
+
+# --- packaged example configs, by name ------------------------------------------------------
+
+
+def test_a_packaged_example_is_found_by_name_outside_the_checkout(tmp_path: Path) -> None:
+    for name in ("brightness", "brightness.yaml"):
+        r = reactor("config", "check", name, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert "model Brightness (reactor.examples.filters:Brightness)" in r.stdout
+    assert load_config("pattern-audio").audio.output
+
+
+def test_a_file_of_an_examples_name_wins_over_the_example(tmp_path: Path) -> None:
+    (tmp_path / "brightness").write_text(
+        "model:\n  module: reactor.examples.filters:Identity\n")
+    r = reactor("config", "check", "brightness", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "model Identity" in r.stdout
+
+
+def test_an_unknown_config_name_lists_the_examples_and_the_closest(tmp_path: Path) -> None:
+    r = reactor("run", "-c", "brightnes", "--duration", "1", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "brightnes: config file not found" in r.stderr
+    assert "they are: brightness, identity, meter, pattern, pattern-audio" in r.stderr
+    assert "did you mean 'brightness'?" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_init_list_names_every_packaged_example(tmp_path: Path) -> None:
+    r = reactor("init", "--list", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    listed = [line.split()[0] for line in r.stdout.splitlines()[1:]]
+    assert listed == sorted(p.stem for p in EXAMPLE_CONFIGS.glob("*.yaml"))
+    assert listed and "brightness" in listed and "pattern" in listed
+
+
+def test_init_without_a_name_says_what_it_needs(tmp_path: Path) -> None:
+    r = reactor("init", cwd=tmp_path)
+    assert r.returncode == 1 and "reactor init needs NAME" in r.stderr and "--list" in r.stderr
+
+
+def test_the_checkouts_configs_folder_is_the_packaged_examples() -> None:
+    root = Path(__file__).parents[2]
+    assert (root / "configs").resolve() == EXAMPLE_CONFIGS.resolve()
+
+
+# --- errors that say what to fix ------------------------------------------------------------
+
+MODELS = '''
+import time
+from reactor import VideoModel
+
+class Blur(VideoModel):
+    def start_session(self, session): pass
+
+class Fails(VideoModel):
+    def load(self, config): raise FileNotFoundError("weights.pt: no such file")
+    def start_session(self, session): pass
+
+class Hangs(VideoModel):
+    def load(self, config): time.sleep(60)
+    def start_session(self, session): pass
+'''
+
+
+def _model_folder(tmp_path: Path, spec: str) -> Path:
+    (tmp_path / "model.py").write_text(MODELS)
+    config = tmp_path / "reactor.yaml"
+    config.write_text(f"model:\n  module: {spec}\n")
+    return config
+
+
+def test_a_misspelt_module_names_the_configs_folder_and_the_closest(tmp_path: Path) -> None:
+    r = reactor("config", "check", str(_model_folder(tmp_path, "modle:Blur")))
+    assert r.returncode == 1
+    assert (f"module 'modle' not found: looked for a modle.py or package in {tmp_path} "
+            "(the config's folder)") in r.stderr
+    assert "(did you mean 'model'?)" in r.stderr
+
+
+def test_a_misspelt_class_lists_the_modules_video_models(tmp_path: Path) -> None:
+    r = reactor("config", "check", str(_model_folder(tmp_path, "model:Blr")))
+    assert r.returncode == 1
+    assert ("module 'model' has no attribute 'Blr'; its VideoModel classes: Blur, Fails, "
+            "Hangs (did you mean 'Blur'?)") in r.stderr
+
+
+def test_config_check_load_runs_load_and_reports_its_failure(tmp_path: Path) -> None:
+    config = _model_folder(tmp_path, "model:Fails")
+    assert reactor("config", "check", str(config)).returncode == 0  # import alone passes
+    r = reactor("config", "check", "--load", str(config))
+    assert r.returncode == 1
+    assert "Fails.load() raised FileNotFoundError: weights.pt: no such file" in r.stderr
+
+
+def test_config_check_load_gives_up_on_a_load_that_hangs(tmp_path: Path) -> None:
+    r = reactor("config", "check", "--load", "--timeout", "1",
+                str(_model_folder(tmp_path, "model:Hangs")))
+    assert r.returncode == 1
+    assert "Hangs.load() did not return within 1 s" in r.stderr
+
+
+def test_config_check_load_says_how_long_load_took(tmp_path: Path) -> None:
+    r = reactor("config", "check", "--load", str(_model_folder(tmp_path, "model:Blur")))
+    assert r.returncode == 0, r.stderr
+    assert "model Blur (model:Blur)" in r.stdout and "load() took 0.0 s" in r.stdout
+
+
+def test_the_scaffolded_model_allocates_no_frame_per_frame(tmp_path: Path) -> None:
+    """The guide says to allocate buffers once; the model `reactor init` writes does. The
+    runner keeps every emitted frame, so what the frame loop allocates and frees again is
+    the peak's excess over what is held at the end."""
+    import importlib.util
+    import tracemalloc
+
+    import numpy as np
+
+    from reactor.testing import ModelRunner
+
+    assert reactor("init", "lean", cwd=tmp_path).returncode == 0
+    spec = importlib.util.spec_from_file_location("lean_model", tmp_path / "lean" / "model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    runner = ModelRunner(module.Lean, width=640, height=360)
+    frame_bytes = 640 * 360 * 3
+    runner.run(frames=2)  # buffers made, caches warm
+    tracemalloc.start()
+    try:
+        frames = runner.run(frames=30, commands={10: ("set_color", {"color": "red"})})
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(frames) == 30
+    assert peak - current < frame_bytes, f"{(peak - current) / frame_bytes:.1f} frames"
+    # And it tints: red from frame 10 on, over a blue-tinted gradient before.
+    assert np.mean(frames[20][..., 0]) > np.mean(frames[5][..., 0]) + 50

@@ -257,3 +257,16 @@ def test_a_subclass_overrides_a_renamed_command_by_method_name() -> None:
     assert Child.commands["go"].description == "child"
     assert Child.commands["go"].handler(Child()) == "child"
     assert "go" not in Plain.commands
+
+
+def test_a_misspelt_command_or_argument_gets_the_closest_name() -> None:
+    from reactor.examples.filters import Brightness
+
+    with pytest.raises(CommandError) as unknown:
+        Brightness.validate_command("set_gian", {"gain": 2})
+    assert str(unknown.value).endswith(
+        "(commands: set_gain, set_invert, set_mode) (did you mean 'set_gain'?)")
+    with pytest.raises(CommandError) as argument:
+        Brightness.validate_command("set_gain", {"gian": 2})
+    assert str(argument.value) == ("set_gain: gian: unknown argument (it takes gain) "
+                                   "(did you mean 'gain'?)")
