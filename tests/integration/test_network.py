@@ -297,15 +297,16 @@ def test_aiortc_viewer_plays_through_random_loss(plain_ns: Netns, tmp_path: Path
     assert fps >= floor, report
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 26: frames come back 2.1-3.2 s after the link returns (three runs; 1.3 s "
-    "in one with egress.adapt off)"))
-def test_aiortc_viewer_resumes_after_an_outage(plain_ns: Netns, tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["pattern", "grain"])
+def test_aiortc_viewer_resumes_after_an_outage(plain_ns: Netns, tmp_path: Path,
+                                               model: str) -> None:
     """Every packet of the daemon dropped for 3 s, then none: frames are back within 1 s
-    of the link returning, on the same peer connection (no new WHEP). Not yet: they came
-    back after 2.1, 2.2 and 3.2 s (1.3 s in one run with ``egress.adapt: false``); the
-    connection stayed up."""
-    with RemoteDaemon(plain_ns, {}, tmp_path / "daemon") as d:
+    of the link returning, on the same peer connection (no new WHEP), and it plays on.
+    Before the pacer renumbered a cut-off viewer's packets (``media.pacer``) they came
+    back after 2.1, 2.2 and 3.2 s: aiortc's jitter buffer waited for packets lost in the
+    outage until 512 newer ones had come."""
+    cfg = GRAIN if model == "grain" else {}
+    with RemoteDaemon(plain_ns, cfg, tmp_path / "daemon") as d:
         viewer = TimedViewer(d, 16.0)
         viewer.sleep_until(6.0)
         drop_udp(plain_ns, 1000)
@@ -319,8 +320,8 @@ def test_aiortc_viewer_resumes_after_an_outage(plain_ns: Netns, tmp_path: Path) 
     during = [t for t in times if down + 0.3 <= t < up]  # 0.3 s: what was on the way
     after = [t for t in times if t >= up]
     back_s = after[0] - up if after else None
-    report = (f"{len(before)} frames before, {len(during)} during, {len(after)} after; "
-              f"back after {back_s} s; states {seen['states']}")
+    report = (f"{model}: {len(before)} frames before, {len(during)} during, {len(after)} "
+              f"after; back after {back_s} s; states {seen['states']}")
     print(report)
     assert before and not during, report
     assert back_s is not None and back_s <= 1.0, report
