@@ -238,7 +238,9 @@ class Broadcaster:
         clock: MediaClock | None = None,
         on_sent: Callable[[float], None] | None = None,
         on_rate: Callable[[RateChange], None] | None = None,
+        intra_refresh: bool = False,
     ) -> None:
+        self.intra_refresh = intra_refresh  # egress.intra_refresh, for each Encoder
         self.on_rate = on_rate  # called on push()'s thread
         self._steps = RateSteps()
         self.clock = clock
@@ -341,6 +343,7 @@ class Broadcaster:
                 # Opened at the most (its VBV limits stay); push() sets the target.
                 bitrate_kbps=self.bitrate_kbps,
                 hardware=self.hardware,
+                intra_refresh=self.intra_refresh,
             )
             logger.info("start %s encoder (%s)", codec, self._encoders[codec].name)
         self._encoders[codec].force_keyframe()

@@ -83,6 +83,7 @@ class EgressWorker:
             start_bitrate_kbps=cfg.egress.start_bitrate_kbps,
             hardware=self.gpu.encoder == "h264_nvenc",
             clock=self.clock, on_sent=self._sent, on_rate=self._rate_changed,
+            intra_refresh=cfg.egress.intra_refresh,
         )
         self.audio: AudioBroadcaster | None = None
         self.audio_ring: ShmRing | None = None
