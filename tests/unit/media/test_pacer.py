@@ -9,6 +9,8 @@ import pytest
 from reactor.media.pacer import (
     BURST_S,
     CUT_OFF_S,
+    RETRANSMIT_INTERVAL_S,
+    SENDER_HISTORY,
     SEQ_JUMP,
     SILENT_S,
     Pacer,
@@ -242,3 +244,48 @@ def test_a_lost_packet_or_a_slow_report_is_no_outage() -> None:
 
     asyncio.run(main())
     assert not pacer.cut_off and pacer.outages == 0
+
+
+def test_a_packet_renacked_within_the_interval_is_not_sent_again() -> None:
+    """aiortc's receiver NACKs its whole missing list at every new gap: each packet is
+    retransmitted once per RETRANSMIT_INTERVAL_S, not once per NACK."""
+    t = FakeTime()
+    pacer = make(t, 10_000_000)
+
+    async def main() -> None:
+        for seq in range(20):
+            await pacer.pace(rtp(seq))
+
+    asyncio.run(main())
+    assert pacer.nacked([3, 4]) == [3, 4]
+    t.now += 0.01
+    assert pacer.nacked([3, 4, 5]) == [5]
+    t.now += RETRANSMIT_INTERVAL_S - 0.005
+    assert pacer.nacked([3, 4, 5]) == [3, 4]  # 5 was sent again 10 ms after them
+    assert pacer.nacks_repeated == 3
+
+
+def test_a_nack_for_a_packet_the_sender_no_longer_holds_makes_the_numbers_jump() -> None:
+    """Lost for good (aiortc keeps the last 128 packets to retransmit): the next packet's
+    number jumps so that the viewer stops waiting for it; a later NACK of a number from
+    before the jump does not jump again."""
+    t = FakeTime()
+    pacer = make(t, 10_000_000)
+
+    async def send(seq: int) -> int:
+        t.now += 0.001
+        return seq_of(await pacer.pace(rtp(seq)))
+
+    async def main() -> None:
+        for seq in range(SENDER_HISTORY + 50):
+            assert await send(seq) == seq
+        assert pacer.nacked([10, SENDER_HISTORY + 40]) == [SENDER_HISTORY + 40]
+        assert pacer.resyncs == 1 and not pacer.cut_off
+        assert await send(SENDER_HISTORY + 50) == SENDER_HISTORY + 50 + SEQ_JUMP
+        assert pacer.nacked([11]) == []  # from before the jump: the viewer dropped it
+        assert pacer.resyncs == 1
+        # The report whose interval spans the jump counts it as loss: it does not count.
+        assert not pacer.on_report(SENDER_HISTORY + 50 + SEQ_JUMP)
+        assert pacer.on_report(SENDER_HISTORY + 50 + SEQ_JUMP)
+
+    asyncio.run(main())
