@@ -433,6 +433,13 @@ class EgressSection(_Section):
     record: str | None = Field(
         None, description="A file path: record the output stream there (MP4)."
     )
+    # Periodic intra refresh (issue 26): its own block, apart from the rate fields.
+    intra_refresh: bool = Field(
+        False,
+        description="H.264 only (libx264, NVENC): refresh the picture with a column of intra "
+        "blocks sweeping it once a GOP instead of an IDR keyframe at each GOP, so no "
+        "frame is a keyframe-sized burst; a join or a keyframe request still gets an IDR. "
+        "VP8 (libvpx) has no such mode and keeps its keyframes.")
 
 
 #: The levels ``log.level`` and ``--log-level`` accept, quietest last.

@@ -15,6 +15,11 @@ times itself, and the :class:`~reactor.media.tracks.Broadcaster` encodes at the 
 estimate of its viewers (see ``docs/guide/webrtc.md``); :class:`RateSteps` says which of
 that rate's changes clients are told of (egress's ``viewer`` event).
 
+A viewer cut off by an outage (:class:`~reactor.media.pacer.Pacer`: its reports count
+nothing of what left a second before) is no congested viewer: its reports' loss neither
+cuts nor grows the estimate until one shows it back, and the NACKs it sends meanwhile ask
+for nothing (:meth:`~reactor.media.pacer.Pacer.nacked`).
+
 The feedback reaches the estimate through the registry's ``viewer-feedback`` patch
 (:mod:`reactor.media.patches`): ``RTCRtpSender._handle_rtcp_packet`` of a sender whose
 track is an :class:`~reactor.media.tracks.EncodedVideoTrack` hands REMB and receiver
@@ -32,8 +37,10 @@ from typing import Any
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
     RtcpRrPacket,
+    RtcpRtpfbPacket,
     RtcpSrPacket,
     unpack_remb_fci,
 )
@@ -122,13 +129,16 @@ class BandwidthEstimate:
         self.remb_bps = float(bps)
         self._apply()
 
-    def on_loss(self, fraction: float) -> None:
-        """One receiver report: ``fraction`` of the packets since the last one lost."""
+    def on_loss(self, fraction: float, *, counts: bool = True) -> None:
+        """One receiver report: ``fraction`` of the packets since the last one lost.
+        ``counts`` false (the viewer was cut off, see the module): the estimate holds."""
         now = self._clock()
-        self.loss = fraction
         self.reports += 1
         elapsed = 0.0 if self._last_update is None else min(now - self._last_update, 1.0)
         self._last_update = now
+        if not counts:
+            return
+        self.loss = fraction
         if fraction > LOSS_HIGH:
             if now - self._last_decrease >= DECREASE_INTERVAL_S:
                 self._last_decrease = now
@@ -156,7 +166,7 @@ def enable_viewer_feedback() -> None:
     async def _handle_rtcp_packet(self: RTCRtpSender, packet: Any) -> None:
         estimate: BandwidthEstimate | None = getattr(self.track, "estimate", None)
         if estimate is not None:
-            note_feedback(estimate, self._ssrc, packet)
+            packet = note_feedback(estimate, self._ssrc, packet)
         await current(self, packet)
 
     setattr(_handle_rtcp_packet, _ORIGINAL, current)
@@ -170,16 +180,26 @@ def disable_viewer_feedback() -> None:
         RTCRtpSender._handle_rtcp_packet = original  # type: ignore[method-assign]
 
 
-def note_feedback(estimate: BandwidthEstimate, ssrc: int, packet: Any) -> None:
-    """What one RTCP packet from the viewer says about stream ``ssrc``'s path."""
+def note_feedback(estimate: BandwidthEstimate, ssrc: int, packet: Any) -> Any:
+    """What one RTCP packet from the viewer says about stream ``ssrc``'s path; returns the
+    packet for aiortc to handle: a NACK's sequence numbers in the sender's numbering, as
+    the viewer's pacer has them (it renumbers after an outage)."""
+    pacer = estimate.pacer
     if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
         for report in packet.reports:
             if report.ssrc == ssrc:
-                estimate.on_loss(report.fraction_lost / 256)
+                counts = pacer is None or pacer.on_report(report.highest_sequence)
+                estimate.on_loss(report.fraction_lost / 256, counts=counts)
     elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
         try:
             bitrate, ssrcs = unpack_remb_fci(packet.fci)
         except ValueError:
-            return
+            return packet
         if ssrc in ssrcs:
             estimate.on_remb(bitrate)
+    elif (isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK
+          and pacer is not None and packet.media_ssrc == ssrc):
+        nack = RtcpRtpfbPacket(fmt=packet.fmt, ssrc=packet.ssrc, media_ssrc=packet.media_ssrc)
+        nack.lost = pacer.nacked(packet.lost)
+        return nack
+    return packet

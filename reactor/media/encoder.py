@@ -88,6 +88,12 @@ COLOUR: dict[Codec, YuvColour] = {"h264": BT601, "vp8": BT601}
 #: How far (a factor either way) the rate may move from the one the encoder's VBV was
 #: opened with before the encoder is opened again at the new rate (see set_bitrate).
 REOPEN_FACTOR = 1.5
+#: libvpx takes its rate when it opens and ignores a change of ``bit_rate`` after (measured:
+#: 360p noise kept 1.5-1.7 Mbit/s after a change from 1.6 to 0.4), so VP8 reopens for a
+#: lower rate already past this factor: an encoder above its viewers' estimate overfills
+#: their links. A higher rate waits for :data:`REOPEN_FACTOR` (below the estimate is only
+#: a softer picture, and every reopen costs a keyframe).
+VP8_DOWN_FACTOR = 1.2
 #: The most threads (slices a frame) libx264 gets, whatever the number of cores.
 X264_MAX_THREADS = 4
 
@@ -98,9 +104,10 @@ def x264_threads() -> int:
     return max(1, min(X264_MAX_THREADS, len(os.sched_getaffinity(0))))
 
 
-def _h264_options(kind: str, bitrate_bps: int, fps: int) -> dict[str, str]:
+def _h264_options(kind: str, bitrate_bps: int, fps: int,
+                  intra_refresh: bool = False) -> dict[str, str]:
     if kind == "h264_nvenc":
-        return {
+        nvenc = {
             "preset": "p1",  # fastest
             "tune": "ull",  # ultra-low latency: no look-ahead, no reordering
             "zerolatency": "1",
@@ -111,6 +118,16 @@ def _h264_options(kind: str, bitrate_bps: int, fps: int) -> dict[str, str]:
             "maxrate": str(bitrate_bps),
             "bufsize": str(bitrate_bps // 2),
         }
+        if intra_refresh:
+            # Not measured here (no GPU): NVENC's own periodic intra refresh, one wave
+            # a GOP; a forced IDR (forced-idr above) still starts a join.
+            nvenc["intra-refresh"] = "1"
+        return nvenc
+    params = "repeat-headers=1:aud=0"
+    if intra_refresh:
+        # A column of intra blocks sweeps the picture once a GOP instead of an IDR at
+        # each GOP; a forced keyframe (a join, a PLI) is still an IDR (forced-idr).
+        params += ":intra-refresh=1"
     return {
         "preset": "ultrafast",
         "tune": "zerolatency",
@@ -119,7 +136,7 @@ def _h264_options(kind: str, bitrate_bps: int, fps: int) -> dict[str, str]:
         "forced-idr": "1",
         # repeat-headers: SPS/PPS before every IDR (the default without a global header,
         # stated here because a joining viewer depends on it).
-        "x264-params": "repeat-headers=1:aud=0",
+        "x264-params": params,
         "maxrate": str(bitrate_bps),
         "bufsize": str(bitrate_bps // 2),
     }
@@ -144,8 +161,19 @@ def _vp8_options(bitrate_bps: int) -> dict[str, str]:
     }
 
 
+def _has_idr(data: bytes) -> bool:
+    """Whether Annex B ``data`` holds an IDR slice (NAL unit type 5)."""
+    at = data.find(b"\x00\x00\x01")
+    while at >= 0 and at + 3 < len(data):
+        if data[at + 3] & 0x1F == 5:
+            return True
+        at = data.find(b"\x00\x00\x01", at + 3)
+    return False
+
+
 def _open_context(
-    name: str, width: int, height: int, fps: int, bitrate_bps: int, gop: int
+    name: str, width: int, height: int, fps: int, bitrate_bps: int, gop: int,
+    intra_refresh: bool = False,
 ) -> VideoCodecContext:
     ctx = CodecContext.create(name, "w")
     assert isinstance(ctx, VideoCodecContext)
@@ -172,7 +200,7 @@ def _open_context(
         if name == "libx264":
             # Sliced threads, at most X264_MAX_THREADS slices a frame (module docstring).
             ctx.thread_count = x264_threads()
-        ctx.options = _h264_options(name, bitrate_bps, fps)
+        ctx.options = _h264_options(name, bitrate_bps, fps, intra_refresh)
     ctx.open()
     return ctx
 
@@ -196,6 +224,7 @@ class Encoder:
         bitrate_kbps: int = 4000,
         hardware: bool = False,
         keyframe_interval_s: float = 4.0,
+        intra_refresh: bool = False,
     ) -> None:
         if codec not in CODECS:
             raise EncoderError(f"unknown codec {codec!r}: expected one of {', '.join(CODECS)}")
@@ -213,8 +242,13 @@ class Encoder:
         #: when NVENC opened): no NVENC, or its session limit (reactor.media.gpu).
         self.fallback = ""
 
+        #: Periodic intra refresh instead of an IDR each GOP (H.264 only; see
+        #: egress.intra_refresh): the largest frame is a forced keyframe's, not the GOP's.
+        self.intra_refresh = intra_refresh and codec == "h264"
+
         def open_named(name: str, kbps: int = bitrate_kbps) -> VideoCodecContext:
-            return _open_context(name, width, height, fps, kbps * 1000, gop)
+            return _open_context(name, width, height, fps, kbps * 1000, gop,
+                                 self.intra_refresh)
 
         self._open = open_named
         self._vbv_kbps = bitrate_kbps  # the rate the VBV limits were opened with
@@ -276,6 +310,11 @@ class Encoder:
         self.frames_encoded += 1
         for packet in packets:
             packet.time_base = VIDEO_TIME_BASE
+            if self.intra_refresh and packet.is_keyframe and not _has_idr(bytes(packet)):
+                # x264 flags the frame that starts a refresh wave (a recovery point) as
+                # a key frame; a decoder can only join at an IDR, and viewers wait for
+                # "keyframes" (reactor.media.tracks), so only an IDR is one here.
+                packet.is_keyframe = False
             self.keyframes += bool(packet.is_keyframe)
             self.bytes_out += packet.size
         return packets
@@ -292,14 +331,19 @@ class Encoder:
         grain at 0.5 Mbit/s under a 4 Mbit/s VBV made keyframes that took the pacer
         longer than the viewer's queue holds, and every keyframe was lost again. So a
         rate beyond :data:`REOPEN_FACTOR` of the one the VBV was opened at reopens the
-        encoder at it (the next frame is a keyframe, sized for the new rate). libvpx keeps
-        its opening rate (not measured).
+        encoder at it (the next frame is a keyframe, sized for the new rate).
+
+        libvpx (VP8) keeps the rate it was opened at whatever ``bit_rate`` says after
+        (measured, see :data:`VP8_DOWN_FACTOR`; libwebrtc reconfigures it with
+        ``vpx_codec_enc_config_set``, which PyAV does not reach): it reopens at a rate
+        below the opened one by :data:`VP8_DOWN_FACTOR`, or above it by
+        :data:`REOPEN_FACTOR`, and in between it stays at its opened rate.
         """
         if self._ctx is None or kbps == self.bitrate_kbps:
             return
         self.bitrate_kbps = kbps
-        if self.codec == "h264" and not (self._vbv_kbps / REOPEN_FACTOR <= kbps
-                                         <= self._vbv_kbps * REOPEN_FACTOR):
+        down = VP8_DOWN_FACTOR if self.codec == "vp8" else REOPEN_FACTOR
+        if not self._vbv_kbps / down <= kbps <= self._vbv_kbps * REOPEN_FACTOR:
             try:
                 ctx = self._open(self.name, kbps)
             except (av.FFmpegError, ValueError) as exc:

@@ -310,7 +310,9 @@ class Broadcaster:
         on_sent: Callable[[float], None] | None = None,
         on_rate: Callable[[RateChange], None] | None = None,
         on_switch: Callable[[Switch], None] | None = None,
+        intra_refresh: bool = False,
     ) -> None:
+        self.intra_refresh = intra_refresh  # egress.intra_refresh, for each Encoder
         self.on_rate = on_rate  # called on push()'s thread
         self.on_switch = on_switch  # called on the event loop thread
         self._steps = RateSteps()
@@ -433,6 +435,7 @@ class Broadcaster:
                 # Opened at its most (its VBV limits stay); push() sets the target.
                 bitrate_kbps=r.top_kbps,
                 hardware=self.hardware,
+                intra_refresh=self.intra_refresh,
             )
             self._meters[key] = _Meter(time.monotonic())
             logger.info("start %s encoder %s (%s)", codec, r.size, self._encoders[key].name)

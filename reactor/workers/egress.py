@@ -113,6 +113,7 @@ class EgressWorker:
             hardware=self.gpu.encoder == "h264_nvenc",
             clock=self.clock, on_sent=self._sent, on_rate=self._rate_changed,
             on_switch=self._switched,
+            intra_refresh=cfg.egress.intra_refresh,
         )
         self.audio: AudioBroadcaster | None = None
         self.audio_ring: ShmRing | None = None

@@ -197,15 +197,16 @@ def test_aiortc_viewer_plays_through_random_loss(plain_ns: Netns, tmp_path: Path
     assert fps >= floor, report
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 26: frames come back 2.1-3.2 s after the link returns (three runs; 1.3 s "
-    "in one with egress.adapt off)"))
-def test_aiortc_viewer_resumes_after_an_outage(plain_ns: Netns, tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["pattern", "grain"])
+def test_aiortc_viewer_resumes_after_an_outage(plain_ns: Netns, tmp_path: Path,
+                                               model: str) -> None:
     """Every packet of the daemon dropped for 3 s, then none: frames are back within 1 s
-    of the link returning, on the same peer connection (no new WHEP). Not yet: they came
-    back after 2.1, 2.2 and 3.2 s (1.3 s in one run with ``egress.adapt: false``); the
-    connection stayed up."""
-    with RemoteDaemon(plain_ns, {}, tmp_path / "daemon") as d:
+    of the link returning, on the same peer connection (no new WHEP), and it plays on.
+    Before the pacer renumbered a cut-off viewer's packets (``media.pacer``) they came
+    back after 2.1, 2.2 and 3.2 s: aiortc's jitter buffer waited for packets lost in the
+    outage until 512 newer ones had come."""
+    cfg = GRAIN if model == "grain" else {}
+    with RemoteDaemon(plain_ns, cfg, tmp_path / "daemon") as d:
         viewer = TimedViewer(d, 16.0)
         viewer.sleep_until(6.0)
         drop_udp(plain_ns, 1000)
@@ -219,8 +220,8 @@ def test_aiortc_viewer_resumes_after_an_outage(plain_ns: Netns, tmp_path: Path) 
     during = [t for t in times if down + 0.3 <= t < up]  # 0.3 s: what was on the way
     after = [t for t in times if t >= up]
     back_s = after[0] - up if after else None
-    report = (f"{len(before)} frames before, {len(during)} during, {len(after)} after; "
-              f"back after {back_s} s; states {seen['states']}")
+    report = (f"{model}: {len(before)} frames before, {len(during)} during, {len(after)} "
+              f"after; back after {back_s} s; states {seen['states']}")
     print(report)
     assert before and not during, report
     assert back_s is not None and back_s <= 1.0, report
@@ -228,3 +229,103 @@ def test_aiortc_viewer_resumes_after_an_outage(plain_ns: Netns, tmp_path: Path) 
     # It keeps playing after it is back.
     assert fps_between(times, up + 1.0, viewer.start + viewer.seconds - 1.0) >= 25, report
 
+
+
+# --- a step down and back up --------------------------------------------------------------
+
+#: The wide link a step starts from and returns to: room for the encoder's most (4 Mbit/s).
+WIDE = ("rate", "6mbit", "burst", "16kb", "latency", "200ms")
+#: The grain from its most: the test is of the step, not of a viewer's start-up.
+GRAIN_AT_MOST = {**GRAIN, "egress": {"start_bitrate_kbps": 4000}}
+
+
+def encoder_kbps(d: RemoteDaemon) -> float | None:
+    """The rate the encoder of the (one) viewer runs at, as status shows it."""
+    detail = (d.status().get("session") or {}).get("viewers_detail") or []
+    rate = detail[0].get("bitrate_kbps") if detail else None
+    return float(rate) if rate is not None else None
+
+
+@pytest.fixture
+def wide_ns() -> Iterator[Netns]:
+    try:
+        with netns() as ns:
+            shape(ns, *WIDE)
+            yield ns
+    except NetnsUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "issue 26: frames stopped 0.4 s after the step and came back 4.3-5.3 s after it in "
+    "four runs, two played through; see the docstring"))
+def test_aiortc_viewer_recovers_within_3_s_of_a_step_down(wide_ns: Netns,
+                                                          tmp_path: Path) -> None:
+    """The grain at the encoder's most (4 Mbit/s) over a 6 Mbit/s link that steps down to
+    1.5 Mbit/s (the narrow link, a 200 ms queue): from 3 s after the step it plays at
+    25 fps or more, with no freeze over 500 ms.
+
+    Not met (not strict: it passed in two runs of seven): the estimate reaches 1.2 Mbit/s
+    about 2 s after the step, and the 3-4 Mbit/s sent meanwhile overflows the queue (about
+    300 packets dropped). aiortc's viewer NACKs a lost packet again only when a new gap
+    shows, so once a retransmission is lost too (or aiortc's sender no longer holds the
+    packet, and the pacer's numbers jump) it waits for 512 newer packets, 3.4 s at
+    1.5 Mbit/s; measured with the viewer's jitter buffer logged: frames stopped at 0.4 s
+    and resumed at 4.7-5.7 s."""
+    with RemoteDaemon(wide_ns, GRAIN_AT_MOST, tmp_path / "daemon") as d:
+        viewer = TimedViewer(d, 22.0)
+        viewer.sleep_until(12.0)
+        before = encoder_kbps(d)
+        shape(wide_ns, *NARROW)
+        step = time.monotonic()
+        viewer.sleep_until(20.0)
+        after = encoder_kbps(d)
+        seen = viewer.result()
+    times = seen["times"]
+    start, end = step + 3.0, viewer.start + 20.0
+    late = [t for t in times if start <= t < end]
+    gaps = [b - a for a, b in zip([start, *late], [*late, end], strict=True)]
+    fps = len(late) / (end - start)
+    report = (f"encoder {before} kbps before the step, {after} after; {fps:.1f} fps from 3 s "
+              f"after it, longest gap {max(gaps) * 1000:.0f} ms; states {seen['states']}\n"
+              f"{link_stats(wide_ns)}")
+    print(report)
+    assert before is not None and before > 3000, report  # the step is a real overload
+    assert fps >= 25 and max(gaps) <= FREEZE_MS / 1000, report
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 26: the climb follows aiortc's REMB, 8 %/s; see the test's docstring"))
+def test_the_bitrate_climbs_back_within_10_s_of_a_step_up(wide_ns: Netns,
+                                                          tmp_path: Path) -> None:
+    """6 Mbit/s, 1.5 for 6 s, 6 again: the encoder's rate (status' ``bitrate_kbps``) is
+    back at 90 % of what it was before the step down within 10 s of the step up.
+
+    Not met: the estimate is capped by the viewer's REMB, and aiortc's receiver-side
+    estimator (``aiortc/rate.py``, libwebrtc's AIMD) grows it by 8 % a second whatever
+    the sender does (it has no probe detection; Chromium's detects probes only before
+    its first valid estimate or in the first 2 s of a stream, so probing mid-stream
+    would not move its REMB either), and after an over-use it grows additively (about
+    30 kbit/s a second) until the throughput passes its old average. Measured: from
+    0.74 and 0.99 Mbit/s at the end of the step down, 1.29 and 1.51 after 9 s, 2.57 and
+    3.42 after 24 s (4 Mbit/s before)."""
+    with RemoteDaemon(wide_ns, GRAIN_AT_MOST, tmp_path / "daemon") as d:
+        viewer = TimedViewer(d, 44.0)
+        viewer.sleep_until(12.0)
+        before = encoder_kbps(d)
+        shape(wide_ns, *NARROW)
+        viewer.sleep_until(18.0)
+        low = encoder_kbps(d)
+        shape(wide_ns, *WIDE)
+        up = time.monotonic()
+        rates: list[tuple[float, float | None]] = []
+        while time.monotonic() - up < 24.0:
+            time.sleep(0.5)
+            rates.append((round(time.monotonic() - up, 1), encoder_kbps(d)))
+        seen = viewer.result()
+    assert before is not None and before > 3000, f"the encoder ran at {before} kbps"
+    back = next((t for t, rate in rates if rate is not None and rate >= 0.9 * before), None)
+    report = (f"encoder {before} kbps before the step down, {low} at its end; back at 90 % "
+              f"after {back} s of the step up; {rates}; states {seen['states']}")
+    print(report)
+    assert back is not None and back <= 10.0, report

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiortc.rtp import (
     RTCP_PSFB_APP,
+    RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
     RtcpReceiverInfo,
     RtcpRrPacket,
+    RtcpRtpfbPacket,
     pack_remb_fci,
 )
 
 from reactor.media.bwe import BandwidthEstimate, RateSteps, note_feedback
-from reactor.media.pacer import PACING_FACTOR, Pacer
+from reactor.media.pacer import PACING_FACTOR, SEQ_JUMP, Pacer
 
 SSRC = 1234
 
@@ -31,9 +35,9 @@ def estimate(start: float = 1e6, lo: float = 150e3, hi: float = 4e6) -> tuple[
     return BandwidthEstimate(start, lo, hi, clock=clock), clock
 
 
-def report(lost: float) -> RtcpRrPacket:
+def report(lost: float, highest: int = 0) -> RtcpRrPacket:
     info = RtcpReceiverInfo(ssrc=SSRC, fraction_lost=round(lost * 256), packets_lost=0,
-                            highest_sequence=0, jitter=0, lsr=0, dlsr=0)
+                            highest_sequence=highest, jitter=0, lsr=0, dlsr=0)
     return RtcpRrPacket(ssrc=1, reports=[info])
 
 
@@ -104,3 +108,38 @@ def test_rate_steps_tell_a_fifth_at_most_every_2_s_and_a_new_encoder_starts_afre
     assert steps.step("h264", 900, 7.0) == (1900, 900)
     steps.forget("h264")
     assert steps.step("h264", 4000, 8.0) is None
+
+
+def test_an_outage_neither_cuts_the_estimate_nor_is_retransmitted_into() -> None:
+    """A viewer cut off (its reports count nothing of what left a second before) keeps
+    its estimate through the outage and the report that shows it back, whose interval
+    spans the outage's loss (libwebrtc does not take a feedback gap for congestion);
+    its NACKs reach aiortc in the sender's numbering, and ask for nothing meanwhile."""
+    est, clock = estimate(start=2e6)
+    pacer = Pacer(1e9, video_types=frozenset({96}), clock=clock)
+    est.pacer = pacer
+
+    def send(first: int, count: int) -> None:
+        for seq in range(first, first + count):
+            clock.now += 0.01
+            packet = bytes([0x80, 96]) + seq.to_bytes(2, "big") + bytes(100)
+            assert asyncio.run(pacer.pace(packet)) is not None
+
+    send(0, 100)
+    note_feedback(est, SSRC, report(0.0, highest=99))
+    before = est.bps
+    send(100, 150)  # the link is down
+    note_feedback(est, SSRC, report(0.0, highest=99))
+    assert pacer.cut_off
+    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=SSRC, lost=[120, 121])
+    assert note_feedback(est, SSRC, nack).lost == []
+    send(250, 10)
+    # Back: 90 % of what the report's interval expected was lost in the outage.
+    note_feedback(est, SSRC, report(0.9, highest=255 + SEQ_JUMP))
+    assert not pacer.cut_off and est.bps == before
+    nack.lost = [256 + SEQ_JUMP]
+    assert note_feedback(est, SSRC, nack).lost == [256]
+    assert nack.lost == [256 + SEQ_JUMP]  # aiortc gets a copy; the packet is not changed
+    clock.now += 0.5
+    note_feedback(est, SSRC, report(0.5, highest=259 + SEQ_JUMP))
+    assert est.bps < before  # loss counts again

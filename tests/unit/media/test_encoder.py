@@ -168,3 +168,75 @@ def test_a_rate_far_from_the_opening_one_reopens_the_encoder_else_it_only_change
     enc.set_bitrate(500)  # past it: opened again at 500, starting with a keyframe
     enc.encode(rgb, 9000)
     assert (enc.bitrate_kbps, enc.reopened, enc.keyframes) == (500, 1, keyframes + 1)
+
+
+def _rate_kbps(enc: Encoder, grains: list[np.ndarray], first: int, n: int) -> float:
+    size = sum(p.size for i in range(first, first + n)
+               for p in enc.encode(grains[i % len(grains)], i * 3000))
+    return size * 8 / (n / 30) / 1000
+
+
+def _grain(n: int, width: int = 320, height: int = 180) -> list[np.ndarray]:
+    """A moving gradient under mild grain: at 320x180 both codecs hit any rate from 0.4
+    to 1.6 Mbit/s on it (pure noise would not go below 1.5 at VP8's coarsest quantiser)."""
+    rng = np.random.default_rng(2)
+    x = np.linspace(0, 255, width)[None, :, None]
+    y = np.linspace(0, 255, height)[:, None, None]
+    base = (x * 0.5 + y * 0.5).repeat(3, axis=2)
+    return [np.clip(np.roll(base, 5 * i, axis=1) + rng.integers(-12, 13, (height, width, 3)),
+                    0, 255).astype(np.uint8) for i in range(n)]
+
+
+@pytest.mark.parametrize("codec", ["h264", "vp8"])
+def test_the_measured_output_rate_follows_a_lower_rate(codec: str) -> None:
+    """1.6 Mbit/s, then told 0.4: the next 2 s come out near 0.4. libvpx ignores a new
+    ``bit_rate`` on an open context (1.6 Mbit/s came out), so VP8 reopens at it."""
+    grains = _grain(8)
+    enc = Encoder(codec, 320, 180, fps=30, bitrate_kbps=1600)  # type: ignore[arg-type]
+    _rate_kbps(enc, grains, 0, 60)
+    assert _rate_kbps(enc, grains, 60, 60) > 1200
+    enc.set_bitrate(400)
+    assert _rate_kbps(enc, grains, 120, 60) < 400 * 1.3
+
+
+def test_vp8_reopens_for_a_fifth_less_and_for_half_as_much_again() -> None:
+    from reactor.media.encoder import REOPEN_FACTOR, VP8_DOWN_FACTOR
+    enc = Encoder("vp8", 160, 120, fps=30, bitrate_kbps=2000)
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    enc.encode(rgb, 0)
+    enc.set_bitrate(int(2000 / VP8_DOWN_FACTOR) + 10)  # within: no keyframe
+    assert enc.reopened == 0
+    enc.set_bitrate(int(2000 / VP8_DOWN_FACTOR) - 10)  # below: reopened
+    assert enc.reopened == 1
+    opened = enc.bitrate_kbps
+    enc.set_bitrate(int(opened * REOPEN_FACTOR) - 10)  # a climb within 1.5x: no keyframe
+    assert enc.reopened == 1
+    enc.set_bitrate(int(opened * REOPEN_FACTOR) + 10)
+    assert enc.reopened == 2
+    keyframes = enc.keyframes
+    enc.encode(rgb, 3000)
+    assert enc.keyframes == keyframes + 1
+
+
+def test_intra_refresh_replaces_the_gop_idr_and_a_forced_keyframe_is_still_one() -> None:
+    """egress.intra_refresh reaches libx264: over three 1 s GOPs the largest frame after
+    the first is a fraction of the GOP IDRs' (measured at 720p, 2 Mbit/s: 23 kB against
+    72 kB), no frame but the first is a keyframe, and a forced one (a join, a PLI) is an
+    IDR a new decoder starts at."""
+    grains = _grain(8, 640, 360)
+
+    def largest(intra_refresh: bool) -> tuple[int, Encoder]:
+        enc = Encoder("h264", 640, 360, fps=30, bitrate_kbps=1000, keyframe_interval_s=1.0,
+                      intra_refresh=intra_refresh)
+        sizes = [sum(p.size for p in enc.encode(grains[i % 8], i * 3000)) for i in range(90)]
+        return max(sizes[1:]), enc
+
+    with_idr, plain = largest(False)
+    refreshed, enc = largest(True)
+    assert plain.keyframes == 3 and enc.keyframes == 1
+    assert refreshed * 2 < with_idr
+    enc.force_keyframe()
+    packets = enc.encode(grains[0], 90 * 3000)
+    assert packets[0].is_keyframe and 5 in _nal_types(bytes(packets[0]))
+    decoder = av.CodecContext.create("h264", "r")
+    assert len(decoder.decode(packets[0])) == 1

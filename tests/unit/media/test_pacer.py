@@ -6,7 +6,18 @@ import asyncio
 
 import pytest
 
-from reactor.media.pacer import BURST_S, Pacer, abs_send_time, pacer_for_answer, restamp
+from reactor.media.pacer import (
+    BURST_S,
+    CUT_OFF_S,
+    RETRANSMIT_INTERVAL_S,
+    SENDER_HISTORY,
+    SEQ_JUMP,
+    SILENT_S,
+    Pacer,
+    abs_send_time,
+    pacer_for_answer,
+    restamp,
+)
 
 VIDEO_PT, RTX_PT, AUDIO_PT = 102, 103, 111
 AST_ID = 3
@@ -149,3 +160,132 @@ def test_the_answer_names_the_video_types_and_the_extension() -> None:
     assert pacer.video_types == {102, 103}
     assert pacer.rtx_types == {103}
     assert pacer.abs_send_time_id == 3
+
+
+def seq_of(data: bytes | None) -> int:
+    assert data is not None
+    return int.from_bytes(data[2:4], "big")
+
+
+def test_a_viewer_whose_reports_count_nothing_is_cut_off_and_its_numbers_jump() -> None:
+    """Reports that stop counting packets which left over a second before: the link is
+    down; from the next packet the sequence numbers jump (so an aiortc viewer drops what
+    it waits for at the first packet through), NACKs meanwhile ask for nothing, and a
+    report past the jump shows the viewer back."""
+    t = FakeTime()
+    pacer = make(t, 10_000_000)
+
+    async def send(seq: int) -> bytes | None:
+        t.now += 0.01
+        return await pacer.pace(rtp(seq))
+
+    async def main() -> list[int]:
+        wire = []
+        for seq in range(100):  # 1 s: the viewer counts them all
+            wire.append(seq_of(await send(seq)))
+        assert pacer.on_report(99)
+        for seq in range(100, 210):  # the link goes down: reports stay at 99
+            wire.append(seq_of(await send(seq)))
+            if seq < 200:  # 100 left less than CUT_OFF_S ago: a slow report, maybe
+                assert pacer.on_report(99) and not pacer.cut_off
+        assert not pacer.on_report(99)  # 100 left over CUT_OFF_S ago
+        assert pacer.cut_off and pacer.outages == 1
+        assert pacer.nacked([110, 111]) == []
+        for seq in range(210, 220):
+            wire.append(seq_of(await send(seq)))
+        assert not pacer.on_report(99)  # still down: its loss does not count
+        # Back: the first packet through is past the jump.
+        assert not pacer.on_report(210 + SEQ_JUMP)  # its interval spans the outage
+        assert not pacer.cut_off
+        assert pacer.nacked([215 + SEQ_JUMP]) == [215]  # the sender's numbering
+        # An RTX packet's original sequence number is the wire's too.
+        rtx = await pacer.pace(rtp(0, pt=RTX_PT)[:20] + (215).to_bytes(2, "big") + bytes(30))
+        assert rtx is not None and int.from_bytes(rtx[20:22], "big") == 215 + SEQ_JUMP
+        wire.append(seq_of(await send(220)))
+        assert pacer.on_report(220 + SEQ_JUMP)
+        return wire
+
+    wire = asyncio.run(main())
+    assert CUT_OFF_S == 1.0  # the loop above sends 10 ms apart
+    assert wire[:210] == list(range(210))
+    assert wire[210:] == [seq + SEQ_JUMP for seq in range(210, 221)]
+
+
+def test_a_viewer_with_no_report_at_all_is_cut_off() -> None:
+    t = FakeTime()
+    pacer = make(t, 10_000_000)
+
+    async def main() -> None:
+        for seq in range(10):
+            await pacer.pace(rtp(seq))
+        assert pacer.on_report(9)
+        seq = 10
+        while t.now - 100.0 <= SILENT_S + 0.05:  # no report: RTCP is lost too
+            t.now += 0.01
+            assert seq_of(await pacer.pace(rtp(seq))) == seq or pacer.cut_off
+            seq += 1
+
+    asyncio.run(main())
+    assert pacer.cut_off and pacer.outages == 1
+
+
+def test_a_lost_packet_or_a_slow_report_is_no_outage() -> None:
+    """Random loss does not hold a report's highest number back, and reports that come
+    late but count what left before them are no outage."""
+    t = FakeTime()
+    pacer = make(t, 10_000_000)
+
+    async def main() -> None:
+        for seq in range(300):
+            t.now += 0.01
+            await pacer.pace(rtp(seq))
+            if seq % 150 == 149:  # a report every 1.5 s, counting up to 0.3 s ago
+                assert pacer.on_report(seq - 30)
+
+    asyncio.run(main())
+    assert not pacer.cut_off and pacer.outages == 0
+
+
+def test_a_packet_renacked_within_the_interval_is_not_sent_again() -> None:
+    """aiortc's receiver NACKs its whole missing list at every new gap: each packet is
+    retransmitted once per RETRANSMIT_INTERVAL_S, not once per NACK."""
+    t = FakeTime()
+    pacer = make(t, 10_000_000)
+
+    async def main() -> None:
+        for seq in range(20):
+            await pacer.pace(rtp(seq))
+
+    asyncio.run(main())
+    assert pacer.nacked([3, 4]) == [3, 4]
+    t.now += 0.01
+    assert pacer.nacked([3, 4, 5]) == [5]
+    t.now += RETRANSMIT_INTERVAL_S - 0.005
+    assert pacer.nacked([3, 4, 5]) == [3, 4]  # 5 was sent again 10 ms after them
+    assert pacer.nacks_repeated == 3
+
+
+def test_a_nack_for_a_packet_the_sender_no_longer_holds_makes_the_numbers_jump() -> None:
+    """Lost for good (aiortc keeps the last 128 packets to retransmit): the next packet's
+    number jumps so that the viewer stops waiting for it; a later NACK of a number from
+    before the jump does not jump again."""
+    t = FakeTime()
+    pacer = make(t, 10_000_000)
+
+    async def send(seq: int) -> int:
+        t.now += 0.001
+        return seq_of(await pacer.pace(rtp(seq)))
+
+    async def main() -> None:
+        for seq in range(SENDER_HISTORY + 50):
+            assert await send(seq) == seq
+        assert pacer.nacked([10, SENDER_HISTORY + 40]) == [SENDER_HISTORY + 40]
+        assert pacer.resyncs == 1 and not pacer.cut_off
+        assert await send(SENDER_HISTORY + 50) == SENDER_HISTORY + 50 + SEQ_JUMP
+        assert pacer.nacked([11]) == []  # from before the jump: the viewer dropped it
+        assert pacer.resyncs == 1
+        # The report whose interval spans the jump counts it as loss: it does not count.
+        assert not pacer.on_report(SENDER_HISTORY + 50 + SEQ_JUMP)
+        assert pacer.on_report(SENDER_HISTORY + 50 + SEQ_JUMP)
+
+    asyncio.run(main())
