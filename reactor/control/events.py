@@ -14,6 +14,7 @@ KIND_NAMES = {
     wpb.SessionEvent.ERROR: "error",
     wpb.SessionEvent.WORKER: "worker",
     wpb.SessionEvent.VIEWER: "viewer",
+    wpb.SessionEvent.WARNING: "warning",
 }
 
 

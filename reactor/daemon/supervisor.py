@@ -35,6 +35,7 @@ from reactor.control.sockets import make_socket
 from reactor.daemon import lifecycle as lc
 from reactor.daemon.completion import run_complete
 from reactor.daemon.gpu_telemetry import NvmlSampler, fill_gpu
+from reactor.daemon.health import PipelineHealth
 from reactor.daemon.metrics import CONTENT_TYPE, MetricsState, Scrape, build_info, make_registry
 from reactor.daemon.metrics import render as render_metrics
 from reactor.daemon.plan import Plan, Role
@@ -78,6 +79,7 @@ class Supervisor:
         self.schema = ModelSchema()
         self._publish_failures = Throttle(PUBLISH_LOG_EVERY_S)
         self.telemetry = Telemetry()
+        self.health = PipelineHealth()
         self.pool = WorkerPool(self.plan.workers, self._spawn, config.supervisor,
                                load_timeout_s=config.model.load_timeout_s, clock=time.monotonic)
         self.metrics = MetricsState()
@@ -454,12 +456,30 @@ class Supervisor:
         fill_gpu(snap.gpu_stat, self.gpu, self.nvml.sample(),
                  self.pool[self.plan.worker(Role.BACK)].stats,
                  ring="cuda" if isinstance(self.rings.get("output"), CudaRing) else "shm")
+        snap.pipeline.warnings.extend(self.health.warnings)
         return snap
+
+    def _check_health(self, snap: tpb.Snapshot) -> None:
+        """Warn of a pipeline that runs slow for a few seconds (reactor.daemon.health):
+        in the log and status, and to clients as a ``warning`` event."""
+        began, ended = self.health.check(time.monotonic(), snap.pipeline,
+                                         live=snap.HasField("session"))
+        for message in began:
+            log.warning("%s", message)
+            self.telemetry.add_log("supervisor", "WARNING", message)
+            self.sessions.broadcast(wpb.SessionEvent(
+                kind=wpb.SessionEvent.WARNING, session_id=snap.session.id, reason=message))
+        for message in ended:
+            log.info("no longer: %s", message)
+        del snap.pipeline.warnings[:]
+        snap.pipeline.warnings.extend(self.health.warnings)
 
     def _publish(self) -> None:
         self.telemetry.fps_history.append(self.pool[self.plan.worker(Role.BACK)].rates()[1])
         try:
-            data = self.snapshot().SerializeToString()
+            snap = self.snapshot()
+            self._check_health(snap)
+            data = snap.SerializeToString()
         except Exception as exc:
             # A bug in building the snapshot must not stop the daemon (the workers and
             # their clients are fine), nor go unseen: logged with its traceback, at most

@@ -77,12 +77,14 @@ class SessionEvent(_message.Message):
         ERROR: _ClassVar[SessionEvent.Kind]
         WORKER: _ClassVar[SessionEvent.Kind]
         VIEWER: _ClassVar[SessionEvent.Kind]
+        WARNING: _ClassVar[SessionEvent.Kind]
     STARTED: SessionEvent.Kind
     ENDED: SessionEvent.Kind
     MESSAGE: SessionEvent.Kind
     ERROR: SessionEvent.Kind
     WORKER: SessionEvent.Kind
     VIEWER: SessionEvent.Kind
+    WARNING: SessionEvent.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]

@@ -167,6 +167,7 @@
       case "client": return `clients: ${data}`;
       case "worker": return `worker: ${ev.reason || data}`;
       case "viewer": return `viewers: ${ev.reason || data}`;
+      case "warning": return `warning: ${ev.reason || data}`;
       default: return `${ev.type}: ${data}`;
     }
   }
