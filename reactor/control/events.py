@@ -15,6 +15,7 @@ KIND_NAMES = {
     wpb.SessionEvent.WORKER: "worker",
     wpb.SessionEvent.VIEWER: "viewer",
     wpb.SessionEvent.WARNING: "warning",
+    wpb.SessionEvent.COMMAND: "command",
 }
 
 

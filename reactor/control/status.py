@@ -135,6 +135,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
         "error": snap.error or None,
         "logs": [_log(line) for line in snap.logs],
         "gpu": _gpu(snap.gpu_stat) if snap.HasField("gpu_stat") else None,
+        "commands_applied": {c.name: _json_or_raw(c.args_json) for c in snap.applied},
     }
 
 

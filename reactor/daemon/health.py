@@ -8,8 +8,10 @@ as a ``warning`` event and lists in status (``pipeline.warnings``); it is cleare
 condition has been gone for :data:`CLEAR_S` seconds. Each warning names the stage and the
 figure, and what usually causes it.
 
-- **The model is slow**: during a session, the model makes under :data:`SLOW_SHARE` of
-  the frames it should: ``video.fps``, or the input's rate when a sender sends fewer. The
+- **The model is slow**: during a session, the model makes frames, but under
+  :data:`SLOW_SHARE` of those it should: ``video.fps``, or the input's rate when a sender
+  sends fewer. (A model that makes none waits for input, or has hung: the session's
+  ``stall_timeout_s`` ends that.) The
   input ring's drops over the same seconds are named with it (with ``latest`` the ring
   drops what the model had no time for).
 - **Egress is behind**: the output ring dropped frames (the model emits faster than
@@ -18,10 +20,17 @@ figure, and what usually causes it.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from reactor.daemon.sessions import SessionManager
+from reactor.daemon.snapshot import Telemetry
 from reactor.proto import telemetry_pb2 as tpb
+from reactor.proto import worker_pb2 as wpb
+
+log = logging.getLogger(__name__)
 
 #: A model making fewer than this share of its target's frames is slow.
 SLOW_SHARE = 0.8
@@ -54,6 +63,23 @@ class PipelineHealth:
         """The warnings that hold now, each a sentence naming the stage and the figure."""
         return [self._messages[k] for k, c in self._conditions.items() if c.active]
 
+    def tell(self, snap: tpb.Snapshot, sessions: SessionManager, telemetry: Telemetry,
+             ) -> None:
+        """Check ``snap``'s pipeline; a warning that begins goes to the log (the monitor's
+        and status's warnings) and to clients (a ``warning`` event); ``snap`` lists the
+        warnings that hold."""
+        began, ended = self.check(time.monotonic(), snap.pipeline,
+                                  live=snap.HasField("session"))
+        for message in began:
+            log.warning("%s", message)
+            telemetry.add_log("supervisor", "WARNING", message)
+            sessions.broadcast(wpb.SessionEvent(
+                kind=wpb.SessionEvent.WARNING, session_id=snap.session.id, reason=message))
+        for message in ended:
+            log.info("no longer: %s", message)
+        del snap.pipeline.warnings[:]
+        snap.pipeline.warnings.extend(self.warnings)
+
     def check(self, now: float, pipeline: tpb.PipelineStat, live: bool,
               ) -> tuple[list[str], list[str]]:
         """One snapshot's pipeline (``live``: a session runs): the warnings that begin
@@ -63,7 +89,10 @@ class PipelineHealth:
         ended: list[str] = []
         target = pipeline.target_fps
         expected = target if pipeline.fps_in < 1 else min(target, pipeline.fps_in)
-        slow = live and expected > 0 and pipeline.fps_model < SLOW_SHARE * expected
+        # A model making nothing waits for input (video to video, nobody sending) or has
+        # hung, which the session's stall timeout ends; slow is a model that makes frames.
+        slow = (live and expected > 0
+                and 0 < pipeline.fps_model < SLOW_SHARE * expected)
 
         def model_message(c: _Condition, held: float) -> str:
             lost = drops.get("input", 0) - c.dropped_at_start

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -302,12 +303,23 @@ class Supervisor:
             done = self.router.on_reply(msg.reply_to, msg.reply)
             if done is not None and done.request.HasField("command"):
                 self.sessions.log_command(done.request.command, msg.reply)
+                if not msg.reply.HasField("error"):
+                    self._applied(done.request.command)
                 self.metrics.on_command(done.request.command.name, msg.reply,
                                         self.schema.command_names())
         elif body == "request":
             self.router.handle(msg.request, ("worker", name.encode()))
         elif body == "log":
             self.telemetry.logs.append(msg.log)
+
+    def _applied(self, cmd: cpb.CommandRequest) -> None:
+        """Command ``cmd`` was applied: the schema keeps its arguments (status, its
+        ``current``), and clients get a ``command`` event (every page's controls follow)."""
+        args = self.schema.applied_now(cmd.name, cmd.args_json)
+        sid = self.sessions.current.id if self.sessions.current is not None else ""
+        self.sessions.broadcast(wpb.SessionEvent(
+            kind=wpb.SessionEvent.COMMAND, session_id=sid, reason=cmd.name,
+            json=json.dumps({"name": cmd.name, "args": args})))
 
     def _on_ready(self, name: str, ready: wpb.Ready) -> None:
         w = self.pool.mark_ready(name, ready)
@@ -457,28 +469,15 @@ class Supervisor:
                  self.pool[self.plan.worker(Role.BACK)].stats,
                  ring="cuda" if isinstance(self.rings.get("output"), CudaRing) else "shm")
         snap.pipeline.warnings.extend(self.health.warnings)
+        snap.applied.extend(tpb.CommandLog(name=name, args_json=json.dumps(args))
+                            for name, args in self.schema.applied.items())
         return snap
-
-    def _check_health(self, snap: tpb.Snapshot) -> None:
-        """Warn of a pipeline that runs slow for a few seconds (reactor.daemon.health):
-        in the log and status, and to clients as a ``warning`` event."""
-        began, ended = self.health.check(time.monotonic(), snap.pipeline,
-                                         live=snap.HasField("session"))
-        for message in began:
-            log.warning("%s", message)
-            self.telemetry.add_log("supervisor", "WARNING", message)
-            self.sessions.broadcast(wpb.SessionEvent(
-                kind=wpb.SessionEvent.WARNING, session_id=snap.session.id, reason=message))
-        for message in ended:
-            log.info("no longer: %s", message)
-        del snap.pipeline.warnings[:]
-        snap.pipeline.warnings.extend(self.health.warnings)
 
     def _publish(self) -> None:
         self.telemetry.fps_history.append(self.pool[self.plan.worker(Role.BACK)].rates()[1])
         try:
             snap = self.snapshot()
-            self._check_health(snap)
+            self.health.tell(snap, self.sessions, self.telemetry)
             data = snap.SerializeToString()
         except Exception as exc:
             # A bug in building the snapshot must not stop the daemon (the workers and

@@ -55,6 +55,12 @@ def test_a_model_that_keeps_up_with_a_slow_sender_is_not_slow() -> None:
     assert "5.0 fps of the 10.0 fps its input sends" in began[0]
 
 
+def test_a_model_waiting_for_input_is_not_slow() -> None:
+    health = PipelineHealth()  # video to video, nobody sending: the model makes nothing
+    began, _ = run(health, 20, fps_model=0.0)
+    assert began == [] and health.warnings == []
+
+
 def test_no_warning_without_a_session_and_it_clears_once_fast_again() -> None:
     health = PipelineHealth()
     for t in range(20):

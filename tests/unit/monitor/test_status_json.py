@@ -19,7 +19,7 @@ def test_top_level_keys(make_snapshot: MakeSnapshot) -> None:
     assert list(status) == [
         "distribution", "version",
         "state", "pid", "uptime_s", "workers", "pipeline", "session",
-        "model", "url", "run_dir", "config_path", "error", "logs", "gpu",
+        "model", "url", "run_dir", "config_path", "error", "logs", "gpu", "commands_applied",
     ]
     assert (status["state"], status["pid"], status["uptime_s"]) == ("degraded", 4242, 3723.4)
     assert status["model"] == "reactor.examples.pattern:TestPattern"
