@@ -47,7 +47,7 @@ import json
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from ssl import SSLContext
 from types import TracebackType
 from typing import Any
@@ -400,7 +400,7 @@ class Client:
                                           audio=audio, ssl=self.ssl)
         return Publisher(pc, resource, self.token, self.ssl)
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
+    async def events(self) -> AsyncGenerator[dict[str, Any], None]:
         """Session events and model messages as they arrive (``GET /api/events``)."""
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
             async with http.get(self.url + "/api/events", headers=self._headers(),

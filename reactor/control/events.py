@@ -14,6 +14,8 @@ KIND_NAMES = {
     wpb.SessionEvent.ERROR: "error",
     wpb.SessionEvent.WORKER: "worker",
     wpb.SessionEvent.VIEWER: "viewer",
+    wpb.SessionEvent.WARNING: "warning",
+    wpb.SessionEvent.COMMAND: "command",
 }
 
 

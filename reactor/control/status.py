@@ -135,6 +135,7 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
         "error": snap.error or None,
         "logs": [_log(line) for line in snap.logs],
         "gpu": _gpu(snap.gpu_stat) if snap.HasField("gpu_stat") else None,
+        "commands_applied": {c.name: _json_or_raw(c.args_json) for c in snap.applied},
     }
 
 
@@ -169,13 +170,15 @@ FRAME_INTERVAL = "frame_interval"
 
 
 def _pipeline(p: PipelineStat) -> dict[str, object]:
-    windows = {s.stage: {"p50": s.p50_ms, "p99": s.p99_ms} for s in p.latency}
+    windows = {s.stage: {"p50": s.p50_ms, "p99": s.p99_ms} for s in p.latency
+               if s.window_count}
     interval = windows.pop(FRAME_INTERVAL, None)
     return {
         "fps_in": p.fps_in,
         "fps_model": p.fps_model,
         "fps_out": p.fps_out,
         "target_fps": p.target_fps,
+        "warnings": list(p.warnings),
         "latency_ms": windows,
         "frame_interval_ms": interval,
         "rings": [_ring(r) for r in p.rings],

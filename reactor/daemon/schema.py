@@ -43,6 +43,10 @@ class ModelSchema:
 
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
+        #: Each command's last applied arguments, defaults filled in, since the daemon
+        #: started (a restarted model keeps what it is told again; status and the page
+        #: show what it was last told).
+        self.applied: dict[str, dict[str, Any]] = {}
         #: Why the last schema could not be read; empty when it could (or none came yet).
         self.error = ""
 
@@ -60,12 +64,39 @@ class ModelSchema:
     def command_names(self) -> tuple[str, ...]:
         return tuple(str(c["name"]) for c in self.data.get("commands", []))
 
+    def applied_now(self, name: str, args_json: str) -> dict[str, Any]:
+        """Command ``name`` was applied with ``args_json`` (as the client sent them): keep
+        them, defaults filled in, as its :attr:`applied`, and return them."""
+        try:
+            sent = json.loads(args_json) if args_json else {}
+        except ValueError:
+            sent = {}
+        self.applied[name] = self.with_defaults(name, sent if isinstance(sent, dict) else {})
+        return self.applied[name]
+
+    def with_defaults(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        """``args`` of command ``name`` as the model applied them: each parameter the
+        client left out at its schema default."""
+        for cmd in self.data.get("commands", []):
+            if cmd.get("name") == name:
+                props = (cmd.get("parameters") or {}).get("properties") or {}
+                defaults = {k: p["default"] for k, p in props.items()
+                            if isinstance(p, dict) and "default" in p}
+                return {**defaults, **args}
+        return dict(args)
+
     def reply(self, req_id: int) -> cpb.Reply:
-        """The answer to a schema request."""
+        """The answer to a schema request: each command with the arguments it was last
+        applied with as ``current``, where it was."""
         if self.error:
             return error_reply(req_id, f"the model's schema could not be read: {self.error}; "
                                "see `reactor daemon logs inference` and the model's schema()",
                                503)
         if not self.data:
             return error_reply(req_id, "the model is not loaded yet", 503)
-        return cpb.Reply(id=req_id, schema=cpb.SchemaReply(schema_json=json.dumps(self.data)))
+        data = dict(self.data)
+        applied = self.applied
+        if applied:
+            data["commands"] = [{**c, "current": applied[c["name"]]} if c.get("name") in applied
+                                else c for c in data.get("commands", [])]
+        return cpb.Reply(id=req_id, schema=cpb.SchemaReply(schema_json=json.dumps(data)))

@@ -90,7 +90,7 @@ def glass_to_glass_ms(latency: Iterable[tpb.LatencyStat], viewer: tpb.ViewerStat
     its own word."""
     if viewer.age_s < 0 and not viewer.HasField("rtt_ms"):
         return None
-    total = sum(s.p50_ms for s in latency if s.stage in SERVER_STAGES)
+    total = sum(s.p50_ms for s in latency if s.stage in SERVER_STAGES and s.window_count)
     if viewer.HasField("rtt_ms"):
         total += viewer.rtt_ms / 2
     if viewer.HasField("jitter_buffer_ms"):

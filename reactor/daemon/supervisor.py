@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -35,6 +36,7 @@ from reactor.control.sockets import make_socket
 from reactor.daemon import lifecycle as lc
 from reactor.daemon.completion import run_complete
 from reactor.daemon.gpu_telemetry import NvmlSampler, fill_gpu
+from reactor.daemon.health import PipelineHealth
 from reactor.daemon.metrics import CONTENT_TYPE, MetricsState, Scrape, build_info, make_registry
 from reactor.daemon.metrics import render as render_metrics
 from reactor.daemon.plan import Plan, Role
@@ -78,6 +80,7 @@ class Supervisor:
         self.schema = ModelSchema()
         self._publish_failures = Throttle(PUBLISH_LOG_EVERY_S)
         self.telemetry = Telemetry()
+        self.health = PipelineHealth()
         self.pool = WorkerPool(self.plan.workers, self._spawn, config.supervisor,
                                load_timeout_s=config.model.load_timeout_s, clock=time.monotonic)
         self.metrics = MetricsState()
@@ -300,12 +303,23 @@ class Supervisor:
             done = self.router.on_reply(msg.reply_to, msg.reply)
             if done is not None and done.request.HasField("command"):
                 self.sessions.log_command(done.request.command, msg.reply)
+                if not msg.reply.HasField("error"):
+                    self._applied(done.request.command)
                 self.metrics.on_command(done.request.command.name, msg.reply,
                                         self.schema.command_names())
         elif body == "request":
             self.router.handle(msg.request, ("worker", name.encode()))
         elif body == "log":
             self.telemetry.logs.append(msg.log)
+
+    def _applied(self, cmd: cpb.CommandRequest) -> None:
+        """Command ``cmd`` was applied: the schema keeps its arguments (status, its
+        ``current``), and clients get a ``command`` event (every page's controls follow)."""
+        args = self.schema.applied_now(cmd.name, cmd.args_json)
+        sid = self.sessions.current.id if self.sessions.current is not None else ""
+        self.sessions.broadcast(wpb.SessionEvent(
+            kind=wpb.SessionEvent.COMMAND, session_id=sid, reason=cmd.name,
+            json=json.dumps({"name": cmd.name, "args": args})))
 
     def _on_ready(self, name: str, ready: wpb.Ready) -> None:
         w = self.pool.mark_ready(name, ready)
@@ -454,12 +468,17 @@ class Supervisor:
         fill_gpu(snap.gpu_stat, self.gpu, self.nvml.sample(),
                  self.pool[self.plan.worker(Role.BACK)].stats,
                  ring="cuda" if isinstance(self.rings.get("output"), CudaRing) else "shm")
+        snap.pipeline.warnings.extend(self.health.warnings)
+        snap.applied.extend(tpb.CommandLog(name=name, args_json=json.dumps(args))
+                            for name, args in self.schema.applied.items())
         return snap
 
     def _publish(self) -> None:
         self.telemetry.fps_history.append(self.pool[self.plan.worker(Role.BACK)].rates()[1])
         try:
-            data = self.snapshot().SerializeToString()
+            snap = self.snapshot()
+            self.health.tell(snap, self.sessions, self.telemetry)
+            data = snap.SerializeToString()
         except Exception as exc:
             # A bug in building the snapshot must not stop the daemon (the workers and
             # their clients are fine), nor go unseen: logged with its traceback, at most

@@ -21,6 +21,10 @@ Sender reports: a track's ``media_clock`` (:class:`~reactor.media.clock.MediaClo
 by the :class:`Broadcaster` that made it) says which session-clock time its packets'
 ``pts`` stand for, so the RTCP sender reports of its sender map RTP time to NTP by that
 clock (:mod:`reactor.media.clock`), as the audio track's do: a receiver lines them up.
+
+Long module: the Broadcaster's encoders per (codec, rendition), its viewers' placement on
+the ladder and the delivery of packets share one lock and one keyframe discipline; the
+track and the keyframe patch are the small part.
 """
 
 from __future__ import annotations

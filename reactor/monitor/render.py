@@ -240,7 +240,11 @@ def pipeline_panel(snap: Snapshot, *, spark_width: int = 20) -> RenderableType:
         f"  encoders {p.encoders_active}",
     )
     lines: list[RenderableType] = [fps]
-    interval = next((s for s in p.latency if s.stage == FRAME_INTERVAL), None)
+    # What runs slow for a few seconds now (reactor.daemon.health), before anything else.
+    lines += [_line(("! ", "bold yellow"), (w, "yellow")) for w in p.warnings]
+    # Percentiles over the last 10 s; a stage idle that long has none to show.
+    recent = [s for s in p.latency if s.window_count]
+    interval = next((s for s in recent if s.stage == FRAME_INTERVAL), None)
     if interval is not None:  # egress's smoothness: late frames show as a long p99
         late = bool(target) and interval.p99_ms > 1.2 * 1000 / target
         lines.append(_line(("frame interval", "bold"), f"  p50 {interval.p50_ms:.1f}",
@@ -248,7 +252,7 @@ def pipeline_panel(snap: Snapshot, *, spark_width: int = 20) -> RenderableType:
                            " ms"))
     a = p.audio
     if not (a.input or a.output):
-        return Group(*lines, _latency(p.latency))
+        return Group(*lines, _latency(recent))
     sound = _line(
         ("audio", "bold"),
         f"  in {a.rate_in_hz / 1000:.1f} kHz" if a.input else "",
@@ -258,7 +262,7 @@ def pipeline_panel(snap: Snapshot, *, spark_width: int = 20) -> RenderableType:
         (f"{a.av_offset_ms:+.0f} ms", _offset_style(a.av_offset_ms))
         if a.av_offset_known else ("-", "dim"),
     )
-    return Group(*lines, sound, _latency(p.latency))
+    return Group(*lines, sound, _latency(recent))
 
 
 def _offset_style(ms: float) -> str:

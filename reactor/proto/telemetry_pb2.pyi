@@ -49,20 +49,22 @@ SESSION_STATE_LIVE: SessionState
 SESSION_STATE_ENDING: SessionState
 
 class LatencyStat(_message.Message):
-    __slots__ = ("stage", "p50_ms", "p99_ms", "count", "buckets", "sum_ms")
+    __slots__ = ("stage", "p50_ms", "p99_ms", "count", "buckets", "sum_ms", "window_count")
     STAGE_FIELD_NUMBER: _ClassVar[int]
     P50_MS_FIELD_NUMBER: _ClassVar[int]
     P99_MS_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     BUCKETS_FIELD_NUMBER: _ClassVar[int]
     SUM_MS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_COUNT_FIELD_NUMBER: _ClassVar[int]
     stage: str
     p50_ms: float
     p99_ms: float
     count: int
     buckets: _containers.RepeatedScalarFieldContainer[int]
     sum_ms: float
-    def __init__(self, stage: _Optional[str] = ..., p50_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., count: _Optional[int] = ..., buckets: _Optional[_Iterable[int]] = ..., sum_ms: _Optional[float] = ...) -> None: ...
+    window_count: int
+    def __init__(self, stage: _Optional[str] = ..., p50_ms: _Optional[float] = ..., p99_ms: _Optional[float] = ..., count: _Optional[int] = ..., buckets: _Optional[_Iterable[int]] = ..., sum_ms: _Optional[float] = ..., window_count: _Optional[int] = ...) -> None: ...
 
 class RingStat(_message.Message):
     __slots__ = ("name", "slots", "used", "dropped", "policy", "written")
@@ -231,7 +233,7 @@ class AudioStat(_message.Message):
     def __init__(self, input: _Optional[bool] = ..., output: _Optional[bool] = ..., rate_in_hz: _Optional[float] = ..., rate_out_hz: _Optional[float] = ..., dropped: _Optional[int] = ..., av_offset_ms: _Optional[float] = ..., av_offset_known: _Optional[bool] = ...) -> None: ...
 
 class PipelineStat(_message.Message):
-    __slots__ = ("fps_in", "fps_model", "fps_out", "target_fps", "latency", "rings", "encoders_active", "fps_history", "audio")
+    __slots__ = ("fps_in", "fps_model", "fps_out", "target_fps", "latency", "rings", "encoders_active", "fps_history", "audio", "warnings")
     FPS_IN_FIELD_NUMBER: _ClassVar[int]
     FPS_MODEL_FIELD_NUMBER: _ClassVar[int]
     FPS_OUT_FIELD_NUMBER: _ClassVar[int]
@@ -241,6 +243,7 @@ class PipelineStat(_message.Message):
     ENCODERS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     FPS_HISTORY_FIELD_NUMBER: _ClassVar[int]
     AUDIO_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     fps_in: float
     fps_model: float
     fps_out: float
@@ -250,10 +253,11 @@ class PipelineStat(_message.Message):
     encoders_active: int
     fps_history: _containers.RepeatedScalarFieldContainer[float]
     audio: AudioStat
-    def __init__(self, fps_in: _Optional[float] = ..., fps_model: _Optional[float] = ..., fps_out: _Optional[float] = ..., target_fps: _Optional[float] = ..., latency: _Optional[_Iterable[_Union[LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[RingStat, _Mapping]]] = ..., encoders_active: _Optional[int] = ..., fps_history: _Optional[_Iterable[float]] = ..., audio: _Optional[_Union[AudioStat, _Mapping]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, fps_in: _Optional[float] = ..., fps_model: _Optional[float] = ..., fps_out: _Optional[float] = ..., target_fps: _Optional[float] = ..., latency: _Optional[_Iterable[_Union[LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[RingStat, _Mapping]]] = ..., encoders_active: _Optional[int] = ..., fps_history: _Optional[_Iterable[float]] = ..., audio: _Optional[_Union[AudioStat, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("state", "pid", "uptime_s", "ts", "config_path", "model", "url", "run_dir", "workers", "pipeline", "session", "logs", "error", "gpu_stat")
+    __slots__ = ("state", "pid", "uptime_s", "ts", "config_path", "model", "url", "run_dir", "workers", "pipeline", "session", "logs", "error", "gpu_stat", "applied")
     STATE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -268,6 +272,7 @@ class Snapshot(_message.Message):
     LOGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     GPU_STAT_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
     state: DaemonState
     pid: int
     uptime_s: float
@@ -282,7 +287,8 @@ class Snapshot(_message.Message):
     logs: _containers.RepeatedCompositeFieldContainer[LogLine]
     error: str
     gpu_stat: GpuStat
-    def __init__(self, state: _Optional[_Union[DaemonState, str]] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., ts: _Optional[float] = ..., config_path: _Optional[str] = ..., model: _Optional[str] = ..., url: _Optional[str] = ..., run_dir: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStat, _Mapping]]] = ..., pipeline: _Optional[_Union[PipelineStat, _Mapping]] = ..., session: _Optional[_Union[SessionInfo, _Mapping]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., error: _Optional[str] = ..., gpu_stat: _Optional[_Union[GpuStat, _Mapping]] = ...) -> None: ...
+    applied: _containers.RepeatedCompositeFieldContainer[CommandLog]
+    def __init__(self, state: _Optional[_Union[DaemonState, str]] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., ts: _Optional[float] = ..., config_path: _Optional[str] = ..., model: _Optional[str] = ..., url: _Optional[str] = ..., run_dir: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStat, _Mapping]]] = ..., pipeline: _Optional[_Union[PipelineStat, _Mapping]] = ..., session: _Optional[_Union[SessionInfo, _Mapping]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., error: _Optional[str] = ..., gpu_stat: _Optional[_Union[GpuStat, _Mapping]] = ..., applied: _Optional[_Iterable[_Union[CommandLog, _Mapping]]] = ...) -> None: ...
 
 class GpuStat(_message.Message):
     __slots__ = ("device", "ring", "index", "device_name", "encoder_plan", "encoder", "encoder_fallback", "reason", "telemetry", "telemetry_reason", "devices")

@@ -77,12 +77,16 @@ class SessionEvent(_message.Message):
         ERROR: _ClassVar[SessionEvent.Kind]
         WORKER: _ClassVar[SessionEvent.Kind]
         VIEWER: _ClassVar[SessionEvent.Kind]
+        WARNING: _ClassVar[SessionEvent.Kind]
+        COMMAND: _ClassVar[SessionEvent.Kind]
     STARTED: SessionEvent.Kind
     ENDED: SessionEvent.Kind
     MESSAGE: SessionEvent.Kind
     ERROR: SessionEvent.Kind
     WORKER: SessionEvent.Kind
     VIEWER: SessionEvent.Kind
+    WARNING: SessionEvent.Kind
+    COMMAND: SessionEvent.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]

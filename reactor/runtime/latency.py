@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,13 +22,22 @@ LATENCY_BUCKETS_MS: tuple[float, ...] = (
     500.0, 1000.0)
 
 
-class LatencyWindow:
-    """The last ``size`` samples of one stage, in milliseconds (for percentiles), and a
-    histogram of every sample since the process started (for Prometheus)."""
+#: Percentiles are over the samples of the last this many seconds: a slowdown shows in
+#: them within seconds, and a pipeline that stopped (nobody connected) shows none.
+WINDOW_S = 10.0
 
-    def __init__(self, stage: str, size: int = 512) -> None:
+
+class LatencyWindow:
+    """One stage's samples of the last ``window_s`` seconds, in milliseconds (for its
+    percentiles; at most ``size`` of them), and a histogram of every sample since the
+    process started (for Prometheus). ``clock`` is for tests."""
+
+    def __init__(self, stage: str, size: int = 4096, window_s: float = WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.stage = stage
-        self._samples: deque[float] = deque(maxlen=size)
+        self.window_s = window_s
+        self._clock = clock
+        self._samples: deque[tuple[float, float]] = deque(maxlen=size)  # (when, ms)
         self.count = 0
         self.sum_ms = 0.0
         # Per bucket, not cumulative; the last one is past the highest bound (+Inf).
@@ -35,17 +46,23 @@ class LatencyWindow:
     def add(self, ms: float) -> None:
         # deque.append is atomic under the GIL: the hot loop needs no lock here. The
         # counters may be read half-updated by the heartbeat thread; the next beat is right.
-        self._samples.append(ms)
+        self._samples.append((self._clock(), ms))
         self._buckets[bisect.bisect_left(LATENCY_BUCKETS_MS, ms)] += 1
         self.sum_ms += ms
         self.count += 1
 
     def stat(self) -> tpb.LatencyStat | None:
-        samples = list(self._samples)
-        if not samples:
+        """The histogram since the start (None: no sample yet), with p50 and p99 over the
+        last ``window_s`` seconds (``window_count`` 0 and no percentiles: none in it)."""
+        if not self.count:
             return None
-        p50, p99 = np.percentile(np.asarray(samples), [50, 99])
+        since = self._clock() - self.window_s
+        samples = [ms for at, ms in list(self._samples) if at >= since]
         cumulative = list(itertools.accumulate(self._buckets[:-1]))
-        return tpb.LatencyStat(stage=self.stage, p50_ms=float(p50), p99_ms=float(p99),
-                               count=max(self.count, cumulative[-1]), buckets=cumulative,
-                               sum_ms=self.sum_ms)
+        stat = tpb.LatencyStat(stage=self.stage, count=max(self.count, cumulative[-1]),
+                               buckets=cumulative, sum_ms=self.sum_ms,
+                               window_count=len(samples))
+        if samples:
+            p50, p99 = np.percentile(np.asarray(samples), [50, 99])
+            stat.p50_ms, stat.p99_ms = float(p50), float(p99)
+        return stat

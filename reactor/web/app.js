@@ -167,6 +167,8 @@
       case "client": return `clients: ${data}`;
       case "worker": return `worker: ${ev.reason || data}`;
       case "viewer": return `viewers: ${ev.reason || data}`;
+      case "warning": return `warning: ${ev.reason || data}`;
+      case "command": return `command ${ev.reason}: ${JSON.stringify((ev.data || {}).args || {})}`;
       default: return `${ev.type}: ${data}`;
     }
   }
@@ -183,6 +185,9 @@
       reactor.sessionId = null;
     }
     if (ev.type === "error") setError(ev.reason || String(ev.data));
+    if (ev.type === "command" && ev.data && commandViews.has(ev.data.name)) {
+      commandViews.get(ev.data.name)(ev.data.args, false);
+    }
     if (ev.type !== "client") logLine(describe(ev), ev.type);  // client counts are noise
     renderStatus();
 
@@ -755,8 +760,14 @@
 
   let uid = 0;
 
+  // Each command's control group by name: (args, force) => show the applied arguments.
+  const commandViews = new Map();
+  // How long after the last edit on this page a command event leaves its controls alone.
+  const EDIT_QUIET_MS = 1500;
+
   function buildControls(schema) {
     els.controls.replaceChildren();
+    commandViews.clear();
     const commands = schema.commands || [];
     if (!commands.length) {
       const p = document.createElement("p");
@@ -790,7 +801,9 @@
     }
 
     const readers = [];  // [name, () => value | undefined]
+    const writers = new Map();  // name -> (value) => show it in the control
     let timer = null;
+    let lastEdit = -Infinity;  // when this page last changed a control (performance.now())
     const sendSoon = () => {
       clearTimeout(timer);
       timer = setTimeout(() => submit(), SEND_DEBOUNCE_MS);
@@ -827,6 +840,7 @@
         box.setAttribute("aria-label", `${name} value`);
         box.className = "num";
         slider.addEventListener("input", () => { box.value = slider.value; sendSoon(); });
+        writers.set(name, (v) => { slider.value = v; box.value = v; });
         box.addEventListener("input", () => { if (box.value !== "") slider.value = box.value; });
         const wrap = document.createElement("div");
         wrap.className = "range";
@@ -843,6 +857,7 @@
         box.className = "num";
         row.append(box);
         readers.push([name, () => numberValue(box.value, isInt), box]);
+        writers.set(name, (v) => { box.value = v; });
       } else if (kind === "enum") {
         const sel = mark(document.createElement("select"));
         sel.id = id;
@@ -854,6 +869,10 @@
           sel.append(o);
         });
         sel.addEventListener("change", sendSoon);
+        writers.set(name, (v) => {
+          const i = p.enum.findIndex((e) => JSON.stringify(e) === JSON.stringify(v));
+          if (i >= 0) sel.value = String(i);
+        });
         row.append(sel);
         readers.push([name, () => p.enum[Number(sel.value)], sel]);
       } else if (kind === "string") {
@@ -863,6 +882,7 @@
         if (p.default !== undefined && p.default !== null) box.value = p.default;
         row.append(box);
         readers.push([name, () => box.value, box]);
+        writers.set(name, (v) => { box.value = v; });
       } else if (kind === "boolean") {
         const sw = document.createElement("label");
         sw.className = "switch";
@@ -877,6 +897,7 @@
         knob.setAttribute("aria-hidden", "true");
         sw.append(cb, knob);
         cb.addEventListener("change", sendSoon);
+        writers.set(name, (v) => { cb.checked = !!v; });
         row.append(sw);
         readers.push([name, () => cb.checked, cb]);
       } else {
@@ -887,6 +908,7 @@
         ta.placeholder = "JSON";
         if (p.default !== undefined) ta.value = JSON.stringify(p.default);
         ta.className = "json";
+        writers.set(name, (v) => { ta.value = JSON.stringify(v); });
         row.append(ta);
         readers.push([name, () => {
           const text = ta.value.trim();
@@ -968,6 +990,20 @@
     }
 
     form.addEventListener("submit", (ev) => { ev.preventDefault(); submit(); });
+    form.addEventListener("input", () => { lastEdit = performance.now(); });
+    form.addEventListener("change", () => { lastEdit = performance.now(); });
+    // The model's state: the arguments this command was last applied with, by anyone
+    // (the schema's `current`, then each `command` event). Not while this page is being
+    // edited: its own sends come back as events a moment behind the control.
+    const show = (args, force) => {
+      if (!args || (!force && performance.now() - lastEdit < EDIT_QUIET_MS)) return;
+      for (const [name, value] of Object.entries(args)) {
+        const write = writers.get(name);
+        if (write && value !== undefined && value !== null) write(value);
+      }
+    };
+    commandViews.set(cmd.name, show);
+    show(cmd.current, true);
     return form;
   }
 

@@ -131,3 +131,16 @@ class MemoryHog(VideoModel):
             if hog:
                 hoard.append(np.ones(self.mb * 1024 * 1024, np.uint8))  # touched: resident
             session.emit(frame)
+
+
+class Slow(VideoModel):
+    """Takes ``args.frame_s`` (0.15) seconds a frame: 6.7 fps, whatever video.fps asks."""
+
+    def load(self, config: dict[str, Any]) -> None:
+        self.frame_s = float(config.get("frame_s", 0.15))
+
+    def start_session(self, session: Session) -> None:
+        frame = np.zeros((session.height, session.width, 3), np.uint8)
+        while not session.should_stop():
+            time.sleep(self.frame_s)
+            session.emit(frame)

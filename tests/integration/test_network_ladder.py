@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_network import (
+from tests.support.netlink import (
     GRAIN,
     NARROW,
     TC,

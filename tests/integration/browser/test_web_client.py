@@ -222,3 +222,29 @@ def test_second_camera_shows_the_409_reason(reactor_daemon: Any, open_page: Any)
     err.wait_for(state="visible", timeout=10000)
     assert "another client is already sending" in err.inner_text()
     assert second.locator("#send-btn").inner_text() == "Send camera"
+
+
+def test_the_page_shows_the_models_state_not_the_defaults(reactor_daemon: Any,
+                                                         open_page: Any) -> None:
+    """A command sent from the CLI before the page opened, and one sent while it is open:
+    the page's controls show what the model was last told, from the schema's ``current``
+    and then each ``command`` event; status lists it too."""
+    from tests.integration.browser.conftest import reactor_cli
+
+    d = reactor_daemon(BRIGHTNESS)
+    rd = ("--run-dir", str(d.run_dir))
+    r = reactor_cli("send", "set_mode", "mode=gray", *rd)
+    assert r.returncode == 0, r.stderr
+    page = open_page(d.url)
+    mode = page.locator("select[data-command='set_mode'][data-param='mode']")
+    mode.wait_for(timeout=20_000)
+    wait_until(lambda: mode.evaluate("s => s.options[s.selectedIndex].text") == "gray", 5,
+               "the page to show mode gray (the schema's default is rgb)")
+    r = reactor_cli("send", "set_gain", "gain=2.5", *rd)
+    assert r.returncode == 0, r.stderr
+    gain = control(page, "set_gain", "gain", "number")
+    wait_until(lambda: gain.input_value() == "2.5", 5, "the page to follow the command event")
+    # The slider moves in hundredths of its range (0.04 here): as near as it can show.
+    assert abs(float(control(page, "set_gain", "gain", "range").input_value()) - 2.5) <= 0.04
+    applied = d.status()["commands_applied"]
+    assert applied == {"set_mode": {"mode": "gray"}, "set_gain": {"gain": 2.5}}, applied

@@ -10,11 +10,11 @@ from reactor.daemon.snapshot import glass_to_glass_ms
 from reactor.proto import telemetry_pb2 as tpb
 from tests.unit.daemon.test_metrics import scrape_text, snapshot
 
-STAGES = [tpb.LatencyStat(stage="decode", p50_ms=1.5, p99_ms=9.0),
-          tpb.LatencyStat(stage="input_ring", p50_ms=0.5, p99_ms=2.0),
-          tpb.LatencyStat(stage="model", p50_ms=10.0, p99_ms=40.0),
-          tpb.LatencyStat(stage="output_ring", p50_ms=0.25, p99_ms=1.0),
-          tpb.LatencyStat(stage="encode", p50_ms=6.0, p99_ms=12.0)]
+STAGES = [tpb.LatencyStat(stage="decode", p50_ms=1.5, p99_ms=9.0, window_count=300),
+          tpb.LatencyStat(stage="input_ring", p50_ms=0.5, p99_ms=2.0, window_count=300),
+          tpb.LatencyStat(stage="model", p50_ms=10.0, p99_ms=40.0, window_count=300),
+          tpb.LatencyStat(stage="output_ring", p50_ms=0.25, p99_ms=1.0, window_count=300),
+          tpb.LatencyStat(stage="encode", p50_ms=6.0, p99_ms=12.0, window_count=300)]
 
 
 def test_the_estimate_adds_server_p50s_half_the_rtt_jitter_buffer_and_decode() -> None:

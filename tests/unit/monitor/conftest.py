@@ -49,11 +49,16 @@ def build_snapshot(*, session: bool = True) -> Snapshot:
         pipeline=PipelineStat(
             fps_in=29.94, fps_model=29.8, fps_out=14.2, target_fps=30.0, encoders_active=1,
             latency=[
-                LatencyStat(stage="decode", p50_ms=2.1, p99_ms=4.04, count=900),
-                LatencyStat(stage="input_ring", p50_ms=0.07, p99_ms=0.31, count=900),
-                LatencyStat(stage="model", p50_ms=12.3, p99_ms=20.1, count=900),
-                LatencyStat(stage="output_ring", p50_ms=0.1, p99_ms=0.2, count=900),
-                LatencyStat(stage="encode", p50_ms=6.0, p99_ms=9.8, count=900),
+                LatencyStat(stage="decode", p50_ms=2.1, p99_ms=4.04, count=900,
+                            window_count=300),
+                LatencyStat(stage="input_ring", p50_ms=0.07, p99_ms=0.31, count=900,
+                            window_count=300),
+                LatencyStat(stage="model", p50_ms=12.3, p99_ms=20.1, count=900,
+                            window_count=300),
+                LatencyStat(stage="output_ring", p50_ms=0.1, p99_ms=0.2, count=900,
+                            window_count=300),
+                LatencyStat(stage="encode", p50_ms=6.0, p99_ms=9.8, count=900,
+                            window_count=300),
             ],
             rings=[
                 RingStat(name="input", slots=4, used=1, dropped=12, policy="latest",

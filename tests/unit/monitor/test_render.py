@@ -82,7 +82,8 @@ def test_pipeline_panel(make_snapshot: MakeSnapshot) -> None:
 def test_pipeline_panel_shows_egress_frame_interval_on_its_own_line(
         make_snapshot: MakeSnapshot) -> None:
     snap = make_snapshot()
-    snap.pipeline.latency.add(stage="frame_interval", p50_ms=33.3, p99_ms=38.0)
+    snap.pipeline.latency.add(stage="frame_interval", p50_ms=33.3, p99_ms=38.0,
+                              window_count=300)
     assert text_of(render.pipeline_panel(snap)) == block("""
     fps  in 29.9  model 29.8  out 14.2 / 30  █████▆▅▃▄▄  encoders 1
     frame interval  p50 33.3  p99 38.0 ms

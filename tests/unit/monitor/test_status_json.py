@@ -19,7 +19,7 @@ def test_top_level_keys(make_snapshot: MakeSnapshot) -> None:
     assert list(status) == [
         "distribution", "version",
         "state", "pid", "uptime_s", "workers", "pipeline", "session",
-        "model", "url", "run_dir", "config_path", "error", "logs", "gpu",
+        "model", "url", "run_dir", "config_path", "error", "logs", "gpu", "commands_applied",
     ]
     assert (status["state"], status["pid"], status["uptime_s"]) == ("degraded", 4242, 3723.4)
     assert status["model"] == "reactor.examples.pattern:TestPattern"
@@ -50,6 +50,7 @@ def test_pipeline(make_snapshot: MakeSnapshot) -> None:
         "fps_model": 29.8,
         "fps_out": 14.2,
         "target_fps": 30.0,
+        "warnings": [],
         "latency_ms": {
             "decode": {"p50": 2.1, "p99": 4.04},
             "input_ring": {"p50": 0.07, "p99": 0.31},
@@ -71,7 +72,8 @@ def test_pipeline(make_snapshot: MakeSnapshot) -> None:
 def test_egress_frame_interval_is_shown_apart_from_the_stages(
         make_snapshot: MakeSnapshot) -> None:
     snap = make_snapshot()
-    snap.pipeline.latency.add(stage="frame_interval", p50_ms=33.3, p99_ms=38.0)
+    snap.pipeline.latency.add(stage="frame_interval", p50_ms=33.3, p99_ms=38.0,
+                              window_count=300)
     pipeline = snapshot_to_dict(snap)["pipeline"]
     assert pipeline["frame_interval_ms"] == {"p50": pytest.approx(33.3),
                                              "p99": pytest.approx(38.0)}
