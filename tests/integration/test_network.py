@@ -26,6 +26,7 @@ import pytest
 
 from tests.support.chromium import TRACK_PCS_JS, chromium_args, launch_chromium
 from tests.support.netlink import (
+    FREEZE_MS,
     GRAIN,
     NARROW,
     WARMUP_S,

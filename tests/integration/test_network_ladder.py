@@ -34,7 +34,10 @@ from tests.support.netns import Netns, NetnsUnavailable, RemoteDaemon, netns
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-SECONDS = 24.0
+SECONDS = 30.0
+#: When egress has placed both viewers: each starts at egress.start_bitrate_kbps (the half
+#: size), the wide one probes the full size after 2 s and climbs with its REMB (8 %/s).
+SETTLE_S = 15.0
 
 
 def udp_ports(pid: int, timeout_s: float = 10.0) -> set[int]:
@@ -94,15 +97,22 @@ def test_a_narrow_viewer_gets_the_half_size_and_a_wide_one_keeps_the_full_size(
         narrow = TimedViewer(d, SECONDS)
         shape_ports(plain_ns, udp_ports(narrow.proc.pid))
         wide = TimedViewer(d, SECONDS)
-        wide.sleep_until(SECONDS - 2)
-        detail = (d.status().get("session") or {}).get("viewers_detail") or []
+        # Egress's view of both, twice a second once they have settled.
+        wide.sleep_until(SETTLE_S)
+        samples: list[list[dict[str, Any]]] = []
+        while time.monotonic() < wide.start + SECONDS - 2:
+            samples.append((d.status().get("session") or {}).get("viewers_detail") or [])
+            time.sleep(0.5)
         narrow_seen, wide_seen = narrow.result(), wide.result()
         logs = d.logs(6000)
-    def of(seen: dict[str, Any]) -> dict[str, Any]:
+
+    def of(seen: dict[str, Any], detail: list[dict[str, Any]]) -> dict[str, Any]:
         # The viewer's resource is the URL its WHEP answer named; status has the id.
         return next((v for v in detail if seen["resource"].endswith(v["id"])), {})
 
-    n, w = of(narrow_seen), of(wide_seen)
+    narrows = [of(narrow_seen, s) for s in samples]
+    wides = [of(wide_seen, s) for s in samples]
+    n, w = narrows[-1], wides[-1]
     n_fps, n_gap = played(narrow_seen, narrow.start + SECONDS)
     w_fps, w_gap = played(wide_seen, wide.start + SECONDS)
     report = (f"narrow: {n_fps:.1f} fps, longest gap {n_gap:.0f} ms, rendition "
@@ -115,9 +125,13 @@ def test_a_narrow_viewer_gets_the_half_size_and_a_wide_one_keeps_the_full_size(
     print(report)
     switches = [line for line in logs.splitlines() if "switched" in line]
     print("\n".join(switches))
-    assert (w.get("rendition"), w.get("sent_width"), w.get("sent_height")) == (0, 1280, 720), \
-        report
+    # The wide one keeps the full size all along, its rate never pulled down to the narrow
+    # link's (a narrow viewer trying the full size out does not lower it)...
+    assert all((x.get("rendition"), x.get("sent_width"), x.get("sent_height"))
+               == (0, 1280, 720) for x in wides), (report, wides)
+    assert min(x.get("bitrate_kbps") or 0 for x in wides) > 1500, (report, wides)
     assert w_fps >= 28, report
-    assert (n.get("rendition"), n.get("sent_width"), n.get("sent_height")) == (1, 640, 360), \
-        report
+    # ...and the narrow one plays the half size (but for a probe's few seconds).
+    on_half = [x.get("rendition") == 1 and x.get("sent_width") == 640 for x in narrows]
+    assert sum(on_half) >= 0.75 * len(on_half), (report, narrows)
     assert n_fps >= 25 and n_gap <= 500, report
