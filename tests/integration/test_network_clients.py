@@ -111,8 +111,19 @@ def firefox_frame_times(log: list[list[Any]]) -> list[float]:
     return times
 
 
+#: VP8 (all Firefox can take without OpenH264) of the film grain on the narrow link: egress's
+#: viewer queue overflows and then waits for keyframes, so almost no frame is sent. The
+#: daemon's debug log for a GStreamer VP8 viewer: 27 frames sent and 306 skipped in 12 s,
+#: 9 keyframe requests, the pacer idle (backlog 0 ms, its longest wait 10 ms). H.264 of the
+#: same picture on the same link plays at 30 fps (GStreamer, Chromium, aiortc).
+VP8_GRAIN = pytest.mark.xfail(strict=True, reason=(
+    "issue 26: VP8 of the film grain at 1.5 Mbit/s: Firefox decoded 0.45 and 0.47 fps "
+    "(8 freezes, 15 s frozen), GStreamer 0.48 fps; egress's viewer track skips to "
+    "keyframes (27 frames sent, 306 skipped in 12 s)"))
+
+
 @pytest.mark.browser
-@pytest.mark.parametrize("model", ["pattern", "grain"])
+@pytest.mark.parametrize("model", ["pattern", pytest.param("grain", marks=VP8_GRAIN)])
 def test_firefox_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path, firefox: Any,
                                           model: str) -> None:
     cfg = GRAIN if model == "grain" else {}
@@ -146,9 +157,10 @@ def test_firefox_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path, fire
 # --- GStreamer webrtcbin ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["pattern", "grain"])
-def test_gstreamer_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path,
-                                            model: str) -> None:
+@pytest.mark.parametrize(("model", "codec"), [("pattern", "h264"), ("grain", "h264"),
+                                             pytest.param("grain", "vp8", marks=VP8_GRAIN)])
+def test_gstreamer_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path, model: str,
+                                            codec: str) -> None:
     if not Path(SYSTEM_PYTHON).exists() or shutil.which("gst-inspect-1.0") is None:
         pytest.skip("GStreamer with python3-gi is not installed (see test_gstreamer.py)")
     cfg = GRAIN if model == "grain" else {}
@@ -156,7 +168,7 @@ def test_gstreamer_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path,
     with RemoteDaemon(narrow_ns, cfg, tmp_path / "daemon") as d:
         proc = subprocess.Popen(
             [SYSTEM_PYTHON, str(HERE / "gst_client.py"), "--mode", "whep", "--url", d.url,
-             "--token", d.token, "--codec", "h264", "--seconds", str(seconds),
+             "--token", d.token, "--codec", codec, "--seconds", str(seconds),
              "--setup-timeout", "25", "--frame-times"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
@@ -173,7 +185,7 @@ def test_gstreamer_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path,
     times = res.pop("frame_times", [])
     # Playback is measured until the client stopped: --seconds after the answer.
     seen = playback(times, seconds)
-    report = f"gstreamer {model}: {seen}; {res}\n{note}\n{link_stats(narrow_ns)}"
+    report = f"gstreamer {model} ({codec}): {seen}; {res}\n{note}\n{link_stats(narrow_ns)}"
     print(report)
     assert res["errors"] == [], report
     assert seen["fps"] >= MIN_FPS and seen["freezes"] == 0, report
