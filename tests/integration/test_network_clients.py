@@ -59,9 +59,12 @@ def playback(times: list[float], end: float) -> dict[str, Any]:
     start = times[0] + WARMUP_S
     late = [t for t in times if start <= t < end]
     gaps = [b - a for a, b in zip([start, *late], [*late, end], strict=True)]
+    worst = max(range(len(gaps)), key=gaps.__getitem__)
     return {"frames": len(times), "fps": round(len(late) / (end - start), 2),
-            "max_gap_ms": round(max(gaps) * 1000), "freezes": sum(g * 1000 > FREEZE_MS
-                                                                  for g in gaps),
+            "max_gap_ms": round(gaps[worst] * 1000),
+            # when the longest gap began, in seconds after the first frame
+            "max_gap_at_s": round([start, *late][worst] - times[0], 2),
+            "freezes": sum(g * 1000 > FREEZE_MS for g in gaps),
             "frozen_s": round(sum(g for g in gaps if g * 1000 > FREEZE_MS), 2)}
 
 
