@@ -104,9 +104,10 @@ class MarkerJitterBuffer(JitterBuffer):
     def _gap_before(self, sequence_number: int) -> bool:
         """Whether a packet is missing between the origin and ``sequence_number`` (the
         newest): the frame at the origin then waits for it (a NACK's retransmission)."""
-        span = self._span(sequence_number)
-        return any(self._packets[(self._origin + count) % self._capacity] is None
-                   for count in range(span))
+        origin = self._origin
+        assert origin is not None
+        return any(self._packets[(origin + count) % self._capacity] is None
+                   for count in range(self._span(sequence_number)))
 
     def _span(self, sequence_number: int) -> int:
         """How many slots from the origin come before ``sequence_number`` (0 when it is
