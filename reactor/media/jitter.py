@@ -134,6 +134,9 @@ class MarkerJitterBuffer(JitterBuffer):
             else:
                 last_ts = packet.timestamp
             count += 1
+        logger.debug("video receiver: gave up %d packets behind a gap held %.0f ms; "
+                     "asking for a keyframe", count,
+                     (self._clock() - (self._blocked_since or self._clock())) * 1000)
         self.remove(count)
 
     def _remove_frame(self, sequence_number: int) -> JitterFrame | None:

@@ -320,4 +320,8 @@ def test_chromium_sends_its_camera_to_the_model_over_a_narrow_link(
     report = (f"model received {seen}\nsender each second {history}\nsender at the end "
               f"{sender}\ningress {ingress}\n{outer_link_stats(send_ns)}")
     print(report)
-    assert seen["fps"] >= 20, report
+    # The floor for the send direction is 20 fps. No freeze either: before ingress
+    # gave up frames that lost packets held (reactor.media.jitter), the grain froze 2.5-3.5 s
+    # at the model in three runs of four (a lost retransmission held every later frame
+    # until 512 packets had passed); since, in four runs, no gap over 129 ms.
+    assert seen["fps"] >= 20 and seen["freezes"] == 0, report
