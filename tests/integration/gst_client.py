@@ -368,6 +368,8 @@ class GstClient:
             self.result["fps"] = round((len(times) - 1) / (times[-1] - times[0]), 2)
         if times and self.answered_at is not None:
             self.result["first_frame_s"] = round(times[0] - self.answered_at, 3)
+            if self.args.frame_times:
+                self.result["frame_times"] = [round(t - self.answered_at, 4) for t in times]
         self.result["ice_states"] = self.ice_states
         self.result["connection_states"] = self.conn_states
         if self.answered_at is not None and "connected" not in self.conn_states:
@@ -399,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="WHEP: receive the audio track too (Opus)")
     p.add_argument("--pcm", default=None,
                    help="with --audio: write the decoded sound here (mono float32 48 kHz)")
+    p.add_argument("--frame-times", action="store_true",
+                   help="WHEP: list when each frame was decoded (s after the answer)")
     p.add_argument("--setup-timeout", type=float, default=20.0,
                    help="seconds allowed for signalling and ICE on top of --seconds")
     args = p.parse_args(argv)

@@ -1,7 +1,10 @@
-"""A picture that is hard to compress, for the network tests (imported by the workers)."""
+"""Models for the network tests (imported by the workers): a picture that is hard to
+compress, and a pass-through that logs when each input frame reached it."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,3 +36,19 @@ class Grain(VideoModel):
             frame = np.roll(base, 8 * n, axis=1) + np.roll(grains[n % 4], 37 * n, axis=0)
             session.emit(frame.clip(0, 255).astype(np.uint8))
             n += 1
+
+
+class Received(VideoModel):
+    """Passes its input through, and writes one line per input frame it receives to
+    ``args.log``: ``time.monotonic()`` when :meth:`Session.inputs` handed it over (the same
+    clock in every process on the machine, namespaces included). What a WHIP sender got
+    through to the model, measured at the model."""
+
+    def load(self, config: dict[str, Any]) -> None:
+        self.log = Path(config["log"])
+
+    def start_session(self, session: Session) -> None:
+        with self.log.open("a", buffering=1) as log:
+            for frame in session.inputs():
+                log.write(f"{time.monotonic():.6f}\n")
+                session.emit(frame)

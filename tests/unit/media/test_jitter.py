@@ -62,6 +62,80 @@ def test_frame_without_marker_still_completes_on_timestamp_change() -> None:
     assert frame is not None and frame.data == b"a"
 
 
+# H.264 as aiortc depayloads it (Annex B): a P slice, and SPS + PPS + an IDR slice.
+P_SLICE = b"\x00\x00\x00\x01\x41\x9a"
+IDR = b"\x00\x00\x00\x01\x67\x42\x00\x00\x00\x01\x68\xce\x00\x00\x00\x01\x65\x88"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _broken_stream(clock: FakeClock) -> MarkerJitterBuffer:
+    """A buffer holding frame 2 (seq 2-4) with seq 3 lost, and frame 3 behind it."""
+    buf = MarkerJitterBuffer(capacity=512, is_video=True, clock=clock)
+    assert buf.add(_packet(1, 0, True, IDR))[1] is not None
+    buf.add(_packet(2, 3000, False, P_SLICE))
+    assert buf.add(_packet(4, 3000, True, b"\x02"))[1] is None  # seq 3 lost
+    clock.now += 0.1
+    assert buf.add(_packet(5, 6000, True, P_SLICE)) == (False, None)
+    return buf
+
+
+def test_a_retransmission_in_time_completes_the_held_frame() -> None:
+    clock = FakeClock()
+    buf = _broken_stream(clock)
+    clock.now += 0.15
+    pli, frame = buf.add(_packet(3, 3000, False, b"\x01"))  # NACK's retransmission
+    assert not pli and frame is not None and frame.timestamp == 3000
+    assert buf.gaps_given_up == 0
+
+
+def test_a_gap_held_past_the_timeout_is_given_up_for_a_keyframe() -> None:
+    """aiortc held every frame behind the gap until 512 packets had passed; now a gap
+    held for GAP_TIMEOUT_S asks for a keyframe (PLI) and frames whose references are gone
+    are dropped until it comes."""
+    clock = FakeClock()
+    buf = _broken_stream(clock)
+    clock.now += jitter.GAP_TIMEOUT_S
+    pli, frame = buf.add(_packet(6, 9000, True, P_SLICE))
+    assert pli and frame is None, "a PLI, and no frame that references the lost one"
+    assert buf.gaps_given_up == 1 and buf.frames_skipped == 2  # frames 3 and 4
+    clock.now += 0.05
+    assert buf.add(_packet(7, 12000, True, P_SLICE)) == (False, None)
+    pli, frame = buf.add(_packet(8, 15000, True, IDR))
+    assert not pli and frame is not None and frame.data == IDR
+    pli, frame = buf.add(_packet(9, 18000, True, P_SLICE))
+    assert frame is not None and frame.data == P_SLICE  # decodable again
+
+
+def test_the_keyframe_request_repeats_until_a_keyframe_comes() -> None:
+    clock = FakeClock()
+    buf = _broken_stream(clock)
+    clock.now = 100.5  # binary fractions from here: no rounding at the 0.3 s boundary
+    assert buf.add(_packet(6, 9000, True, P_SLICE))[0]
+    plis = []
+    for seq in range(7, 17):  # P frames only, 125 ms apart: the PLI or keyframe was lost
+        clock.now += 0.125
+        pli, frame = buf.add(_packet(seq, 3000 * seq, True, P_SLICE))
+        assert frame is None
+        plis.append(pli)
+    # Every GAP_TIMEOUT_S (0.3 s: at 0.375, 0.75 and 1.125 s), not on every packet.
+    assert plis == [False, False, True, False, False, True, False, False, True, False], plis
+
+
+def test_keyframes_are_recognised_in_h264_and_vp8() -> None:
+    assert jitter.is_keyframe(IDR) and not jitter.is_keyframe(P_SLICE)
+    vp8_key = bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A, 0x00, 0x05])  # P bit clear
+    vp8_inter = bytes([0x11, 0x02, 0x00, 0x00, 0x00, 0x00])
+    assert jitter.is_keyframe(vp8_key) and not jitter.is_keyframe(vp8_inter)
+    assert not jitter.is_keyframe(b"\x01")  # the middle of a frame whose start was lost
+
+
 def test_enable_is_idempotent_and_reversible() -> None:
     import aiortc.rtcrtpreceiver as receiver_module
 
