@@ -28,7 +28,9 @@ import numpy as np
 import pytest
 
 from tests.integration import test_network
-from tests.integration.test_network import (
+from tests.support.chromium import TRACK_PCS_JS, chromium_args, launch_chromium
+from tests.support.firefox import FirefoxPage
+from tests.support.netlink import (
     FREEZE_MS,
     GRAIN,
     NARROW,
@@ -36,8 +38,6 @@ from tests.integration.test_network import (
     WARMUP_S,
     link_stats,
 )
-from tests.support.chromium import TRACK_PCS_JS, chromium_args, launch_chromium
-from tests.support.firefox import FirefoxPage
 from tests.support.netns import Netns, NetnsUnavailable, RemoteDaemon, make_certificate, netns
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -114,23 +114,14 @@ def firefox_frame_times(log: list[list[Any]]) -> list[float]:
     return times
 
 
-#: VP8 (all Firefox can take without OpenH264) of the film grain on the narrow link. Egress
-#: opens an encoder at the most (``egress.bitrate_kbps``, 4 Mbit/s) and sets the viewers'
-#: estimate on it; libx264 follows, libvpx keeps its opening rate (encoded offline: opened
-#: at 4000 kbps and set to 1000, it went on at 4046). So VP8 left at about 4 Mbit/s while
-#: the estimate said 1: the viewer's track queue overflowed and waited for keyframes (the
-#: daemon's debug log: 27 frames sent, 306 skipped in 12 s, frames of 10-18 kB). Reopening
-#: libvpx at the new rate (as ``Encoder.set_bitrate`` does for H.264 past its factor, with
-#: a factor of 1.2 for VP8) made both play, once each: Firefox 29.9 fps, GStreamer 30.0,
-#: no freeze. H.264 of the same picture plays at 30 fps (GStreamer, Chromium, aiortc).
-VP8_GRAIN = pytest.mark.xfail(strict=True, reason=(
-    "issue 26: VP8 ignores the estimate (libvpx keeps the 4 Mbit/s it opened at): the film "
-    "grain at 1.5 Mbit/s, Firefox decoded 0.45 and 0.47 fps (8 freezes, 15 s frozen), "
-    "GStreamer 0.48 and 0.48 fps"))
+# VP8 (all Firefox can take without OpenH264) of the film grain plays on the narrow link
+# because VP8 reopens at the estimate (reactor.media.encoder): libvpx keeps the rate it
+# opened at (opened at 4000 kbps and set to 1000, it went on at 4046), and before that
+# Firefox and GStreamer decoded 0.45-0.48 fps of it (8 freezes, 15 s frozen).
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("model", ["pattern", pytest.param("grain", marks=VP8_GRAIN)])
+@pytest.mark.parametrize("model", ["pattern", "grain"])
 def test_firefox_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path, firefox: Any,
                                           model: str) -> None:
     cfg = GRAIN if model == "grain" else {}
@@ -165,7 +156,7 @@ def test_firefox_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path, fire
 
 
 @pytest.mark.parametrize(("model", "codec"), [("pattern", "h264"), ("grain", "h264"),
-                                             pytest.param("grain", "vp8", marks=VP8_GRAIN)])
+                                             ("grain", "vp8")])
 def test_gstreamer_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path, model: str,
                                             codec: str) -> None:
     if not Path(SYSTEM_PYTHON).exists() or shutil.which("gst-inspect-1.0") is None:
