@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 
 #: How long stopping waits for requests still being handled.
 SHUTDOWN_S = 2.0
+#: A sender that sent no media for this long has vanished (a killed browser sends
+#: nothing, and ICE's consent checks would take 30 s to say so): its WHIP slot is freed.
+SENDER_SILENCE_S = 10.0
 
 
 @dataclass
@@ -64,6 +67,11 @@ class Sender:
     audio_task: asyncio.Task[None] | None = None
     #: Session events its data channels could not take (logged once as a warning).
     events_lost: int = 0
+    #: When it last sent a frame or sound (monotonic); its join until the first.
+    last_heard: float = field(default_factory=time.monotonic)
+
+    def silent_s(self, now: float) -> float:
+        return max(0.0, now - self.last_heard)
 
 
 class Ingress:
@@ -184,8 +192,7 @@ class Ingress:
     async def whip_offer(self, sdp: str) -> tuple[str, str]:
         """Accept a WHIP offer; return ``(resource id, answer SDP)``."""
         if self.sender is not None:
-            raise HttpError(409, "another client is already sending (WHIP); "
-                                f"DELETE /whip/{self.sender.id} first, or wait for it to leave")
+            raise HttpError(409, self._busy(self.sender))
         hearing = self.audio_in is not None
         try:
             info = validate_offer(sdp, require_video=False)
@@ -214,7 +221,7 @@ class Ingress:
             if track.kind == "video" and sender.task is None:
                 sender.task = asyncio.ensure_future(self._receive(sender, track))
             elif track.kind == "audio" and hearing and sender.audio_task is None:
-                sender.audio_task = asyncio.ensure_future(self._receive_audio(track))
+                sender.audio_task = asyncio.ensure_future(self._receive_audio(sender, track))
 
         @pc.on("datachannel")
         def on_channel(channel: Any) -> None:
@@ -241,13 +248,32 @@ class Ingress:
             raise
         if self.sender is not None:  # another offer won the race while we negotiated
             await pc.close()
-            raise HttpError(409, "another client is already sending video (WHIP)")
+            raise HttpError(409, self._busy(self.sender))
         self.sender = sender
         media = [*info.video_codecs, *(["audio"] if hearing and sends_audio else [])]
         log.info("sender join %s (%s)", sender.id, ",".join(media))
         self.report_clients()
         await self.ensure_session()
         return sender.id, answer
+
+    @staticmethod
+    def _busy(sender: Sender) -> str:
+        """Why a second sender is refused (409), and how long until it may try."""
+        silent = sender.silent_s(time.monotonic())
+        if silent < 1.0:
+            return ("another client is already sending (WHIP); DELETE /whip/"
+                    f"{sender.id} first, or wait for it to leave")
+        left = max(1.0, SENDER_SILENCE_S - silent)
+        return (f"another client holds the WHIP slot but has sent nothing for {silent:.0f} s; "
+                f"a sender silent for {SENDER_SILENCE_S:g} s is let go: retry in "
+                f"{left:.0f} s, or DELETE /whip/{sender.id}")
+
+    async def drop_silent_sender(self, now: float) -> None:
+        """Free the WHIP slot of a sender silent for :data:`SENDER_SILENCE_S`."""
+        sender = self.sender
+        if sender is not None and sender.silent_s(now) >= SENDER_SILENCE_S:
+            await self.whip_close(sender.id, f"no media for {SENDER_SILENCE_S:g} s (the "
+                                             "client vanished)")
 
     async def whip_close(self, resource_id: str, why: str) -> bool:
         sender = self.sender
@@ -271,6 +297,7 @@ class Ingress:
             except MediaStreamError:
                 return
             arrived = time.perf_counter_ns()
+            sender.last_heard = time.monotonic()
             self.frames_in += 1
             # swscale releases the GIL: convert off the loop so signalling stays responsive.
             rgb = await loop.run_in_executor(
@@ -281,7 +308,7 @@ class Ingress:
             self.frames_out += 1
             self.lat_decode.add((time.perf_counter_ns() - arrived) / 1e6)
 
-    async def _receive_audio(self, track: MediaStreamTrack) -> None:
+    async def _receive_audio(self, sender: Sender, track: MediaStreamTrack) -> None:
         ring = self.audio_in
         assert ring is not None
         a = self.config.audio
@@ -292,6 +319,7 @@ class Ingress:
             except MediaStreamError:
                 return
             arrived = time.perf_counter_ns()
+            sender.last_heard = time.monotonic()
             self.audio_samples_in += getattr(frame, "samples", 0)
             try:
                 chunks = chunker.push(frame, arrived)  # type: ignore[arg-type]
@@ -361,6 +389,7 @@ async def _amain(ctx: WorkerContext) -> None:
     try:
         while not ctx.stop.is_set():
             await asyncio.sleep(0.1)
+            await ingress.drop_silent_sender(time.monotonic())
     finally:
         await ingress.close()
         await runner.cleanup()
