@@ -69,10 +69,12 @@ class FramePace:
     def take(self, now: float) -> bool:
         if self._due is not None and now < self._due - self.interval / 2:
             return False
-        # From the frame's slot, not its arrival: jitter does not slow the rate down. After
-        # a pause (or at the start) the schedule starts again from now.
-        due = self._due if self._due is not None else now
-        self._due = max(due, now - self.interval) + self.interval
+        # From the frame's slot, not its arrival: jitter does not slow the rate down. Late
+        # by more than half an interval (a pause, or the start), the schedule starts again
+        # from now.
+        slot = self._due if self._due is not None and now < self._due + self.interval / 2 \
+            else now
+        self._due = slot + self.interval
         return True
 
 
