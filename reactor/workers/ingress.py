@@ -56,6 +56,28 @@ SHUTDOWN_S = 2.0
 SENDER_SILENCE_S = 10.0
 
 
+class FramePace:
+    """Takes at most ``fps`` frames a second from a sender that sends more (a 30 fps
+    camera for a ``video.fps: 15`` model): a frame is taken when it comes no earlier than
+    half an interval before the next one is due; a sender slower than ``fps`` loses
+    nothing."""
+
+    def __init__(self, fps: float) -> None:
+        self.interval = 1.0 / fps
+        self._due: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self._due is not None and now < self._due - self.interval / 2:
+            return False
+        # From the frame's slot, not its arrival: jitter does not slow the rate down. Late
+        # by more than half an interval (a pause, or the start), the schedule starts again
+        # from now.
+        slot = self._due if self._due is not None and now < self._due + self.interval / 2 \
+            else now
+        self._due = slot + self.interval
+        return True
+
+
 @dataclass
 class Sender:
     """The one WHIP client sending video, sound, or both."""
@@ -291,6 +313,7 @@ class Ingress:
     async def _receive(self, sender: Sender, track: MediaStreamTrack) -> None:
         v = self.config.video
         loop = asyncio.get_running_loop()
+        pace = FramePace(v.fps)
         while True:
             try:
                 frame = await track.recv()
@@ -299,6 +322,8 @@ class Ingress:
             arrived = time.perf_counter_ns()
             sender.last_heard = time.monotonic()
             self.frames_in += 1
+            if not pace.take(sender.last_heard):
+                continue  # faster than video.fps: the model takes at most that many
             # swscale releases the GIL: convert off the loop so signalling stays responsive.
             rgb = await loop.run_in_executor(
                 None, frame_to_rgb, frame, v.width, v.height,  # type: ignore[arg-type]

@@ -128,3 +128,22 @@ def test_recv_raises_the_sessions_error_instead_of_waiting(start_daemon) -> None
     assert "failed: " in str(error) and "FrameError" in str(error), error
     assert "(120, 320, 3)" in str(error), error
     assert took < 8, took
+
+
+def test_video_fps_limits_what_a_video_to_video_model_takes(start_daemon) -> None:
+    """``video.fps: 15`` with a 30 fps sender: the model takes 15 a second, and viewers get
+    15 (it ran at 30 before, although the docs said video.fps sets the work per second)."""
+    d = start_daemon({**IDENTITY, "video": {"width": 320, "height": 240, "fps": 15}})
+    grey = np.full((240, 320, 3), 100, np.uint8)
+
+    async def run() -> list[float]:
+        async with Client(d.url) as client, \
+                await client.publish(FrameTrack(grey, fps=30)), \
+                await client.watch() as viewer:
+            await asyncio.wait_for(viewer.recv(), 20)
+            await frames_for(viewer, 2.0)  # settle
+            return await frames_for(viewer, 6.0)
+
+    times = asyncio.run(run())
+    fps = (len(times) - 1) / (times[-1] - times[0])
+    assert 13.5 <= fps <= 16.5, fps
