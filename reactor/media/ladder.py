@@ -12,8 +12,18 @@ estimate (:mod:`reactor.media.bwe`) affords, and moved by :class:`Placement`:
   worse than the half size at its best), or less when its encoder has lately produced
   less (an easy picture needs little at any size). The smallest needs nothing: it runs
   down to ``egress.min_bitrate_kbps``.
-- **Down** at once when the estimate falls below what the viewer's rendition needs, to
-  the biggest whose need it covers.
+- **Start** on the biggest rendition whose need is within twice the viewer's start
+  estimate (``egress.start_bitrate_kbps``: the full size of the default ladder at the
+  default start), the encoder at the estimate: an estimate starts low and climbs, so a
+  viewer on a good link would otherwise watch the half size for the seconds its REMB
+  takes to climb.
+- **Down** at once when the estimate falls below what the viewer's rendition needs *and*
+  the link shows it cannot carry what it is sent: the estimate falls under
+  :data:`DOWN_SENT_SHARE` of the rate the rendition's encoder runs at (a receiver's REMB
+  falls under what arrives when its queue grows, and loss cuts the estimate; the
+  encoder follows a frame later). It goes to the biggest rendition whose need the
+  estimate covers. An estimate still climbing (the encoder follows it up, and a REMB is
+  up to 1.5 times what arrives) moves nobody down.
 - **Up** needs more than the estimate alone can say: a viewer's estimate cannot climb
   far past what it is sent (a receiver's REMB, delay-based, is capped at 1.5 times the
   rate it measures arriving), so a viewer on the half size at 1 Mbit/s reports about
@@ -41,6 +51,12 @@ from dataclasses import dataclass
 
 #: A rendition other than the smallest needs this share of its own top rate.
 FLOOR_SHARE = 0.45
+#: A new viewer starts on the biggest rendition whose need is within this many times its
+#: start estimate.
+START_REACH = 2.0
+#: An estimate under this share of the rate its rendition's encoder runs at says a
+#: viewer's link is full.
+DOWN_SENT_SHARE = 0.9
 #: An estimate this far above what a viewer's rendition sends, for UP_HOLD_S, probes up.
 UP_MARGIN = 1.2
 UP_HOLD_S = 2.0
@@ -106,7 +122,7 @@ class Placement:
 
     def __init__(self, ladder: Sequence[Rendition], estimate_bps: float, now: float) -> None:
         self.ladder = tuple(ladder)
-        self.current = self._fit(estimate_bps / 1000, {})
+        self.current = self._fit(START_REACH * estimate_bps / 1000, {})
         self._above_since: float | None = None
         self._probe_start: float | None = None
         self._probe_from_kbps = 0.0
@@ -131,9 +147,10 @@ class Placement:
                 return r.index
         return len(self.ladder) - 1
 
-    def update(self, estimate_bps: float, now: float,
-               easy: dict[int, float]) -> Move | None:
-        """The move to make now, if any (``easy``: see :meth:`need_kbps`)."""
+    def update(self, estimate_bps: float, now: float, easy: dict[int, float],
+               rate_kbps: float | None = None) -> Move | None:
+        """The move to make now, if any (``easy``: see :meth:`need_kbps`; ``rate_kbps``:
+        the rate the viewer's rendition's encoder runs at, None while none runs)."""
         kbps = estimate_bps / 1000
         cur = self.current
         if self._probe_start is not None:
@@ -145,7 +162,8 @@ class Placement:
                     or now - self._probe_start >= PROBE_S):
                 return self._fail(now, easy, kbps)
             return None
-        if kbps < self.need_kbps(cur, easy) and cur < len(self.ladder) - 1:
+        full = rate_kbps is not None and kbps < DOWN_SENT_SHARE * rate_kbps
+        if kbps < self.need_kbps(cur, easy) and cur < len(self.ladder) - 1 and full:
             self._above_since = None
             return self._move(self._fit(kbps, easy), "estimate")
         if cur == 0:

@@ -583,7 +583,9 @@ class Broadcaster:
         for track, placement in self._placements.items():
             if track.estimate is None:
                 continue
-            move = placement.update(track.estimate.bps, now, easy[track.codec])
+            encoder = self._encoders.get((track.codec, track.rendition))
+            move = placement.update(track.estimate.bps, now, easy[track.codec],
+                                    encoder.bitrate_kbps if encoder is not None else None)
             if move is None:
                 continue
             self._moves[track] = (move, track.estimate.bps / 1000)

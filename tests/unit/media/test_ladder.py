@@ -17,12 +17,14 @@ FRAME = 1 / 30
 
 
 def run(p: Placement, kbps: float, t0: float, seconds: float,
-        easy: dict[int, float] | None = None) -> list[tuple[float, Move]]:
-    """Feed ``kbps`` once a frame from ``t0`` for ``seconds``: the moves, with when."""
+        easy: dict[int, float] | None = None, sent: float | None = None,
+        ) -> list[tuple[float, Move]]:
+    """Feed ``kbps`` once a frame from ``t0`` for ``seconds`` (``sent``: the rate the
+    viewer's encoder runs at): the moves, with when."""
     moves = []
     for i in range(round(seconds / FRAME)):
         now = t0 + i * FRAME
-        move = p.update(kbps * 1000, now, easy or {})
+        move = p.update(kbps * 1000, now, easy or {}, sent)
         if move is not None:
             moves.append((now, move))
     return moves
@@ -36,18 +38,30 @@ def test_sizes_round_down_to_even_and_the_smallest_needs_nothing() -> None:
     assert odd[1].size == "638x358"  # 639x359 rounded down to even
 
 
-def test_a_viewer_starts_on_the_biggest_its_estimate_affords() -> None:
-    assert Placement(LADDER, 1_000_000, 0.0).current == 1
-    assert Placement(LADDER, 3_000_000, 0.0).current == 0
+def test_a_viewer_starts_on_the_biggest_within_twice_its_start_estimate() -> None:
+    """The default start (1000 kbps) is the full size: an estimate starts low and climbs,
+    and a viewer on a good link would watch the half size while it did."""
+    assert Placement(LADDER, 1_000_000, 0.0).current == 0
+    assert Placement(LADDER, 500_000, 0.0).current == 1
 
 
-def test_an_estimate_below_the_need_switches_down_at_once() -> None:
+def test_an_estimate_below_the_need_switches_down_at_once_when_the_link_is_full() -> None:
     p = Placement(LADDER, 3_000_000, 0.0)
-    assert run(p, 1500, 0.0, 0.1) == [(0.0, Move(0, 1, "estimate"))]
+    # The encoder runs at 2000 kbps and the estimate says 1500: the link takes less.
+    assert run(p, 1500, 0.0, 0.1, sent=2000) == [(0.0, Move(0, 1, "estimate"))]
+
+
+def test_a_climbing_estimate_below_the_need_moves_nobody_down() -> None:
+    """A viewer started on the full size at 1000 kbps: its estimate climbs, the encoder
+    following it up, however far below the full size's need it still is."""
+    p = Placement(LADDER, 1_000_000, 0.0)
+    assert run(p, 1300, 0.0, 10.0, sent=1000) == []
+    assert run(p, 1300, 10.0, 1.0) == []  # nothing known of what is sent: no move
+    assert p.current == 0
 
 
 def test_an_estimate_that_covers_the_bigger_rendition_with_margin_switches_up() -> None:
-    p = Placement(LADDER, 1_000_000, 0.0)
+    p = Placement(LADDER, 500_000, 0.0)
     assert run(p, 1900, 0.0, 1.0) == []  # above the need, not by the margin: no flapping
     assert run(p, 2200, 1.0, 0.1) == [(1.0, Move(1, 0, "estimate"))]
 
@@ -55,14 +69,14 @@ def test_an_estimate_that_covers_the_bigger_rendition_with_margin_switches_up() 
 def test_headroom_over_what_is_sent_probes_up_after_it_held() -> None:
     """On the half size at its top (1000 kbps), an estimate of 1300 kbps cannot say
     whether 720p fits: after UP_HOLD_S it is tried, and given PROBE_S to reach 1800."""
-    p = Placement(LADDER, 1_000_000, 0.0)
+    p = Placement(LADDER, 500_000, 0.0)
     moves = run(p, 1300, 0.0, UP_HOLD_S + 1)
     assert [m for _, m in moves] == [Move(1, 0, "probe")]
     assert moves[0][0] >= UP_HOLD_S
 
 
 def test_a_probe_that_does_not_reach_the_need_goes_back_and_backs_off() -> None:
-    p = Placement(LADDER, 1_000_000, 0.0)
+    p = Placement(LADDER, 500_000, 0.0)
     moves = run(p, 1300, 0.0, 60)
     probes = [t for t, m in moves if m.why == "probe"]
     failed = [t for t, m in moves if m.why == "probe failed"]
@@ -76,14 +90,14 @@ def test_a_probe_that_does_not_reach_the_need_goes_back_and_backs_off() -> None:
 
 
 def test_a_probe_fails_at_once_when_the_estimate_falls() -> None:
-    p = Placement(LADDER, 1_000_000, 0.0)
+    p = Placement(LADDER, 500_000, 0.0)
     run(p, 1300, 0.0, UP_HOLD_S + 0.1)
     assert p.probing
     assert run(p, 1000, 10.0, 0.1) == [(10.0, Move(0, 1, "probe failed"))]
 
 
 def test_a_probe_that_reaches_the_need_stays() -> None:
-    p = Placement(LADDER, 1_000_000, 0.0)
+    p = Placement(LADDER, 500_000, 0.0)
     run(p, 1300, 0.0, UP_HOLD_S + 0.1)
     assert run(p, 1600, 3.0, 2.0) == []
     assert run(p, 1850, 5.0, 20.0) == []  # the need met: no longer a probe
@@ -92,7 +106,7 @@ def test_a_probe_that_reaches_the_need_stays() -> None:
 
 def test_an_easy_picture_needs_only_what_its_encoder_produces() -> None:
     """The test pattern at 720p takes 700 kbps: 720p needs 770 kbps, not 1800."""
-    p = Placement(LADDER, 1_000_000, 0.0)
+    p = Placement(LADDER, 500_000, 0.0)
     assert run(p, 1000, 0.0, 0.1, easy={0: 700.0, 1: 250.0}) == [
         (0.0, Move(1, 0, "estimate"))]
     assert run(p, 1000, 1.0, 5.0, easy={0: 700.0, 1: 250.0}) == []
