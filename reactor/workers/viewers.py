@@ -62,6 +62,11 @@ class Viewer:
     rtcp_rtt_ms: float | None = None
 
 
+#: A session event this long before a viewer joined is still news to it (its own offer
+#: started the session, which may have failed before egress saw the offer).
+MISSED_S = 2.0
+
+
 def opus_preferences() -> list[RTCRtpCodecCapability]:
     """aiortc's Opus capability alone: the audio track sends Opus packets only."""
     return [c for c in RTCRtpSender.getCapabilities("audio").codecs
@@ -139,11 +144,12 @@ class ViewerHub:
                 channel.on("message", lambda message: self.reports.take(viewer.id, message))
 
                 def tell_missed() -> None:
-                    # A model that fails on its first frame ends the session this viewer
-                    # started before its channel opened: tell it now (later events
-                    # reach the open channel through on_session_event).
+                    # A model that fails on its first frame ends the session this viewer's
+                    # offer started (ingress starts it before it forwards the offer here)
+                    # before the viewer joined or its channel opened: tell it now. Later
+                    # events reach the open channel through on_session_event.
                     missed = self._lifecycle
-                    if missed is not None and missed[0] >= viewer.joined:
+                    if missed is not None and missed[0] >= viewer.joined - MISSED_S:
                         channel.send(missed[1])
 
                 if channel.readyState == "open":
