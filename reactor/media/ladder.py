@@ -12,11 +12,10 @@ estimate (:mod:`reactor.media.bwe`) affords, and moved by :class:`Placement`:
   worse than the half size at its best), or less when its encoder has lately produced
   less (an easy picture needs little at any size). The smallest needs nothing: it runs
   down to ``egress.min_bitrate_kbps``.
-- **Start** on the biggest rendition whose need is within twice the viewer's start
-  estimate (``egress.start_bitrate_kbps``: the full size of the default ladder at the
-  default start), the encoder at the estimate: an estimate starts low and climbs, so a
-  viewer on a good link would otherwise watch the half size for the seconds its REMB
-  takes to climb.
+- **Start** on the full size, its encoder at the viewer's start estimate
+  (``egress.start_bitrate_kbps``): an estimate starts low and climbs, so a viewer on a
+  good link would otherwise watch a smaller size for the seconds its REMB takes to climb
+  (and a client that checks the first frames' size would see the wrong one).
 - **Down** at once when the estimate falls below what the viewer's rendition needs *and*
   the link shows it cannot carry what it is sent: the estimate falls under
   :data:`DOWN_SENT_SHARE` of the rate the rendition's encoder runs at (a receiver's REMB
@@ -51,9 +50,6 @@ from dataclasses import dataclass
 
 #: A rendition other than the smallest needs this share of its own top rate.
 FLOOR_SHARE = 0.45
-#: A new viewer starts on the biggest rendition whose need is within this many times its
-#: start estimate.
-START_REACH = 2.0
 #: An estimate under this share of the rate its rendition's encoder runs at says a
 #: viewer's link is full.
 DOWN_SENT_SHARE = 0.9
@@ -122,7 +118,7 @@ class Placement:
 
     def __init__(self, ladder: Sequence[Rendition], estimate_bps: float, now: float) -> None:
         self.ladder = tuple(ladder)
-        self.current = self._fit(START_REACH * estimate_bps / 1000, {})
+        self.current = 0  # the full size first (see the module)
         self._above_since: float | None = None
         self._probe_start: float | None = None
         self._probe_from_kbps = 0.0

@@ -38,11 +38,17 @@ def test_sizes_round_down_to_even_and_the_smallest_needs_nothing() -> None:
     assert odd[1].size == "638x358"  # 639x359 rounded down to even
 
 
-def test_a_viewer_starts_on_the_biggest_within_twice_its_start_estimate() -> None:
-    """The default start (1000 kbps) is the full size: an estimate starts low and climbs,
-    and a viewer on a good link would watch the half size while it did."""
+def test_a_viewer_starts_on_the_full_size_whatever_its_start_estimate() -> None:
+    """An estimate starts low and climbs: a viewer on a good link would watch the half
+    size while it did."""
     assert Placement(LADDER, 1_000_000, 0.0).current == 0
-    assert Placement(LADDER, 500_000, 0.0).current == 1
+    assert Placement(LADDER, 200_000, 0.0).current == 0
+
+
+def on_half(p: Placement) -> Placement:
+    """``p`` moved to the half size, as a full link's estimate moves it."""
+    assert run(p, 500, -100.0, 0.1, sent=1000) == [(-100.0, Move(0, 1, "estimate"))]
+    return p
 
 
 def test_an_estimate_below_the_need_switches_down_at_once_when_the_link_is_full() -> None:
@@ -61,7 +67,7 @@ def test_a_climbing_estimate_below_the_need_moves_nobody_down() -> None:
 
 
 def test_an_estimate_that_covers_the_bigger_rendition_with_margin_switches_up() -> None:
-    p = Placement(LADDER, 500_000, 0.0)
+    p = on_half(Placement(LADDER, 500_000, 0.0))
     assert run(p, 1900, 0.0, 1.0) == []  # above the need, not by the margin: no flapping
     assert run(p, 2200, 1.0, 0.1) == [(1.0, Move(1, 0, "estimate"))]
 
@@ -69,14 +75,14 @@ def test_an_estimate_that_covers_the_bigger_rendition_with_margin_switches_up() 
 def test_headroom_over_what_is_sent_probes_up_after_it_held() -> None:
     """On the half size at its top (1000 kbps), an estimate of 1300 kbps cannot say
     whether 720p fits: after UP_HOLD_S it is tried, and given PROBE_S to reach 1800."""
-    p = Placement(LADDER, 500_000, 0.0)
+    p = on_half(Placement(LADDER, 500_000, 0.0))
     moves = run(p, 1300, 0.0, UP_HOLD_S + 1)
     assert [m for _, m in moves] == [Move(1, 0, "probe")]
     assert moves[0][0] >= UP_HOLD_S
 
 
 def test_a_probe_that_does_not_reach_the_need_goes_back_and_backs_off() -> None:
-    p = Placement(LADDER, 500_000, 0.0)
+    p = on_half(Placement(LADDER, 500_000, 0.0))
     moves = run(p, 1300, 0.0, 60)
     probes = [t for t, m in moves if m.why == "probe"]
     failed = [t for t, m in moves if m.why == "probe failed"]
@@ -90,14 +96,14 @@ def test_a_probe_that_does_not_reach_the_need_goes_back_and_backs_off() -> None:
 
 
 def test_a_probe_fails_at_once_when_the_estimate_falls() -> None:
-    p = Placement(LADDER, 500_000, 0.0)
+    p = on_half(Placement(LADDER, 500_000, 0.0))
     run(p, 1300, 0.0, UP_HOLD_S + 0.1)
     assert p.probing
     assert run(p, 1000, 10.0, 0.1) == [(10.0, Move(0, 1, "probe failed"))]
 
 
 def test_a_probe_that_reaches_the_need_stays() -> None:
-    p = Placement(LADDER, 500_000, 0.0)
+    p = on_half(Placement(LADDER, 500_000, 0.0))
     run(p, 1300, 0.0, UP_HOLD_S + 0.1)
     assert run(p, 1600, 3.0, 2.0) == []
     assert run(p, 1850, 5.0, 20.0) == []  # the need met: no longer a probe
@@ -106,7 +112,7 @@ def test_a_probe_that_reaches_the_need_stays() -> None:
 
 def test_an_easy_picture_needs_only_what_its_encoder_produces() -> None:
     """The test pattern at 720p takes 700 kbps: 720p needs 770 kbps, not 1800."""
-    p = Placement(LADDER, 500_000, 0.0)
+    p = on_half(Placement(LADDER, 500_000, 0.0))
     assert run(p, 1000, 0.0, 0.1, easy={0: 700.0, 1: 250.0}) == [
         (0.0, Move(1, 0, "estimate"))]
     assert run(p, 1000, 1.0, 5.0, easy={0: 700.0, 1: 250.0}) == []
