@@ -517,3 +517,22 @@ async def _aiortc_plays_across_switches(codec: Codec) -> None:
 @pytest.mark.timeout(30)
 def test_an_aiortc_viewer_decodes_across_rendition_switches(codec: Codec) -> None:
     asyncio.run(_aiortc_plays_across_switches(codec))
+
+
+async def _starts_full() -> None:
+    bc = Broadcaster(W, H, bitrate_kbps=3000, min_bitrate_kbps=100, start_bitrate_kbps=1000,
+                     renditions=LADDER, queue_size=1000)
+    track = bc.add_viewer("h264")
+    try:
+        for tag in range(10):
+            bc.push(tagged_rgb(tag, W, H), tag * 3000)
+        # 1000 kbps is under the full size's need (1350), but nothing says the link is
+        # full: the encoder opened at its top is no evidence, the estimate only starts low.
+        assert track.rendition == 0 and bc.encoder("h264", 1) is None
+        assert {s[:2] for s in _sizes(list(track._queue))} == {(W, H)}
+    finally:
+        bc.close()
+
+
+def test_a_new_viewer_starts_and_stays_on_the_full_size_until_its_link_is_full() -> None:
+    asyncio.run(_starts_full())
