@@ -28,6 +28,7 @@ reports to the track's estimate first, then does what aiortc does.
 
 from __future__ import annotations
 
+import collections
 import functools
 import time
 from collections.abc import Callable
@@ -50,6 +51,10 @@ from reactor.media.pacer import PACING_FACTOR, Pacer
 LOSS_HIGH = 0.10
 LOSS_LOW = 0.02
 INCREASE_PER_S = 1.08
+#: A REMB under this share of its highest over the last CONGESTED_WINDOW_S seconds says
+#: the viewer's link is full (reactor.media.ladder moves it to a smaller rendition).
+CONGESTED_SHARE = 0.9
+CONGESTED_WINDOW_S = 2.0
 #: The least time between two loss-based cuts (libwebrtc: 300 ms plus the round trip).
 DECREASE_INTERVAL_S = 0.3
 
@@ -115,9 +120,20 @@ class BandwidthEstimate:
         self.reports = 0
         self._last_update: float | None = None
         self._last_decrease = -1e9
+        self._rembs: collections.deque[tuple[float, float]] = collections.deque()
         self.pacer: Pacer | None = None
         self._apply()
 
+    def congested(self) -> bool:
+        """Whether the viewer's link shows it is full: its last report lost
+        :data:`LOSS_LOW` or more, or its REMB fell under :data:`CONGESTED_SHARE` of its
+        highest over the last :data:`CONGESTED_WINDOW_S` (a delay-based receiver lowers it
+        when its queue grows). A REMB still climbing from a low start says nothing."""
+        if self.loss is not None and self.loss >= LOSS_LOW:
+            return True
+        if self.remb_bps is None or not self._rembs:
+            return False
+        return self.remb_bps < CONGESTED_SHARE * max(b for _, b in self._rembs)
     @property
     def bps(self) -> float:
         """The estimate now: the loss-based one, capped by the REMB, within the limits."""
@@ -126,7 +142,11 @@ class BandwidthEstimate:
         return min(max(est, self.min_bps), self.max_bps)
 
     def on_remb(self, bps: float) -> None:
+        now = self._clock()
         self.remb_bps = float(bps)
+        self._rembs.append((now, self.remb_bps))
+        while self._rembs and now - self._rembs[0][0] > CONGESTED_WINDOW_S:
+            self._rembs.popleft()
         self._apply()
 
     def on_loss(self, fraction: float, *, counts: bool = True) -> None:

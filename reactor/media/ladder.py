@@ -17,12 +17,11 @@ estimate (:mod:`reactor.media.bwe`) affords, and moved by :class:`Placement`:
   good link would otherwise watch a smaller size for the seconds its REMB takes to climb
   (and a client that checks the first frames' size would see the wrong one).
 - **Down** at once when the estimate falls below what the viewer's rendition needs *and*
-  the link shows it cannot carry what it is sent: the estimate falls under
-  :data:`DOWN_SENT_SHARE` of the rate the rendition's encoder runs at (a receiver's REMB
-  falls under what arrives when its queue grows, and loss cuts the estimate; the
-  encoder follows a frame later). It goes to the biggest rendition whose need the
-  estimate covers. An estimate still climbing (the encoder follows it up, and a REMB is
-  up to 1.5 times what arrives) moves nobody down.
+  the link shows it is full (:meth:`~reactor.media.bwe.BandwidthEstimate.congested`: its
+  receiver reports lose 2 % or more, or its REMB fell a tenth under its recent high, as a
+  delay-based receiver lowers it when its queue grows). It goes to the biggest rendition
+  whose need the estimate covers. An estimate still climbing from its start (a
+  browser's REMB starts low) moves nobody down.
 - **Up** needs more than the estimate alone can say: a viewer's estimate cannot climb
   far past what it is sent (a receiver's REMB, delay-based, is capped at 1.5 times the
   rate it measures arriving), so a viewer on the half size at 1 Mbit/s reports about
@@ -50,9 +49,6 @@ from dataclasses import dataclass
 
 #: A rendition other than the smallest needs this share of its own top rate.
 FLOOR_SHARE = 0.45
-#: An estimate under this share of the rate its rendition's encoder runs at says a
-#: viewer's link is full.
-DOWN_SENT_SHARE = 0.9
 #: An estimate this far above what a viewer's rendition sends, for UP_HOLD_S, probes up.
 UP_MARGIN = 1.2
 UP_HOLD_S = 2.0
@@ -144,9 +140,9 @@ class Placement:
         return len(self.ladder) - 1
 
     def update(self, estimate_bps: float, now: float, easy: dict[int, float],
-               rate_kbps: float | None = None) -> Move | None:
-        """The move to make now, if any (``easy``: see :meth:`need_kbps`; ``rate_kbps``:
-        the rate the viewer's rendition's encoder runs at, None while none runs)."""
+               congested: bool = False) -> Move | None:
+        """The move to make now, if any (``easy``: see :meth:`need_kbps`; ``congested``:
+        the viewer's link shows it is full)."""
         kbps = estimate_bps / 1000
         cur = self.current
         if self._probe_start is not None:
@@ -158,8 +154,7 @@ class Placement:
                     or now - self._probe_start >= PROBE_S):
                 return self._fail(now, easy, kbps)
             return None
-        full = rate_kbps is not None and kbps < DOWN_SENT_SHARE * rate_kbps
-        if kbps < self.need_kbps(cur, easy) and cur < len(self.ladder) - 1 and full:
+        if kbps < self.need_kbps(cur, easy) and cur < len(self.ladder) - 1 and congested:
             self._above_since = None
             return self._move(self._fit(kbps, easy), "estimate")
         if cur == 0:

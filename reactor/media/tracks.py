@@ -583,12 +583,8 @@ class Broadcaster:
         for track, placement in self._placements.items():
             if track.estimate is None:
                 continue
-            # The rate its encoder runs at: known once it has encoded (a new encoder is
-            # opened at its rendition's top, and push() sets its rate after this).
-            encoder = self._encoders.get((track.codec, track.rendition))
-            rate = (encoder.bitrate_kbps if encoder is not None and encoder.frames_encoded
-                    else None)
-            move = placement.update(track.estimate.bps, now, easy[track.codec], rate)
+            move = placement.update(track.estimate.bps, now, easy[track.codec],
+                                    track.estimate.congested())
             if move is None:
                 continue
             self._moves[track] = (move, track.estimate.bps / 1000)

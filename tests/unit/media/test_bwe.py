@@ -143,3 +143,19 @@ def test_an_outage_neither_cuts_the_estimate_nor_is_retransmitted_into() -> None
     clock.now += 0.5
     note_feedback(est, SSRC, report(0.5, highest=259 + SEQ_JUMP))
     assert est.bps < before  # loss counts again
+
+
+def test_a_link_is_congested_when_its_remb_falls_or_it_loses_not_while_it_climbs() -> None:
+    now = [0.0]
+    est = BandwidthEstimate(1_000_000, 150_000, 4_000_000, clock=lambda: now[0])
+    for bps in (300_000, 600_000, 1_200_000, 2_000_000):  # a browser's REMB from its start
+        est.on_remb(bps)
+        now[0] += 0.5
+        assert not est.congested()
+    est.on_remb(1_700_000)  # its queue grew: 85 % of the last 2 s's high
+    assert est.congested()
+    now[0] += 2.5
+    est.on_remb(1_700_000)  # the high has aged out: steady again
+    assert not est.congested()
+    est.on_loss(0.03)
+    assert est.congested()

@@ -24,7 +24,8 @@ def run(p: Placement, kbps: float, t0: float, seconds: float,
     moves = []
     for i in range(round(seconds / FRAME)):
         now = t0 + i * FRAME
-        move = p.update(kbps * 1000, now, easy or {}, sent)
+        # The link is full when the estimate is under 90 % of what the encoder sends.
+        move = p.update(kbps * 1000, now, easy or {}, sent is not None and kbps < 0.9 * sent)
         if move is not None:
             moves.append((now, move))
     return moves

@@ -359,6 +359,15 @@ def test_a_rate_step_of_a_fifth_is_told_once_and_at_most_every_2_s(
 LADDER = ((1.0, 1.0), (0.5, 0.25))  # 320x240 at 3000 kbps, 160x120 at 750 (needs 1350)
 
 
+def fall(track: EncodedVideoTrack, bps: float) -> None:
+    """``track``'s REMB falls to ``bps``, from 3 Mbit/s: its link is full, and it is
+    moved to the rendition the new estimate affords (a first REMB that low says only
+    where the receiver's estimate starts)."""
+    assert track.estimate is not None
+    track.estimate.on_remb(3_000_000)
+    track.estimate.on_remb(bps)
+
+
 def _ladder(**kwargs: object) -> Broadcaster:
     return Broadcaster(W, H, bitrate_kbps=3000, min_bitrate_kbps=100, start_bitrate_kbps=2500,
                        renditions=LADDER, queue_size=1000, **kwargs)  # type: ignore[arg-type]
@@ -373,7 +382,7 @@ async def _one_encode_per_rendition() -> None:
         assert full is not None and bc.encoder("h264", 1) is None
         for track in (narrow, narrower):
             assert track.estimate is not None
-            track.estimate.on_remb(600_000)
+            fall(track, 600_000)
         for tag in range(1, 31):
             bc.push(tagged_rgb(tag, W, H), tag * 3000)
         small = bc.encoder("h264", 1)
@@ -418,7 +427,7 @@ async def _switch_on_keyframe() -> None:
         assert track.estimate is not None
         for tag in range(5):
             bc.push(tagged_rgb(tag, W, H), tag * 3000)
-        track.estimate.on_remb(600_000)
+        fall(track, 600_000)
         for tag in range(5, 10):
             bc.push(tagged_rgb(tag, W, H), tag * 3000)
         track.estimate.on_remb(3_000_000)  # back up: the full size's keyframe first
@@ -445,12 +454,12 @@ async def _waits_for_keyframe() -> None:
     track, other = bc.add_viewer("h264"), bc.add_viewer("h264")
     try:
         assert other.estimate is not None and track.estimate is not None
-        other.estimate.on_remb(600_000)
+        fall(other, 600_000)
         for tag in range(3):
             bc.push(tagged_rgb(tag, W, H), tag * 3000)
         small = bc.encoder("h264", 1)
         assert small is not None and other.rendition == 1
-        track.estimate.on_remb(600_000)
+        fall(track, 600_000)
         # The keyframe forced for the switch does not come for 5 frames.
         small._keyframe_requested.clear()
         original = small.force_keyframe
@@ -500,7 +509,7 @@ async def _aiortc_plays_across_switches(codec: Codec) -> None:
         await viewer.start()
         assert track.estimate is not None
         await _push(bc, range(0, 20))
-        track.estimate.on_remb(600_000)
+        fall(track, 600_000)
         await _push(bc, range(20, 40))
         track.estimate.on_remb(3_000_000)
         await _push(bc, range(40, 60))
