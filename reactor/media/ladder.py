@@ -20,8 +20,10 @@ estimate (:mod:`reactor.media.bwe`) affords, and moved by :class:`Placement`:
   the link shows it is full (:meth:`~reactor.media.bwe.BandwidthEstimate.congested`: its
   receiver reports lose 2 % or more, or its REMB fell a tenth under its recent high, as a
   delay-based receiver lowers it when its queue grows). It goes to the biggest rendition
-  whose need the estimate covers. An estimate still climbing from its start (a
-  browser's REMB starts low) moves nobody down.
+  whose need the estimate covers; or when the estimate has stayed under the need for
+  :data:`STUCK_S` without climbing a tenth (a link narrower than the need that does not
+  show it, and would hold the rendition's other viewers down). An estimate still
+  climbing from its start (a browser's REMB starts low) moves nobody down.
 - **Up** needs more than the estimate alone can say: a viewer's estimate cannot climb
   far past what it is sent (a receiver's REMB, delay-based, is capped at 1.5 times the
   rate it measures arriving), so a viewer on the half size at 1 Mbit/s reports about
@@ -52,6 +54,9 @@ FLOOR_SHARE = 0.45
 #: An estimate this far above what a viewer's rendition sends, for UP_HOLD_S, probes up.
 UP_MARGIN = 1.2
 UP_HOLD_S = 2.0
+#: An estimate under its rendition's need that has not climbed a tenth for this long is
+#: stuck there: the viewer moves down.
+STUCK_S = 3.0
 #: How long a probe's estimate has to reach the bigger rendition's need.
 PROBE_S = 6.0
 #: A probe fails at once when the estimate falls below this share of where it started.
@@ -116,6 +121,7 @@ class Placement:
         self.ladder = tuple(ladder)
         self.current = 0  # the full size first (see the module)
         self._above_since: float | None = None
+        self._below: tuple[float, float] | None = None  # since when, from what kbps
         self._probe_start: float | None = None
         self._probe_from_kbps = 0.0
         self._backoff = PROBE_BACKOFF_S
@@ -154,9 +160,14 @@ class Placement:
                     or now - self._probe_start >= PROBE_S):
                 return self._fail(now, easy, kbps)
             return None
-        if kbps < self.need_kbps(cur, easy) and cur < len(self.ladder) - 1 and congested:
-            self._above_since = None
-            return self._move(self._fit(kbps, easy), "estimate")
+        if kbps < self.need_kbps(cur, easy) and cur < len(self.ladder) - 1:
+            if self._below is None or kbps >= 1.1 * self._below[1]:
+                self._below = (now, kbps)  # first under the need, or still climbing
+            if congested or now - self._below[0] >= STUCK_S:
+                self._above_since = self._below = None
+                return self._move(self._fit(kbps, easy), "estimate")
+            return None
+        self._below = None
         if cur == 0:
             return None
         bigger = cur - 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 from reactor.media.ladder import (
     PROBE_BACKOFF_S,
     PROBE_S,
+    STUCK_S,
     UP_HOLD_S,
     Move,
     Placement,
@@ -59,12 +60,22 @@ def test_an_estimate_below_the_need_switches_down_at_once_when_the_link_is_full(
 
 
 def test_a_climbing_estimate_below_the_need_moves_nobody_down() -> None:
-    """A viewer started on the full size at 1000 kbps: its estimate climbs, the encoder
-    following it up, however far below the full size's need it still is."""
+    """A viewer started on the full size at 1000 kbps: its estimate climbs 8 % a second,
+    however far below the full size's need (1800) it still is."""
     p = Placement(LADDER, 1_000_000, 0.0)
-    assert run(p, 1300, 0.0, 10.0, sent=1000) == []
-    assert run(p, 1300, 10.0, 1.0) == []  # nothing known of what is sent: no move
-    assert p.current == 0
+    kbps, moves = 1000.0, []
+    for i in range(int(7 / FRAME)):
+        kbps *= 1.08 ** FRAME
+        moves += run(p, kbps, i * FRAME, FRAME)
+    assert moves == [] and p.current == 0
+
+
+def test_an_estimate_stuck_under_the_need_moves_down_after_a_while() -> None:
+    """A link narrower than the need that does not show it (no loss, a steady REMB)."""
+    p = Placement(LADDER, 1_000_000, 0.0)
+    moves = run(p, 1300, 0.0, STUCK_S + 0.5)
+    assert [m for _, m in moves] == [Move(0, 1, "estimate")]
+    assert moves[0][0] >= STUCK_S - FRAME
 
 
 def test_an_estimate_that_covers_the_bigger_rendition_with_margin_switches_up() -> None:
