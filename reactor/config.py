@@ -424,12 +424,13 @@ class EgressSection(_Section):
         description="Follow each viewer's bandwidth estimate (REMB, receiver-report loss) "
         "and pace its packets; false: encode at bitrate_kbps whatever the link.")
     renditions: list[RenditionSpec] = Field(
-        default_factory=lambda: [RenditionSpec(scale=1.0, bitrate_share=1.0),
-                                 RenditionSpec(scale=0.5, bitrate_share=0.25)],
+        default_factory=lambda: [RenditionSpec(scale=1.0, bitrate_share=1.0)],
         description="The rendition ladder (with adapt), biggest first, at most 4: each is "
         "encoded once for all its viewers, and each viewer gets the biggest its estimate "
         "affords, switched on a keyframe. The first must be the full size at the top rate "
-        "(recordings use it); one entry: no ladder.")
+        "(recordings use it). The default, one entry, is no ladder; for viewers on links "
+        "of very different widths, add the half size at a quarter of the rate: "
+        "[{scale: 1.0, bitrate_share: 1.0}, {scale: 0.5, bitrate_share: 0.25}].")
     record: str | None = Field(
         None, description="A file path: record the output stream there (MP4)."
     )

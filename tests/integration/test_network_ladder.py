@@ -34,6 +34,9 @@ from tests.support.netns import Netns, NetnsUnavailable, RemoteDaemon, netns
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
+#: The grain with the two-rung ladder the guide suggests (the default is one rendition).
+LADDER = {**GRAIN, "egress": {"renditions": [{"scale": 1.0, "bitrate_share": 1.0},
+                                             {"scale": 0.5, "bitrate_share": 0.25}]}}
 SECONDS = 30.0
 #: When egress has placed both viewers: each starts at egress.start_bitrate_kbps (the half
 #: size), the wide one probes the full size after 2 s and climbs with its REMB (8 %/s).
@@ -93,7 +96,7 @@ def plain_ns() -> Iterator[Netns]:
 
 def test_a_narrow_viewer_gets_the_half_size_and_a_wide_one_keeps_the_full_size(
         plain_ns: Netns, tmp_path: Path) -> None:
-    with RemoteDaemon(plain_ns, GRAIN, tmp_path / "daemon") as d:
+    with RemoteDaemon(plain_ns, LADDER, tmp_path / "daemon") as d:
         narrow = TimedViewer(d, SECONDS)
         shape_ports(plain_ns, udp_ports(narrow.proc.pid))
         wide = TimedViewer(d, SECONDS)
