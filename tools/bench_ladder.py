@@ -46,7 +46,10 @@ async def _run(ladder: bool, seconds: float, codec: Codec) -> dict[str, float]:
     if ladder:
         half = bc.add_viewer(codec)
         assert half.estimate is not None
-        half.estimate.on_remb(800_000)  # below the full size's need: the half size
+        # Its link fills: the REMB falls below the full size's need (a first REMB that
+        # low would say only where it starts, reactor.media.ladder).
+        half.estimate.on_remb(4_000_000)
+        half.estimate.on_remb(800_000)
     n = round(seconds * FPS)
     wall: list[float] = []
     cpu0 = time.process_time()
@@ -61,6 +64,10 @@ async def _run(ladder: bool, seconds: float, codec: Codec) -> dict[str, float]:
         await asyncio.sleep(max(0.0, t0 + (i + 1) / FPS - time.perf_counter()))
     cpu = time.process_time() - cpu0
     encoders = bc.encoders_active
+    if encoders != (2 if ladder else 1):
+        # The figure would be one encode's, labelled as the ladder's.
+        raise RuntimeError(f"{encoders} encoders ran, not {2 if ladder else 1}: the viewers "
+                           "were not placed on one rendition each")
     bc.close()
     del full
     wall.sort()

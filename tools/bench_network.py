@@ -50,8 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from bench_common import proc_sample
+from bench_common import config_daemon, proc_sample
 
 from tests.support.daemon import Daemon, models_env
 from tests.support.netlink import (
@@ -278,26 +277,12 @@ def run_links(quick: bool) -> dict[str, Any]:
 
 # -- CPU ------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _loopback_daemon(config: dict[str, Any]) -> Iterator[Daemon]:
-    """A detached daemon on a free loopback port, the test models importable; always
-    stopped afterwards."""
-    tmp = Path(tempfile.mkdtemp(prefix="reactor-bench-"))
-    cfg = {**config, "device": "cpu",
-           "server": {"host": "127.0.0.1", "port": 0, "max_viewers": 64}}
-    path = tmp / "reactor.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    d = Daemon(tmp / "run", path, env=models_env())
-    try:
-        r = d.start()
-        if r.returncode != 0:
-            raise RuntimeError(f"reactor daemon start failed:\n{r.stdout}\n{r.stderr}")
-        d.url = d.url.rstrip("/")
-        yield d
-    finally:
-        d.stop()
-        d.remove_leftovers()
-        shutil.rmtree(tmp, ignore_errors=True)
+def _loopback_daemon(config: dict[str, Any]) -> contextlib.AbstractContextManager[Daemon]:
+    """A detached daemon of ``config`` on a free loopback port (on the CPU), the test
+    models importable; always stopped afterwards."""
+    return config_daemon({**config, "device": "cpu",
+                          "server": {"host": "127.0.0.1", "port": 0, "max_viewers": 64}},
+                         env=models_env())
 
 
 async def _egress_window(d: Daemon, viewers: int, warm: float,
@@ -577,7 +562,8 @@ def render(result: dict[str, Any]) -> str:
     elif "one_encode" in ladder:
         lines.append(f"  {'ladder CPU (720p, h264)':<30} one encode "
                      f"{ladder['one_encode']['core_pct']} % of a core, full + half "
-                     f"{ladder['full_plus_half']['core_pct']} %: +{ladder['extra_core_pct']} %")
+                     f"{ladder['full_plus_half']['core_pct']} %: "
+                     f"{ladder['extra_core_pct']:+} %")
     for g in result["goals"]:
         mark = {True: "met", False: "NOT MET", None: "not judged"}[g["met"]]
         lines.append(f"  goal: {g['target']}: {g['figure']} ({mark})")
