@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from bench_common import ROOT, proc_sample, reactor_cmd
+from bench_common import ROOT, config_daemon, proc_sample, reactor_cmd
 
 from tests.support import av as avm
 from tests.support.daemon import Daemon
@@ -75,23 +75,6 @@ def _config(audio: bool = True, **sections: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-@contextlib.contextmanager
-def _daemon(cfg: dict[str, Any]) -> Iterator[Daemon]:
-    """A detached daemon on a free loopback port, always stopped and removed afterwards."""
-    tmp = Path(tempfile.mkdtemp(prefix="reactor-bench-"))
-    path = tmp / "reactor.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    d = Daemon(tmp / "run", path)
-    try:
-        r = d.start()
-        if r.returncode != 0:
-            raise RuntimeError(f"reactor daemon start failed:\n{r.stdout}\n{r.stderr}")
-        d.url = d.url.rstrip("/")
-        yield d
-    finally:
-        d.stop()
-        d.remove_leftovers()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -- chromium ---------------------------------------------------------------------------
@@ -107,7 +90,7 @@ def run_chromium(seconds: float, warmup: float = WARMUP_S) -> dict[str, Any]:
 
     from tests.support.chromium import CHROMIUM_ARGS
 
-    with _daemon(_config()) as d, sync_playwright() as pw:
+    with config_daemon(_config()) as d, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                      args=CHROMIUM_ARGS)
         try:
@@ -217,7 +200,7 @@ def run_wire(seconds: float) -> dict[str, Any]:
     from bench_common import percentiles_ms
     from bench_rtc import counting_decoders
 
-    with counting_decoders(), _wire_taps() as taps, _daemon(_config()) as d:
+    with counting_decoders(), _wire_taps() as taps, config_daemon(_config()) as d:
         asyncio.run(_wire(d.url, seconds))
     out: dict[str, Any] = {"seconds": seconds}
     lags: dict[str, list[float]] = {}
@@ -323,7 +306,7 @@ def run_cpu(rounds: int, warm: float, window: float) -> dict[str, Any]:
     with counting_decoders():
         for _ in range(rounds):
             for key in ("off", "on"):
-                with _daemon(_config(audio=key == "on")) as d:
+                with config_daemon(_config(audio=key == "on")) as d:
                     res = asyncio.run(_egress_window(d, warm, window))
                 runs[key].append(res)
                 _log(f"cpu audio {key}: {res}")

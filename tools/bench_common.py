@@ -174,25 +174,34 @@ def reactor_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "reactor.cli", *args]
 
 
-def write_config(path: Path, model: str, width: int, height: int, fps: int = 30,
-                 **extra: Any) -> Path:
+def bench_config(model: str, width: int, height: int, fps: int = 30,
+                 **extra: Any) -> dict[str, Any]:
+    """A daemon config for ``model`` on a free loopback port, on the CPU; ``extra``
+    sections are merged in."""
     cfg: dict[str, Any] = {
         "model": {"module": model}, "video": {"width": width, "height": height, "fps": fps},
         "device": "cpu", "server": {"host": "127.0.0.1", "port": 0, "max_viewers": 64},
     }
     for key, value in extra.items():
         cfg.setdefault(key, {}).update(value)
-    path.write_text(yaml.safe_dump(cfg))
+    return cfg
+
+
+def write_config(path: Path, model: str, width: int, height: int, fps: int = 30,
+                 **extra: Any) -> Path:
+    path.write_text(yaml.safe_dump(bench_config(model, width, height, fps, **extra)))
     return path
 
 
 @contextlib.contextmanager
-def daemon(model: str, width: int = 1280, height: int = 720, fps: int = 30,
-           **extra: Any) -> Iterator[Daemon]:
-    """A detached daemon on a free loopback port, always stopped afterwards."""
+def config_daemon(cfg: dict[str, Any], env: dict[str, str] | None = None,
+                  ) -> Iterator[Daemon]:
+    """A detached daemon of config ``cfg`` (``env``: its environment), always stopped
+    and its run directory removed afterwards."""
     tmp = Path(tempfile.mkdtemp(prefix="reactor-bench-"))
-    d = Daemon(tmp / "run", write_config(tmp / "reactor.yaml", model, width, height, fps,
-                                         **extra))
+    path = tmp / "reactor.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    d = Daemon(tmp / "run", path, env=env)
     try:
         r = d.start()
         if r.returncode != 0:
@@ -201,4 +210,13 @@ def daemon(model: str, width: int = 1280, height: int = 720, fps: int = 30,
         yield d
     finally:
         d.stop()
+        d.remove_leftovers()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def daemon(model: str, width: int = 1280, height: int = 720, fps: int = 30,
+           **extra: Any) -> Iterator[Daemon]:
+    """A detached daemon of ``model`` on a free loopback port, always stopped afterwards."""
+    with config_daemon(bench_config(model, width, height, fps, **extra)) as d:
+        yield d

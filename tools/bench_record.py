@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import av
-from bench_av import _config, _daemon, _egress_window
+from bench_av import _config, _egress_window
+from bench_common import config_daemon
 
 GOALS = {"record_egress_cpu_percent": 10.0}
 
@@ -45,7 +46,7 @@ def run(quick: bool) -> dict[str, Any]:
                 for key in ("off", "on"):
                     path = tmp / f"round{i}.mp4"
                     egress = {"record": str(path)} if key == "on" else {}
-                    with _daemon(_config(audio=False, egress=egress)) as d:
+                    with config_daemon(_config(audio=False, egress=egress)) as d:
                         res = asyncio.run(_egress_window(d, warm, window))
                         res["encoders_active"] = d.snapshot().pipeline.encoders_active
                     if key == "on":
