@@ -14,6 +14,7 @@ import yaml
 import reactor.media
 from tests.support.daemon import Daemon, models_env
 from tests.support.firefox import FirefoxPage, firefox_pages
+from tests.support.netlink import NARROW, WIDE, shape
 from tests.support.netns import Netns, NetnsUnavailable, netns
 from tests.support.turn import TURNSERVER, TurnServer, turn_server
 
@@ -52,16 +53,42 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
         shutil.rmtree(d.run_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def remote_ns() -> Iterator[Netns]:
+def _namespace(*tbf: str) -> Iterator[Netns]:
     """A network namespace joined to this one by a veth pair (198.18.x.2 inside, x.1
-    outside), removed with everything in it when the module's tests end; skips where
-    namespaces cannot be made (not root, no ``ip``, EPERM)."""
+    outside), its side of the link shaped with ``tc tbf`` (``tbf``: its arguments, none:
+    unshaped), removed with everything in it afterwards; skips where namespaces cannot be
+    made (not root, no ``ip``, EPERM)."""
     try:
         with netns() as ns:
+            if tbf:
+                shape(ns, *tbf)
             yield ns
     except NetnsUnavailable as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def remote_ns() -> Iterator[Netns]:
+    """A namespace (see :func:`_namespace`) for all of a module's tests."""
+    yield from _namespace()
+
+
+@pytest.fixture
+def plain_ns() -> Iterator[Netns]:
+    """A namespace of one test, its link unshaped (loss and outages are nft rules)."""
+    yield from _namespace()
+
+
+@pytest.fixture
+def narrow_ns() -> Iterator[Netns]:
+    """A namespace whose daemon side sends at most 1.5 Mbit/s with a 200 ms queue."""
+    yield from _namespace(*NARROW)
+
+
+@pytest.fixture
+def wide_ns() -> Iterator[Netns]:
+    """A namespace whose daemon side sends at most 6 Mbit/s (a step's start and end)."""
+    yield from _namespace(*WIDE)
 
 
 @pytest.fixture

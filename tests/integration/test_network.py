@@ -13,12 +13,10 @@ The namespace, and with it the qdisc and the rules, goes when the test ends, how
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +27,18 @@ from tests.support.netlink import (
     GRAIN,
     NARROW,
     WARMUP_S,
+    WIDE,
     TimedViewer,
     drop_udp,
     dropped,
     fps_between,
+    last_json,
     link_stats,
     recovered_at,
     shape,
     undrop,
 )
-from tests.support.netns import Netns, NetnsUnavailable, RemoteDaemon, netns
+from tests.support.netns import Netns, RemoteDaemon
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -85,25 +85,9 @@ def watch(d: RemoteDaemon, seconds: float = 20.0) -> tuple[dict[str, Any], Any]:
     try:
         time.sleep(seconds - 2)
         detail = (d.status().get("session") or {}).get("viewers_detail")
-        out, err = proc.communicate(timeout=seconds + 60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    lines = out.strip().splitlines()
-    assert proc.returncode == 0 and lines, f"viewer failed:\n{out}\n{err[-3000:]}"
-    result: dict[str, Any] = json.loads(lines[-1])
+        result = last_json(proc, seconds + 60)
     return result, detail
-
-
-@pytest.fixture
-def narrow_ns() -> Iterator[Netns]:
-    try:
-        with netns() as ns:
-            shape(ns, *NARROW)
-            yield ns
-    except NetnsUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.mark.parametrize("model", ["pattern", "grain"])
@@ -163,15 +147,6 @@ def test_chromium_plays_high_entropy_video_over_a_narrow_link(narrow_ns: Netns,
 
 
 # --- loss, an outage, a step down and back up -----------------------------------------------
-
-@pytest.fixture
-def plain_ns() -> Iterator[Netns]:
-    try:
-        with netns() as ns:
-            yield ns
-    except NetnsUnavailable as exc:
-        pytest.skip(str(exc))
-
 
 @pytest.mark.parametrize(("model", "per_mille", "floor"), [
     ("pattern", 50, 27), ("grain", 50, 27), ("grain", 100, 25)])
@@ -234,8 +209,6 @@ def test_aiortc_viewer_resumes_after_an_outage(plain_ns: Netns, tmp_path: Path,
 
 # --- a step down and back up --------------------------------------------------------------
 
-#: The wide link a step starts from and returns to: room for the encoder's most (4 Mbit/s).
-WIDE = ("rate", "6mbit", "burst", "16kb", "latency", "200ms")
 #: The grain from its most: the test is of the step, not of a viewer's start-up.
 GRAIN_AT_MOST = {**GRAIN, "egress": {"start_bitrate_kbps": 4000}}
 
@@ -245,16 +218,6 @@ def encoder_kbps(d: RemoteDaemon) -> float | None:
     detail = (d.status().get("session") or {}).get("viewers_detail") or []
     rate = detail[0].get("bitrate_kbps") if detail else None
     return float(rate) if rate is not None else None
-
-
-@pytest.fixture
-def wide_ns() -> Iterator[Netns]:
-    try:
-        with netns() as ns:
-            shape(ns, *WIDE)
-            yield ns
-    except NetnsUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 def test_aiortc_viewer_plays_again_after_a_step_down(wide_ns: Netns, tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ send direction. The harness is ``test_network.py``'s: the daemon in a network na
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import time
@@ -27,7 +26,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.integration import test_network
 from tests.support.chromium import TRACK_PCS_JS, chromium_args, launch_chromium
 from tests.support.firefox import FirefoxPage
 from tests.support.netlink import (
@@ -36,6 +34,7 @@ from tests.support.netlink import (
     NARROW,
     TC,
     WARMUP_S,
+    last_json,
     link_stats,
 )
 from tests.support.netns import Netns, NetnsUnavailable, RemoteDaemon, make_certificate, netns
@@ -45,8 +44,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 HERE = Path(__file__).parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 MIN_FPS = 25.0
-#: The fixture of a namespace whose daemon side sends at most 1.5 Mbit/s (``NARROW``).
-narrow_ns = test_network.narrow_ns
 #: How long playback is measured after its first 3 s.
 MEASURE_S = 15.0
 
@@ -172,14 +169,8 @@ def test_gstreamer_plays_over_a_narrow_link(narrow_ns: Netns, tmp_path: Path, mo
         try:
             time.sleep(seconds - 2)
             note = daemon_note(d)
-            out, err = proc.communicate(timeout=seconds + 60)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    lines = out.strip().splitlines()
-    assert lines, f"gst_client.py printed nothing ({proc.returncode}):\n{err[-3000:]}"
-    res: dict[str, Any] = json.loads(lines[-1])
+            res = last_json(proc, seconds + 60)
     times = res.pop("frame_times", [])
     # Playback is measured until the client stopped: --seconds after the answer.
     seen = playback(times, seconds)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from tests.support.netlink import (
     fps_between,
     link_stats,
 )
-from tests.support.netns import Netns, NetnsUnavailable, RemoteDaemon, netns
+from tests.support.netns import Netns, RemoteDaemon
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -83,15 +82,6 @@ def played(seen: dict[str, Any], end: float) -> tuple[float, float]:
     late = [t for t in times if t >= start]
     gaps = [b - a for a, b in zip([start, *late], [*late, end], strict=False)]
     return fps_between(times, start, end), max(gaps) * 1000
-
-
-@pytest.fixture
-def plain_ns() -> Iterator[Netns]:
-    try:
-        with netns() as ns:
-            yield ns
-    except NetnsUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 def test_a_narrow_viewer_gets_the_half_size_and_a_wide_one_keeps_the_full_size(

@@ -30,6 +30,8 @@ from tests.support.netns import Netns, RemoteDaemon
 TC = "/usr/sbin/tc"
 #: The narrow link of issue 26: 1.5 Mbit/s, a 200 ms queue, on the daemon's egress.
 NARROW = ("rate", "1500kbit", "burst", "16kb", "latency", "200ms")
+#: The wide link a step starts from and returns to: room for the encoder's most (4 Mbit/s).
+WIDE = ("rate", "6mbit", "burst", "16kb", "latency", "200ms")
 #: Film grain over a moving gradient at 720p30 (``network_models:Grain``): x264 wants
 #: about 4 Mbit/s for it.
 GRAIN: dict[str, Any] = {"model": {"module": "network_models:Grain"},
@@ -151,17 +153,23 @@ class TimedViewer:
         time.sleep(max(0.0, self.start + at_s - time.monotonic()))
 
     def result(self) -> dict[str, Any]:
-        try:
-            out, err = self.proc.communicate(timeout=self.seconds + 60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-        lines = out.strip().splitlines()
-        if self.proc.returncode != 0 or not lines:
-            raise RuntimeError(f"viewer failed ({self.proc.returncode}):\n{out}\n{err[-3000:]}")
-        result: dict[str, Any] = json.loads(lines[-1])
-        return result
+        return last_json(self.proc, self.seconds + 60)
+
+
+def last_json(proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+    """The JSON object a client process prints last, once it has ended (killed after
+    ``timeout``); RuntimeError with its output when it failed or printed none."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    lines = out.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"the client failed ({proc.returncode}):\n{out}\n{err[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
 
 
 def fps_between(times: list[float], a: float, b: float) -> float:
