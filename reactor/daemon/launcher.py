@@ -57,7 +57,7 @@ def run_supervisor(
 
 def public_bind_warning(config: Config) -> str | None:
     """The warning for a daemon reachable beyond this machine without a token, or None."""
-    if config.server.is_loopback or config.server.token:
+    if config.server.is_loopback or config.server.token or config.server.token_secret:
         return None
     return (f"SECURITY: server.host is {config.server.host} (not loopback) and server.token "
             "is not set: anyone who can reach this address can watch, send video and "
@@ -73,8 +73,9 @@ def _log_config(config: Config) -> None:
     if not log.isEnabledFor(logging.DEBUG):
         return
     data = config.model_dump(mode="json")
-    if data["server"].get("token"):
-        data["server"]["token"] = "***"
+    for secret in ("token", "token_secret"):
+        if data["server"].get(secret):
+            data["server"][secret] = "***"
     for server in data["server"].get("ice_servers") or ():
         if server.get("credential"):
             server["credential"] = "***"
