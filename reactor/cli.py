@@ -33,7 +33,10 @@ def _print_json(obj: Any) -> None:
 def cmd_config_check(args: argparse.Namespace) -> int:
     from reactor.config import load_config
 
+    from reactor.daemon.launcher import check_port_range
+
     cfg = load_config(args.config)
+    check_port_range(cfg)
     model = cfg.model_class()
     loaded = ""
     if args.load:
