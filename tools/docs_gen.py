@@ -45,6 +45,10 @@ VALIDATED: dict[str, str] = {
     "server.announced_addresses": "IP addresses (IPv4 or IPv6)",
     "server.ice_servers[].urls": "`stun:`, `turn:` or `turns:` URLs (RFC 7064, RFC 7065); "
     "a `turn:`/`turns:` URL needs `username` and `credential`",
+    "server.public_url": "an `http://` or `https://` URL: host, optional port and path, no "
+    "query, fragment or user name",
+    "server.ice_port_range": "`[min, max]`, 1024 ≤ min ≤ max ≤ 65535, at least max_viewers "
+    "+ 1 ports per address gathered on",
 }
 SKIP_KEYS = {"source"}  # set by the loader, not a YAML key
 
@@ -63,6 +67,8 @@ def _type_text(ann: Any) -> str:
         return " \\| ".join(_type_text(a) for a in typing.get_args(ann))
     if origin is dict:
         return "mapping"
+    if origin is tuple:  # a fixed-length YAML list, such as [min, max]
+        return "list of " + ", ".join(_type_text(a) for a in typing.get_args(ann))
     if origin is list:
         (item,) = typing.get_args(ann)
         inner = "mapping" if hasattr(item, "model_fields") else _type_text(item)
