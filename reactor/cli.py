@@ -32,7 +32,6 @@ def _print_json(obj: Any) -> None:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from reactor.config import load_config
-
     from reactor.daemon.launcher import check_port_range
 
     cfg = load_config(args.config)

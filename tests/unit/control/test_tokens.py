@@ -68,7 +68,7 @@ def test_a_token_without_exp_or_scope_is_malformed() -> None:
 
 def test_an_unsigned_token_is_refused() -> None:
     # alg "none" would let anyone write their own scope.
-    unsigned = jwt.encode({"exp": int(time.time()) + 60, "scope": "command"}, None,
+    unsigned = jwt.encode({"exp": int(time.time()) + 60, "scope": "command"}, "",
                           algorithm="none")
     assert refusal(unsigned, "command").status == 401
 
