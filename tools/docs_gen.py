@@ -334,6 +334,14 @@ def http_reference() -> str:
         '"field": "..."}` (`field` names the bad argument where there is one); a `503` '
         "carries `Retry-After`.",
         "",
+        "With `server.token_secret`, a signed token (`reactor token`) is accepted too, for "
+        "the routes its scope covers (`watch`: WHEP and `/api/events`; `send`: WHIP; "
+        "`command`: `/api/commands/{name}`; any scope: status, schema, OpenAPI, metrics): "
+        "an expired, malformed or wrongly signed one is `401`, one out of scope `403`, "
+        "each naming why ([Operations](../operations.md#signed-tokens)). With "
+        "`server.public_url`, a WHIP/WHEP `201` carries a `Location` absolute to it and a "
+        "`Reactor-Public-URL` header naming it: the session's later requests go there.",
+        "",
         "## Endpoints",
         "",
         "| method | path | what | responses |",
