@@ -32,8 +32,10 @@ def _print_json(obj: Any) -> None:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     from reactor.config import load_config
+    from reactor.daemon.launcher import check_port_range
 
     cfg = load_config(args.config)
+    check_port_range(cfg)
     model = cfg.model_class()
     loaded = ""
     if args.load:
@@ -231,6 +233,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_foreground(cfg, _run_dir(args))
 
 
+#: Where `reactor token` finds the secret without -c (the config's server.token_secret).
+TOKEN_SECRET_ENV = "REACTOR_TOKEN_SECRET"
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from reactor.config import load_config
+    from reactor.control.tokens import mint, parse_scopes, parse_ttl
+    from reactor.errors import ConfigError
+
+    try:
+        ttl_s = parse_ttl(args.ttl)
+        scopes = parse_scopes(args.scope)
+    except ValueError as exc:
+        raise ConfigError(f"reactor token: {exc}") from None
+    if args.config is not None:
+        secret = load_config(args.config).server.token_secret
+        if not secret:
+            raise ConfigError(f"{args.config}: server.token_secret (or token_secret_file) is "
+                              "not set: no token can be minted for it")
+    else:
+        secret = os.environ.get(TOKEN_SECRET_ENV, "").strip()
+        if not secret:
+            raise ConfigError(f"reactor token: no secret: pass -c CONFIG (its "
+                              f"server.token_secret or token_secret_file) or set "
+                              f"{TOKEN_SECRET_ENV}")
+        if len(secret) < 32:
+            raise ConfigError(f"reactor token: {TOKEN_SECRET_ENV} holds {len(secret)} "
+                              "characters; a token secret needs 32 or more")
+    print(mint(secret, scopes, ttl_s))
+    return 0
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     from reactor.monitor.app import run_monitor
 
@@ -341,6 +375,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true",
                    help="list the packaged example configs (-c NAME takes them by name)")
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("token", help="mint a short-lived signed token (server.token_secret) "
+                       "that every daemon sharing the secret accepts")
+    p.add_argument("-c", "--config", help="the config whose server.token_secret (or "
+                   f"token_secret_file) signs it; default: ${TOKEN_SECRET_ENV}")
+    p.add_argument("--ttl", default="10m",
+                   help="how long it is valid: 90s, 10m, 2h, 1d (default 10m, at most 7d)")
+    p.add_argument("--scope", default="watch",
+                   help="what it opens, comma-separated: watch (WHEP, events), send (WHIP), "
+                   "command (model commands); default watch")
+    p.set_defaults(func=cmd_token)
 
     config = sub.add_parser("config", help="work with config files")
     csub = config.add_subparsers(dest="config_cmd", metavar="ACTION", required=True)

@@ -281,6 +281,12 @@ class Client:
     Errors from the daemon raise `DaemonError`, or `CommandError` for a refused command.
     Use it as an async context manager, or call `close()`.
 
+    Behind a balancer (a fleet of daemons with ``server.public_url``), the first `watch()`
+    or `publish()` is placed on one daemon, whose answer names its own URL: from then on
+    `url` is that daemon's, so every later request (commands, events, status, more
+    viewers, DELETE) reaches the daemon that holds the session. A signed token
+    (``reactor token``) works on every daemon of the fleet.
+
     Making a `Client` installs nothing process-wide; for the daemon's own aiortc/aioice
     behaviour (marker-bit frame completion; ICE kept to this machine for a loopback
     daemon) call `reactor.media.install()` once first (see the module docstring).
@@ -295,6 +301,10 @@ class Client:
         #: session this client starts is held with it, so its own later offers join.
         self.session_key = secrets.token_urlsafe(18)
         self._http: aiohttp.ClientSession | None = None
+
+    def _placed(self, public_url: str) -> None:
+        # The daemon that took our offer; the balancer is not asked again.
+        self.url = public_url.rstrip("/")
 
     def _endpoint(self, path: str) -> str:
         return f"{self.url}{path}?key={self.session_key}"
@@ -381,7 +391,8 @@ class Client:
         asked_at = time.time()
         pc, track, resource = await whep_watch(self._endpoint("/whep"), self.token, codec=codec,
                                                audio=asked, ssl=self.ssl,
-                                               prepare=open_channel if report else None)
+                                               prepare=open_channel if report else None,
+                                               placed=self._placed)
         return Viewer(pc, track, resource, self.token, self.ssl,
                       audio_track=received_audio(pc) if asked else None,
                       channel=channels[0] if channels else None, asked_at=asked_at,
@@ -397,7 +408,7 @@ class Client:
         samples, or a file's sound (``aiortc.contrib.media.MediaPlayer(path).audio``).
         """
         pc, resource = await whip_publish(self._endpoint("/whip"), track, self.token, codec=codec,
-                                          audio=audio, ssl=self.ssl)
+                                          audio=audio, ssl=self.ssl, placed=self._placed)
         return Publisher(pc, resource, self.token, self.ssl)
 
     async def events(self) -> AsyncGenerator[dict[str, Any], None]:

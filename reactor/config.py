@@ -181,6 +181,42 @@ def _check_ice_url(url: str) -> None:
             raise ValueError(f"{url!r}: expected ?transport=udp or ?transport=tcp, found ?{query}")
 
 
+def normalise_public_url(url: str) -> str:
+    """``server.public_url`` checked and ending in ``/``: ``http`` or ``https``, a host,
+    an optional port and path, no query, fragment or user name; ``ValueError`` says which
+    part is wrong."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{url!r}: not a URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f'{url!r}: expected an http:// or https:// URL such as '
+                         '"https://gpu-3.lab.example:8443"')
+    if not parts.hostname:
+        raise ValueError(f"{url!r}: the URL has no host")
+    if not _ICE_HOST.fullmatch(parts.hostname):
+        raise ValueError(f"{url!r}: the host is not a host name or an IP address")
+    if port == 0:
+        raise ValueError(f"{url!r}: the port is not a number from 1 to 65535")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError(f"{url!r}: a public URL takes no query or fragment")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"{url!r}: a public URL takes no user name or password")
+    if any(c.isspace() or c in '"<>\\' for c in url):
+        raise ValueError(f"{url!r}: a URL has no spaces, quotes, <, > or backslashes")
+    return url if url.endswith("/") else url + "/"
+
+
+def ice_ports_needed(max_viewers: int, addresses: int) -> int:
+    """UDP ports ``server.ice_port_range`` must hold: aioice binds one socket per host
+    address it gathers on for each ICE transport, and a peer connection has one transport
+    (BUNDLE with RTCP multiplexed: every browser, GStreamer's webrtcbin and reactor.client
+    offer it), so one port per address for each of ``max_viewers`` viewers and a WHIP
+    sender."""
+    return (max_viewers + 1) * max(1, addresses)
+
+
 class ServerSection(_Section):
     """The HTTP front door: web client, API, WHIP and WHEP."""
 
@@ -227,6 +263,38 @@ class ServerSection(_Section):
     tls_key: str | None = Field(
         None, description="The PEM private key of tls_cert (required with it)."
     )
+    # Fleet (issue 28): the URL that stays with this daemon, its media ports, and tokens
+    # that any daemon sharing the secret accepts.
+    public_url: str | None = Field(
+        None,
+        description="The URL at which clients reach this daemon directly, not through a "
+        'balancer ("https://gpu-3.lab.example:8443", or with a path a proxy strips: '
+        '"https://lab.example/gpu-3/"). When set, the WHIP/WHEP Location is absolute to '
+        "it, and every later request of the session (commands, events, DELETE) goes to it: "
+        "the web client and reactor.client read it from the Reactor-Public-URL header. "
+        "null: every URL stays relative.",
+    )
+    ice_port_range: tuple[int, int] | None = Field(
+        None,
+        description="[min, max]: every UDP port the daemon's peer connections bind for "
+        "their host candidates lies in this range (inclusive), for a firewall rule, a "
+        "hostPort or a NodePort. It must hold one port per peer connection (max_viewers "
+        "+ 1 for a WHIP sender) per address the daemon gathers on; daemon start counts "
+        "this machine's addresses. null: ports the system picks.",
+    )
+    token_secret: str | None = Field(
+        None,
+        min_length=32,
+        description="A shared secret (32 characters or more): accept short-lived signed "
+        "tokens (JWT, HS256, with exp and a scope) that `reactor token` mints; every "
+        "daemon with the same secret accepts them. Prefer token_secret_file.",
+    )
+    token_secret_file: str | None = Field(
+        None,
+        description="A file holding token_secret (a mounted Kubernetes Secret, for "
+        "example); surrounding white space is dropped. A relative path is read from the "
+        "config file's folder.",
+    )
 
     @field_validator("announced_addresses")
     @classmethod
@@ -240,10 +308,46 @@ class ServerSection(_Section):
                 ) from None
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_form(cls, value: str | None) -> str | None:
+        return None if value is None else normalise_public_url(value)
+
+    @field_validator("ice_port_range", mode="before")
+    @classmethod
+    def _port_range_pair(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, list | tuple) or len(value) != 2):
+            raise ValueError(f"expected [min, max], two port numbers, found {value!r}")
+        return value
+
+    @field_validator("ice_port_range")
+    @classmethod
+    def _port_range_form(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is None:
+            return None
+        low, high = value
+        if not 1024 <= low <= high <= 65535:
+            raise ValueError(
+                f"expected [min, max] with 1024 <= min <= max <= 65535, found {list(value)}")
+        return value
+
     @model_validator(mode="after")
     def _cross_checks(self) -> ServerSection:
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key go together: set both or neither")
+        if self.token_secret is not None and self.token_secret_file is not None:
+            raise ValueError("token_secret and token_secret_file: set one, not both")
+        if self.ice_port_range is not None:
+            # The floor on any machine: one address. Daemon start checks again with the
+            # addresses this machine really gathers on (reactor.media.ice.ports_needed).
+            needed = ice_ports_needed(self.max_viewers, addresses=1)
+            low, high = self.ice_port_range
+            if high - low + 1 < needed:
+                raise ValueError(
+                    f"ice_port_range [{low}, {high}] holds {high - low + 1} ports; "
+                    f"max_viewers {self.max_viewers} viewers and a WHIP sender need at "
+                    f"least {needed} (one per peer connection per address): widen it to "
+                    f"[{low}, {low + needed - 1}] or more, or lower max_viewers")
         if self.ice_transport_policy == "relay" and not any(
             u.partition(":")[0] in ("turn", "turns")
             for server in self.ice_servers
@@ -537,6 +641,34 @@ class Config(_Section):
             raise ValueError(f"server.tls_cert: cannot read {cert} or {key}: {exc}") from None
         # The section is frozen; the resolved paths replace the relative ones once, here.
         resolved = server.model_copy(update={"tls_cert": str(cert), "tls_key": str(key)})
+        object.__setattr__(self, "server", resolved)
+        return self
+
+    @model_validator(mode="after")
+    def _token_secret_file(self) -> Config:
+        # Read once, here, like the TLS pair: a missing or short secret stops `reactor
+        # config check` and the daemon before anything starts, and no process reads the
+        # file behind the config's back.
+        server = self.server
+        if server.token_secret_file is None:
+            return self
+        base = (
+            Path(self.source).parent
+            if self.source and not self.source.startswith("<")
+            else Path.cwd()
+        )
+        path = (base / server.token_secret_file).resolve()
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"server.token_secret_file: cannot read {path}: {exc}") from None
+        if len(secret) < 32:
+            raise ValueError(f"server.token_secret_file: {path} holds {len(secret)} "
+                             "characters; a token secret needs 32 or more")
+        # The secret takes the file's place, so that the config the supervisor is handed
+        # (validated again there) reads no file and sets one of the two.
+        resolved = server.model_copy(update={"token_secret_file": None,
+                                             "token_secret": secret})
         object.__setattr__(self, "server", resolved)
         return self
 

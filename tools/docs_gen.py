@@ -45,6 +45,10 @@ VALIDATED: dict[str, str] = {
     "server.announced_addresses": "IP addresses (IPv4 or IPv6)",
     "server.ice_servers[].urls": "`stun:`, `turn:` or `turns:` URLs (RFC 7064, RFC 7065); "
     "a `turn:`/`turns:` URL needs `username` and `credential`",
+    "server.public_url": "an `http://` or `https://` URL: host, optional port and path, no "
+    "query, fragment or user name",
+    "server.ice_port_range": "`[min, max]`, 1024 ≤ min ≤ max ≤ 65535, at least max_viewers "
+    "+ 1 ports per address gathered on",
 }
 SKIP_KEYS = {"source"}  # set by the loader, not a YAML key
 
@@ -63,6 +67,8 @@ def _type_text(ann: Any) -> str:
         return " \\| ".join(_type_text(a) for a in typing.get_args(ann))
     if origin is dict:
         return "mapping"
+    if origin is tuple:  # a fixed-length YAML list, such as [min, max]
+        return "list of " + ", ".join(_type_text(a) for a in typing.get_args(ann))
     if origin is list:
         (item,) = typing.get_args(ann)
         inner = "mapping" if hasattr(item, "model_fields") else _type_text(item)
@@ -327,6 +333,14 @@ def http_reference() -> str:
         '`401` with `{"error": ...}`. Every refusal has a JSON body `{"error": "...", '
         '"field": "..."}` (`field` names the bad argument where there is one); a `503` '
         "carries `Retry-After`.",
+        "",
+        "With `server.token_secret`, a signed token (`reactor token`) is accepted too, for "
+        "the routes its scope covers (`watch`: WHEP and `/api/events`; `send`: WHIP; "
+        "`command`: `/api/commands/{name}`; any scope: status, schema, OpenAPI, metrics): "
+        "an expired, malformed or wrongly signed one is `401`, one out of scope `403`, "
+        "each naming why ([Operations](../operations.md#signed-tokens)). With "
+        "`server.public_url`, a WHIP/WHEP `201` carries a `Location` absolute to it and a "
+        "`Reactor-Public-URL` header naming it: the session's later requests go there.",
         "",
         "## Endpoints",
         "",

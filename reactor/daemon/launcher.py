@@ -21,7 +21,7 @@ from reactor.config import Config
 from reactor.control.client import ControlClient
 from reactor.control.rundir import RunDir, tail_lines
 from reactor.control.status import daemon_state_name
-from reactor.errors import DaemonError, ReactorError
+from reactor.errors import ConfigError, DaemonError, ReactorError
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.runtime.stats import alive
 
@@ -57,11 +57,34 @@ def run_supervisor(
 
 def public_bind_warning(config: Config) -> str | None:
     """The warning for a daemon reachable beyond this machine without a token, or None."""
-    if config.server.is_loopback or config.server.token:
+    if config.server.is_loopback or config.server.token or config.server.token_secret:
         return None
     return (f"SECURITY: server.host is {config.server.host} (not loopback) and server.token "
             "is not set: anyone who can reach this address can watch, send video and "
             "control the model. Set server.token, or bind 127.0.0.1.")
+
+
+def check_port_range(config: Config) -> None:
+    """Refuse a ``server.ice_port_range`` too small on this machine: each peer connection
+    (``max_viewers`` viewers and a WHIP sender) binds one of its ports per address it
+    gathers on, and how many addresses that is, only the machine that runs the daemon
+    knows (the config's own check assumes one)."""
+    server = config.server
+    if server.ice_port_range is None or server.ice_transport_policy == "relay":
+        return  # relay: no host candidate, so no port of the range is bound
+    from reactor.config import ice_ports_needed
+    from reactor.media.ice import host_addresses, is_loopback_host
+
+    addresses = host_addresses(is_loopback_host(server.host))
+    needed = ice_ports_needed(server.max_viewers, len(addresses))
+    low, high = server.ice_port_range
+    if high - low + 1 < needed:
+        raise ConfigError(
+            f"server.ice_port_range [{low}, {high}] holds {high - low + 1} ports, but on this "
+            f"machine each peer connection binds one per address it gathers on "
+            f"({len(addresses)}: {', '.join(addresses)}), so server.max_viewers "
+            f"{server.max_viewers} viewers and a WHIP sender need {needed}: widen it to "
+            f"[{low}, {low + needed - 1}] or more, or lower server.max_viewers")
 
 
 def _log_config(config: Config) -> None:
@@ -73,8 +96,9 @@ def _log_config(config: Config) -> None:
     if not log.isEnabledFor(logging.DEBUG):
         return
     data = config.model_dump(mode="json")
-    if data["server"].get("token"):
-        data["server"]["token"] = "***"
+    for secret in ("token", "token_secret"):
+        if data["server"].get(secret):
+            data["server"][secret] = "***"
     for server in data["server"].get("ice_servers") or ():
         if server.get("credential"):
             server["credential"] = "***"
@@ -90,6 +114,7 @@ def _warn_public_bind(config: Config) -> None:
 
 
 def start_daemon(config: Config, run_dir: Path, *, foreground: bool) -> int:
+    check_port_range(config)
     rd = RunDir(run_dir)
     pid = rd.live_pid()
     if pid is not None:

@@ -126,6 +126,12 @@ def loopback_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
                     if a not in first and a in own]
 
 
+def host_addresses(loopback: bool) -> list[str]:
+    """The addresses a peer connection of this machine gathers host candidates on: the
+    loopback policy's (``loopback``) or aioice's own, IPv4 and IPv6 as aiortc asks."""
+    return loopback_host_addresses(True, True) if loopback else _gather(True, True)
+
+
 def _request_received(self: Any, message: Any, addr: tuple[str, int], protocol: Any,
                       *rest: Any) -> None:
     # ``rest``: aioice 0.12 also passes the raw datagram (0.13 does not).

@@ -23,6 +23,11 @@ from urllib.parse import quote, unquote
 
 from reactor.errors import LinkError as LinkError  # defined there, exported here too
 
+#: The header of a daemon's WHIP/WHEP 201 that names its ``server.public_url``: where the
+#: session's later requests (commands, events, DELETE) go, not to the balancer that placed
+#: the offer.
+PUBLIC_URL_HEADER = "Reactor-Public-URL"
+
 ICE_SERVER_REL = "ice-server"
 
 # RFC 9110 token characters (attribute names, unquoted values).

@@ -37,7 +37,7 @@ from aiortc import (
 from reactor.errors import LinkError
 from reactor.errors import WhipError as WhipError  # defined there, exported here too
 from reactor.media.encoder import Codec
-from reactor.media.links import parse_ice_servers
+from reactor.media.links import PUBLIC_URL_HEADER, parse_ice_servers
 from reactor.media.sdp import codec_preferences
 
 logger = logging.getLogger(__name__)
@@ -98,9 +98,11 @@ async def _configuration(
 
 async def _exchange(
     pc: RTCPeerConnection, url: str, token: str | None, timeout_s: float,
-    ssl: SSLContext | bool = True,
+    ssl: SSLContext | bool = True, placed: Callable[[str], object] | None = None,
 ) -> str:
-    """POST pc's offer to ``url``, apply the answer, return the absolute resource URL."""
+    """POST pc's offer to ``url``, apply the answer, return the absolute resource URL.
+    ``placed`` is called with the answer's ``Reactor-Public-URL`` (the daemon that took
+    the session, behind a balancer) when it has one."""
     await pc.setLocalDescription(await pc.createOffer())
     offer = pc.localDescription.sdp
     timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -124,9 +126,12 @@ async def _exchange(
                     f"POST {url} answered {resp.content_type!r}, expected application/sdp",
                     201,
                 )
+            public_url = resp.headers.get(PUBLIC_URL_HEADER)
     except (TimeoutError, aiohttp.ClientError) as exc:
         raise WhipError(f"POST {url} failed: {exc!r}") from exc
     await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+    if public_url and placed is not None:
+        placed(public_url)
     # RFC 9725: Location may be relative to the endpoint URL.
     return urljoin(url, location)
 
@@ -141,11 +146,14 @@ async def whep_watch(
     timeout_s: float = DEFAULT_TIMEOUT_S,
     ssl: SSLContext | bool = True,
     prepare: Callable[[RTCPeerConnection], object] | None = None,
+    placed: Callable[[str], object] | None = None,
 ) -> tuple[RTCPeerConnection, MediaStreamTrack, str]:
     """Start watching a WHEP endpoint: returns ``(pc, video_track, resource_url)``.
 
     ``prepare`` is called with the peer connection before the offer is made (to open a
     data channel, say: WHEP has no renegotiation, so it must be in the first offer).
+    ``placed`` is called with the daemon's ``server.public_url`` when its answer names one
+    (``Reactor-Public-URL``): the session's later requests belong there.
 
     ``codec`` restricts the offer to ``"h264"`` or ``"vp8"``; by default both are offered
     (H.264 first). ``await track.recv()`` yields decoded ``av.VideoFrame``\\ s. With
@@ -161,7 +169,7 @@ async def whep_watch(
             pc.addTransceiver("audio", direction="recvonly")
         if prepare is not None:
             prepare(pc)
-        resource = await _exchange(pc, url, token, timeout_s, ssl)
+        resource = await _exchange(pc, url, token, timeout_s, ssl, placed)
         return pc, transceiver.receiver.track, resource
     except BaseException:
         await pc.close()
@@ -188,9 +196,10 @@ async def whip_publish(
     configuration: RTCConfiguration | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     ssl: SSLContext | bool = True,
+    placed: Callable[[str], object] | None = None,
 ) -> tuple[RTCPeerConnection, str]:
     """Publish the video ``track`` and/or the ``audio`` track to a WHIP endpoint: returns
-    ``(pc, resource_url)``."""
+    ``(pc, resource_url)``; ``placed`` as for :func:`whep_watch`."""
     if track is None and audio is None:
         raise ValueError("whip_publish needs a video track, an audio track, or both")
     for given, kind in ((track, "video"), (audio, "audio")):
@@ -204,7 +213,7 @@ async def whip_publish(
                 transceiver.setCodecPreferences(codec_preferences(codec))
         if audio is not None:
             pc.addTransceiver(audio, direction="sendonly")
-        resource = await _exchange(pc, url, token, timeout_s, ssl)
+        resource = await _exchange(pc, url, token, timeout_s, ssl, placed)
         return pc, resource
     except BaseException:
         await pc.close()

@@ -41,6 +41,7 @@
     sessionId: null,
     schemaLoaded: false,
     whepLocation: null, whipLocation: null,
+    daemonUrl: null,     // the daemon that placed us (Reactor-Public-URL), null: this page's
     iceServers: [],      // what the last OPTIONS on /whep or /whip named (RFC 9725 §4.6)
   });
 
@@ -59,9 +60,34 @@
     }
   }
 
+  // --- the daemon that holds our session ---------------------------------------------
+
+  // Behind a balancer, a fleet's daemons answer an offer with their own server.public_url
+  // (Reactor-Public-URL): from then on every request of this page (events, commands,
+  // status, the other of WHIP/WHEP, DELETE) goes to that daemon, cross-origin when the
+  // balancer served the page; null: the page's own origin, relative URLs as before.
+  let daemonBase = null;
+  // The exclusive session's key (Reactor-Session-Key): a cookie does not travel to another
+  // origin, the header does.
+  let sessionKey = null;
+  function at(path) {
+    return daemonBase ? new URL(path, daemonBase).href : path;
+  }
+  function placed(res) {
+    const key = res.headers.get("Reactor-Session-Key");
+    if (key) sessionKey = key;
+    const url = res.headers.get("Reactor-Public-URL");
+    if (!url || url === daemonBase) return;
+    daemonBase = url;
+    reactor.daemonUrl = url;
+    logLine(`placed on ${url}`);
+    subscribeEvents();  // this daemon's events, not the balancer's pick
+  }
+
   function headers(extra) {
     const h = Object.assign({}, extra || {});
     if (token) h.Authorization = "Bearer " + token;
+    if (sessionKey) h["Reactor-Session-Key"] = sessionKey;
     return h;
   }
 
@@ -208,7 +234,7 @@
   let events = null;
   function subscribeEvents() {
     if (events) events.close();
-    const url = "api/events" + (token ? `?token=${encodeURIComponent(token)}` : "");
+    const url = at("api/events") + (token ? `?token=${encodeURIComponent(token)}` : "");
     events = new EventSource(url);
     events.onmessage = (e) => onEvent(parseEvent(e.data));
     // EventSource reconnects by itself; nothing to do on error but let it.
@@ -352,6 +378,7 @@
       body: pc.localDescription.sdp,
     });
     if (res.status !== 201) throw await failure(res, endpoint);
+    placed(res);
     const where = res.headers.get("Location");
     const answer = await res.text();
     const resource = where ? new URL(where, new URL(endpoint, location.href)).href : null;
@@ -388,7 +415,7 @@
     updateButtons();
     const me = { pc: null, resource: null };
     viewer = me;
-    const pc = await peerConnection("whep");
+    const pc = await peerConnection(at("whep"));
     me.pc = pc;
     if (viewer !== me) { pc.close(); return; }  // left while asking
     const tr = pc.addTransceiver("video", { direction: "recvonly" });
@@ -425,7 +452,7 @@
     reactor.state = "connecting";
     renderStatus();
     try {
-      me.resource = await negotiate(pc, "whep");
+      me.resource = await negotiate(pc, at("whep"));
       if (viewer !== me) { release(me.resource); return; }  // left while negotiating
       reactor.whepLocation = me.resource;
     } catch (err) {
@@ -594,7 +621,7 @@
 
   async function refreshSession() {
     try {
-      const res = await fetch("api/status", { headers: headers() });
+      const res = await fetch(at("api/status"), { headers: headers() });
       if (!res.ok) return;
       const st = await res.json();
       const s = st && st.session;
@@ -625,7 +652,7 @@
     }
     const me = { pc: null, resource: null, stream };
     sender = me;
-    const pc = await peerConnection("whip");
+    const pc = await peerConnection(at("whip"));
     me.pc = pc;
     if (sender !== me) { pc.close(); return; }  // stopped while asking
     for (const track of stream.getVideoTracks()) {
@@ -650,7 +677,7 @@
     updateButtons();
     renderStatus();
     try {
-      me.resource = await negotiate(pc, "whip");
+      me.resource = await negotiate(pc, at("whip"));
       if (sender !== me) { release(me.resource); return; }
       reactor.whipLocation = me.resource;
       logLine(reactor.micSending ? "sending camera and microphone" : "sending camera", "client");
@@ -957,7 +984,7 @@
         return showError(e);
       }
       try {
-        const res = await fetch(`api/commands/${encodeURIComponent(cmd.name)}`, {
+        const res = await fetch(at(`api/commands/${encodeURIComponent(cmd.name)}`), {
           method: "POST",
           headers: headers({ "Content-Type": "application/json" }),
           body: JSON.stringify(args),
@@ -1016,7 +1043,7 @@
   }
 
   async function loadSchema() {
-    const res = await fetch("api/schema", { headers: headers() });
+    const res = await fetch(at("api/schema"), { headers: headers() });
     if (res.status === 401) {
       const err = await failure(res, "/api/schema");
       needToken(token ? "That token was refused." : err.message);

@@ -28,6 +28,7 @@ from reactor.control.status import FRAME_INTERVAL
 from reactor.errors import ReactorError
 from reactor.ipc import CudaRing, ProducerGoneError, Reader, RingClosedError, ShmRing
 from reactor.ipc.cuda_ring import attach_ring
+from reactor.media import ports
 from reactor.media.audio import AudioBroadcaster
 from reactor.media.bwe import RateChange
 from reactor.media.clock import MediaClock
@@ -332,4 +333,5 @@ async def _amain(ctx: WorkerContext) -> None:
 
 
 def main(ctx: WorkerContext) -> None:
-    asyncio.run(_amain(ctx))
+    # With server.ice_port_range, the loop binds our peer connections' ports in it.
+    ports.run(_amain(ctx), ctx.config.server.ice_port_range)

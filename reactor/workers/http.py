@@ -9,10 +9,11 @@ and :func:`openapi_document` turns it into the OpenAPI document
 Every refusal is a JSON body ``{"error": "...", "field": ...}`` with a status that says
 what kind of problem it is (a handler or the backend raises
 :class:`~reactor.errors.HttpError`); a handler's unexpected exception is a logged 500,
-never a dead process. The bearer token (``server.token``) guards everything but the
-public routes (``/``, the web client's files, ``/healthz``, ``/readyz``), compared in
-constant time;
-browsers' ``EventSource`` cannot set headers, so ``/api/events`` also takes ``?token=``.
+never a dead process. The bearer token (``server.token``, or a signed token of
+``server.token_secret`` whose scope covers the route: :mod:`reactor.workers.auth`) guards
+everything but the public routes (``/``, the web client's files, ``/healthz``,
+``/readyz``); browsers' ``EventSource`` cannot set headers, so ``/api/events`` also takes
+``?token=``.
 
 Events carry an ``id:`` (the event's time stamp); a client that reconnects with
 ``Last-Event-ID`` (``EventSource`` does this by itself) or ``?since=`` first gets the
@@ -22,7 +23,10 @@ arrive within ``server.idle_timeout_s`` is a 408.
 The WHIP and WHEP ``201`` answers, and an ``OPTIONS`` on ``/whip`` or ``/whep`` (not a
 CORS preflight), carry ``server.ice_servers`` as ``Link: <url>; rel="ice-server"``
 headers (RFC 9725 §4.6, :mod:`reactor.media.links`). Every URL the daemon makes is
-relative, so a reverse proxy may serve it under any scheme, host and port.
+relative, so a reverse proxy may serve it under any scheme, host and port; but with
+``server.public_url`` (a daemon of a fleet, behind a balancer) the ``Location`` is absolute
+to it and the ``Reactor-Public-URL`` header names it, so that the session's later requests
+reach this daemon, not whichever one the balancer picks.
 
 With ``session.exclusive``, a WHIP or WHEP offer is let in by the backend's ``admit``
 with the key the client holds the session with (:func:`session_key`): the first client
@@ -37,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 import types
@@ -52,10 +55,11 @@ from aiohttp import web
 from reactor.config import AudioSection, ServerSection
 from reactor.control.status import readiness, snapshot_to_dict
 from reactor.errors import HttpError
-from reactor.media.links import format_ice_links
+from reactor.media.links import PUBLIC_URL_HEADER, format_ice_links
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto import worker_pb2 as wpb
+from reactor.workers.auth import Guard
 from reactor.workers.openapi import (
     ANY_JSON,
     ERROR,
@@ -96,7 +100,8 @@ CORS_HEADERS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, DELETE, OPTIONS, PATCH",
     "Access-Control-Allow-Headers": f"Authorization, Content-Type, If-Match, {KEY_HEADER}",
-    "Access-Control-Expose-Headers": f"Location, Link, ETag, {KEY_HEADER}",
+    "Access-Control-Expose-Headers":
+        f"Location, Link, ETag, {KEY_HEADER}, {PUBLIC_URL_HEADER}",
     "Access-Control-Max-Age": "600",
 }
 
@@ -224,6 +229,8 @@ class Api:
         self.requests: Counter[tuple[str, str, int]] = Counter()
         self.events = events
         self.token = server.token
+        self.auth = Guard(server.token, server.token_secret)
+        self.public_url = server.public_url
         self.body_timeout = server.idle_timeout_s
         self.ice_links = format_ice_links(server.ice_servers)
         self.audio = audio_schema(audio or AudioSection())
@@ -260,14 +267,14 @@ class Api:
         if request.method == "OPTIONS" and (preflight or request.path not in ICE_PATHS):
             # A CORS preflight carries no token, so it never gets the ICE servers' credentials.
             return web.Response(status=204, headers=CORS_HEADERS)
-        if self.token and request.path not in self.public:
-            given = request.headers.get("Authorization", "")
-            if not given and request.path == "/api/events":
-                given = "Bearer " + request.query.get("token", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
-                resp: web.StreamResponse = error(
-                    401, "missing or wrong bearer token (send 'Authorization: Bearer <token>')")
-                resp.headers["WWW-Authenticate"] = "Bearer"
+        if self.auth.enabled and request.path not in self.public:
+            refused = self.auth.refusal(request)
+            if refused is not None:
+                resp: web.StreamResponse = error(refused.status, refused.message)
+                # RFC 6750 §3: a request without a token gets the bare challenge.
+                resp.headers["WWW-Authenticate"] = (
+                    "Bearer" if refused.error == "invalid_request"
+                    else f'Bearer error="{refused.error}"')
                 resp.headers.update(CORS_HEADERS)
                 return resp
         try:
@@ -351,10 +358,16 @@ class Api:
 
     def sdp_created(self, location: str, sdp: str) -> web.Response:
         # Location is relative (RFC 9725 allows it), so it stays right behind a proxy that
-        # serves us under another scheme, host or port.
+        # serves us under another scheme, host or port; with server.public_url it is
+        # absolute to this daemon (WHIP: "MUST be a final one"), so a balancer that placed
+        # the offer is not asked again, and Reactor-Public-URL tells the client where the
+        # session's commands and events are.
+        headers = {"Location": location, "ETag": f'"{location}"'}
+        if self.public_url is not None:
+            headers["Location"] = self.public_url + location.lstrip("/")
+            headers[PUBLIC_URL_HEADER] = self.public_url
         return self.with_ice_links(web.Response(
-            status=201, text=sdp, content_type="application/sdp",
-            headers={"Location": location, "ETag": f'"{location}"'}))
+            status=201, text=sdp, content_type="application/sdp", headers=headers))
 
     # --- handlers ---------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from reactor.control.events import event_to_json
 from reactor.errors import HttpError
 from reactor.ipc import RingTimeout, ShmRing
+from reactor.media import ports
 from reactor.media.audio_in import RECEIVER_PREFETCH, AudioChunker
 from reactor.media.convert import WEBRTC_UNDESCRIBED, frame_to_rgb
 from reactor.media.peer import install_patches, new_peer_connection
@@ -421,4 +422,5 @@ async def _amain(ctx: WorkerContext) -> None:
 
 
 def main(ctx: WorkerContext) -> None:
-    asyncio.run(_amain(ctx))
+    # With server.ice_port_range, the loop binds our peer connections' ports in it.
+    ports.run(_amain(ctx), ctx.config.server.ice_port_range)

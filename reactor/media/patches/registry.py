@@ -276,6 +276,24 @@ READINGS: tuple[Reading, ...] = (
         "packet arrived; ingress dates the clients' sound back by that much to line it up "
         "with the picture",
     ),
+    Reading(
+        name="ice-port-range",
+        module="reactor.media.ports",
+        targets=(
+            # Each host candidate's socket is a UDP endpoint of the running loop asking for
+            # any port: the workers' PortRangeLoop gives it one of server.ice_port_range.
+            Target(f"{_CONNECTION}.get_component_candidates", named=False, source=(
+                r"loop = asyncio\.get_running_loop\(\)",
+                r"await loop\.create_datagram_endpoint\(\s*lambda: StunProtocol\(self\),"
+                r"\s*local_addr=\(address, 0\)",
+            )),
+        ),
+        checked={"aioice": AIOICE_CHECKED},
+        why="aioice binds each host candidate on a port the kernel picks and has no "
+        "setting for a range; server.ice_port_range (a firewall rule, a hostPort) needs "
+        "them in one, which the workers' event loop gives",
+        upstream="aiortc/aioice#47 (open), aiortc/aioice#63 and #112 (not merged)",
+    ),
 )
 
 #: Every entry, patches first: what install() checks and the docs list.

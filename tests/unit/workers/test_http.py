@@ -375,7 +375,7 @@ def test_options_gives_ice_servers_but_a_cors_preflight_does_not() -> None:
         assert resp.status == 204
         assert "Link" not in resp.headers
         assert resp.headers["Access-Control-Expose-Headers"] == (
-            "Location, Link, ETag, Reactor-Session-Key")
+            "Location, Link, ETag, Reactor-Session-Key, Reactor-Public-URL")
 
     serve(check, token=TOKEN, ice_servers=[turn])
 
