@@ -196,7 +196,7 @@ def test_haproxy_accepts_the_balancer_config() -> None:
 @needs_haproxy
 def test_haproxy_accepts_the_one_box_config_of_the_fleet_guide(tmp_path: Path) -> None:
     page = (ROOT / "docs" / "guide" / "fleet.md").read_text(encoding="utf-8")
-    block = re.search(r"```haproxy title=\"haproxy.cfg\"\n(.*?)```", page, re.S)
+    block = re.search(r'```text title="haproxy.cfg"\n(.*?)```', page, re.S)
     assert block, "docs/guide/fleet.md has no haproxy.cfg block"
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(block.group(1))
