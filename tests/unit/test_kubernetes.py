@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from reactor.config import ServerSection, SessionSection, parse_config
 
@@ -169,7 +170,7 @@ def test_the_turn_overlay_gives_the_daemon_coturns_user() -> None:
 FLEET_KEYS = {("server", "token_secret_file"), ("server", "ice_port_range"),
               ("server", "public_url"), ("session", "drain_timeout_s"),
               ("session", "max_duration_s")}
-_SECTIONS = {"server": ServerSection, "session": SessionSection}
+_SECTIONS: dict[str, type[BaseModel]] = {"server": ServerSection, "session": SessionSection}
 _MISSING = sorted(f"{s}.{k}" for s, k in FLEET_KEYS if k not in _SECTIONS[s].model_fields)
 
 
