@@ -19,6 +19,7 @@ daemon`` commands take as ``--run-dir``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -66,6 +67,8 @@ class Member:
     port: int
     device: str
     public_url: str
+    #: Where the balancer reaches it; None: this machine, at the fleet's bind address.
+    host: str | None = None
 
 
 @dataclass(frozen=True)
@@ -165,9 +168,8 @@ def plan_members(cfg: Config, directory: Path, *, port: int, devices: Sequence[s
         if not 0 < p < 65536:
             raise ConfigError(f"--port {port}: daemon {i} would listen on port {p}, out of "
                               "range; choose a lower --port")
-        url_host = f"[{public_host}]" if ":" in public_host else public_host
         members.append(Member(i, str(directory / f"daemon-{i}"), p, device,
-                              f"{scheme}://{url_host}:{p}"))
+                              f"{scheme}://{_addr(public_host)}:{p}"))
     return members
 
 
@@ -189,11 +191,11 @@ def haproxy_config(fleet: Fleet) -> str:
     another daemon (``retry-on`` with ``option redispatch``: the offer's body is buffered
     so it can be sent again); when every daemon is out, HAProxy's own 503 says
     ``Retry-After``."""
-    bind = f"[{fleet.bind_host}]" if ":" in fleet.bind_host else fleet.bind_host
+    bind = _addr(fleet.bind_host)
     tls = " ssl verify none" if fleet.url.startswith("https") else ""
     servers = "\n".join(
-        f"    server daemon-{m.index} {_connect_host(fleet.bind_host)}:{m.port} check{tls}"
-        for m in fleet.members)
+        f"    server daemon-{m.index} {_addr(m.host or _connect_host(fleet.bind_host))}:"
+        f"{m.port} check{tls}" for m in fleet.members)
     return f"""\
 # Written by `reactor fleet start` for {fleet.config}; rewritten at each start.
 global
@@ -232,6 +234,11 @@ backend daemons
     default-server inter {CHECK_INTERVAL_MS}ms fall 1 rise 1
 {servers}
 """
+
+
+def _addr(host: str) -> str:
+    """``host`` as it goes before ``:port`` (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def _connect_host(bind_host: str) -> str:
@@ -273,8 +280,7 @@ def start_fleet(cfg: Config, config_name: str, directory: Path, *, port: int | N
         port = _free_port(host)
     pub = public_host or (socket.getfqdn() if host in ("0.0.0.0", "::") else host)
     members = plan_members(cfg, directory, port=port, devices=devices, public_host=pub)
-    url_host = f"[{pub}]" if ":" in pub else pub
-    fleet = Fleet(str(directory), config_name, f"http://{url_host}:{port}", host, port,
+    fleet = Fleet(str(directory), config_name, f"http://{_addr(pub)}:{port}", host, port,
                   tuple(members))
     fleet.save()
     try:
@@ -286,24 +292,32 @@ def start_fleet(cfg: Config, config_name: str, directory: Path, *, port: int | N
             except DaemonError as e:
                 raise DaemonError(f"daemon {m.index} ({m.device}, port {m.port}): {e}"
                                   ) from None
-        fleet.haproxy_cfg.write_text(haproxy_config(fleet))
-        check = subprocess.run([haproxy, "-c", "-q", "-f", str(fleet.haproxy_cfg)],
-                               capture_output=True, text=True, check=False)
-        if check.returncode != 0:
-            raise DaemonError(f"HAProxy refused {fleet.haproxy_cfg}: "
-                              f"{(check.stderr or check.stdout).strip()}")
-        fleet.stats_socket.unlink(missing_ok=True)
-        with open(fleet.path / "haproxy.log", "ab") as log:
-            proc = subprocess.Popen([haproxy, "-f", str(fleet.haproxy_cfg)],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, close_fds=True)
-        fleet = Fleet(**{**asdict(fleet), "members": fleet.members,
-                         "haproxy_pid": proc.pid})
-        fleet.save()
-        _wait_balancer(fleet, proc)
+        fleet = start_balancer(fleet, haproxy)
     except BaseException:
         stop_fleet(directory, quiet=True)
         raise
+    return fleet
+
+
+def start_balancer(fleet: Fleet, haproxy: str | None = None) -> Fleet:
+    """Write ``fleet``'s HAProxy config, have HAProxy check it, start HAProxy (detached)
+    and wait until it has seen every daemon ready; the fleet with its pid, saved."""
+    haproxy = haproxy or haproxy_binary()
+    fleet.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fleet.haproxy_cfg.write_text(haproxy_config(fleet))
+    check = subprocess.run([haproxy, "-c", "-q", "-f", str(fleet.haproxy_cfg)],
+                           capture_output=True, text=True, check=False)
+    if check.returncode != 0:
+        raise DaemonError(f"HAProxy refused {fleet.haproxy_cfg}: "
+                          f"{(check.stderr or check.stdout).strip()}")
+    fleet.stats_socket.unlink(missing_ok=True)
+    with open(fleet.path / "haproxy.log", "ab") as log:
+        proc = subprocess.Popen([haproxy, "-f", str(fleet.haproxy_cfg)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True, close_fds=True)
+    fleet = dataclasses.replace(fleet, haproxy_pid=proc.pid)
+    fleet.save()
+    _wait_balancer(fleet, proc)
     return fleet
 
 
@@ -428,7 +442,7 @@ def fleet_status(directory: Path) -> dict[str, Any]:
         rows.append({**row, "pid": pid, "state": daemon_state_name(snap.state),
                      "session": session, "fps": round(snap.pipeline.fps_out, 1),
                      "viewers": viewers,
-                     "ready": _readyz(_connect_host(fleet.bind_host), m.port)})
+                     "ready": _readyz(m.host or _connect_host(fleet.bind_host), m.port)})
     return {"url": fleet.url, "config": fleet.config, "directory": fleet.directory,
             "balancer": {"pid": fleet.haproxy_pid, "running": balancer_up,
                          "config": str(fleet.haproxy_cfg)},
@@ -440,7 +454,7 @@ def _readyz(host: str, port: int) -> str:
     import urllib.error
     import urllib.request
 
-    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/readyz"
+    url = f"http://{_addr(host)}:{port}/readyz"
     try:
         with urllib.request.urlopen(url, timeout=2.0) as resp:
             body = resp.read()
