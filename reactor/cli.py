@@ -266,9 +266,64 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
+    if args.fleet:
+        from reactor import fleet
+
+        directory = fleet.fleet_dir(args.run_dir)
+        if args.json:
+            _print_json(fleet.fleet_status(directory))
+            return 0
+        if args.once:
+            from rich.console import Console
+
+            Console().print(fleet.status_table(fleet.fleet_status(directory)))
+            return 0
+        return fleet.monitor_fleet(directory)
     from reactor.monitor.app import run_monitor
 
     return run_monitor(_run_dir(args), once=args.once, as_json=args.json)
+
+
+# --- fleet ----------------------------------------------------------------------------
+
+
+def cmd_fleet_start(args: argparse.Namespace) -> int:
+    from reactor import fleet
+    from reactor.config import load_config
+
+    cfg = _with_overrides(load_config(args.config), args)
+    directory = fleet.fleet_dir(args.run_dir)
+    started = fleet.start_fleet(cfg, args.config or "the packaged test pattern", directory,
+                                port=args.port, gpus=args.gpus, count=args.count,
+                                public_host=args.public_host)
+    print(f"reactor fleet running: {started.url} (HAProxy, pid {started.haproxy_pid})")
+    for m in started.members:
+        print(f"  daemon {m.index}: {m.public_url}  device {m.device}  run dir {m.run_dir}")
+    print("  status: `reactor fleet status`; live: `reactor monitor --fleet`; "
+          "stop: `reactor fleet stop`")
+    return 0
+
+
+def cmd_fleet_stop(args: argparse.Namespace) -> int:
+    from reactor import fleet
+
+    fleet.stop_fleet(fleet.fleet_dir(args.run_dir), timeout=args.timeout)
+    return 0
+
+
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    from reactor import fleet
+
+    status = fleet.fleet_status(fleet.fleet_dir(args.run_dir))
+    if args.json:
+        _print_json(status)
+    else:
+        from rich.console import Console
+
+        Console().print(fleet.status_table(status))
+    running = status["balancer"]["running"] and all(
+        d["state"] in ("running", "degraded") for d in status["daemons"])
+    return 0 if running else 1
 
 
 # --- parser ---------------------------------------------------------------------------
@@ -299,6 +354,12 @@ def _add_run_dir(p: argparse.ArgumentParser) -> None:
         help="the daemon's run directory (default: $REACTOR_RUN_DIR, "
         "$XDG_RUNTIME_DIR/reactor, or /tmp/reactor-$UID)",
     )
+
+
+def _add_fleet_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run-dir", metavar="DIR",
+                   help="the fleet's directory (default: the daemon's run directory "
+                   "with -fleet after it)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,8 +428,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("monitor", help="live dashboard of the running daemon")
     p.add_argument("--once", action="store_true", help="print one snapshot as text and exit")
     p.add_argument("--json", action="store_true", help="print one snapshot as JSON and exit")
+    p.add_argument("--fleet", action="store_true",
+                   help="every daemon of the fleet (`reactor fleet start`) in one table; "
+                   "--run-dir is then the fleet's directory")
     _add_run_dir(p)
     p.set_defaults(func=cmd_monitor)
+
+    fleet = sub.add_parser("fleet", help="one daemon per GPU behind HAProxy, on this machine")
+    fsub = fleet.add_subparsers(dest="fleet_cmd", metavar="ACTION", required=True)
+    p = fsub.add_parser("start", help="start one daemon per GPU (or --count N) and HAProxy "
+                        "in front of them on one port")
+    p.add_argument("-c", "--config", help=CONFIG_HELP)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--gpus", metavar="all|0,2,3",
+                       help="one daemon per GPU: every GPU nvidia-smi lists, or these")
+    which.add_argument("--count", type=int, metavar="N",
+                       help="N daemons on the config's device (a machine without GPUs)")
+    p.add_argument("--public-host", metavar="NAME",
+                   help="the name clients reach this machine by, in each daemon's "
+                   "server.public_url (default: server.host, or this machine's name when "
+                   "it binds every address)")
+    _add_server_options(p)
+    _add_fleet_dir(p)
+    p.set_defaults(func=cmd_fleet_start)
+    p = fsub.add_parser("status", help="every daemon's state, session, fps and readiness")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_fleet_dir(p)
+    p.set_defaults(func=cmd_fleet_status)
+    p = fsub.add_parser("stop", help="stop the balancer and every daemon")
+    p.add_argument("--timeout", type=float, default=15.0,
+                   help="seconds each daemon may take (default 15)")
+    _add_fleet_dir(p)
+    p.set_defaults(func=cmd_fleet_stop)
 
     p = sub.add_parser("init", help="scaffold a new model: NAME/model.py, reactor.yaml, README")
     p.add_argument("name", nargs="?", help="the folder and model name")

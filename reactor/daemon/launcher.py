@@ -129,6 +129,23 @@ def start_daemon(config: Config, run_dir: Path, *, foreground: bool) -> int:
     warning = public_bind_warning(config)
     if warning:
         print(f"reactor: {warning}", file=sys.stderr)
+    proc = spawn_daemon(config, rd)
+    snap = wait_ready(proc, rd, ready_timeout(config))
+    print(f"reactor daemon running: {snap.url}")
+    print(f"  model {snap.model}, pid {snap.pid}, run dir {rd.path}")
+    print("  watch: open the URL; status: `reactor daemon status`; "
+          "stop: `reactor daemon stop`")
+    return 0
+
+
+def ready_timeout(config: Config) -> float:
+    """How long a detached daemon may take to become ready: its model's load, and more."""
+    return config.model.load_timeout_s + 15.0
+
+
+def spawn_daemon(config: Config, rd: RunDir) -> subprocess.Popen[bytes]:
+    """Start a detached supervisor for ``config`` in run directory ``rd`` (its own process
+    session: closing the terminal does not stop it); :func:`wait_ready` waits for it."""
     rd.path.mkdir(mode=0o700, parents=True, exist_ok=True)
     rd.logs.mkdir(mode=0o700, exist_ok=True)
     out = open(rd.log("supervisor.out"), "ab")
@@ -141,10 +158,13 @@ def start_daemon(config: Config, run_dir: Path, *, foreground: bool) -> int:
     assert proc.stdin is not None
     proc.stdin.write(config.model_dump_json().encode())
     proc.stdin.close()
-    return _wait_ready(proc, rd, config.model.load_timeout_s + 15.0)
+    return proc
 
 
-def _wait_ready(proc: subprocess.Popen[bytes], rd: RunDir, timeout: float) -> int:
+def wait_ready(proc: subprocess.Popen[bytes], rd: RunDir, timeout: float) -> tpb.Snapshot:
+    """The first snapshot of the daemon ``proc`` in ``rd`` once it runs; a DaemonError
+    naming the cause when it exits, fails or is not ready within ``timeout`` (it is then
+    stopped)."""
     deadline = time.monotonic() + timeout
     last_state = ""
     while time.monotonic() < deadline:
@@ -165,11 +185,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], rd: RunDir, timeout: float) -> in
                 continue
             last_state = daemon_state_name(snap.state)
             if snap.state == tpb.DAEMON_STATE_RUNNING:
-                print(f"reactor daemon running: {snap.url}")
-                print(f"  model {snap.model}, pid {snap.pid}, run dir {rd.path}")
-                print("  watch: open the URL; status: `reactor daemon status`; "
-                      "stop: `reactor daemon stop`")
-                return 0
+                return snap
             if snap.state == tpb.DAEMON_STATE_FAILED:
                 _stop_pid(proc.pid, 10.0)
                 raise DaemonError(f"the daemon failed to start: {snap.error}")
@@ -206,6 +222,14 @@ def stop_daemon(run_dir: Path, *, timeout: float = 15.0) -> int:
     pid = rd.live_pid()
     if pid is None:
         raise DaemonError(f"no daemon is running at {rd.path}")
+    stop_pid_in(rd, pid, timeout)
+    print(f"reactor daemon stopped (pid {pid})")
+    return 0
+
+
+def stop_pid_in(rd: RunDir, pid: int, timeout: float) -> None:
+    """Stop the daemon ``pid`` of ``rd``: asked over its control socket, SIGTERM and then
+    SIGKILL when it does not go within ``timeout``."""
     try:
         with ControlClient(rd.path, timeout_s=3.0) as client:
             client.stop()
@@ -216,8 +240,6 @@ def stop_daemon(run_dir: Path, *, timeout: float = 15.0) -> int:
         time.sleep(0.05)
     if alive(pid):
         _stop_pid(pid, 5.0)
-    print(f"reactor daemon stopped (pid {pid})")
-    return 0
 
 
 def run_foreground(config: Config, run_dir: Path) -> int:
