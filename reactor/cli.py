@@ -330,12 +330,19 @@ def cmd_fleet_status(args: argparse.Namespace) -> int:
 
 
 def _with_overrides(cfg: Any, args: argparse.Namespace) -> Any:
-    """The config with ``--host``, ``--port`` and ``--log-level`` applied (when given)."""
-    return cfg.with_overrides(host=args.host, port=args.port, log_level=args.log_level)
+    """The config with ``--host``, ``--port``, ``--log-level`` and ``--public-url``
+    applied (when given)."""
+    return cfg.with_overrides(host=args.host, port=args.port, log_level=args.log_level,
+                              public_url=getattr(args, "public_url", None))
 
 
-def _add_server_options(p: argparse.ArgumentParser) -> None:
+def _add_server_options(p: argparse.ArgumentParser, *, public_url: bool = True) -> None:
     from reactor.config import LOG_LEVELS
+
+    if public_url:  # not for a fleet: each of its daemons has its own
+        p.add_argument("--public-url", metavar="URL",
+                       help="where clients reach this daemon directly, in place of "
+                       "server.public_url (e.g. one pod's name behind a balancer)")
 
     p.add_argument("--host", metavar="HOST",
                    help="address to bind, in place of server.host (anything but loopback "
@@ -448,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the name clients reach this machine by, in each daemon's "
                    "server.public_url (default: server.host, or this machine's name when "
                    "it binds every address)")
-    _add_server_options(p)
+    _add_server_options(p, public_url=False)
     _add_fleet_dir(p)
     p.set_defaults(func=cmd_fleet_start)
     p = fsub.add_parser("status", help="every daemon's state, session, fps and readiness")

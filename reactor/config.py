@@ -577,7 +577,8 @@ class MetricsSection(_Section):
 
 
 #: The command-line option that overrides each field `Config.with_overrides` sets.
-_OPTION = {"host": "--host", "port": "--port", "level": "--log-level"}
+_OPTION = {"host": "--host", "port": "--port", "level": "--log-level",
+           "public_url": "--public-url"}
 
 
 class Config(_Section):
@@ -696,15 +697,19 @@ class Config(_Section):
         host: str | None = None,
         port: int | None = None,
         log_level: str | None = None,
+        public_url: str | None = None,
     ) -> Config:
-        """This config with the command line's ``--host``, ``--port`` and ``--log-level``
-        in place of ``server.host``, ``server.port`` and ``log.level``, validated by the same
-        rules as the file; an error names the option."""
+        """This config with the command line's ``--host``, ``--port``, ``--log-level`` and
+        ``--public-url`` in place of ``server.host``, ``server.port``, ``log.level`` and
+        ``server.public_url``, validated by the same rules as the file; an error names the
+        option."""
         server: dict[str, Any] = {}
         if host is not None:
             server["host"] = host
         if port is not None:
             server["port"] = port
+        if public_url is not None:
+            server["public_url"] = public_url
         updates: dict[str, Any] = {}
         for name, section, values in (
             ("server", self.server, server),

@@ -39,6 +39,15 @@ def test_public_url_refusals_name_the_key(url: str, says: str) -> None:
     assert "server.public_url" in text and says in text
 
 
+def test_public_url_from_the_command_line_names_the_option() -> None:
+    # One config for every pod of a StatefulSet: each pod's own URL on its command line.
+    cfg = parse_config({}).with_overrides(public_url="http://reactor-2.reactor.example.com")
+    assert cfg.server.public_url == "http://reactor-2.reactor.example.com/"
+    with pytest.raises(ConfigError, match=r"invalid command-line option: --public-url: "
+                                          r"'ftp://x': expected an http:// or https://"):
+        parse_config({}).with_overrides(public_url="ftp://x")
+
+
 def test_ice_port_range_too_small_for_the_viewers_names_the_key() -> None:
     text = server_error(max_viewers=8, ice_port_range=[40000, 40007])
     assert "ice_port_range [40000, 40007] holds 8 ports" in text
