@@ -120,8 +120,8 @@ def test_offers_fired_together_admit_exactly_one_and_the_rest_get_503_retry_afte
                 if status == 503:
                     assert retry == "5", answers
                     assert json.loads(body)["error"].startswith("busy: "), body
-            status, body = await readyz(http, url)
-            assert status == 503 and body["reason"].startswith("busy: "), body
+            ready, reason = await readyz(http, url)
+            assert ready == 503 and reason["reason"].startswith("busy: "), reason
             # The one admitted leaves; the session ends (orphan_timeout_s 0): ready again.
             location = next(a[2] for a in answers if a[0] == 201)
             assert location is not None
