@@ -144,6 +144,12 @@ def cmd_daemon_stop(args: argparse.Namespace) -> int:
     return stop_daemon(_run_dir(args), timeout=args.timeout)
 
 
+def cmd_daemon_drain(args: argparse.Namespace) -> int:
+    from reactor.daemon.launcher import drain_daemon
+
+    return drain_daemon(_run_dir(args), timeout_s=args.timeout, wait=not args.no_wait)
+
+
 def cmd_daemon_status(args: argparse.Namespace) -> int:
     from reactor.control.status import snapshot_to_dict
 
@@ -389,6 +395,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait (default 15)")
     _add_run_dir(p)
     p.set_defaults(func=cmd_daemon_stop)
+    p = dsub.add_parser("drain", help="take no new session; stop once the running one ends "
+                        "(or --timeout passes); /readyz answers 503 draining meanwhile")
+    p.add_argument("--timeout", type=float, metavar="S",
+                   help="end the running session after S seconds at most (default: "
+                   "session.drain_timeout_s; unset: wait for it to end however long it runs)")
+    p.add_argument("--no-wait", action="store_true",
+                   help="return once the drain has begun, rather than when the daemon stopped")
+    _add_run_dir(p)
+    p.set_defaults(func=cmd_daemon_drain)
     p = dsub.add_parser("status", help="the daemon's state, workers, pipeline and session")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_run_dir(p)

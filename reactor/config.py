@@ -412,7 +412,24 @@ class SessionSection(_Section):
     exclusive: bool = Field(
         False,
         description="A session belongs to the client that started it: while it runs, "
-        "another client's WHIP or WHEP gets 409, and GET /readyz answers 503 (busy).",
+        "another client's WHIP or WHEP gets 503 with Retry-After (a balancer tries another "
+        "daemon), and GET /readyz answers 503 (busy). One user per daemon: a fleet's setting.",
+    )
+    max_duration_s: float | None = Field(
+        None,
+        gt=0,
+        le=7 * 86400,
+        description="End a session this long after it started (GPU time is expensive); its "
+        "clients get an ending event naming the reason first. null: no limit.",
+    )
+    drain_timeout_s: float | None = Field(
+        None,
+        ge=0,
+        le=86400,
+        description="Set: SIGTERM drains the daemon (no new session; the running one goes on "
+        "until it ends or this many seconds pass, then the daemon stops) instead of stopping "
+        "it at once, and it is the default limit of `reactor daemon drain`. null: SIGTERM "
+        "stops at once, and a drain waits for the session however long it runs.",
     )
 
 

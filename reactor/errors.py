@@ -136,13 +136,17 @@ class DaemonError(ReactorError):
 
 class HttpError(ReactorError):
     """An HTTP request was refused: ``status`` is what the client gets, with ``message``
-    (and ``field``, the offending argument, when there is one) as its JSON body."""
+    (and ``field``, the offending argument, when there is one) as its JSON body.
+    ``retry_after_s``: a ``Retry-After`` header, in whole seconds (a 503 from a busy
+    daemon: RFC 9725 §4.8)."""
 
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None, *,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field or None
+        self.retry_after_s = retry_after_s
 
 
 class SdpError(ReactorError):

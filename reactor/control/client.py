@@ -88,6 +88,14 @@ class ControlClient:
     def stop(self) -> None:
         self._checked(pb.Request(stop=pb.StopRequest()))
 
+    def drain(self, timeout_s: float | None = None) -> tpb.Snapshot:
+        """Drain the daemon (no new session; it stops once the running one ends, or after
+        ``timeout_s``; ``None``: ``session.drain_timeout_s``); the status it answers."""
+        req = pb.Request(drain=pb.DrainRequest())
+        if timeout_s is not None:
+            req.drain.timeout_s = timeout_s
+        return self._checked(req).status
+
     def restart_worker(self, worker: str) -> None:
         self._checked(pb.Request(restart_worker=pb.RestartWorkerRequest(worker=worker)))
 

@@ -16,6 +16,8 @@ KIND_NAMES = {
     wpb.SessionEvent.VIEWER: "viewer",
     wpb.SessionEvent.WARNING: "warning",
     wpb.SessionEvent.COMMAND: "command",
+    wpb.SessionEvent.DRAINING: "draining",
+    wpb.SessionEvent.ENDING: "ending",
 }
 
 

@@ -26,6 +26,7 @@ from reactor.proto import telemetry_pb2 as tpb
 from reactor.proto.telemetry_pb2 import (
     AudioStat,
     CommandLog,
+    DrainStat,
     GpuStat,
     LogLine,
     PipelineStat,
@@ -136,7 +137,14 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
         "logs": [_log(line) for line in snap.logs],
         "gpu": _gpu(snap.gpu_stat) if snap.HasField("gpu_stat") else None,
         "commands_applied": {c.name: _json_or_raw(c.args_json) for c in snap.applied},
+        "draining": snap.HasField("drain"),
+        "drain": _drain(snap.drain) if snap.HasField("drain") else None,
+        "session_ends": dict(sorted(snap.session_ends.items())),
     }
+
+
+def _drain(d: DrainStat) -> dict[str, object]:
+    return _fields(d)
 
 
 def _gpu(g: GpuStat) -> dict[str, object]:
@@ -204,6 +212,7 @@ def _session(s: SessionInfo) -> dict[str, object]:
         "viewers": s.viewers,
         "sender": s.sender,
         "frames_emitted": s.frames_emitted,
+        "ends_in_s": s.ends_in_s if s.HasField("ends_in_s") else None,
         "commands": [_command(c) for c in s.commands],
         "viewers_detail": [_viewer(v) for v in s.viewer_stats],
     }
@@ -273,17 +282,24 @@ def _log(line: LogLine) -> dict[str, object]:
     return _fields(line)
 
 
-def readiness(snap: Snapshot, *, exclusive: bool) -> str | None:
+def readiness(snap: Snapshot, *, exclusive: bool, max_viewers: int | None = None,
+              ) -> str | None:
     """Why the daemon cannot take a new session now (``GET /readyz``'s 503), or ``None``
-    when it can: every worker is up with the model loaded, and no exclusive session runs.
+    when it can: every worker is up with the model loaded, it is not draining, no
+    exclusive session runs and fewer than ``max_viewers`` (``server.max_viewers``) watch.
 
     The reason starts with one word an orchestrator can match: ``failed``, ``stopping``,
-    ``loading``, ``restarting`` or ``busy``.
+    ``draining``, ``loading``, ``restarting`` or ``busy``.
     """
     if snap.state == tpb.DAEMON_STATE_FAILED:
         return f"failed: {snap.error or 'the daemon gave up'}"
     if snap.state == tpb.DAEMON_STATE_STOPPING:
         return "stopping: the daemon is shutting down"
+    if snap.HasField("drain"):
+        d = snap.drain
+        until = (f"it stops when the session ends, in {d.left_s:.0f} s at most"
+                 if d.HasField("left_s") else "it stops when the session ends")
+        return f"draining: the daemon takes no new session ({d.why}); {until}"
     workers = {w.name: w for w in snap.workers}
     model = workers.get("inference")
     if (model is not None and model.state == tpb.WORKER_STATE_STARTING
@@ -298,4 +314,8 @@ def readiness(snap: Snapshot, *, exclusive: bool) -> str | None:
     if exclusive and snap.HasField("session"):
         return (f"busy: session {snap.session.id} belongs to the client that started it "
                 "(session.exclusive)")
+    if (max_viewers is not None and snap.HasField("session")
+            and snap.session.viewers >= max_viewers):
+        return (f"busy: {snap.session.viewers} viewers watch; the limit is "
+                f"server.max_viewers = {max_viewers}")
     return None

@@ -3,7 +3,8 @@
 ``reactor daemon start`` runs the supervisor detached (a new process session, so closing
 the terminal does not stop it) and waits for its READY, printing the URL; ``--foreground``
 runs it in this process. ``reactor daemon stop`` asks over the control socket and waits
-for the pid to exit, with SIGTERM as the fallback.
+for the pid to exit, with SIGTERM as the fallback. ``reactor daemon drain`` asks it to
+drain (:mod:`reactor.daemon.drain`) and waits for it to stop.
 """
 
 from __future__ import annotations
@@ -240,6 +241,31 @@ def stop_pid_in(rd: RunDir, pid: int, timeout: float) -> None:
         time.sleep(0.05)
     if alive(pid):
         _stop_pid(pid, 5.0)
+
+
+def drain_daemon(run_dir: Path, *, timeout_s: float | None = None, wait: bool = True) -> int:
+    """Drain the daemon at ``run_dir``: no new session; it stops once the running one ends
+    or ``timeout_s`` passes (``None``: ``session.drain_timeout_s``). With ``wait``, return
+    when it has stopped (a Kubernetes preStop hook holds the pod until then)."""
+    if timeout_s is not None and timeout_s < 0:
+        raise ReactorError(f"drain: --timeout must be 0 or more seconds, found {timeout_s:g}")
+    rd = RunDir(run_dir)
+    pid = rd.live_pid()
+    if pid is None:
+        raise DaemonError(f"no daemon is running at {rd.path}")
+    with ControlClient(rd.path, timeout_s=5.0) as client:
+        snap = client.drain(timeout_s)
+    d = snap.drain
+    limit = f", {d.timeout_s:g} s at most" if d.HasField("timeout_s") else ""
+    running = (f"session {snap.session.id} goes on until it ends{limit}"
+               if snap.HasField("session") else "no session runs")
+    print(f"reactor daemon draining (pid {pid}): no new sessions; {running}")
+    if not wait:
+        return 0
+    while alive(pid):
+        time.sleep(0.2)
+    print(f"reactor daemon drained and stopped (pid {pid})")
+    return 0
 
 
 def run_foreground(config: Config, run_dir: Path) -> int:

@@ -58,7 +58,8 @@ DAEMON_STATES = (tpb.DAEMON_STATE_STARTING, tpb.DAEMON_STATE_RUNNING, tpb.DAEMON
 WORKER_STATES = (tpb.WORKER_STATE_STARTING, tpb.WORKER_STATE_RUNNING,
                  tpb.WORKER_STATE_RESTARTING, tpb.WORKER_STATE_STOPPED, tpb.WORKER_STATE_FAILED)
 #: How a session ended: the ``reason`` label of ``reactor_sessions_ended_total``.
-END_CAUSES = ("returned", "stopped", "orphaned", "input_ended", "error", "worker_died")
+END_CAUSES = ("returned", "stopped", "orphaned", "input_ended", "error", "worker_died",
+              "max_duration", "drained")
 #: The ``result`` label of ``reactor_commands_total``.
 COMMAND_RESULTS = ("ok", "rejected", "failed")
 #: The ``command`` label of a command the model does not have (its name is the client's).
@@ -366,12 +367,15 @@ def client_families(s: Scrape) -> Iterator[Metric]:
     yield GaugeMetricFamily("reactor_publishers", "WHIP clients sending", value=float(sender))
     yield GaugeMetricFamily("reactor_session_active", "1 while a session runs",
                             value=1.0 if snap.HasField("session") else 0.0)
+    yield from fleet_families(s)
     yield CounterMetricFamily("reactor_sessions_started", "Sessions started",
                               value=float(st.sessions_started))
     ended = CounterMetricFamily("reactor_sessions_ended", "Sessions ended, by why: returned "
                                 "(start_session returned), stopped (by request), orphaned "
                                 "(no clients), input_ended, error (the model raised or a "
-                                "limit was hit), worker_died", labels=["reason"])
+                                "limit was hit), worker_died, max_duration "
+                                "(session.max_duration_s), drained (the drain's timeout)",
+                                labels=["reason"])
     for cause in END_CAUSES:
         ended.add_metric([cause], float(st.sessions_ended[cause]))
     yield ended
@@ -390,6 +394,25 @@ def client_families(s: Scrape) -> Iterator[Metric]:
         if key[0] == "http":
             http.add_metric([str(key[1]), str(key[2]) or "(unmatched)", str(key[3])], n)
     yield http
+
+
+def fleet_families(s: Scrape) -> Iterator[Metric]:
+    """What a fleet's dashboard and autoscaler read: ``sum(reactor_session_capacity) -
+    sum(reactor_sessions_active)`` is the fleet's free sessions (never negative: a
+    draining or failed daemon's capacity is only the session it still runs)."""
+    snap = s.snapshot
+    active = 1.0 if snap.HasField("session") else 0.0
+    draining = snap.HasField("drain")
+    # One session at a time: the model, and its GPU, serve one.
+    capacity = active if draining or snap.state in (
+        tpb.DAEMON_STATE_FAILED, tpb.DAEMON_STATE_STOPPING) else 1.0
+    yield GaugeMetricFamily("reactor_session_capacity", "Sessions this daemon can hold: 1, "
+                            "or while draining, failed or stopping only the one it still "
+                            "runs (free: this minus reactor_sessions_active)", value=capacity)
+    yield GaugeMetricFamily("reactor_sessions_active", "Sessions running (0 or 1)",
+                            value=active)
+    yield GaugeMetricFamily("reactor_draining", "1 while the daemon drains (no new session; "
+                            "it stops when the running one ends)", value=1.0 if draining else 0.0)
 
 
 def viewer_families(s: Scrape) -> Iterator[Metric]:

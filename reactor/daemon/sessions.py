@@ -1,9 +1,14 @@
 """Sessions, as the supervisor sees them: who asked for one, who is connected, when it ends.
 
 The first client (or a control request) starts a session on the inference worker; the
-session ends when the model returns or fails, when it is stopped by request, or
-``session.orphan_timeout_s`` after its last client left. Every session event is passed on
-to ingress (server-sent events) and egress (viewers' data channels).
+session ends when the model returns or fails, when it is stopped by request,
+``session.orphan_timeout_s`` after its last client left, or ``session.max_duration_s``
+after it started. Every session event is passed on to ingress (server-sent events) and
+egress (viewers' data channels). When the daemon ends a session itself, its clients get an
+``ending`` event naming the reason first, and the ``ended`` event repeats it.
+
+While the daemon drains (:attr:`SessionManager.draining`) no session starts, and one whose
+clients have all left ends at once: nobody is left to wait for.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from reactor.daemon.metrics import MetricsState, session_end_cause
+from reactor.daemon.metrics import END_CAUSES, MetricsState, session_end_cause
 from reactor.daemon.plan import Role
 from reactor.daemon.pool import WorkerState
 from reactor.daemon.router import Route, error_reply
@@ -32,7 +37,7 @@ log = logging.getLogger(__name__)
 
 RECENT_EVENTS = 32
 _LIFECYCLE = (wpb.SessionEvent.STARTED, wpb.SessionEvent.ENDED, wpb.SessionEvent.ERROR,
-              wpb.SessionEvent.WORKER)
+              wpb.SessionEvent.WORKER, wpb.SessionEvent.DRAINING, wpb.SessionEvent.ENDING)
 
 
 class SessionHost(Protocol):
@@ -61,15 +66,20 @@ class LiveSession:
     orphan_since: float | None = None
     had_clients: bool = False
     stop_cause: str = ""  # why the supervisor asked it to stop (reactor_sessions_ended_total)
+    stop_reason: str = ""  # the same in words, for its clients' ended event
 
 
 class SessionManager:
     def __init__(self, host: SessionHost, *, orphan_timeout_s: float,
                  clock: Callable[[], float] = time.monotonic,
-                 metrics: MetricsState | None = None) -> None:
+                 metrics: MetricsState | None = None,
+                 max_duration_s: float | None = None) -> None:
         self.host = host
         self.metrics = metrics or MetricsState()
         self.orphan_timeout_s = orphan_timeout_s
+        self.max_duration_s = max_duration_s
+        #: The daemon drains: no session starts, an orphaned one ends at once.
+        self.draining = False
         self._clock = clock
         self.current: LiveSession | None = None
         self.viewers = 0
@@ -86,7 +96,10 @@ class SessionManager:
     def on_request(self, req: cpb.Request, route: tuple[str, bytes]) -> None:
         if req.session.action == cpb.SessionRequest.START:
             sid = self.start()
-            if sid is None:
+            if sid is None and self.draining:
+                self.host.reply(route, error_reply(
+                    req.id, "the daemon is draining: no new session starts here", 503))
+            elif sid is None:
                 self.host.reply(route, error_reply(
                     req.id, "the inference worker is not running; try again shortly", 503))
             else:
@@ -100,10 +113,11 @@ class SessionManager:
             self.host.reply(route, cpb.Reply(id=req.id, ok=cpb.Ok()))
 
     def start(self) -> str | None:
-        """Start a session (or return the live one's id); ``None`` if inference is down."""
+        """Start a session (or return the live one's id); ``None`` if inference is down or
+        the daemon drains."""
         if self.current is not None:
             return self.current.id
-        if not self.host.model_running():
+        if self.draining or not self.host.model_running():
             return None
         sess = LiveSession(id=uuid.uuid4().hex[:12], started_at=self._clock(),
                            frames_at_start=self.host.frames_emitted())
@@ -118,12 +132,19 @@ class SessionManager:
         log.info("session start %s", sess.id)
         return sess.id
 
-    def stop(self, reason: str, cause: str = "stopped") -> None:
+    def stop(self, reason: str, cause: str = "stopped", *, announce: bool = False) -> None:
         """Ask the model to end the session; ``cause`` is one of
-        :data:`reactor.daemon.metrics.END_CAUSES` (it labels the session's end)."""
+        :data:`reactor.daemon.metrics.END_CAUSES` (it labels the session's end).
+        ``announce``: first tell its clients why, with an ``ending`` event (the daemon
+        ends it on its own: a limit, a drain)."""
         if self.current is None:
             return
-        self.current.stop_cause = self.current.stop_cause or cause
+        if not self.current.stop_cause:
+            self.current.stop_cause, self.current.stop_reason = cause, reason
+            if announce:
+                self.broadcast(wpb.SessionEvent(
+                    kind=wpb.SessionEvent.ENDING, session_id=self.current.id, reason=reason,
+                    json=json.dumps({"cause": cause})))
         log.info("session stop %s: %s", self.current.id, reason)
         self.current.state = SessionState.ENDING
         req = cpb.Request(session=cpb.SessionRequest(
@@ -138,6 +159,11 @@ class SessionManager:
             current.state = SessionState.LIVE
         elif ev.kind in (wpb.SessionEvent.ENDED, wpb.SessionEvent.ERROR):
             if self.current is not None and ev.session_id == self.current.id:
+                if ev.kind == wpb.SessionEvent.ENDED and self.current.stop_reason \
+                        and ev.reason == "stopped":
+                    # The model only knows it was stopped; its clients are told why.
+                    ev.reason = self.current.stop_reason
+                    ev.json = ev.json or json.dumps({"cause": self.current.stop_cause})
                 log.info("session end %s: %s", ev.session_id, ev.reason)
                 self.metrics.on_session_ended(session_end_cause(ev.kind,
                                                                 self.current.stop_cause))
@@ -200,7 +226,17 @@ class SessionManager:
 
     def tick(self, now: float) -> None:
         sess = self.current
-        if sess is None or sess.orphan_since is None or sess.state == SessionState.ENDING:
+        if sess is None or sess.state == SessionState.ENDING:
+            return
+        limit = self.max_duration_s
+        if limit is not None and now - sess.started_at >= limit:
+            self.stop(f"the session reached its time limit of {limit:g} s "
+                      "(session.max_duration_s)", cause="max_duration", announce=True)
+            return
+        if sess.orphan_since is None:
+            return
+        if self.draining:
+            self.stop("its clients left while the daemon drains", cause="orphaned")
             return
         timeout = self.orphan_timeout_s
         if now - sess.orphan_since >= timeout:
@@ -217,12 +253,17 @@ class SessionManager:
         ))
 
     def fill(self, snap: tpb.Snapshot) -> None:
+        for cause in END_CAUSES:
+            snap.session_ends[cause] = self.metrics.sessions_ended[cause]
         sess = self.current
         if sess is None:
             return
         emitted = self.host.frames_emitted()
+        duration = self._clock() - sess.started_at
         snap.session.CopyFrom(tpb.SessionInfo(
-            id=sess.id, state=session_state(sess.state), duration_s=self._clock() - sess.started_at,
+            id=sess.id, state=session_state(sess.state), duration_s=duration,
             viewers=self.viewers, sender=self.sender, commands=list(sess.commands),
             frames_emitted=max(0, emitted - sess.frames_at_start),
         ))
+        if self.max_duration_s is not None:
+            snap.session.ends_in_s = max(0.0, self.max_duration_s - duration)

@@ -3,6 +3,9 @@
 The handlers only set a flag; the signal module also writes to a socket pair, whose read
 end the supervisor polls beside its sockets, so a signal interrupts the poll at once.
 Leaving the ``with`` block restores the previous handlers and wake-up fd, always.
+
+With ``drain_on_sigterm`` (``session.drain_timeout_s`` is set), SIGTERM asks for a drain
+(:attr:`StopSignals.drain_requested`) rather than a stop; SIGINT (Ctrl+C) always stops.
 """
 
 from __future__ import annotations
@@ -21,8 +24,12 @@ Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
 class StopSignals:
-    def __init__(self) -> None:
+    def __init__(self, *, drain_on_sigterm: bool = False) -> None:
+        #: Stop now.
         self.received = False
+        #: SIGTERM with ``drain_on_sigterm``: drain (the supervisor clears it once seen).
+        self.drain_requested = False
+        self.drain_on_sigterm = drain_on_sigterm
         self._read: socket.socket | None = None
         self._write: socket.socket | None = None
         self._old_handlers: dict[signal.Signals, Handler] = {}
@@ -40,7 +47,11 @@ class StopSignals:
             self._read.recv(4096)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.received = True  # only a flag; the wake-up fd interrupts the poll
+        # Only a flag; the wake-up fd interrupts the poll.
+        if signum == signal.SIGTERM and self.drain_on_sigterm:
+            self.drain_requested = True
+        else:
+            self.received = True
 
     def __enter__(self) -> StopSignals:
         self._read, self._write = socket.socketpair()

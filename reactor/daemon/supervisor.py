@@ -13,6 +13,10 @@ request router (``router.py``), sessions (``sessions.py``), telemetry snapshots
 Start-up is a READY handshake: each worker sends a typed ``Ready`` when it can serve, and
 one that does not within ``model.load_timeout_s`` fails the start with its last log
 lines. Every death and every restart is announced to clients as a ``worker`` session event.
+
+Long module: about 550 lines, because it is the one loop and the handlers of what that loop
+sees (workers, requests, signals, a drain); every rule they apply already lives in its own
+module (lifecycle, pool, router, sessions, drain), and what remains here is their wiring.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from reactor.control.rundir import RunDir, tail_lines
 from reactor.control.sockets import make_socket
 from reactor.daemon import lifecycle as lc
 from reactor.daemon.completion import run_complete
+from reactor.daemon.drain import Drain, EndSession, Stop
 from reactor.daemon.gpu_telemetry import NvmlSampler, fill_gpu
 from reactor.daemon.health import PipelineHealth
 from reactor.daemon.metrics import CONTENT_TYPE, MetricsState, Scrape, build_info, make_registry
@@ -87,7 +92,10 @@ class Supervisor:
         self._metrics_registry = make_registry(self._scrape)
         self._build_info: dict[str, str] | None = None
         self.sessions = SessionManager(self, orphan_timeout_s=config.session.orphan_timeout_s,
-                                       metrics=self.metrics)
+                                       metrics=self.metrics,
+                                       max_duration_s=config.session.max_duration_s)
+        #: Set once the daemon drains (reactor.daemon.drain).
+        self.drain: Drain | None = None
         self.router = Router(
             self, self.plan.route_table(), state_of=lambda name: self.pool[name].state,
             clock=time.monotonic,
@@ -95,8 +103,10 @@ class Supervisor:
                                             lambda: self.sessions.viewers)},
             local={"status": self._on_status, "schema": self._on_schema, "stop": self._on_stop,
                    "restart_worker": self._on_restart, "session": self.sessions.on_request,
-                   "metrics": self._on_metrics})
-        self._signals = StopSignals()
+                   "metrics": self._on_metrics, "drain": self._on_drain})
+        # A file run has no clients to drain for: SIGTERM stops it.
+        self._signals = StopSignals(drain_on_sigterm=config.session.drain_timeout_s is not None
+                                    and not self.plan.headless)
         self._mp = multiprocess.get_context("spawn")
         self._ctx: zmq.Context[Any] | None = None
 
@@ -225,6 +235,9 @@ class Supervisor:
             events = dict(poller.poll(int(timeout * 1000) + 1))
             if wake in events:
                 self._signals.drain()
+            if self._signals.drain_requested:
+                self._signals.drain_requested = False
+                self.start_drain(self.config.session.drain_timeout_s, "SIGTERM")
             if self.wsock in events:
                 self._drain(self.wsock, self._on_worker_frames)
             if self.control in events:
@@ -238,6 +251,8 @@ class Supervisor:
             now = time.monotonic()
             self.router.expire()
             self.sessions.tick(now)
+            if self.drain is not None:
+                self._drain_step(now)
             if self.plan.headless:
                 self._check_headless_done()
             if now >= next_telemetry:
@@ -426,6 +441,49 @@ class Supervisor:
         self.reply(route, cpb.Reply(id=req.id, ok=cpb.Ok()))
         self.request_stop("requested over the control socket")
 
+    def _on_drain(self, req: cpb.Request, route: Route) -> None:
+        timeout = (req.drain.timeout_s if req.drain.HasField("timeout_s")
+                   else self.config.session.drain_timeout_s)
+        if timeout is not None and timeout < 0:
+            self.reply(route, error_reply(req.id, f"drain: timeout must be 0 or more seconds, "
+                                          f"found {timeout:g}", 400, "timeout_s"))
+            return
+        self.start_drain(timeout, "reactor daemon drain")
+        self.reply(route, cpb.Reply(id=req.id, status=self.snapshot()))
+
+    # --- draining ---------------------------------------------------------------------
+
+    def start_drain(self, timeout_s: float | None, why: str) -> None:
+        """Take no new session; stop once the running one ends, or ``timeout_s`` has passed
+        (``None``: however long it runs). A second drain changes nothing."""
+        if self.drain is not None:
+            log.info("drain: already draining (since %s); %s changes nothing",
+                     self.drain.why, why)
+            return
+        now = time.monotonic()
+        self.drain = Drain(timeout_s=timeout_s, why=why, now=now,
+                           end_grace_s=self.config.session.stop_grace_s + 5.0)
+        self.sessions.draining = True
+        current = self.sessions.current
+        until = "" if timeout_s is None else f", for at most {timeout_s:g} s"
+        reason = (f"the daemon is draining ({why}): it takes no new session; "
+                  + (f"session {current.id} goes on until it ends{until}" if current
+                     else "no session runs, so it stops now"))
+        log.info("drain: %s", reason)
+        self.sessions.broadcast(wpb.SessionEvent(
+            kind=wpb.SessionEvent.DRAINING, session_id=current.id if current else "",
+            reason=reason, json=json.dumps({"timeout_s": timeout_s, "why": why})))
+
+    def _drain_step(self, now: float) -> None:
+        assert self.drain is not None
+        match self.drain.step(now, session=self.sessions.current is not None):
+            case EndSession(reason=reason):
+                self.sessions.stop(reason, cause="drained", announce=True)
+            case Stop(why=why):
+                self.request_stop(why)
+            case None:
+                pass
+
     def _on_restart(self, req: cpb.Request, route: Route) -> None:
         name = req.restart_worker.worker
         if name not in self.pool.workers:
@@ -469,6 +527,8 @@ class Supervisor:
                  self.pool[self.plan.worker(Role.BACK)].stats,
                  ring="cuda" if isinstance(self.rings.get("output"), CudaRing) else "shm")
         snap.pipeline.warnings.extend(self.health.warnings)
+        if self.drain is not None:
+            snap.drain.CopyFrom(self.drain.stat(now))
         snap.applied.extend(tpb.CommandLog(name=name, args_json=json.dumps(args))
                             for name, args in self.schema.applied.items())
         return snap

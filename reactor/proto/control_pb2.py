@@ -18,7 +18,7 @@ _sym_db = _symbol_database.Default()
 from reactor.proto import telemetry_pb2 as reactor_dot_proto_dot_telemetry__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1breactor/proto/control.proto\x12\x07reactor\x1a\x1dreactor/proto/telemetry.proto\"7\n\x05\x45rror\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\"\x0f\n\rStatusRequest\"\r\n\x0bStopRequest\"&\n\x14RestartWorkerRequest\x12\x0e\n\x06worker\x18\x01 \x01(\t\"\x0f\n\rSchemaRequest\"\x10\n\x0eMetricsRequest\"1\n\x0e\x43ommandRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\targs_json\x18\x02 \x01(\t\"\x83\x01\n\x0eSessionRequest\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.reactor.SessionRequest.Action\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\"\x1d\n\x06\x41\x63tion\x12\t\n\x05START\x10\x00\x12\x08\n\x04STOP\x10\x01\">\n\x0bWhepRequest\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x0b\n\x03sdp\x18\x02 \x01(\t\x12\r\n\x05\x63lose\x18\x03 \x01(\x08\"\xfa\x02\n\x07Request\x12\n\n\x02id\x18\x01 \x01(\x04\x12(\n\x06status\x18\n \x01(\x0b\x32\x16.reactor.StatusRequestH\x00\x12$\n\x04stop\x18\x0b \x01(\x0b\x32\x14.reactor.StopRequestH\x00\x12\x37\n\x0erestart_worker\x18\x0c \x01(\x0b\x32\x1d.reactor.RestartWorkerRequestH\x00\x12*\n\x07\x63ommand\x18\r \x01(\x0b\x32\x17.reactor.CommandRequestH\x00\x12*\n\x07session\x18\x0e \x01(\x0b\x32\x17.reactor.SessionRequestH\x00\x12(\n\x06schema\x18\x0f \x01(\x0b\x32\x16.reactor.SchemaRequestH\x00\x12$\n\x04whep\x18\x10 \x01(\x0b\x32\x14.reactor.WhepRequestH\x00\x12*\n\x07metrics\x18\x11 \x01(\x0b\x32\x17.reactor.MetricsRequestH\x00\x42\x06\n\x04\x62ody\"<\n\tWhepReply\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x0b\n\x03sdp\x18\x02 \x01(\t\x12\r\n\x05\x63odec\x18\x03 \x01(\t\"#\n\x0c\x43ommandReply\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\"\"\n\x0cSessionReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\"\n\x0bSchemaReply\x12\x13\n\x0bschema_json\x18\x01 \x01(\t\"2\n\x0cMetricsReply\x12\x0c\n\x04text\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"\x04\n\x02Ok\"\xc4\x02\n\x05Reply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x1d\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x0e.reactor.Error\x12#\n\x06status\x18\n \x01(\x0b\x32\x11.reactor.SnapshotH\x00\x12\x19\n\x02ok\x18\x0b \x01(\x0b\x32\x0b.reactor.OkH\x00\x12(\n\x07\x63ommand\x18\r \x01(\x0b\x32\x15.reactor.CommandReplyH\x00\x12(\n\x07session\x18\x0e \x01(\x0b\x32\x15.reactor.SessionReplyH\x00\x12&\n\x06schema\x18\x0f \x01(\x0b\x32\x14.reactor.SchemaReplyH\x00\x12\"\n\x04whep\x18\x10 \x01(\x0b\x32\x12.reactor.WhepReplyH\x00\x12(\n\x07metrics\x18\x11 \x01(\x0b\x32\x15.reactor.MetricsReplyH\x00\x42\x06\n\x04\x62odyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1breactor/proto/control.proto\x12\x07reactor\x1a\x1dreactor/proto/telemetry.proto\"7\n\x05\x45rror\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\r\n\x05\x66ield\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\x05\"\x0f\n\rStatusRequest\"\r\n\x0bStopRequest\"&\n\x14RestartWorkerRequest\x12\x0e\n\x06worker\x18\x01 \x01(\t\"\x0f\n\rSchemaRequest\"\x10\n\x0eMetricsRequest\"4\n\x0c\x44rainRequest\x12\x16\n\ttimeout_s\x18\x01 \x01(\x01H\x00\x88\x01\x01\x42\x0c\n\n_timeout_s\"1\n\x0e\x43ommandRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\targs_json\x18\x02 \x01(\t\"\x83\x01\n\x0eSessionRequest\x12.\n\x06\x61\x63tion\x18\x01 \x01(\x0e\x32\x1e.reactor.SessionRequest.Action\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\"\x1d\n\x06\x41\x63tion\x12\t\n\x05START\x10\x00\x12\x08\n\x04STOP\x10\x01\">\n\x0bWhepRequest\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x0b\n\x03sdp\x18\x02 \x01(\t\x12\r\n\x05\x63lose\x18\x03 \x01(\x08\"\xa2\x03\n\x07Request\x12\n\n\x02id\x18\x01 \x01(\x04\x12(\n\x06status\x18\n \x01(\x0b\x32\x16.reactor.StatusRequestH\x00\x12$\n\x04stop\x18\x0b \x01(\x0b\x32\x14.reactor.StopRequestH\x00\x12\x37\n\x0erestart_worker\x18\x0c \x01(\x0b\x32\x1d.reactor.RestartWorkerRequestH\x00\x12*\n\x07\x63ommand\x18\r \x01(\x0b\x32\x17.reactor.CommandRequestH\x00\x12*\n\x07session\x18\x0e \x01(\x0b\x32\x17.reactor.SessionRequestH\x00\x12(\n\x06schema\x18\x0f \x01(\x0b\x32\x16.reactor.SchemaRequestH\x00\x12$\n\x04whep\x18\x10 \x01(\x0b\x32\x14.reactor.WhepRequestH\x00\x12*\n\x07metrics\x18\x11 \x01(\x0b\x32\x17.reactor.MetricsRequestH\x00\x12&\n\x05\x64rain\x18\x12 \x01(\x0b\x32\x15.reactor.DrainRequestH\x00\x42\x06\n\x04\x62ody\"<\n\tWhepReply\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x0b\n\x03sdp\x18\x02 \x01(\t\x12\r\n\x05\x63odec\x18\x03 \x01(\t\"#\n\x0c\x43ommandReply\x12\x13\n\x0bresult_json\x18\x01 \x01(\t\"\"\n\x0cSessionReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\"\n\x0bSchemaReply\x12\x13\n\x0bschema_json\x18\x01 \x01(\t\"2\n\x0cMetricsReply\x12\x0c\n\x04text\x18\x01 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"\x04\n\x02Ok\"\xc4\x02\n\x05Reply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x1d\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x0e.reactor.Error\x12#\n\x06status\x18\n \x01(\x0b\x32\x11.reactor.SnapshotH\x00\x12\x19\n\x02ok\x18\x0b \x01(\x0b\x32\x0b.reactor.OkH\x00\x12(\n\x07\x63ommand\x18\r \x01(\x0b\x32\x15.reactor.CommandReplyH\x00\x12(\n\x07session\x18\x0e \x01(\x0b\x32\x15.reactor.SessionReplyH\x00\x12&\n\x06schema\x18\x0f \x01(\x0b\x32\x14.reactor.SchemaReplyH\x00\x12\"\n\x04whep\x18\x10 \x01(\x0b\x32\x12.reactor.WhepReplyH\x00\x12(\n\x07metrics\x18\x11 \x01(\x0b\x32\x15.reactor.MetricsReplyH\x00\x42\x06\n\x04\x62odyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,28 +37,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCHEMAREQUEST']._serialized_end=215
   _globals['_METRICSREQUEST']._serialized_start=217
   _globals['_METRICSREQUEST']._serialized_end=233
-  _globals['_COMMANDREQUEST']._serialized_start=235
-  _globals['_COMMANDREQUEST']._serialized_end=284
-  _globals['_SESSIONREQUEST']._serialized_start=287
-  _globals['_SESSIONREQUEST']._serialized_end=418
-  _globals['_SESSIONREQUEST_ACTION']._serialized_start=389
-  _globals['_SESSIONREQUEST_ACTION']._serialized_end=418
-  _globals['_WHEPREQUEST']._serialized_start=420
-  _globals['_WHEPREQUEST']._serialized_end=482
-  _globals['_REQUEST']._serialized_start=485
-  _globals['_REQUEST']._serialized_end=863
-  _globals['_WHEPREPLY']._serialized_start=865
-  _globals['_WHEPREPLY']._serialized_end=925
-  _globals['_COMMANDREPLY']._serialized_start=927
-  _globals['_COMMANDREPLY']._serialized_end=962
-  _globals['_SESSIONREPLY']._serialized_start=964
-  _globals['_SESSIONREPLY']._serialized_end=998
-  _globals['_SCHEMAREPLY']._serialized_start=1000
-  _globals['_SCHEMAREPLY']._serialized_end=1034
-  _globals['_METRICSREPLY']._serialized_start=1036
-  _globals['_METRICSREPLY']._serialized_end=1086
-  _globals['_OK']._serialized_start=1088
-  _globals['_OK']._serialized_end=1092
-  _globals['_REPLY']._serialized_start=1095
-  _globals['_REPLY']._serialized_end=1419
+  _globals['_DRAINREQUEST']._serialized_start=235
+  _globals['_DRAINREQUEST']._serialized_end=287
+  _globals['_COMMANDREQUEST']._serialized_start=289
+  _globals['_COMMANDREQUEST']._serialized_end=338
+  _globals['_SESSIONREQUEST']._serialized_start=341
+  _globals['_SESSIONREQUEST']._serialized_end=472
+  _globals['_SESSIONREQUEST_ACTION']._serialized_start=443
+  _globals['_SESSIONREQUEST_ACTION']._serialized_end=472
+  _globals['_WHEPREQUEST']._serialized_start=474
+  _globals['_WHEPREQUEST']._serialized_end=536
+  _globals['_REQUEST']._serialized_start=539
+  _globals['_REQUEST']._serialized_end=957
+  _globals['_WHEPREPLY']._serialized_start=959
+  _globals['_WHEPREPLY']._serialized_end=1019
+  _globals['_COMMANDREPLY']._serialized_start=1021
+  _globals['_COMMANDREPLY']._serialized_end=1056
+  _globals['_SESSIONREPLY']._serialized_start=1058
+  _globals['_SESSIONREPLY']._serialized_end=1092
+  _globals['_SCHEMAREPLY']._serialized_start=1094
+  _globals['_SCHEMAREPLY']._serialized_end=1128
+  _globals['_METRICSREPLY']._serialized_start=1130
+  _globals['_METRICSREPLY']._serialized_end=1180
+  _globals['_OK']._serialized_start=1182
+  _globals['_OK']._serialized_end=1186
+  _globals['_REPLY']._serialized_start=1189
+  _globals['_REPLY']._serialized_end=1513
 # @@protoc_insertion_point(module_scope)

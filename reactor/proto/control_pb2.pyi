@@ -39,6 +39,12 @@ class MetricsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class DrainRequest(_message.Message):
+    __slots__ = ("timeout_s",)
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    timeout_s: float
+    def __init__(self, timeout_s: _Optional[float] = ...) -> None: ...
+
 class CommandRequest(_message.Message):
     __slots__ = ("name", "args_json")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -74,7 +80,7 @@ class WhepRequest(_message.Message):
     def __init__(self, resource_id: _Optional[str] = ..., sdp: _Optional[str] = ..., close: _Optional[bool] = ...) -> None: ...
 
 class Request(_message.Message):
-    __slots__ = ("id", "status", "stop", "restart_worker", "command", "session", "schema", "whep", "metrics")
+    __slots__ = ("id", "status", "stop", "restart_worker", "command", "session", "schema", "whep", "metrics", "drain")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +90,7 @@ class Request(_message.Message):
     SCHEMA_FIELD_NUMBER: _ClassVar[int]
     WHEP_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
     id: int
     status: StatusRequest
     stop: StopRequest
@@ -93,7 +100,8 @@ class Request(_message.Message):
     schema: SchemaRequest
     whep: WhepRequest
     metrics: MetricsRequest
-    def __init__(self, id: _Optional[int] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ..., stop: _Optional[_Union[StopRequest, _Mapping]] = ..., restart_worker: _Optional[_Union[RestartWorkerRequest, _Mapping]] = ..., command: _Optional[_Union[CommandRequest, _Mapping]] = ..., session: _Optional[_Union[SessionRequest, _Mapping]] = ..., schema: _Optional[_Union[SchemaRequest, _Mapping]] = ..., whep: _Optional[_Union[WhepRequest, _Mapping]] = ..., metrics: _Optional[_Union[MetricsRequest, _Mapping]] = ...) -> None: ...
+    drain: DrainRequest
+    def __init__(self, id: _Optional[int] = ..., status: _Optional[_Union[StatusRequest, _Mapping]] = ..., stop: _Optional[_Union[StopRequest, _Mapping]] = ..., restart_worker: _Optional[_Union[RestartWorkerRequest, _Mapping]] = ..., command: _Optional[_Union[CommandRequest, _Mapping]] = ..., session: _Optional[_Union[SessionRequest, _Mapping]] = ..., schema: _Optional[_Union[SchemaRequest, _Mapping]] = ..., whep: _Optional[_Union[WhepRequest, _Mapping]] = ..., metrics: _Optional[_Union[MetricsRequest, _Mapping]] = ..., drain: _Optional[_Union[DrainRequest, _Mapping]] = ...) -> None: ...
 
 class WhepReply(_message.Message):
     __slots__ = ("resource_id", "sdp", "codec")

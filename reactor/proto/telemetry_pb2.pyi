@@ -183,7 +183,7 @@ class ViewerStat(_message.Message):
     def __init__(self, id: _Optional[str] = ..., codec: _Optional[str] = ..., connected_s: _Optional[float] = ..., agent: _Optional[str] = ..., age_s: _Optional[float] = ..., jitter_buffer_ms: _Optional[float] = ..., frames_decoded: _Optional[int] = ..., frames_dropped: _Optional[int] = ..., freeze_count: _Optional[int] = ..., freeze_s: _Optional[float] = ..., rtt_ms: _Optional[float] = ..., decode_ms: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., reports: _Optional[int] = ..., rejected: _Optional[int] = ..., glass_to_glass_ms: _Optional[float] = ..., rtt_source: _Optional[str] = ..., render_ms: _Optional[float] = ..., estimate_kbps: _Optional[float] = ..., loss: _Optional[float] = ..., remb_kbps: _Optional[float] = ..., bitrate_kbps: _Optional[float] = ..., max_kbps: _Optional[float] = ..., rendition: _Optional[int] = ..., sent_width: _Optional[int] = ..., sent_height: _Optional[int] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("id", "state", "duration_s", "viewers", "sender", "commands", "frames_emitted", "viewer_stats")
+    __slots__ = ("id", "state", "duration_s", "viewers", "sender", "commands", "frames_emitted", "viewer_stats", "ends_in_s")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DURATION_S_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +192,7 @@ class SessionInfo(_message.Message):
     COMMANDS_FIELD_NUMBER: _ClassVar[int]
     FRAMES_EMITTED_FIELD_NUMBER: _ClassVar[int]
     VIEWER_STATS_FIELD_NUMBER: _ClassVar[int]
+    ENDS_IN_S_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: SessionState
     duration_s: float
@@ -200,7 +201,8 @@ class SessionInfo(_message.Message):
     commands: _containers.RepeatedCompositeFieldContainer[CommandLog]
     frames_emitted: int
     viewer_stats: _containers.RepeatedCompositeFieldContainer[ViewerStat]
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., duration_s: _Optional[float] = ..., viewers: _Optional[int] = ..., sender: _Optional[bool] = ..., commands: _Optional[_Iterable[_Union[CommandLog, _Mapping]]] = ..., frames_emitted: _Optional[int] = ..., viewer_stats: _Optional[_Iterable[_Union[ViewerStat, _Mapping]]] = ...) -> None: ...
+    ends_in_s: float
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[SessionState, str]] = ..., duration_s: _Optional[float] = ..., viewers: _Optional[int] = ..., sender: _Optional[bool] = ..., commands: _Optional[_Iterable[_Union[CommandLog, _Mapping]]] = ..., frames_emitted: _Optional[int] = ..., viewer_stats: _Optional[_Iterable[_Union[ViewerStat, _Mapping]]] = ..., ends_in_s: _Optional[float] = ...) -> None: ...
 
 class LogLine(_message.Message):
     __slots__ = ("ts", "process", "level", "message")
@@ -257,7 +259,14 @@ class PipelineStat(_message.Message):
     def __init__(self, fps_in: _Optional[float] = ..., fps_model: _Optional[float] = ..., fps_out: _Optional[float] = ..., target_fps: _Optional[float] = ..., latency: _Optional[_Iterable[_Union[LatencyStat, _Mapping]]] = ..., rings: _Optional[_Iterable[_Union[RingStat, _Mapping]]] = ..., encoders_active: _Optional[int] = ..., fps_history: _Optional[_Iterable[float]] = ..., audio: _Optional[_Union[AudioStat, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Snapshot(_message.Message):
-    __slots__ = ("state", "pid", "uptime_s", "ts", "config_path", "model", "url", "run_dir", "workers", "pipeline", "session", "logs", "error", "gpu_stat", "applied")
+    __slots__ = ("state", "pid", "uptime_s", "ts", "config_path", "model", "url", "run_dir", "workers", "pipeline", "session", "logs", "error", "gpu_stat", "applied", "drain", "session_ends")
+    class SessionEndsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     STATE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -273,6 +282,8 @@ class Snapshot(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     GPU_STAT_FIELD_NUMBER: _ClassVar[int]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ENDS_FIELD_NUMBER: _ClassVar[int]
     state: DaemonState
     pid: int
     uptime_s: float
@@ -288,7 +299,21 @@ class Snapshot(_message.Message):
     error: str
     gpu_stat: GpuStat
     applied: _containers.RepeatedCompositeFieldContainer[CommandLog]
-    def __init__(self, state: _Optional[_Union[DaemonState, str]] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., ts: _Optional[float] = ..., config_path: _Optional[str] = ..., model: _Optional[str] = ..., url: _Optional[str] = ..., run_dir: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStat, _Mapping]]] = ..., pipeline: _Optional[_Union[PipelineStat, _Mapping]] = ..., session: _Optional[_Union[SessionInfo, _Mapping]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., error: _Optional[str] = ..., gpu_stat: _Optional[_Union[GpuStat, _Mapping]] = ..., applied: _Optional[_Iterable[_Union[CommandLog, _Mapping]]] = ...) -> None: ...
+    drain: DrainStat
+    session_ends: _containers.ScalarMap[str, int]
+    def __init__(self, state: _Optional[_Union[DaemonState, str]] = ..., pid: _Optional[int] = ..., uptime_s: _Optional[float] = ..., ts: _Optional[float] = ..., config_path: _Optional[str] = ..., model: _Optional[str] = ..., url: _Optional[str] = ..., run_dir: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStat, _Mapping]]] = ..., pipeline: _Optional[_Union[PipelineStat, _Mapping]] = ..., session: _Optional[_Union[SessionInfo, _Mapping]] = ..., logs: _Optional[_Iterable[_Union[LogLine, _Mapping]]] = ..., error: _Optional[str] = ..., gpu_stat: _Optional[_Union[GpuStat, _Mapping]] = ..., applied: _Optional[_Iterable[_Union[CommandLog, _Mapping]]] = ..., drain: _Optional[_Union[DrainStat, _Mapping]] = ..., session_ends: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class DrainStat(_message.Message):
+    __slots__ = ("since_s", "timeout_s", "left_s", "why")
+    SINCE_S_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    LEFT_S_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    since_s: float
+    timeout_s: float
+    left_s: float
+    why: str
+    def __init__(self, since_s: _Optional[float] = ..., timeout_s: _Optional[float] = ..., left_s: _Optional[float] = ..., why: _Optional[str] = ...) -> None: ...
 
 class GpuStat(_message.Message):
     __slots__ = ("device", "ring", "index", "device_name", "encoder_plan", "encoder", "encoder_fallback", "reason", "telemetry", "telemetry_reason", "devices")

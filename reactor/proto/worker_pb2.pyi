@@ -79,6 +79,8 @@ class SessionEvent(_message.Message):
         VIEWER: _ClassVar[SessionEvent.Kind]
         WARNING: _ClassVar[SessionEvent.Kind]
         COMMAND: _ClassVar[SessionEvent.Kind]
+        DRAINING: _ClassVar[SessionEvent.Kind]
+        ENDING: _ClassVar[SessionEvent.Kind]
     STARTED: SessionEvent.Kind
     ENDED: SessionEvent.Kind
     MESSAGE: SessionEvent.Kind
@@ -87,6 +89,8 @@ class SessionEvent(_message.Message):
     VIEWER: SessionEvent.Kind
     WARNING: SessionEvent.Kind
     COMMAND: SessionEvent.Kind
+    DRAINING: SessionEvent.Kind
+    ENDING: SessionEvent.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]

@@ -194,6 +194,8 @@
       case "worker": return `worker: ${ev.reason || data}`;
       case "viewer": return `viewers: ${ev.reason || data}`;
       case "warning": return `warning: ${ev.reason || data}`;
+      case "draining": return `draining: ${ev.reason || data}`;
+      case "ending": return `session${sid} ending: ${ev.reason || data}`;
       case "command": return `command ${ev.reason}: ${JSON.stringify((ev.data || {}).args || {})}`;
       default: return `${ev.type}: ${data}`;
     }
@@ -685,8 +687,9 @@
       if (sender !== me) return;
       stopCamera();
       if (err.status === 401) needToken(err.message);
-      // 409: someone else is sending; the server's reason says who to ask.
-      sendFailed(err.status === 409 ? err.message : `send camera: ${err.message}`);
+      // 503 (busy) or 409: someone else is sending; the server's reason says who to ask.
+      sendFailed(err.status === 409 || err.status === 503 ? err.message
+        : `send camera: ${err.message}`);
     }
   }
 

@@ -28,9 +28,12 @@ relative, so a reverse proxy may serve it under any scheme, host and port; but w
 to it and the ``Reactor-Public-URL`` header names it, so that the session's later requests
 reach this daemon, not whichever one the balancer picks.
 
-With ``session.exclusive``, a WHIP or WHEP offer is let in by the backend's ``admit``
-with the key the client holds the session with (:func:`session_key`): the first client
-gets one (``Reactor-Session-Key`` header and cookie), another client's offer gets 409.
+Every WHIP or WHEP offer is let in by the backend's ``admit``
+(:mod:`reactor.workers.admission`) with the key the client holds the session with
+(:func:`session_key`): with ``session.exclusive`` the first client gets one
+(``Reactor-Session-Key`` header and cookie). An offer the daemon cannot take (another
+client's session, the WHIP slot taken, draining) gets 503 with ``Retry-After``, so a
+balancer tries another daemon; ``/readyz`` is 503 at the same moments.
 
 Long module: about 600 lines, because the route table, the handlers it names and
 the middleware they all pass through (token, errors, request counts for ``/metrics``)
@@ -43,6 +46,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import types
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
@@ -154,10 +158,15 @@ class Backend(Protocol):
         """End a WHEP session."""
         ...
 
-    def admit(self, key: str | None) -> str | None:
-        """With ``session.exclusive``: let the client holding ``key`` (None: a new client)
-        in, returning the key it holds the session with; raise 409 for another client's
-        while a session runs. Without it: ``None``."""
+    def admit(self, key: str | None, kind: str) -> str | None:
+        """Let a ``kind`` ("whip" or "whep") offer of the client holding ``key`` (None: a
+        new client) in, returning the key it holds the session with (``None`` without
+        ``session.exclusive``); raise 503 with ``retry_after_s`` when the daemon cannot
+        take it (busy, draining), 409 where another daemon cannot help either."""
+        ...
+
+    def busy(self) -> str | None:
+        """Why a new client would be refused now (``/readyz``), or ``None``."""
         ...
 
     def release(self, key: str | None) -> None:
@@ -223,6 +232,7 @@ class Api:
                  exclusive: bool = False) -> None:
         self.backend = backend
         self.exclusive = exclusive  # session.exclusive, for /readyz's busy
+        self.max_viewers = server.max_viewers  # a daemon full of viewers is busy too
         self.public = PUBLIC | {"/metrics"} if metrics_public else PUBLIC
         # (method, route template, status): written on the event loop, copied (one C call,
         # atomic under the GIL) by the heartbeat thread.
@@ -281,6 +291,8 @@ class Api:
             resp = await handler(request)
         except HttpError as exc:
             resp = error(exc.status, exc.message, exc.field)
+            if exc.retry_after_s is not None:
+                resp.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
         except web.HTTPException as exc:
             if exc.status >= 400 and exc.content_type != "application/json":
                 resp = error(exc.status, exc.reason)
@@ -399,7 +411,11 @@ class Api:
                                                timeout=3.0)
         except HttpError as exc:
             return web.json_response({"ready": False, "reason": exc.message}, status=503)
-        reason = readiness(reply.status, exclusive=self.exclusive)
+        # The daemon's view (workers, draining, the session), then ingress's own (an
+        # exclusive session claimed by an offer and not started yet): the same state that
+        # admits offers, so /readyz and a refused offer agree.
+        reason = (readiness(reply.status, exclusive=self.exclusive,
+                            max_viewers=self.max_viewers) or self.backend.busy())
         if reason is not None:
             return web.json_response({"ready": False, "reason": reason}, status=503)
         return web.json_response({"ready": True})
@@ -486,7 +502,7 @@ class Api:
 
     async def whip(self, request: web.Request) -> web.Response:
         sdp = await self.read_sdp(request)
-        key = self.backend.admit(session_key(request))
+        key = self.backend.admit(session_key(request), "whip")
         try:
             rid, answer = await self.backend.whip_offer(sdp)
         except BaseException:
@@ -502,7 +518,7 @@ class Api:
 
     async def whep(self, request: web.Request) -> web.Response:
         sdp = await self.read_sdp(request)
-        key = self.backend.admit(session_key(request))
+        key = self.backend.admit(session_key(request), "whep")
         try:
             rid, answer = await self.backend.whep_offer(sdp)
         except BaseException:
@@ -555,7 +571,8 @@ ROUTES: tuple[Route, ...] = (
          "503": {"description": "a worker is down", **ANY_JSON}}), public=True),
     Route("GET", "/readyz", Api.readyz, Operation(
         "200 when the model is loaded and a new session can start; 503 and the reason "
-        "(loading, restarting, failed, stopping, or busy with an exclusive session)",
+        "(loading, restarting, failed, stopping, draining, or busy: an exclusive session "
+        "or server.max_viewers viewers)",
         {"200": {"description": "ready", **ANY_JSON},
          "503": {"description": "not ready: the reason", **ANY_JSON}}), public=True),
     Route("GET", "/api/schema", Api.schema, Operation(
@@ -579,15 +596,18 @@ ROUTES: tuple[Route, ...] = (
         parameters=({"name": "token", "in": "query", "required": False,
                      "schema": {"type": "string"}},))),
     Route("POST", "/whip", Api.whip, Operation(
-        "WHIP: send video, and sound when the model listens (RFC 9725)",
+        "WHIP: send video, and sound when the model listens (RFC 9725); 503 with "
+        "Retry-After when busy or draining (try another daemon), 409 when the WHIP slot is "
+        "held by another client of the caller's own exclusive session",
         {"201": SDP_CREATED, "400": ERROR, "401": ERROR, "409": ERROR, "413": ERROR,
-         "415": ERROR}, request_body=SDP_BODY)),
+         "415": ERROR, "503": ERROR}, request_body=SDP_BODY)),
     Route("OPTIONS", "/whip", Api.ice_options, _ice_servers_op("WHIP")),
     Route("DELETE", "/whip/{id}", Api.whip_delete, Operation(
         "WHIP: stop sending", {"200": {"description": "ended"}, "401": ERROR, "404": ERROR})),
     Route("PATCH", "/whip/{id}", Api.trickle),
     Route("POST", "/whep", Api.whep, Operation(
-        "WHEP: watch, and hear when the model speaks",
+        "WHEP: watch, and hear when the model speaks; 503 with Retry-After when busy "
+        "(another client's exclusive session, server.max_viewers) or draining",
         {"201": SDP_CREATED, "400": ERROR, "401": ERROR, "413": ERROR, "415": ERROR,
          "503": ERROR}, request_body=SDP_BODY)),
     Route("OPTIONS", "/whep", Api.ice_options, _ice_servers_op("WHEP")),

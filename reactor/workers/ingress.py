@@ -17,9 +17,8 @@ relays them to egress and inference.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
-import secrets
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from reactor.proto import control_pb2 as cpb
 from reactor.proto import worker_pb2 as wpb
 from reactor.runtime.latency import LatencyWindow
 from reactor.runtime.stats import ProcessStats
+from reactor.workers.admission import Admission, Held
 from reactor.workers.base import WorkerContext
 from reactor.workers.http import REQUEST_TIMEOUT_S, Api, EventFeed, build_app
 from reactor.workers.negotiation import answer_offer, apply_offer, close_quietly
@@ -111,9 +111,11 @@ class Ingress:
         self.audio_dropped = 0
         """Chunks ``audio_in`` had no room for (the model did not take them in time)."""
         self.sender: Sender | None = None
-        # session.exclusive: the live session (from its events) and its owner's key.
-        self.session_id: str | None = None
-        self.owner: str | None = None
+        # A WHIP offer admitted and being answered holds the slot until it is the sender
+        # or has failed, so a second offer arriving meanwhile is refused at once.
+        self._whip_claimed = False
+        # Who may start or join a session (session.exclusive's owner, draining).
+        self.admission = Admission(exclusive=self.config.session.exclusive)
         self.events = EventFeed()
         self.frames_in = 0
         self.frames_out = 0
@@ -156,31 +158,38 @@ class Ingress:
             raise HttpError(e.status or 500, e.message, e.field or None)
         return reply
 
-    # --- session.exclusive ------------------------------------------------------------
+    # --- admission (reactor.workers.admission) ----------------------------------------
 
-    def admit(self, key: str | None) -> str | None:
-        if not self.config.session.exclusive:
-            return None
-        if self.owner is None:
-            self.owner = key or secrets.token_urlsafe(18)
-            return self.owner
-        if key is not None and hmac.compare_digest(key.encode(), self.owner.encode()):
-            return key
-        sid = f"session {self.session_id}" if self.session_id else "the session starting now"
-        raise HttpError(409, f"{sid} belongs to the client that started it "
-                             "(session.exclusive); try again when it has ended "
-                             "(GET /readyz answers 200 then)")
+    def admit(self, key: str | None, kind: str) -> str | None:
+        """Let a WHIP or WHEP offer (``kind``) in, or refuse it (503 busy, 409); synchronous,
+        so offers arriving together are settled one after the other. A WHIP offer let in
+        claims the WHIP slot until :meth:`whip_offer` has answered or failed."""
+        held: Held | None = None
+        if kind == "whip":
+            if self.sender is not None:
+                why, retry = self._busy(self.sender)
+                held = Held(why, retry)
+            elif self._whip_claimed:
+                held = Held("another client's WHIP offer is being answered now; the WHIP "
+                            "slot is taken (one sender at a time)")
+        owner = self.admission.admit(key, whip_held=held)
+        if kind == "whip":
+            self._whip_claimed = True
+        return owner
 
     def release(self, key: str | None) -> None:
-        if key is not None and key == self.owner and self.session_id is None:
-            self.owner = None
+        self.admission.release(key)
+
+    def busy(self) -> str | None:
+        return self.admission.busy()
 
     def publish_event(self, ev: wpb.SessionEvent) -> None:
         if ev.kind == wpb.SessionEvent.STARTED:
-            self.session_id = ev.session_id
+            self.admission.session_started(ev.session_id)
         elif ev.kind in (wpb.SessionEvent.ENDED, wpb.SessionEvent.ERROR):
-            if ev.session_id == self.session_id or self.session_id is None:
-                self.session_id, self.owner = None, None  # the next client owns the next
+            self.admission.session_ended(ev.session_id)
+        elif ev.kind == wpb.SessionEvent.DRAINING:
+            self.admission.draining = ev.reason or "the daemon is draining"
         text = event_to_json(ev)
         self.events.publish(f"{ev.ts:.6f}", text)
         sender = self.sender
@@ -203,19 +212,31 @@ class Ingress:
         self.ctx.link.clients(sender=self.sender is not None)
 
     async def ensure_session(self) -> None:
-        """The first client starts the session; later ones join it."""
+        """The first client starts the session; later ones join it. A client is let in
+        while the session cannot start (inference restarting: it starts once the worker is
+        back), unless the daemon is draining: no session will start here again."""
         try:
             await self.request(cpb.Request(session=cpb.SessionRequest(
                 action=cpb.SessionRequest.START)))
         except HttpError as exc:
+            # The draining event comes before the refusal on the same link, so it is known.
+            if self.admission.draining is not None:
+                raise HttpError(503, f"draining: {self.admission.draining}; another daemon "
+                                "may take a new session", retry_after_s=exc.retry_after_s
+                                or 5.0) from None
             log.warning("could not start a session: %s", exc.message)
 
     # --- WHIP -------------------------------------------------------------------------
 
     async def whip_offer(self, sdp: str) -> tuple[str, str]:
-        """Accept a WHIP offer; return ``(resource id, answer SDP)``."""
-        if self.sender is not None:
-            raise HttpError(409, self._busy(self.sender))
+        """Accept a WHIP offer that :meth:`admit` let in (it holds the WHIP slot); return
+        ``(resource id, answer SDP)``."""
+        try:
+            return await self._whip_offer(sdp)
+        finally:
+            self._whip_claimed = False  # the sender now, or failed: the claim is over
+
+    async def _whip_offer(self, sdp: str) -> tuple[str, str]:
         hearing = self.audio_in is not None
         try:
             info = validate_offer(sdp, require_video=False)
@@ -269,27 +290,29 @@ class Ingress:
         except BaseException:  # a 400 above, or ours: Api.guard logs the traceback, 500
             await close_quietly(pc, f"sender {sender.id}")
             raise
-        if self.sender is not None:  # another offer won the race while we negotiated
-            await pc.close()
-            raise HttpError(409, self._busy(self.sender))
+        # admit() claimed the slot for this offer: no other sender came in meanwhile.
         self.sender = sender
         media = [*info.video_codecs, *(["audio"] if hearing and sends_audio else [])]
         log.info("sender join %s (%s)", sender.id, ",".join(media))
         self.report_clients()
-        await self.ensure_session()
+        try:
+            await self.ensure_session()
+        except HttpError:  # draining: no session for this sender
+            await self.whip_close(sender.id, "refused: the daemon is draining")
+            raise
         return sender.id, answer
 
     @staticmethod
-    def _busy(sender: Sender) -> str:
-        """Why a second sender is refused (409), and how long until it may try."""
+    def _busy(sender: Sender) -> tuple[str, float]:
+        """Why a second sender is refused, and in how many seconds it may try again."""
         silent = sender.silent_s(time.monotonic())
         if silent < 1.0:
             return ("another client is already sending (WHIP); DELETE /whip/"
-                    f"{sender.id} first, or wait for it to leave")
+                    f"{sender.id} first, or wait for it to leave", 5.0)
         left = max(1.0, SENDER_SILENCE_S - silent)
         return (f"another client holds the WHIP slot but has sent nothing for {silent:.0f} s; "
                 f"a sender silent for {SENDER_SILENCE_S:g} s is let go: retry in "
-                f"{left:.0f} s, or DELETE /whip/{sender.id}")
+                f"{left:.0f} s, or DELETE /whip/{sender.id}", float(math.ceil(left)))
 
     async def drop_silent_sender(self, now: float) -> None:
         """Free the WHIP slot of a sender silent for :data:`SENDER_SILENCE_S`."""

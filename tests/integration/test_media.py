@@ -126,7 +126,7 @@ def test_eight_viewers_one_encoder(start_daemon) -> None:
     asyncio.run(run())
 
 
-def test_second_whip_is_refused_with_409(start_daemon) -> None:
+def test_second_whip_is_refused_with_503(start_daemon) -> None:
     d = start_daemon({"model": {"module": "reactor.examples.filters:Identity"},
                       "video": {"width": 320, "height": 240, "fps": 30}})
 
@@ -135,7 +135,7 @@ def test_second_whip_is_refused_with_409(start_daemon) -> None:
             async with await client.publish(SquareTrack(320, 240, (255, 255, 255))):
                 with pytest.raises(WhipError) as err:
                     await client.publish(SquareTrack(320, 240, (0, 0, 0)))
-                assert err.value.status == 409 and "already sending" in str(err.value)
+                assert err.value.status == 503 and "already sending" in str(err.value)
             # Once the first sender left, a new one is welcome.
             pub = await client.publish(SquareTrack(320, 240, (0, 0, 0)))
             await pub.close()

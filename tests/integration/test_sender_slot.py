@@ -61,7 +61,7 @@ def test_a_vanished_senders_slot_is_freed_within_about_10_s(start_daemon) -> Non
                 try:
                     publisher = await client.publish(frame)
                 except WhipError as exc:
-                    assert exc.status == 409, exc
+                    assert exc.status == 503, exc  # busy: the slot frees on its own
                     refusals.append(str(exc))
                     await asyncio.sleep(1.0)
                     continue

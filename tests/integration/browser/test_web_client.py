@@ -209,7 +209,7 @@ def test_viewer_reconnects_when_egress_restarts(reactor_daemon: Any, open_page: 
     wait_playing(page, timeout_s=30)
 
 
-def test_second_camera_shows_the_409_reason(reactor_daemon: Any, open_page: Any) -> None:
+def test_second_camera_shows_the_refusal_reason(reactor_daemon: Any, open_page: Any) -> None:
     d = reactor_daemon(BRIGHTNESS)
     first = open_page(d.url)
     first.wait_for_function("window.reactor.schemaLoaded")

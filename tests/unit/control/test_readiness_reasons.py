@@ -43,3 +43,22 @@ def test_a_running_daemon_is_ready_with_or_without_a_shared_session() -> None:
 ])
 def test_each_reason_not_to_send_a_new_user(s: Snapshot, reason: str) -> None:
     assert readiness(s, exclusive=True) == reason
+
+
+def test_a_draining_daemon_is_not_ready_and_says_until_when() -> None:
+    s = snap(session="abc")
+    s.drain.why = "SIGTERM"
+    assert readiness(s, exclusive=False) == (
+        "draining: the daemon takes no new session (SIGTERM); it stops when the session ends")
+    s.drain.timeout_s, s.drain.left_s = 60.0, 42.4
+    assert readiness(s, exclusive=False) == (
+        "draining: the daemon takes no new session (SIGTERM); it stops when the session "
+        "ends, in 42 s at most")
+
+
+def test_a_daemon_full_of_viewers_is_busy() -> None:
+    s = snap(session="abc")
+    s.session.viewers = 3
+    assert readiness(s, exclusive=False, max_viewers=4) is None
+    assert readiness(s, exclusive=False, max_viewers=3) == (
+        "busy: 3 viewers watch; the limit is server.max_viewers = 3")

@@ -238,11 +238,19 @@ def test_sessions_count_starts_and_ends_by_reason(clock: FakeClock) -> None:
     end(wpb.SessionEvent.ERROR)              # the model raised
     sessions.start()
     sessions.on_inference_lost("the inference worker died")
+    sessions.max_duration_s = 60.0
+    sessions.start()
+    clock.advance(61.0)
+    sessions.tick(clock())
+    end()                                    # session.max_duration_s
+    sessions.start()
+    sessions.stop("the drain's timeout passed", cause="drained", announce=True)
+    end()                                    # a drain's timeout
     text = scrape_text(state)
-    assert value(text, "reactor_sessions_started_total") == 5
+    assert value(text, "reactor_sessions_started_total") == 7
     ended = {c: value(text, "reactor_sessions_ended_total", reason=c) for c in END_CAUSES}
     assert ended == {"returned": 1, "stopped": 1, "orphaned": 1, "input_ended": 0,
-                     "error": 1, "worker_died": 1}
+                     "error": 1, "worker_died": 1, "max_duration": 1, "drained": 1}
 
 
 def test_64_viewers_page_is_accepted_by_promtool() -> None:
@@ -277,3 +285,25 @@ def test_build_info_reads_codec_versions_from_pyav_and_says_what_it_cannot() -> 
     assert {info[k] for k in ("libx264", "libvpx", "opus")} == {"unknown"}
     assert set(info) == {"version", "python", "pyav", "ffmpeg", "libavcodec", "libx264",
                          "libvpx", "opus", "device"}
+
+
+def test_fleet_gauges_capacity_active_and_draining() -> None:
+    """``sum(capacity) - sum(active)`` is a fleet's free sessions: never negative, and a
+    draining daemon offers none."""
+    state = MetricsState()
+    busy = snapshot()  # a session runs
+    idle = snapshot()
+    idle.ClearField("session")
+    draining_busy = snapshot()
+    draining_busy.drain.why = "SIGTERM"
+    draining_idle = snapshot()
+    draining_idle.ClearField("session")
+    draining_idle.drain.why = "SIGTERM"
+    seen = {}
+    for name, snap in (("busy", busy), ("idle", idle), ("draining_busy", draining_busy),
+                       ("draining_idle", draining_idle)):
+        text = scrape_text(state, snap)
+        seen[name] = tuple(value(text, n) for n in (
+            "reactor_session_capacity", "reactor_sessions_active", "reactor_draining"))
+    assert seen == {"busy": (1, 1, 0), "idle": (1, 0, 0), "draining_busy": (1, 1, 1),
+                    "draining_idle": (0, 0, 1)}

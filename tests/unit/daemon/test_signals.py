@@ -20,3 +20,14 @@ def test_sigterm_sets_the_flag_wakes_the_poll_and_the_old_handler_comes_back() -
         stop.drain()
         assert select.select([stop.fileno()], [], [], 0)[0] == []
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_with_drain_on_sigterm_sigterm_asks_for_a_drain_and_sigint_still_stops() -> None:
+    with StopSignals(drain_on_sigterm=True) as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert select.select([stop.fileno()], [], [], 5.0)[0] == [stop.fileno()]
+        assert (stop.drain_requested, stop.received) == (True, False)
+        stop.drain()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert select.select([stop.fileno()], [], [], 5.0)[0] == [stop.fileno()]
+        assert stop.received

@@ -20,6 +20,7 @@ def test_top_level_keys(make_snapshot: MakeSnapshot) -> None:
         "distribution", "version",
         "state", "pid", "uptime_s", "workers", "pipeline", "session",
         "model", "url", "run_dir", "config_path", "error", "logs", "gpu", "commands_applied",
+        "draining", "drain", "session_ends",
     ]
     assert (status["state"], status["pid"], status["uptime_s"]) == ("degraded", 4242, 3723.4)
     assert status["model"] == "reactor.examples.pattern:TestPattern"
@@ -101,6 +102,7 @@ def test_session(make_snapshot: MakeSnapshot) -> None:
         "viewers": 2,
         "sender": True,
         "frames_emitted": 1950,
+        "ends_in_s": None,
         "commands": [
             {"ts": 1_700_000_010.0, "name": "set_gain", "args": {"gain": 2.0}, "ok": True,
              "result": None, "error": None},

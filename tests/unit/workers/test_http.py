@@ -17,6 +17,7 @@ from reactor.errors import HttpError, ReactorError
 from reactor.examples.pattern import TestPattern
 from reactor.proto import control_pb2 as cpb
 from reactor.proto import telemetry_pb2 as tpb
+from reactor.workers.admission import Admission, Held
 from reactor.workers.http import (
     ROUTES,
     Api,
@@ -41,8 +42,7 @@ class Backend:
         self.workers = {"ingress": "running", "inference": "running", "egress": "running"}
         self.sender: str | None = None
         self.closed_whep: list[str] = []
-        self.exclusive = False
-        self.owner: str | None = None
+        self.admission = Admission(exclusive=False)  # the real rule, as Ingress uses it
         self.session: str | None = None  # what the snapshot says runs
 
     async def request(self, req: cpb.Request, timeout: float = 10.0) -> cpb.Reply:
@@ -82,18 +82,16 @@ class Backend:
     async def whep_close(self, resource_id: str) -> None:
         self.closed_whep.append(resource_id)
 
-    def admit(self, key: str | None) -> str | None:  # as Ingress.admit, without the events
-        if not self.exclusive:
-            return None
-        if self.owner is None:
-            self.owner = key or "fresh-key"
-        elif key != self.owner:
-            raise HttpError(409, "the session belongs to the client that started it")
-        return self.owner
+    def admit(self, key: str | None, kind: str) -> str | None:  # as Ingress.admit
+        held = (Held("another client is already sending video (WHIP)")
+                if kind == "whip" and self.sender is not None else None)
+        return self.admission.admit(key, whip_held=held)
 
     def release(self, key: str | None) -> None:
-        if key == self.owner and self.session is None:
-            self.owner = None
+        self.admission.release(key)
+
+    def busy(self) -> str | None:
+        return self.admission.busy()
 
 
 Check = Callable[[TestClient[Any, Any], Backend, EventFeed], Awaitable[None]]
@@ -106,7 +104,7 @@ def serve(check: Check, *, token: str | None = None, idle_timeout_s: float = 10.
     server = ServerSection.model_validate({"token": token, "idle_timeout_s": idle_timeout_s,
                                           "ice_servers": ice_servers or []})
     backend = Backend()
-    backend.exclusive = exclusive
+    backend.admission = Admission(exclusive=exclusive)
     events = EventFeed()
 
     async def main() -> None:
@@ -266,7 +264,7 @@ def test_readyz_is_200_when_ready_and_503_with_the_reason_otherwise() -> None:
     serve(check, exclusive=True)
 
 
-def test_an_exclusive_session_admits_its_owners_key_and_refuses_others_with_409() -> None:
+def test_an_exclusive_session_admits_its_owners_key_and_refuses_others_with_503() -> None:
     async def check(client: TestClient[Any, Any], backend: Backend, events: EventFeed) -> None:
         sdp = {"Content-Type": "application/sdp"}
         first = await client.post("/whep", data="v=0\r\n", headers=sdp)
@@ -284,11 +282,14 @@ def test_an_exclusive_session_admits_its_owners_key_and_refuses_others_with_409(
         assert by_cookie.status == 201  # the test client's cookie jar sends it back
         client.session.cookie_jar.clear()
         other = await client.post("/whep", data="v=0\r\n", headers=sdp)
-        assert other.status == 409
+        # Busy: a balancer tries another daemon (RFC 9725 §4.8), told when to come back.
+        assert (other.status, other.headers["Retry-After"]) == (503, "5")
         assert "belongs to the client that started it" in (await other.json())["error"]
         wrong = await client.post("/whep", data="v=0\r\n",
                                   headers={**sdp, "Reactor-Session-Key": "guess"})
-        assert wrong.status == 409
+        assert wrong.status == 503
+        ready = await client.get("/readyz")
+        assert ready.status == 503 and (await ready.json())["reason"].startswith("busy:")
 
     serve(check, exclusive=True)
 
@@ -326,7 +327,7 @@ def test_whip_answers_201_with_a_relative_location_and_ice_links() -> None:
         assert resp.headers.getall("Link") == ['<stun:stun.example.net:3478>; rel="ice-server"']
         assert await resp.text() == "v=0\r\nanswer-to:v=0 offer"
         resp = await client.post("/whip", data="v=0 offer", headers=sdp_type)
-        assert resp.status == 409
+        assert (resp.status, resp.headers["Retry-After"]) == (503, "5")
         resp = await client.post("/whip", data="v=0", headers={"Content-Type": "text/plain"})
         assert resp.status == 415
         assert await resp.json() == {

@@ -37,11 +37,14 @@ class Backend:
     async def whep_close(self, resource_id: str) -> None:
         raise HttpError(404, f"no WHEP session {resource_id!r}")
 
-    def admit(self, key: str | None) -> str | None:
+    def admit(self, key: str | None, kind: str) -> str | None:
         return None
 
     def release(self, key: str | None) -> None:
         pass
+
+    def busy(self) -> str | None:
+        return None
 
 
 Check = Callable[[TestClient[Any, Any]], Awaitable[None]]

@@ -9,6 +9,7 @@ import pytest
 from aiortc.exceptions import InvalidStateError
 
 from reactor.proto import worker_pb2 as wpb
+from reactor.workers.admission import Admission
 from reactor.workers.http import EventFeed
 from reactor.workers.ingress import Ingress, Sender
 
@@ -29,7 +30,7 @@ class Channel:
 
 def ingress_with(*channels: Channel) -> Ingress:
     ing = Ingress.__new__(Ingress)  # what publish_event reads, without rings or a link
-    ing.events, ing.session_id, ing.owner = EventFeed(), None, None
+    ing.events, ing.admission = EventFeed(), Admission(exclusive=False)
     ing.sender = Sender("s1", None)  # type: ignore[arg-type]
     ing.sender.channels.extend(channels)
     return ing

@@ -18,6 +18,7 @@ from reactor.media.tracks import Broadcaster
 from reactor.proto import control_pb2 as cpb
 from reactor.workers import ingress as ingress_module
 from reactor.workers import viewers as viewers_module
+from reactor.workers.admission import Admission
 from reactor.workers.http import Api, EventFeed, build_app
 from reactor.workers.ingress import Ingress
 from reactor.workers.viewers import ViewerHub
@@ -46,7 +47,8 @@ def without(sdp: str, prefix: str) -> str:
 def whip(sdp_of: Any) -> tuple[int, dict[str, Any]]:
     cfg = config()
     ing = Ingress.__new__(Ingress)  # what whip_offer reads, without rings or a link
-    ing.config, ing.sender, ing.audio_in, ing.owner, ing.session_id = cfg, None, None, None, None
+    ing.config, ing.sender, ing.audio_in, ing._whip_claimed = cfg, None, None, False
+    ing.admission = Admission(exclusive=False)
     out: list[tuple[int, dict[str, Any]]] = []
 
     async def main() -> None:
