@@ -81,7 +81,7 @@ def test_haproxy_accepts_the_config_it_is_given(tmp_path: Path, host: str) -> No
 
 
 def test_without_haproxy_the_error_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fleet.shutil, "which", lambda *a, **k: None)
+    monkeypatch.setattr("reactor.fleet.balancer.shutil.which", lambda *a, **k: None)
     with pytest.raises(ConfigError, match=r"`haproxy` is not installed: `apt-get install "
                                           r"haproxy`"):
         fleet.haproxy_binary()
