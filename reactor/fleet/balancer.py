@@ -122,9 +122,11 @@ def _wait_balancer(fleet: Fleet, proc: subprocess.Popen[bytes], timeout: float =
                       f"{fleet.path / 'haproxy.log'}")
 
 
-def balancer_states(fleet: Fleet) -> dict[str, str]:
-    """HAProxy's view of each daemon (``daemon-0``: ``UP``, ``DOWN`` ...), read from its
-    stats socket; empty when HAProxy does not answer."""
+def backend_stats(fleet: Fleet) -> dict[str, dict[str, str]]:
+    """HAProxy's ``show stat`` rows of the daemons' backend, by name (``daemon-0`` ...,
+    and ``BACKEND`` for the whole), read from its stats socket: ``status`` (UP, DOWN ...),
+    ``wretr`` and ``wredis`` (requests retried, and sent to another daemon), and the
+    rest HAProxy documents. Empty when HAProxy does not answer."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(2.0)
@@ -139,9 +141,12 @@ def balancer_states(fleet: Fleet) -> dict[str, str]:
     if not lines or not lines[0].startswith("# "):
         return {}
     header = lines[0][2:].split(",")
-    out = {}
-    for line in lines[1:]:
-        row = dict(zip(header, line.split(","), strict=False))
-        if row.get("pxname") == "daemons" and row.get("svname", "").startswith("daemon-"):
-            out[row["svname"]] = row.get("status", "").split(" ")[0]
-    return out
+    rows = (dict(zip(header, line.split(","), strict=False)) for line in lines[1:])
+    return {row["svname"]: row for row in rows if row.get("pxname") == "daemons"}
+
+
+def balancer_states(fleet: Fleet) -> dict[str, str]:
+    """HAProxy's view of each daemon (``daemon-0``: ``UP``, ``DOWN`` ...); empty when
+    HAProxy does not answer."""
+    return {name: row.get("status", "").split(" ")[0]
+            for name, row in backend_stats(fleet).items() if name.startswith("daemon-")}
