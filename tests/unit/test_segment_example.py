@@ -41,7 +41,9 @@ def runner(**args: object) -> ModelRunner:
 def test_the_mask_covers_the_person_and_not_the_background(portrait: np.ndarray) -> None:
     r = runner(background="mask")
     (out,) = r.run(inputs=[portrait])
-    mask = r.model.mask
+    model = r.model
+    assert isinstance(model, SelfieSegment)
+    mask = model.mask
     assert mask is not None and mask.shape == (H, W) and mask.dtype == np.float32
     assert 0.0 <= mask.min() and mask.max() <= 1.0
     assert mask[PERSON].mean() > 0.9 and mask[CORNER].mean() < 0.05
@@ -49,7 +51,7 @@ def test_the_mask_covers_the_person_and_not_the_background(portrait: np.ndarray)
     assert out[PERSON].mean() > 230 and out[CORNER].max() < 20
     # A black frame has no person in it.
     (black,) = r.run(inputs=[np.zeros_like(portrait)])
-    assert r.model.mask is not None and r.model.mask.max() < 0.05 and black.max() < 20
+    assert model.mask is not None and model.mask.max() < 0.05 and black.max() < 20
 
 
 def test_set_background_replaces_the_background_from_the_next_frame(
