@@ -237,6 +237,19 @@ def test_real_wheel_installs_into_a_fresh_venv_and_the_cli_runs(
     assert "30 input frames: 30 processed" in done, done
     person, corner = json.loads(run("-c", SEGMENT_READ, "out.mp4", "in.mp4"))
     assert person < 10 and corner > 150, (person, corner)  # the person kept, the wall blue
+    # ... and live: a daemon on that install, the clip sent over WHIP, watched over WHEP.
+    run_dir = tmp_path / "live"
+    try:
+        run("-m", "reactor.cli", "daemon", "start", "-c", "segment", "--port", "0",
+            "--run-dir", str(run_dir))
+        url = json.loads(run("-m", "reactor.cli", "daemon", "status", "--json",
+                             "--run-dir", str(run_dir)))["url"]
+        live = json.loads(run("-c", SEGMENT_LIVE, url, "in.mp4"))
+        assert live["size"] == [1280, 720] and live["blue_after"] is not None, live
+        assert live["person"] < 30, live
+    finally:
+        subprocess.run([str(py), "-m", "reactor.cli", "daemon", "stop", "--run-dir",
+                        str(run_dir)], capture_output=True, timeout=60, env=env, cwd=tmp_path)
     assert old["state"] == "running" and old["viewers_detail"][0]["estimate_kbps"] == 900.0, old
     assert "usage: reactor" in run("-m", "reactor.cli", "--help")
     # The console script the wheel declares works too.
@@ -343,6 +356,37 @@ middle, wall = np.s_[h // 3: 2 * h // 3, 2 * w // 5: 3 * w // 5], np.s_[: h // 8
 person = np.median(np.abs(out[middle] - src[middle]))
 corner = (out[wall] - src[wall]).mean()
 print(json.dumps([float(person), float(corner)]))
+"""
+
+# Run inside the fresh install, against a daemon running the segment example: send the
+# clip over WHIP, watch over WHEP, ask for a blue background after the first frame, and say
+# after how many frames the wall turned blue and how much the person changed then.
+SEGMENT_LIVE = """
+import asyncio, json, sys, av, numpy as np
+from reactor.client import Client, file_track
+
+async def main():
+    with av.open(sys.argv[2]) as f:
+        src = next(f.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+    h, w = src.shape[:2]
+    middle, wall = np.s_[h // 3: 2 * h // 3, 2 * w // 5: 3 * w // 5], np.s_[: h // 8, : w // 8]
+    found = {"size": None, "blue_after": None, "person": None}
+    async with Client(sys.argv[1]) as client:
+        async with await client.publish(file_track(sys.argv[2], loop=True)):
+            async with await client.watch() as viewer:
+                for n in range(90):
+                    frame = await asyncio.wait_for(viewer.recv(), 30)
+                    found["size"] = [frame.width, frame.height]
+                    img = frame.to_ndarray(format="rgb24").astype(int)
+                    if n == 0:
+                        await client.command("set_background", mode="color", r=0, g=0, b=255)
+                    elif img[wall][..., 2].mean() > 200 and img[wall][..., 0].mean() < 60:
+                        found["blue_after"] = n
+                        found["person"] = float(np.median(np.abs(img[middle] - src[middle])))
+                        break
+    print(json.dumps(found))
+
+asyncio.run(main())
 """
 
 WATCH = """
