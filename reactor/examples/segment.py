@@ -3,7 +3,8 @@
 Needs ``pip install "reactor-live[segment]"``: MediaPipe 0.10.x, whose wheel carries the
 model's weights (``selfie_segmentation*.tflite``), so nothing is downloaded at run time,
 and OpenCV (a MediaPipe dependency) for the blur and the blend. MediaPipe 0.10.x pins
-``protobuf<5``, which reactor supports (from 4.21).
+``protobuf<5``, which reactor supports (from 4.21), and has wheels for Python 3.11 and
+3.12 only.
 
 Video to video (``configs/segment.yaml``): send your camera over WHIP, watch it over WHEP
 with the background blurred, filled with a colour, or shown as the mask. Each frame is
@@ -12,6 +13,7 @@ segmented; ``set_background`` and ``set_blur`` take effect on the next frame.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Literal
 
 import numpy as np
@@ -36,8 +38,11 @@ class SelfieSegment(VideoModel):
             import cv2
             from mediapipe.python.solutions import selfie_segmentation
         except ImportError as exc:
+            # MediaPipe's last releases with the solution and its weights predate 3.13.
+            python = (" on Python 3.11 or 3.12 (MediaPipe 0.10.21, the last with these "
+                      "weights, has no 3.13 build)" if sys.version_info >= (3, 13) else "")
             raise ModelLoadError(
-                f"SelfieSegment needs MediaPipe 0.10 and OpenCV ({exc}): {INSTALL}"
+                f"SelfieSegment needs MediaPipe 0.10 and OpenCV ({exc}): {INSTALL}{python}"
             ) from None
         model = config.get("model", "landscape")
         if model not in MODELS:
