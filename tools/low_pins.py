@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="check that the installed versions are the low ends")
     parser.add_argument("--except", dest="skip", nargs="*", default=[], metavar="NAME",
                         help="dependencies to leave out")
+    parser.add_argument("--pyproject", type=Path, default=ROOT / "pyproject.toml",
+                        help="the pyproject.toml to read (default: the checkout's)")
     args = parser.parse_args(argv)
-    pins = {k: v for k, v in low_ends().items() if k.lower() not in
+    pins = {k: v for k, v in low_ends(args.pyproject).items() if k.lower() not in
             {s.lower() for s in args.skip}}
     if not args.check:
         print(" ".join(f"{name}=={version}" for name, version in pins.items()))
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in wrong:
         print(f"low_pins: {line}", file=sys.stderr)
     if not wrong:
-        print(f"low_pins: {len(pins)} dependencies at their low end")
+        print(f"low_pins: {len(pins)} {'dependency' if len(pins) == 1 else 'dependencies'} "
+              "at their low end")
     return 1 if wrong else 0
 
 
