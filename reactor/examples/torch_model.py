@@ -1,6 +1,6 @@
 """A torch example: a learned-style colour mix and blur, on CPU or GPU.
 
-Needs ``pip install 'reactor[torch]'``. Frames arrive as uint8 HWC numpy (a CUDA tensor
+Needs ``pip install "reactor-live[torch]"``. Frames arrive as uint8 HWC numpy (a CUDA tensor
 with ``device: cuda``); the model works in float CHW on its device and emits float CHW in
 [0, 1], which the runtime converts (on the GPU path, without leaving the device).
 """
@@ -20,7 +20,7 @@ class TorchStylize(VideoModel):
             import torch
         except ImportError:
             raise ModelLoadError(
-                "TorchStylize needs torch: pip install 'reactor[torch]'"
+                'TorchStylize needs torch: pip install "reactor-live[torch]"'
             ) from None
         self.torch = torch
         device = config.get("device", "auto")

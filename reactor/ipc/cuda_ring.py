@@ -43,7 +43,9 @@ def _torch() -> Any:
     try:
         import torch
     except ImportError:
-        raise RingError("a CudaRing needs torch with CUDA: pip install 'reactor[torch]'") from None
+        raise RingError(
+            'a CudaRing needs torch with CUDA: pip install "reactor-live[torch]"'
+        ) from None
     if not torch.cuda.is_available():
         raise RingError("a CudaRing needs a CUDA device, and torch sees none")
     return torch

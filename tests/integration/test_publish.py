@@ -215,14 +215,41 @@ def test_real_wheel_installs_into_a_fresh_venv_and_the_cli_runs(
     # The README's examples, by name, from the wheel alone (no configs/ folder here).
     assert "brightness: ok — model Brightness" in run("-m", "reactor.cli", "config", "check",
                                                     "brightness")
-    assert "pattern-audio" in run("-m", "reactor.cli", "init", "--list")
-    # A model's stack that pins protobuf<5 (MediaPipe 0.10, older TensorFlow) installs
-    # beside it, and the control plane and status work on that runtime.
-    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "protobuf<5"],
-                       capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path)
-    assert r.returncode == 0, f"pip install protobuf<5 failed:\n{r.stdout}\n{r.stderr}"
+    listed = run("-m", "reactor.cli", "init", "--list")
+    assert "pattern-audio" in listed and "segment" in listed
+    # A model's stack that pins protobuf<5 installs beside it: the segment extra, MediaPipe
+    # 0.10 (its weights in its wheel) with protobuf<5 and numpy<2. The control plane and
+    # status work on that runtime, and the example model runs from a file.
+    started = time.monotonic()
+    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", f"{wheel}[segment]"],
+                       capture_output=True, text=True, timeout=400, env=env, cwd=tmp_path)
+    assert r.returncode == 0, f"pip install [segment] failed:\n{r.stdout}\n{r.stderr}"
+    print(f"pip install of the segment extra: {time.monotonic() - started:.1f}s")
     old = json.loads(run("-c", OLD_PROTOBUF_CHECK))
     assert old["protobuf"].startswith("4."), old
+    run("-c", SEGMENT_CLIP, str(tmp_path / "in.mp4"))
+    (tmp_path / "commands.jsonl").write_text(json.dumps(
+        {"at_frame": 0, "command": "set_background", "args": {"mode": "color", "r": 0,
+                                                               "g": 0, "b": 255}}) + "\n")
+    done = run("-m", "reactor.cli", "run", "-c", "segment", "--input", "in.mp4", "--output",
+               "out.mp4", "--commands", "commands.jsonl", "--port", "0",
+               "--run-dir", str(tmp_path / "run"))
+    assert "30 input frames: 30 processed" in done, done
+    person, corner = json.loads(run("-c", SEGMENT_READ, "out.mp4", "in.mp4"))
+    assert person < 10 and corner > 150, (person, corner)  # the person kept, the wall blue
+    # ... and live: a daemon on that install, the clip sent over WHIP, watched over WHEP.
+    run_dir = tmp_path / "live"
+    try:
+        run("-m", "reactor.cli", "daemon", "start", "-c", "segment", "--port", "0",
+            "--run-dir", str(run_dir))
+        url = json.loads(run("-m", "reactor.cli", "daemon", "status", "--json",
+                             "--run-dir", str(run_dir)))["url"]
+        live = json.loads(run("-c", SEGMENT_LIVE, url, "in.mp4"))
+        assert live["size"] == [1280, 720] and live["blue_after"] is not None, live
+        assert live["person"] < 30, live
+    finally:
+        subprocess.run([str(py), "-m", "reactor.cli", "daemon", "stop", "--run-dir",
+                        str(run_dir)], capture_output=True, timeout=60, env=env, cwd=tmp_path)
     assert old["state"] == "running" and old["viewers_detail"][0]["estimate_kbps"] == 900.0, old
     assert "usage: reactor" in run("-m", "reactor.cli", "--help")
     # The console script the wheel declares works too.
@@ -299,6 +326,67 @@ back = control_pb2.Reply.FromString(reply.SerializeToString())
 status = snapshot_to_dict(back.status)
 print(json.dumps({"protobuf": google.protobuf.__version__, "state": status["state"],
                   "viewers_detail": status["session"]["viewers_detail"]}))
+"""
+
+# Run inside the fresh install with the segment extra: a clip of matplotlib's portrait of
+# Grace Hopper (matplotlib comes with MediaPipe) on a grey wall, 30 frames of 1280x720.
+SEGMENT_CLIP = """
+import sys, av, cv2, numpy as np, matplotlib.cbook as cbook
+photo = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+frame = np.full((720, 1280, 3), 90, np.uint8)
+frame[60:660, 384:896] = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)
+with av.open(sys.argv[1], "w") as out:
+    stream = out.add_stream("libx264", rate=30, options={"crf": "10"})
+    stream.width, stream.height, stream.pix_fmt = 1280, 720, "yuv420p"
+    for _ in range(30):
+        out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+    out.mux(stream.encode())
+"""
+
+# The last frame of the model's output against the input's: how much the person changed
+# (the median difference in the middle) and how blue the wall became (the blue channel's gain).
+SEGMENT_READ = """
+import json, sys, av, numpy as np
+def last(path):
+    with av.open(path) as f:
+        return [fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)][-1].astype(int)
+out, src = last(sys.argv[1]), last(sys.argv[2])
+h, w = out.shape[:2]
+middle, wall = np.s_[h // 3: 2 * h // 3, 2 * w // 5: 3 * w // 5], np.s_[: h // 8, : w // 8, 2]
+person = np.median(np.abs(out[middle] - src[middle]))
+corner = (out[wall] - src[wall]).mean()
+print(json.dumps([float(person), float(corner)]))
+"""
+
+# Run inside the fresh install, against a daemon running the segment example: send the
+# clip over WHIP, watch over WHEP, ask for a blue background after the first frame, and say
+# after how many frames the wall turned blue and how much the person changed then.
+SEGMENT_LIVE = """
+import asyncio, json, sys, av, numpy as np
+from reactor.client import Client, file_track
+
+async def main():
+    with av.open(sys.argv[2]) as f:
+        src = next(f.decode(video=0)).to_ndarray(format="rgb24").astype(int)
+    h, w = src.shape[:2]
+    middle, wall = np.s_[h // 3: 2 * h // 3, 2 * w // 5: 3 * w // 5], np.s_[: h // 8, : w // 8]
+    found = {"size": None, "blue_after": None, "person": None}
+    async with Client(sys.argv[1]) as client:
+        async with await client.publish(file_track(sys.argv[2], loop=True)):
+            async with await client.watch() as viewer:
+                for n in range(90):
+                    frame = await asyncio.wait_for(viewer.recv(), 30)
+                    found["size"] = [frame.width, frame.height]
+                    img = frame.to_ndarray(format="rgb24").astype(int)
+                    if n == 0:
+                        await client.command("set_background", mode="color", r=0, g=0, b=255)
+                    elif img[wall][..., 2].mean() > 200 and img[wall][..., 0].mean() < 60:
+                        found["blue_after"] = n
+                        found["person"] = float(np.median(np.abs(img[middle] - src[middle])))
+                        break
+    print(json.dumps(found))
+
+asyncio.run(main())
 """
 
 WATCH = """

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -94,7 +94,8 @@ class Backend:
         return self.admission.busy()
 
 
-Check = Callable[[TestClient[Any, Any], Backend, EventFeed], Awaitable[None]]
+# A string: aiohttp's TestClient takes type arguments only from 3.11 (the pin admits 3.9).
+Check: TypeAlias = "Callable[[TestClient[Any, Any], Backend, EventFeed], Awaitable[None]]"
 
 
 def serve(check: Check, *, token: str | None = None, idle_timeout_s: float = 10.0,
