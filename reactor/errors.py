@@ -16,6 +16,7 @@ was expected and what was found. The whole tree::
     ├── WorkerDiedError       a worker process died or never became ready
     ├── DaemonError           the daemon is not running, already running, or silent
     ├── HttpError             an HTTP request was refused (status, message, field)
+    ├── TokenRefused          a signed token was refused: 401 (expired, malformed) or 403 (scope)
     ├── SdpError              a WHIP/WHEP SDP offer was rejected (reason)
     ├── LinkError             a Link header cannot be read (also a ValueError)
     ├── WhipError             a WHIP/WHEP client request failed (status)
@@ -63,6 +64,7 @@ __all__ = [
     "SdpError",
     "SessionError",
     "SessionStopped",
+    "TokenRefused",
     "WhipError",
     "WorkerDiedError",
 ]
@@ -147,6 +149,18 @@ class HttpError(ReactorError):
         self.message = message
         self.field = field or None
         self.retry_after_s = retry_after_s
+
+
+class TokenRefused(ReactorError):
+    """A token the daemon does not accept: ``status`` 401 (expired, malformed, wrong
+    signature) or 403 (valid, but its scope does not cover the request), ``error`` the
+    RFC 6750 code (``invalid_token``, ``insufficient_scope``) and a message naming which."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
 
 
 class SdpError(ReactorError):

@@ -22,6 +22,8 @@ from collections.abc import Iterable
 
 import jwt
 
+from reactor.errors import TokenRefused
+
 __all__ = ["LEEWAY_S", "SCOPES", "TokenRefused", "looks_like_jwt", "mint", "parse_scopes",
            "parse_ttl", "verify"]
 
@@ -36,18 +38,6 @@ ALGORITHM = "HS256"
 
 _TTL = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-class TokenRefused(Exception):
-    """A token the daemon does not accept: ``status`` 401 (expired, malformed, wrong
-    signature) or 403 (valid, but its scope does not cover the request), ``error`` the
-    RFC 6750 code (``invalid_token``, ``insufficient_scope``) and a message naming which."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
 
 
 def parse_ttl(text: str) -> float:
