@@ -39,7 +39,7 @@ pytestmark = [
                        reason="needs Debian's haproxy (apt-get install haproxy)"),
 ]
 
-CONFIG = {"video": {"width": 160, "height": 120, "fps": 15}, "device": "cpu",
+CONFIG: dict[str, Any] = {"video": {"width": 160, "height": 120, "fps": 15}, "device": "cpu",
           "server": {"host": "127.0.0.1"},
           "session": {"exclusive": True, "orphan_timeout_s": 0}}
 #: Offers fired at once at the fleet when two daemons are free.
@@ -191,6 +191,7 @@ def test_twenty_offers_at_two_free_daemons_book_each_once(fleet: Fleet) -> None:
                 assert all(s is not None for s in sessions), sessions
                 assert [d["viewers"] for d in status(fleet)["daemons"]] == [1, 1, 1]
                 for loc in placed:
+                    assert loc is not None
                     async with http.delete(loc) as r:
                         assert r.status == 200
             await frames(viewer, 3)  # the first user played on throughout
@@ -274,8 +275,10 @@ def test_a_drained_daemons_user_plays_on_while_new_users_go_elsewhere(fleet: Fle
         asyncio.run(run())
     finally:
         for index in drained:  # back, for the next test
-            wait_for(lambda i=index: status(fleet)["daemons"][i]["state"] == "stopped", 30,
-                     "the drained daemon stopped")
+            def stopped(i: int = index) -> bool:
+                return bool(status(fleet)["daemons"][i]["state"] == "stopped")
+
+            wait_for(stopped, 30, "the drained daemon stopped")
             _restart_member(fleet, index)
 
 
