@@ -184,8 +184,14 @@ def _free_subnet() -> ipaddress.IPv4Network:
 
 
 @contextlib.contextmanager
-def netns() -> Iterator[Netns]:
-    """A fresh namespace joined to ours by a veth pair; removed when the block ends."""
+def netns(*, lan: bool = False) -> Iterator[Netns]:
+    """A fresh namespace joined to ours by a veth pair; removed when the block ends.
+
+    ``lan``: it also routes the rest of 198.18.0.0/15 through our end, as a box on a lab
+    network reaches the other subnets through its gateway: several namespaces then act as
+    boxes on one network, and a client on this machine whose packets leave by another
+    box's link (a browser that gathers on one interface only: Firefox without camera
+    permission) still gets answers. Nothing outside the range is routed."""
     check_available()
     remove_stale()
     n = next(_counter)
@@ -213,6 +219,8 @@ def netns() -> Iterator[Netns]:
         _ip("-n", name, "addr", "add", f"{inner_ip}/30", "dev", inner_if)
         _ip("-n", name, "link", "set", inner_if, "up")
         _ip("-n", name, "link", "set", "lo", "up")
+        if lan:
+            _ip("-n", name, "route", "add", str(BENCH_NET), "via", ns.outer_ip)
         yield ns
     finally:
         if ns is not None:
