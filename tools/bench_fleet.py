@@ -26,12 +26,13 @@ at most 20 ms at p99.
 **Fill rate**: from a start where all three daemons are free and in rotation, twelve users
 fire offers through the balancer as fast as they can, each trying again at once after a
 503, until three sessions are placed: the time to the third ``201`` (sessions placed per
-second), and the 503s users saw meanwhile. Beside it the floor: three offers at once
-straight to the three daemons, one each.
+second), and the 503s users saw meanwhile. Beside it, three users through the balancer
+(as many as there are daemons: what HAProxy's own hop and round robin cost, without the
+crowd), and the floor: three offers at once straight to the three daemons, one each.
 
-A hundred offers per path and kind, ten fill rounds per path (about 100 s in all:
-``reactor fleet start`` 3 s, the placements 45 s, the fill rounds, which wait for HAProxy
-to see every daemon free again, 50 s).
+A hundred offers per path and kind, ten fill rounds of each kind: one to two minutes in all
+(``reactor fleet start`` 3 s, then mostly the placements; each fill round first waits for
+HAProxy to see every daemon free again, up to its 1 s check interval).
 ``--quick``: five offers per path and kind, one fill round; goals not judged. Without
 HAProxy the section says so and measures nothing. Everything it starts it stops (``reactor
 fleet stop``, then SIGKILL for anything left).
@@ -77,8 +78,9 @@ GOAL_MS = 20.0
 #: New clients per path and kind: a p99 of 30 would be the slowest one; each costs well
 #: under 0.1 s on this machine, so a hundred fit.
 PLACEMENTS = 100
-#: Users firing offers at once in the fill rounds, and how many rounds per path.
-FILL_USERS = 12
+#: The fill rounds: users firing offers at once through the balancer (None: one offer
+#: straight to each daemon), and how many rounds of each.
+FILLS: dict[str, int | None] = {"balancer": 12, "balancer_3": DAEMONS, "direct": None}
 FILL_ROUNDS = 10
 PATHS = ("direct", "balancer")
 KINDS = ("created", "first_frame")
@@ -285,10 +287,11 @@ async def _placement(fleet: Fleet, n: int) -> dict[str, Any]:
     return out
 
 
-async def _fill(fleet: Fleet, users: int, balancer: bool) -> dict[str, Any]:
+async def _fill(fleet: Fleet, users: int | None) -> dict[str, Any]:
     """From all daemons free and in rotation: offers until every daemon holds a session.
-    Through the balancer, ``users`` users each try again at once after a 503; direct, one
-    offer to each daemon."""
+    Through the balancer, ``users`` users each try again at once after a 503; ``None``:
+    one offer straight to each daemon."""
+    balancer = users is not None
     await _wait_free(fleet, every_in_rotation=True)
     sdp = await _offer()
     placed: list[tuple[float, str]] = []
@@ -315,8 +318,8 @@ async def _fill(fleet: Fleet, users: int, balancer: bool) -> dict[str, Any]:
                 if not balancer:
                     return
 
-        urls = ([fleet.url] * users if balancer
-                else [m.public_url.rstrip("/") for m in fleet.members])
+        urls = ([m.public_url.rstrip("/") for m in fleet.members] if users is None
+                else [fleet.url] * users)
         await asyncio.gather(*(user(u) for u in urls))
     retries1 = _counters(fleet)
     for _, location in placed:
@@ -351,10 +354,10 @@ async def _measure(fleet: Fleet, quick: bool) -> dict[str, Any]:
     placement = await _placement(fleet, n)
     placement["seconds"] = round(time.monotonic() - t0, 1)
     _log(f"placement: {placement}")
-    fill: dict[str, list[dict[str, Any]]] = {"balancer": [], "direct": []}
+    fill: dict[str, list[dict[str, Any]]] = {path: [] for path in FILLS}
     for i in range(rounds):
-        for path in PATHS if i % 2 else PATHS[::-1]:
-            res = await _fill(fleet, FILL_USERS, path == "balancer")
+        for path in list(FILLS)[:: 1 if i % 2 else -1]:
+            res = await _fill(fleet, FILLS[path])
             _log(f"fill {path}: {res}")
             fill[path].append(res)
     summary = {path: {"sessions_per_s": round(_median([r["sessions_per_s"] for r in runs]), 1),
@@ -362,7 +365,7 @@ async def _measure(fleet: Fleet, quick: bool) -> dict[str, Any]:
                       "refused_503_before_full": _median(
                           [r["refused_503_before_full"] for r in runs])}
                for path, runs in fill.items()}
-    return {"placement": placement, "fill": {"users": FILL_USERS, "rounds": rounds,
+    return {"placement": placement, "fill": {"users": FILLS, "rounds": rounds,
                                              "runs": fill, **summary}}
 
 
@@ -405,24 +408,28 @@ def render(result: dict[str, Any]) -> str:
     for kind, label in (("created", "offer -> 201"), ("first_frame", "offer -> first frame")):
         for path in PATHS:
             r = p[path][kind]
-            lines.append(f"  {label + ', ' + path:<32} p50 {r['p50_ms']!s:>7} ms  p99 "
+            lines.append(f"  {label + ', ' + path:<34} p50 {r['p50_ms']!s:>7} ms  p99 "
                          f"{r['p99_ms']!s:>7} ms  (max {r['max_ms']} ms)")
-    lines.append(f"  {'placed on':<32} balancer {p['balancer']['placed_on']}; direct "
+    lines.append(f"  {'placed on':<34} balancer {p['balancer']['placed_on']}; direct "
                  f"{p['direct']['placed_on']}; HAProxy retries {p['balancer_retries']}, "
                  f"redispatches {p['balancer_redispatches']}")
     f = result["fill"]
-    for path, label in (("balancer", f"{f['users']} users through the balancer"),
-                        ("direct", "one offer straight to each daemon")):
-        lines.append(f"  {'fill 3 free daemons, ' + path:<32} {f[path]['sessions_per_s']} "
+    for path, users in f["users"].items():
+        label = (f"{users} users through the balancer" if users is not None
+                 else "one offer straight to each daemon")
+        lines.append(f"  {'fill 3 free daemons, ' + path:<34} {f[path]['sessions_per_s']} "
                      f"sessions/s ({f[path]['seconds'] * 1000:.1f} ms to the third 201; "
                      f"median of {f['rounds']}), {label}")
-    b = f["runs"]["balancer"]
-    lines.append(f"  {'  503s users saw meanwhile':<32} "
-                 f"{[r['refused_503_before_full'] for r in b]} per round (offers sent "
-                 f"{[r['offers'] for r in b]}; HAProxy retries "
-                 f"{[r['balancer_retries'] for r in b]}, redispatches "
-                 f"{[r['balancer_redispatches'] for r in b]}; 503s without Retry-After "
-                 f"{sum(r['refused_without_retry_after'] for r in b)})")
+    for path, users in f["users"].items():
+        if users is None:
+            continue
+        runs = f["runs"][path]
+        lines.append(f"  {f'  503s the {users} users saw':<34} "
+                     f"{[r['refused_503_before_full'] for r in runs]} per round (offers sent "
+                     f"{[r['offers'] for r in runs]}; HAProxy retries "
+                     f"{[r['balancer_retries'] for r in runs]}, redispatches "
+                     f"{[r['balancer_redispatches'] for r in runs]}; 503s without "
+                     f"Retry-After {sum(r['refused_without_retry_after'] for r in runs)})")
     for g in result["goals"]:
         lines.append(f"  goal: {g['target']}: {g['figure']} ({_met(g['met'])})")
     return "\n".join(lines)

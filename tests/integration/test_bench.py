@@ -137,7 +137,7 @@ def test_quick_fleet_bench_places_through_the_balancer_and_stops_the_fleet() -> 
         for kind in ("created", "first_frame"):
             assert placement[path][kind]["p50_ms"] > 0, (path, kind, placement)
         assert sum(placement[path]["placed_on"].values()) == 2 * placement["n"], placement
-    for path in ("direct", "balancer"):
+    for path in ("direct", "balancer", "balancer_3"):
         assert fleet["fill"][path]["sessions_per_s"] > 0, fleet["fill"]
     balancer = fleet["fill"]["runs"]["balancer"][0]
     assert balancer["offers"] == 3 + balancer["refused_503_total"], balancer
