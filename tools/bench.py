@@ -5,7 +5,7 @@
     python tools/bench.py all [--json] [--quick] [--output bench-results.json]
 
 Sections: ``ring``, ``pipeline``, ``e2e``, ``browser``, ``viewers``, ``control``,
-``metrics``, ``network``, ``gpu`` (all of them run by ``all``, which also writes
+``metrics``, ``network``, ``fleet``, ``gpu`` (all of them run by ``all``, which also writes
 ``bench-results.json``), ``soak`` and ``av`` (both with ``--minutes N``; not part of
 ``all``). Each section registers itself with :func:`section`;
 it receives the parsed arguments and returns a JSON-able dict, which ``--json`` prints as
@@ -40,6 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the bench_* he
 import bench_av
 import bench_browser
 import bench_common
+import bench_fleet
 import bench_metrics
 import bench_network
 import bench_pipeline
@@ -397,6 +398,11 @@ section("network", "viewers across shaped, lossy and cut links (a daemon in a ne
         "pacer's and estimate's CPU per viewer against none", bench_network.render)(
     lambda args: bench_network.run(args.quick))
 
+section("fleet", "placing users on a fleet (reactor fleet start --count 3, HAProxy in "
+        "front): offer -> 201 and -> first frame through the balancer vs straight to a "
+        "daemon; sessions placed per second until all three are busy", bench_fleet.render)(
+    lambda args: bench_fleet.run(args.quick))
+
 section("metrics", "GET /metrics: the page's render time with 64 viewers, and the CPU a 1 s "
         "scrape costs the supervisor and ingress", bench_metrics.render_text)(
     lambda args: bench_metrics.run(args.quick))
@@ -606,7 +612,7 @@ def bench_gpu(args: argparse.Namespace) -> dict[str, Any]:
 # -- all --------------------------------------------------------------------------------
 
 ALL = ("ring", "pipeline", "e2e", "browser", "viewers", "encode", "control", "record",
-       "metrics", "network", "gpu")
+       "metrics", "network", "fleet", "gpu")
 
 
 def run_all(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ SECTION_KEYS = {
                "encoders_active_on", "goals"},
     "metrics": {"render", "scrape", "goal"},
     "network": {"links_available", "pacer_cpu", "pacer_micro", "ladder_cpu", "goals"},
+    "fleet": {"available"},
     "gpu": {"available"},
 }
 
@@ -61,6 +63,10 @@ def test_quick_bench_reports_every_section(tmp_path: Path) -> None:
     assert record["encoders_active_on"] == 1 and record["runs"]["on"][0]["frames_recorded"] > 0
     if not printed["gpu"]["available"]:
         assert printed["gpu"]["reason"]
+    if printed["fleet"]["available"]:  # needs Debian's haproxy
+        assert {"placement", "fill", "goals"} <= printed["fleet"].keys()
+    else:
+        assert "haproxy" in printed["fleet"]["reason"]
     # Quick is a smoke run: goals are not judged on tiny sizes.
     assert printed["pipeline"]["goal"]["met"] is None
     # Left no daemon behind: every run directory the bench made is gone.
@@ -109,3 +115,36 @@ def test_quick_network_bench_prints_a_row_per_link_and_every_goal() -> None:
         # --quick judges nothing; the goal rows are there all the same.
         assert len(found) == 1 and found[0].endswith("(not judged)"), (goal, r.stdout)
     assert not list(Path("/tmp").glob("reactor-bench-*/run/daemon.pid"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(shutil.which("haproxy", path="/usr/sbin:/usr/bin") is None,
+                    reason="needs Debian's haproxy (apt-get install haproxy)")
+def test_quick_fleet_bench_places_through_the_balancer_and_stops_the_fleet() -> None:
+    """``tools/bench.py fleet --quick`` (about 10 s): a real `reactor fleet start --count
+    3`; offer -> 201 and -> first frame measured on both paths, every balancer offer placed
+    on a daemon of the fleet, three free daemons filled with sessions/s and the 503s seen,
+    and the fleet, its daemons and HAProxy gone afterwards."""
+    before = set(Path("/tmp").glob("reactor-bench-fleet-*"))
+    r = subprocess.run([sys.executable, "tools/bench.py", "fleet", "--quick", "--json"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=110)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    fleet = json.loads(r.stdout)
+    assert fleet["available"] is True and "160x120" in fleet["config"]
+    placement = fleet["placement"]
+    for path in ("direct", "balancer"):
+        for kind in ("created", "first_frame"):
+            assert placement[path][kind]["p50_ms"] > 0, (path, kind, placement)
+        assert sum(placement[path]["placed_on"].values()) == 2 * placement["n"], placement
+    for path in ("direct", "balancer", "balancer_3"):
+        assert fleet["fill"][path]["sessions_per_s"] > 0, fleet["fill"]
+    balancer = fleet["fill"]["runs"]["balancer"][0]
+    assert balancer["offers"] == 3 + balancer["refused_503_total"], balancer
+    assert balancer["refused_without_retry_after"] == 0, balancer
+    assert [g["met"] for g in fleet["goals"]] == [None, None]  # --quick judges nothing
+    # Nothing left: the fleet's directory is gone, and no process runs from it.
+    assert set(Path("/tmp").glob("reactor-bench-fleet-*")) <= before
+    leftovers = subprocess.run(["pgrep", "-f", "reactor-bench-fleet-"], capture_output=True,
+                               text=True, check=False).stdout.split()
+    assert not leftovers, leftovers
