@@ -66,6 +66,10 @@ def test_every_object_of_every_overlay_is_valid_kubernetes(target: str) -> None:
             raise AssertionError(f"{name}: {exc.message} at {list(exc.path)}") from None
 
 
+def mounts_of(container: dict[str, Any]) -> dict[str, str]:
+    return {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+
+
 @needs_kubectl
 @pytest.mark.parametrize("target", TARGETS)
 def test_the_fleet_pods_have_one_gpu_probes_and_a_grace_period_longer_than_the_drain(
@@ -82,10 +86,13 @@ def test_the_fleet_pods_have_one_gpu_probes_and_a_grace_period_longer_than_the_d
     cfg = daemon_config(objects)
     startup = c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"]
     assert startup > cfg["model"]["load_timeout_s"]
-    # SIGTERM drains; the kubelet's SIGKILL must come after the drain's end.
+    # The preStop hook drains, and so does SIGTERM after it; the kubelet's SIGKILL must
+    # come after the drain's end.
+    assert c["lifecycle"]["preStop"]["exec"]["command"] == ["reactor", "daemon", "drain"]
+    assert {"name": "REACTOR_RUN_DIR", "value": mounts_of(c)["run"]} in c["env"]
     assert pod["terminationGracePeriodSeconds"] > cfg["session"]["drain_timeout_s"]
     # The daemon reads its config from the ConfigMap and its token secret from the Secret.
-    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    mounts = mounts_of(c)
     volumes = {v["name"]: v for v in pod["volumes"]}
     config_map = volumes["config"]["configMap"]["name"]
     assert config_map in {o["metadata"]["name"] for o in by_kind(objects, "ConfigMap")}
