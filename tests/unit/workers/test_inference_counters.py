@@ -59,7 +59,7 @@ def test_a_frame_is_counted_in_the_step_that_ends_the_wait() -> None:
 def test_snapshots_taken_while_the_model_thread_counts_are_each_one_moment(
         fast_switching: None) -> None:
     c = Counters()
-    frames = 20_000
+    frames = 2_000
     done = threading.Event()
     seen: list[CountersSnapshot] = []
 
