@@ -1,4 +1,7 @@
-"""``tools/bench.py all --quick``: every section still runs and reports its keys."""
+"""``tools/bench.py all --quick``: every section still runs and reports its keys.
+
+One run serves the module (it takes about three minutes): its JSON for the figures, and
+its printed tables for what a user reads (the network section's rows and goals)."""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,18 +34,30 @@ SECTION_KEYS = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(340)
-def test_quick_bench_reports_every_section(tmp_path: Path) -> None:
-    out = tmp_path / "bench-results.json"
+@dataclass(frozen=True)
+class QuickRun:
+    printed: str  # the tables, as `make bench` prints them
+    results: dict[str, Any]  # the JSON it wrote
+    elapsed: float
+    fleet_dirs_before: frozenset[Path]  # the fleet section's directories left by others
+
+
+@pytest.fixture(scope="module")
+def quick_all(tmp_path_factory: pytest.TempPathFactory) -> QuickRun:
+    out = tmp_path_factory.mktemp("bench") / "bench-results.json"
+    before = frozenset(Path("/tmp").glob("reactor-bench-fleet-*"))
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "tools/bench.py", "all", "--quick", "--json",
-                        "--output", str(out)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=330)
+    r = subprocess.run([sys.executable, "tools/bench.py", "all", "--quick", "--output",
+                        str(out)], cwd=ROOT, capture_output=True, text=True, timeout=330)
     elapsed = time.monotonic() - t0
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    printed = json.loads(r.stdout)
-    assert json.loads(out.read_text()) == printed
+    return QuickRun(r.stdout, json.loads(out.read_text()), elapsed, before)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(340)
+def test_quick_bench_reports_every_section(quick_all: QuickRun) -> None:
+    printed, elapsed = quick_all.results, quick_all.elapsed
     assert {"machine", "quick", "seconds"} <= printed.keys()
     assert printed["machine"]["nproc"] >= 1
     for name, keys in SECTION_KEYS.items():
@@ -86,17 +103,17 @@ NETWORK_GOALS = ["goal: 1.5 Mbit/s, 200 ms: >= 25 fps and no freeze over 500 ms"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)
-def test_quick_network_bench_prints_a_row_per_link_and_every_goal() -> None:
-    """``tools/bench.py network --quick``: a table row per link with an aiortc viewer's
-    figures (or one line saying why the links were skipped: no namespaces), the pacer's
-    CPU against none, the ladder's place, and a row per goal of issue 26."""
-    r = subprocess.run([sys.executable, "tools/bench.py", "network", "--quick"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=230)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    lines = r.stdout.splitlines()
+@pytest.mark.timeout(340)
+def test_quick_network_bench_prints_a_row_per_link_and_every_goal(quick_all: QuickRun) -> None:
+    """The network section's table: a row per link with an aiortc viewer's figures (or
+    one line saying why the links were skipped: no namespaces), the pacer's CPU against
+    none, the ladder's place, and a row per goal of issue 26."""
+    text = quick_all.printed
+    section = text[text.index("\n== network"):]
+    section = section[:section.index("\n== ", 1)]
+    lines = section.splitlines()
     if any("links skipped: network namespaces unavailable" in line for line in lines):
-        assert not any("aiortc" in line for line in lines), r.stdout
+        assert not any("aiortc" in line for line in lines), section
     else:
         header = next(line.split() for line in lines if line.split()[:1] == ["link"])
         assert header[:4] == ["link", "model", "client", "fps"], header
@@ -105,32 +122,28 @@ def test_quick_network_bench_prints_a_row_per_link_and_every_goal() -> None:
             row = [line for line in lines
                    if line.strip().startswith(label + " ") and f" {model} " in line]
             assert len(row) == 1 and "aiortc" in row[0] and "FAILED" not in row[0], \
-                (label, model, r.stdout)
+                (label, model, section)
     assert any("egress CPU" in line and "adapt off" in line and "per viewer" in line
-               for line in lines), r.stdout
+               for line in lines), section
     assert any("ladder CPU" in line and "one encode" in line and "full + half" in line
-               for line in lines), r.stdout
+               for line in lines), section
     for goal in NETWORK_GOALS:
         found = [line for line in lines if line.strip().startswith(goal)]
         # --quick judges nothing; the goal rows are there all the same.
-        assert len(found) == 1 and found[0].endswith("(not judged)"), (goal, r.stdout)
-    assert not list(Path("/tmp").glob("reactor-bench-*/run/daemon.pid"))
+        assert len(found) == 1 and found[0].endswith("(not judged)"), (goal, section)
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(340)
 @pytest.mark.skipif(shutil.which("haproxy", path="/usr/sbin:/usr/bin") is None,
                     reason="needs Debian's haproxy (apt-get install haproxy)")
-def test_quick_fleet_bench_places_through_the_balancer_and_stops_the_fleet() -> None:
-    """``tools/bench.py fleet --quick`` (about 10 s): a real `reactor fleet start --count
-    3`; offer -> 201 and -> first frame measured on both paths, every balancer offer placed
+def test_quick_fleet_bench_places_through_the_balancer_and_stops_the_fleet(
+        quick_all: QuickRun) -> None:
+    """The fleet section (about 10 s of the run): a real `reactor fleet start --count 3`;
+    offer -> 201 and -> first frame measured on both paths, every balancer offer placed
     on a daemon of the fleet, three free daemons filled with sessions/s and the 503s seen,
     and the fleet, its daemons and HAProxy gone afterwards."""
-    before = set(Path("/tmp").glob("reactor-bench-fleet-*"))
-    r = subprocess.run([sys.executable, "tools/bench.py", "fleet", "--quick", "--json"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=110)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    fleet = json.loads(r.stdout)
+    fleet = quick_all.results["fleet"]
     assert fleet["available"] is True and "160x120" in fleet["config"]
     placement = fleet["placement"]
     for path in ("direct", "balancer"):
@@ -144,7 +157,7 @@ def test_quick_fleet_bench_places_through_the_balancer_and_stops_the_fleet() -> 
     assert balancer["refused_without_retry_after"] == 0, balancer
     assert [g["met"] for g in fleet["goals"]] == [None, None]  # --quick judges nothing
     # Nothing left: the fleet's directory is gone, and no process runs from it.
-    assert set(Path("/tmp").glob("reactor-bench-fleet-*")) <= before
+    assert set(Path("/tmp").glob("reactor-bench-fleet-*")) <= quick_all.fleet_dirs_before
     leftovers = subprocess.run(["pgrep", "-f", "reactor-bench-fleet-"], capture_output=True,
                                text=True, check=False).stdout.split()
     assert not leftovers, leftovers
