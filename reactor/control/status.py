@@ -37,7 +37,7 @@ from reactor.proto.telemetry_pb2 import (
     WorkerStat,
 )
 
-__all__ = ["daemon_state_name", "session_state_name", "snapshot_to_dict",
+__all__ = ["daemon_state_name", "drain_text", "session_state_name", "snapshot_to_dict",
            "worker_state_name"]
 
 
@@ -145,6 +145,13 @@ def snapshot_to_dict(snap: Snapshot) -> dict[str, Any]:
 
 def _drain(d: DrainStat) -> dict[str, object]:
     return _fields(d)
+
+
+def drain_text(d: DrainStat) -> str:
+    """A drain in words, for ``/readyz`` and the dashboard."""
+    until = (f"it stops when the session ends, in {d.left_s:.0f} s at most"
+             if d.HasField("left_s") else "it stops when the session ends")
+    return f"the daemon takes no new session ({d.why}); {until}"
 
 
 def _gpu(g: GpuStat) -> dict[str, object]:
@@ -296,10 +303,7 @@ def readiness(snap: Snapshot, *, exclusive: bool, max_viewers: int | None = None
     if snap.state == tpb.DAEMON_STATE_STOPPING:
         return "stopping: the daemon is shutting down"
     if snap.HasField("drain"):
-        d = snap.drain
-        until = (f"it stops when the session ends, in {d.left_s:.0f} s at most"
-                 if d.HasField("left_s") else "it stops when the session ends")
-        return f"draining: the daemon takes no new session ({d.why}); {until}"
+        return f"draining: {drain_text(snap.drain)}"
     workers = {w.name: w for w in snap.workers}
     model = workers.get("inference")
     if (model is not None and model.state == tpb.WORKER_STATE_STARTING

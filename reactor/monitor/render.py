@@ -26,6 +26,7 @@ from rich.text import Text
 from reactor.control.status import (
     FRAME_INTERVAL,
     daemon_state_name,
+    drain_text,
     session_state_name,
     worker_state_name,
 )
@@ -159,6 +160,9 @@ def header(snap: Snapshot) -> RenderableType:
     ]
     if snap.error:
         lines.append(_line(("error: " + snap.error, "bold red")))
+    if snap.HasField("drain"):
+        # Wrapped, not cut: the when matters as much as the why.
+        lines.append(Text("draining: " + drain_text(snap.drain), style="bold yellow"))
     return Group(*lines)
 
 

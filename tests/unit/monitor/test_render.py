@@ -45,6 +45,17 @@ def test_header_of_a_starting_daemon() -> None:
     """)
 
 
+def test_header_of_a_draining_daemon_says_why_and_until_when() -> None:
+    snap = Snapshot(state=tpb.DAEMON_STATE_RUNNING,
+                    drain=tpb.DrainStat(since_s=3, timeout_s=60, left_s=57, why="SIGTERM"))
+    assert text_of(render.header(snap), width=96) == block("""
+    reactor ● running  pid -  up 0s
+    model -  config (packaged default)  run dir -
+    draining: the daemon takes no new session (SIGTERM); it stops when the session ends, in 57 s at
+    most
+    """)
+
+
 def test_workers_table(make_snapshot: MakeSnapshot) -> None:
     assert text_of(render.workers_table(make_snapshot())) == block("""
     worker     state        pid  uptime  restarts  cpu %       rss  heartbeat
