@@ -19,7 +19,7 @@ was expected and what was found. The whole tree::
     ├── TokenRefused          a signed token was refused: 401 (expired, malformed) or 403 (scope)
     ├── SdpError              a WHIP/WHEP SDP offer was rejected (reason)
     ├── LinkError             a Link header cannot be read (also a ValueError)
-    ├── WhipError             a WHIP/WHEP client request failed (status)
+    ├── WhipError             a WHIP/WHEP client request failed (status, retry_after_s)
     ├── EncoderError          an encoder could not be made or a frame not encoded
     ├── PatchError            an aiortc/aioice internal a patch needs is missing or changed
     ├── ReportError           a viewer's stats report is ignored (also a ValueError)
@@ -178,11 +178,15 @@ class LinkError(ReactorError, ValueError):
 
 
 class WhipError(ReactorError):
-    """A WHIP/WHEP request failed; ``status`` is the HTTP status (0 if none came back)."""
+    """A WHIP/WHEP request failed; ``status`` is the HTTP status (0 if none came back), and
+    ``retry_after_s`` the seconds a ``503`` said to wait (its ``Retry-After``; ``None``
+    when it said nothing): a busy daemon or a fleet's balancer, to try again then."""
 
-    def __init__(self, message: str, status: int = 0) -> None:
+    def __init__(self, message: str, status: int = 0,
+                 retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class ReportError(ReactorError, ValueError):

@@ -114,9 +114,11 @@ async def _exchange(
         ):
             body = await resp.text()
             if resp.status != 201:
+                wait = _retry_after(resp.headers.get("Retry-After"))
                 raise WhipError(
-                    f"POST {url} answered {resp.status} (expected 201): {body[:200]}",
-                    resp.status,
+                    f"POST {url} answered {resp.status} (expected 201): {body[:200]}"
+                    + ("" if wait is None else f"; retry after {wait:g} s"),
+                    resp.status, wait,
                 )
             location = resp.headers.get("Location")
             if not location:
@@ -134,6 +136,15 @@ async def _exchange(
         placed(public_url)
     # RFC 9725: Location may be relative to the endpoint URL.
     return urljoin(url, location)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` of delay-seconds (what reactor and HAProxy send), or ``None``
+    (absent, or an HTTP date, which a live session's wait never needs)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
+
 
 
 async def whep_watch(

@@ -210,6 +210,38 @@ def test_client_errors_carry_status() -> None:
     asyncio.run(_errors())
 
 
+async def _busy(retry_after: str | None) -> WhipError:
+    """A server that answers every offer 503, as a busy daemon or a full fleet does."""
+    async def busy(request: web.Request) -> web.Response:
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        return web.json_response({"error": "busy: every daemon is busy"}, status=503,
+                                 headers=headers)
+
+    app = web.Application()
+    app.router.add_post("/whep", busy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        with pytest.raises(WhipError) as err:
+            await whep_watch(f"http://127.0.0.1:{port}/whep")
+        return err.value
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.timeout(30)
+def test_a_busy_answer_says_when_to_retry() -> None:
+    err = asyncio.run(_busy("5"))
+    assert (err.status, err.retry_after_s) == (503, 5.0)
+    assert str(err).endswith("; retry after 5 s"), str(err)
+    # An HTTP date (no reactor or HAProxy sends one) or none: no figure to wait.
+    assert asyncio.run(_busy("Wed, 21 Oct 2026 07:28:00 GMT")).retry_after_s is None
+    assert asyncio.run(_busy(None)).retry_after_s is None
+
+
 def test_publish_needs_a_track_and_each_of_its_kind() -> None:
     from reactor.media.pcm_track import PcmTrack
 
