@@ -45,7 +45,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -63,6 +62,7 @@ from reactor.fleet import Fleet, balancer_states, haproxy_binary
 from reactor.fleet.balancer import backend_stats
 from reactor.runtime.stats import alive
 from tests.support.daemon import run_cli, tree
+from tests.support.rtc import video_offer
 
 DAEMONS = 3
 CONFIG: dict[str, Any] = {
@@ -90,24 +90,6 @@ def _log(msg: str) -> None:
     print(f"bench: fleet {msg}", file=sys.stderr, flush=True)
 
 
-def _free_base_port() -> int:
-    """A port P with P..P+DAEMONS free (the balancer and the daemons after it)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + DAEMONS > 65535:
-            continue
-        try:
-            for p in range(base + 1, base + 1 + DAEMONS):
-                with socket.socket() as t:
-                    t.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError(f"no {DAEMONS + 1} consecutive free ports on 127.0.0.1")
-
-
 @contextlib.contextmanager
 def running_fleet() -> Iterator[Fleet]:
     """``reactor fleet start --count 3`` in a fresh directory; stopped with ``reactor
@@ -118,7 +100,7 @@ def running_fleet() -> Iterator[Fleet]:
     directory = tmp / "fleet"
     try:
         r = run_cli("fleet", "start", "-c", str(config), "--count", str(DAEMONS),
-                    "--port", str(_free_base_port()), "--run-dir", str(directory),
+                    "--port", "0", "--run-dir", str(directory),
                     timeout=180)
         if r.returncode != 0:
             raise RuntimeError(f"reactor fleet start failed:\n{r.stdout}\n{r.stderr}")
@@ -177,17 +159,6 @@ def _member(fleet: Fleet, url: str) -> int:
     raise RuntimeError(f"{url} is no daemon's of the fleet")
 
 
-async def _offer() -> str:
-    from aiortc import RTCPeerConnection
-
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp: str = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
 async def _post(http: aiohttp.ClientSession, url: str, sdp: str,
                 ) -> tuple[int, str | None, str | None]:
     async with http.post(url + "/whep", data=sdp,
@@ -228,7 +199,7 @@ async def _wait_free(fleet: Fleet, *, every_in_rotation: bool = False,
 
 async def _created(fleet: Fleet, url: str) -> tuple[float, int]:
     """A new client's offer to ``url``: ms to its 201, and the daemon that took it."""
-    sdp = await _offer()
+    sdp = await video_offer()
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
         t0 = time.perf_counter()
         status, location, _ = await _post(http, url, sdp)
@@ -293,7 +264,7 @@ async def _fill(fleet: Fleet, users: int | None) -> dict[str, Any]:
     one offer straight to each daemon."""
     balancer = users is not None
     await _wait_free(fleet, every_in_rotation=True)
-    sdp = await _offer()
+    sdp = await video_offer()
     placed: list[tuple[float, str]] = []
     refused: list[float] = []  # when each 503 reached its user
     no_retry_after = 0

@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +24,13 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiortc import RTCPeerConnection
 
 from reactor.client import Client
 from reactor.fleet import Fleet, balancer_states
 from reactor.fleet.balancer import CHECK_INTERVAL_MS, RETRY_AFTER_S, backend_stats
 from reactor.runtime.stats import alive
 from tests.support.daemon import run_cli, tree, wait_for, wait_for_async
+from tests.support.rtc import video_offer
 
 pytestmark = [
     pytest.mark.timeout(240),
@@ -46,24 +45,6 @@ CONFIG: dict[str, Any] = {"video": {"width": 160, "height": 120, "fps": 15}, "de
 OFFERS = 20
 
 
-def _free_base_port() -> int:
-    """A port P with P..P+3 free (the balancer and three daemons)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + 3 > 65535:
-            continue
-        try:
-            for p in range(base + 1, base + 4):
-                with socket.socket() as t:
-                    t.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no four consecutive free ports")
-
-
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     folder = tmp_path_factory.mktemp("fleet")
@@ -71,8 +52,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     config.write_text(yaml.safe_dump(CONFIG))
     # Short: the daemons' ipc:// socket paths inside it have a length limit.
     directory = Path(f"/tmp/reactor-fleet-{os.getpid()}")
-    r = run_cli("fleet", "start", "-c", str(config), "--count", "3",
-                "--port", str(_free_base_port()), "--run-dir", str(directory), timeout=180)
+    # --port 0: the balancer and each daemon on a free port.
+    r = run_cli("fleet", "start", "-c", str(config), "--count", "3", "--port", "0",
+                "--run-dir", str(directory), timeout=180)
     try:
         assert r.returncode == 0, f"fleet start failed:\n{r.stdout}\n{r.stderr}"
         assert "reactor fleet running: http://127.0.0.1:" in r.stdout, r.stdout
@@ -129,15 +111,6 @@ def member_of(fleet: Fleet, url: str) -> int:
     return index
 
 
-async def offer_sdp() -> str:
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
 async def frames(viewer: Any, n: int) -> None:
     for _ in range(n):
         await asyncio.wait_for(viewer.recv(), 10)
@@ -167,7 +140,7 @@ def test_twenty_offers_at_two_free_daemons_book_each_once(fleet: Fleet) -> None:
             await frames(viewer, 3)
             await wait_for_async(_async(lambda: balancer_states(fleet)[f"daemon-{busy}"]
                                         == "DOWN"), 5, "the busy daemon out of rotation")
-            sdp = await offer_sdp()
+            sdp = await video_offer()
             async with aiohttp.ClientSession() as http:
 
                 async def post() -> tuple[int, str | None, str | None]:
@@ -325,7 +298,7 @@ def test_a_daemon_killed_outright_is_out_of_rotation_and_the_others_play_on(
                         os.kill(w, signal.SIGKILL)
             # Every daemon is now busy or gone: the balancer's own 503 says when to retry.
             async with aiohttp.ClientSession() as http:
-                async with http.post(fleet.url + "/whep", data=await offer_sdp(),
+                async with http.post(fleet.url + "/whep", data=await video_offer(),
                                      headers={"Content-Type": "application/sdp"}) as r:
                     assert r.status == 503
                     assert r.headers.get("Retry-After") == str(RETRY_AFTER_S)

@@ -21,11 +21,11 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from aiortc import RTCPeerConnection
 
 from reactor.client import Client
 from reactor.runtime.stats import alive
 from tests.support.daemon import Daemon, models_env, wait_for, wait_for_async
+from tests.support.rtc import video_offer
 
 SMALL = {"video": {"width": 160, "height": 120, "fps": 15}, "device": "cpu"}
 FLEET = {**SMALL, "server": {"port": 0},
@@ -48,16 +48,6 @@ def fleet_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         d.stop()
         d.remove_leftovers()
         shutil.rmtree(d.run_dir, ignore_errors=True)
-
-
-async def offer_sdp(direction: str) -> str:
-    """A real browser-shaped offer (aiortc's), for WHEP (recvonly) or WHIP (sendonly)."""
-    pc = RTCPeerConnection()
-    pc.addTransceiver("video", direction=direction)
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
 
 
 async def readyz(http: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, Any]]:
@@ -100,7 +90,7 @@ def test_offers_fired_together_admit_exactly_one_and_the_rest_get_503_retry_afte
     url = fleet_daemon.url.rstrip("/")
 
     async def run() -> None:
-        whep, whip = await offer_sdp("recvonly"), await offer_sdp("sendonly")
+        whep, whip = await video_offer("recvonly"), await video_offer("sendonly")
         async with aiohttp.ClientSession() as http:
             assert await readyz(http, url) == (200, {"ready": True})
 
@@ -199,7 +189,7 @@ def test_drain_sends_new_users_away_lets_the_session_play_then_stops(
                 async with http.get(url + "/metrics") as resp:
                     assert "reactor_draining 1.0" in await resp.text()
                 # A new user is sent elsewhere; the session's own client still gets in.
-                async with http.post(url + "/whep", data=await offer_sdp("recvonly"),
+                async with http.post(url + "/whep", data=await video_offer("recvonly"),
                                      headers={"Content-Type": "application/sdp"}) as resp:
                     assert resp.status == 503 and resp.headers["Retry-After"] == "5"
                     assert (await resp.json())["error"].startswith("draining: ")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 
 from reactor.client import Client
 from reactor.control import tokens
+from reactor.fleet.plan import free_port
 from tests.support.daemon import Daemon, models_env, run_cli
 from tests.support.http import SMALL, request
 
@@ -26,12 +26,6 @@ pytestmark = pytest.mark.timeout(180)
 SECRET = "fleet-test-secret-" + "z" * 30
 STATIC = "static-token-a1"
 RANGE = (23100, 23139)  # below the kernel's ephemeral ports (32768-60999)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +37,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Daemon]]:
     try:
         for name, extra in (("a", {"token": STATIC, "ice_port_range": list(RANGE),
                                    "max_viewers": 4}), ("b", {})):
-            port = free_port()
+            port = free_port("127.0.0.1")
             cfg = {**SMALL, "server": {"port": port, "token_secret": SECRET,
                                        "public_url": f"http://127.0.0.1:{port}", **extra}}
             path = tmp / f"{name}.yaml"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
-import socket
 import threading
 import time
 import urllib.error
@@ -26,16 +25,17 @@ from email.message import Message
 from typing import Any, TypeVar
 
 import pytest
-from aiortc import RTCPeerConnection
 
 import reactor.media
 from reactor.client import Client
 from reactor.fleet import Fleet, Member, balancer_states, start_balancer
 from reactor.fleet.balancer import RETRY_AFTER_S
+from reactor.fleet.plan import free_port
 from reactor.runtime.stats import alive
 from tests.support.chromium import launch_chromium, wait_playing, wait_until
 from tests.support.firefox import FirefoxPage, measure_fps
 from tests.support.netns import Netns, NetnsUnavailable, RemoteDaemon, netns
+from tests.support.rtc import video_offer
 
 pytestmark = [
     pytest.mark.browser,
@@ -150,9 +150,7 @@ def balancer(boxes: list[RemoteDaemon], tmp_path_factory: pytest.TempPathFactory
     (an address of the lab network, as a balancer has: a browser treats a page from
     loopback as local and gathers for that, which no user behind a balancer does)."""
     host = boxes[0].ns.outer_ip
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port = int(s.getsockname()[1])
+    port = free_port(host)
     directory = tmp_path_factory.mktemp("balancer")
     members = tuple(Member(i, str(d.run_dir), PORT, "cpu", f"http://{d.ns.inner_ip}:{PORT}",
                            host=d.ns.inner_ip) for i, d in enumerate(boxes))
@@ -177,17 +175,6 @@ def box_of(boxes: list[RemoteDaemon], url: str) -> int:
     [index] = [i for i, d in enumerate(boxes)
                if url.rstrip("/") == f"http://{d.ns.inner_ip}:{PORT}"]
     return index
-
-
-def offer(loop: Loop) -> str:
-    async def make() -> str:
-        pc = RTCPeerConnection()
-        pc.addTransceiver("video", direction="recvonly")
-        await pc.setLocalDescription(await pc.createOffer())
-        sdp = pc.localDescription.sdp
-        await pc.close()
-        return sdp
-    return loop.run(make())
 
 
 def post_offer(url: str, sdp: str) -> tuple[int, Message, str]:
@@ -265,7 +252,7 @@ def test_three_users_land_on_three_daemons_a_fourth_waits_for_the_first_to_leave
             # 4. A fourth: every daemon is busy, and the balancer itself says when to retry.
             wait_until(lambda: set(balancer_states(balancer).values()) == {"DOWN"}, 10,
                        "every daemon out of rotation")
-            sdp = offer(loop)
+            sdp = loop.run(video_offer())
             status, headers, body = post_offer(balancer.url, sdp)
             assert status == 503, (status, body)
             assert headers.get("Retry-After") == str(RETRY_AFTER_S), headers

@@ -27,6 +27,17 @@ async def connect(offerer: RTCPeerConnection, answerer: RTCPeerConnection) -> No
     await offerer.setRemoteDescription(answerer.localDescription)
 
 
+async def video_offer(direction: str = "recvonly") -> str:
+    """A real offer (aiortc's) of one video section, to POST to /whep (``recvonly``) or
+    /whip (``sendonly``) by hand."""
+    pc = new_pc()
+    pc.addTransceiver("video", direction=direction)
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = str(pc.localDescription.sdp)
+    await pc.close()
+    return sdp
+
+
 def tagged_rgb(tag: int, width: int, height: int) -> npt.NDArray[np.uint8]:
     """A frame whose top row of squares spells ``tag`` in binary (white = 1)."""
     img = np.full((height, width, 3), 64, dtype=np.uint8)
