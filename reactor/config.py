@@ -208,13 +208,25 @@ def normalise_public_url(url: str) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def ice_ports_needed(max_viewers: int, addresses: int) -> int:
-    """UDP ports ``server.ice_port_range`` must hold: aioice binds one socket per host
-    address it gathers on for each ICE transport, and a peer connection has one transport
-    (BUNDLE with RTCP multiplexed: every browser, GStreamer's webrtcbin and reactor.client
-    offer it), so one port per address for each of ``max_viewers`` viewers and a WHIP
-    sender."""
-    return (max_viewers + 1) * max(1, addresses)
+def ice_port_shortfall(port_range: tuple[int, int], max_viewers: int,
+                       addresses: Sequence[str] = (), *, prefix: str = "") -> str | None:
+    """Why ``port_range`` (``server.ice_port_range``) is too small, or ``None``. aioice binds
+    one socket per host address it gathers on for each ICE transport, and a peer
+    connection has one transport (BUNDLE with RTCP multiplexed: every browser, GStreamer's
+    webrtcbin and reactor.client offer it), so the range needs one port per address for
+    each of ``max_viewers`` viewers and a WHIP sender. ``addresses``: this machine's (none
+    given: one, the floor on any machine); ``prefix`` goes before the key names."""
+    low, high = port_range
+    needed = (max_viewers + 1) * max(1, len(addresses))
+    if high - low + 1 >= needed:
+        return None
+    per, need = ((f"on this machine each peer connection binds one per address it gathers "
+                  f"on ({len(addresses)}: {', '.join(addresses)})", f"need {needed}")
+                 if addresses else ("each peer connection binds one per address it gathers "
+                                    "on", f"need at least {needed}"))
+    return (f"{prefix}ice_port_range [{low}, {high}] holds {high - low + 1} ports, but {per}, "
+            f"so {prefix}max_viewers {max_viewers} viewers and a WHIP sender {need}: "
+            f"widen it to [{low}, {low + needed - 1}] or more, or lower {prefix}max_viewers")
 
 
 class ServerSection(_Section):
@@ -339,15 +351,10 @@ class ServerSection(_Section):
             raise ValueError("token_secret and token_secret_file: set one, not both")
         if self.ice_port_range is not None:
             # The floor on any machine: one address. Daemon start checks again with the
-            # addresses this machine really gathers on (reactor.media.ice.ports_needed).
-            needed = ice_ports_needed(self.max_viewers, addresses=1)
-            low, high = self.ice_port_range
-            if high - low + 1 < needed:
-                raise ValueError(
-                    f"ice_port_range [{low}, {high}] holds {high - low + 1} ports; "
-                    f"max_viewers {self.max_viewers} viewers and a WHIP sender need at "
-                    f"least {needed} (one per peer connection per address): widen it to "
-                    f"[{low}, {low + needed - 1}] or more, or lower max_viewers")
+            # addresses this machine really gathers on (launcher.check_port_range).
+            problem = ice_port_shortfall(self.ice_port_range, self.max_viewers)
+            if problem is not None:
+                raise ValueError(problem)
         if self.ice_transport_policy == "relay" and not any(
             u.partition(":")[0] in ("turn", "turns")
             for server in self.ice_servers

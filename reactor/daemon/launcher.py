@@ -73,19 +73,14 @@ def check_port_range(config: Config) -> None:
     server = config.server
     if server.ice_port_range is None or server.ice_transport_policy == "relay":
         return  # relay: no host candidate, so no port of the range is bound
-    from reactor.config import ice_ports_needed
+    from reactor.config import ice_port_shortfall
     from reactor.media.ice import host_addresses, is_loopback_host
 
-    addresses = host_addresses(is_loopback_host(server.host))
-    needed = ice_ports_needed(server.max_viewers, len(addresses))
-    low, high = server.ice_port_range
-    if high - low + 1 < needed:
-        raise ConfigError(
-            f"server.ice_port_range [{low}, {high}] holds {high - low + 1} ports, but on this "
-            f"machine each peer connection binds one per address it gathers on "
-            f"({len(addresses)}: {', '.join(addresses)}), so server.max_viewers "
-            f"{server.max_viewers} viewers and a WHIP sender need {needed}: widen it to "
-            f"[{low}, {low + needed - 1}] or more, or lower server.max_viewers")
+    problem = ice_port_shortfall(server.ice_port_range, server.max_viewers,
+                                 host_addresses(is_loopback_host(server.host)),
+                                 prefix="server.")
+    if problem is not None:
+        raise ConfigError(problem)
 
 
 def _log_config(config: Config) -> None:
